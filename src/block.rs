@@ -1,0 +1,204 @@
+//! Block: the on-heap layout of every block an arena hands out or keeps free.
+//!
+//! ```text
+//!  block start (16-byte aligned)                               next block
+//!  |                                                           |
+//!  v                                                           v
+//!  +-----------+-------------+----------------------------------+-----------+
+//!  | prev_size | size | P | F | payload (live)                | prev_size | ...
+//!  |  8 bytes  |   8 bytes    |   or  next, prev links (free)  |  = footer |
+//!  +-----------+-------------+----------------------------------+-----------+
+//!  <---------------- HEADER --><------ size - HEADER ----------->
+//!
+//!  size_flags word:  63 ............... 4 | 3 | 2 | 1          | 0
+//!                    block size (incl.    | 0 | 0 | PREV_FREE  | FREE
+//!                    header), multiple of GRANULE
+//! ```
+//!
+//! * `size` counts the whole block, header included; it is a multiple of
+//!   [`GRANULE`] and at least [`MIN_BLOCK`], so bits 0–3 are free for flags.
+//! * `FREE`: this block is free and sits in exactly one bin of its arena.
+//! * `PREV_FREE`: the physically previous block is free, and only then is
+//!   `prev_size` meaningful: it is that block's footer (boundary tag). This is
+//!   what makes coalescing with the previous neighbour O(1).
+//! * A free block keeps its bin links in the first 16 payload bytes, which is
+//!   why the smallest block is `HEADER + LINKS`.
+//! * The payload starts `HEADER` bytes after the block, so a 16-aligned block
+//!   gives the 16-aligned payload `malloc` promises.
+//!
+//! Invariants, with `next = block + size`:
+//! `F(block) == P(next)`; `F(block) ⇒ next.prev_size == size`;
+//! never `F(block) && F(next)` (free neighbours are always coalesced).
+//!
+//! `size_flags` is an `AtomicUsize` accessed with `Relaxed` ordering (a plain
+//! `mov` on x86-64) so that a thread validating a foreign free may read it
+//! without a data race; every write happens under the owning arena's lock and
+//! every decision taken on a racy read is re-checked under that lock.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Allocation granule: block sizes and block starts are multiples of it.
+pub(crate) const GRANULE: usize = 16;
+/// Bytes in front of every payload: `prev_size` and `size_flags`.
+pub(crate) const HEADER: usize = core::mem::size_of::<Header>();
+/// Bytes of bin links a free block keeps at its payload.
+pub(crate) const LINKS: usize = core::mem::size_of::<Links>();
+/// The smallest block: a header plus room for the bin links.
+pub(crate) const MIN_BLOCK: usize = HEADER + LINKS;
+
+/// This block is free (it is in a bin).
+pub(crate) const FREE: usize = 1 << 0;
+/// The previous block is free; `prev_size` holds its size.
+pub(crate) const PREV_FREE: usize = 1 << 1;
+/// Every flag bit; the rest of the word is the size.
+pub(crate) const FLAG_MASK: usize = GRANULE - 1;
+
+/// The block header (see the module doc for the picture).
+#[repr(C)]
+pub(crate) struct Header {
+    /// Size of the previous block; meaningful only while `PREV_FREE` is set.
+    pub(crate) prev_size: usize,
+    /// `size | PREV_FREE | FREE`.
+    size_flags: AtomicUsize,
+}
+
+/// Doubly linked bin list, stored in a free block's payload.
+#[repr(C)]
+pub(crate) struct Links {
+    pub(crate) next: *mut Header,
+    pub(crate) prev: *mut Header,
+}
+
+const _: () = assert!(
+    HEADER == GRANULE,
+    "the header must keep payloads 16-aligned"
+);
+const _: () = assert!(MIN_BLOCK % GRANULE == 0);
+const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | PREV_FREE));
+
+/// Rounds `n` up to a multiple of `align` (a power of two); `None` on overflow.
+#[inline]
+pub(crate) const fn align_up(n: usize, align: usize) -> Option<usize> {
+    match n.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
+/// The block size that serves a request of `size` payload bytes.
+#[inline]
+pub(crate) const fn request_to_block_size(size: usize) -> Option<usize> {
+    match size.checked_add(HEADER) {
+        Some(n) => match align_up(n, GRANULE) {
+            Some(b) if b < MIN_BLOCK => Some(MIN_BLOCK),
+            other => other,
+        },
+        None => None,
+    }
+}
+
+/// The payload a block hands out.
+#[inline]
+pub(crate) fn block_to_payload(block: *mut Header) -> *mut u8 {
+    block.cast::<u8>().wrapping_add(HEADER)
+}
+
+/// The block whose payload starts at `payload`.
+#[inline]
+pub(crate) fn payload_to_block(payload: *mut u8) -> *mut Header {
+    payload.wrapping_sub(HEADER).cast()
+}
+
+/// Bytes a caller may use in a block of `block_size`.
+#[inline]
+pub(crate) const fn block_to_usable(block_size: usize) -> usize {
+    block_size - HEADER
+}
+
+impl Header {
+    /// Block size, header included.
+    #[inline]
+    pub(crate) fn size(&self) -> usize {
+        self.size_flags.load(Ordering::Relaxed) & !FLAG_MASK
+    }
+
+    #[inline]
+    pub(crate) fn flags(&self) -> usize {
+        self.size_flags.load(Ordering::Relaxed) & FLAG_MASK
+    }
+
+    #[inline]
+    pub(crate) fn is_free(&self) -> bool {
+        self.flags() & FREE != 0
+    }
+
+    #[inline]
+    pub(crate) fn prev_is_free(&self) -> bool {
+        self.flags() & PREV_FREE != 0
+    }
+
+    /// Overwrites size and flags.
+    #[inline]
+    pub(crate) fn set(&self, size: usize, flags: usize) {
+        debug_assert!(size & FLAG_MASK == 0 && flags & !FLAG_MASK == 0);
+        self.size_flags.store(size | flags, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn set_flag(&self, flag: usize, on: bool) {
+        let word = self.size_flags.load(Ordering::Relaxed);
+        let word = if on { word | flag } else { word & !flag };
+        self.size_flags.store(word, Ordering::Relaxed);
+    }
+}
+
+/// The physically next block (or the chunk's end sentinel).
+///
+/// # Safety
+///
+/// `block` is a block header inside a chunk; its size is current.
+#[inline]
+pub(crate) unsafe fn next_block(block: *mut Header) -> *mut Header {
+    // SAFETY: the caller guarantees `block` is a valid header; a block never
+    // extends past its chunk's end sentinel, so `block + size` stays inside.
+    unsafe { block.cast::<u8>().add((*block).size()).cast() }
+}
+
+/// The physically previous block.
+///
+/// # Safety
+///
+/// `block` is a valid header with `PREV_FREE` set (so `prev_size` is a footer).
+#[inline]
+pub(crate) unsafe fn prev_block(block: *mut Header) -> *mut Header {
+    // SAFETY: PREV_FREE guarantees `prev_size` is the size of the block just
+    // before, which lies in the same chunk.
+    unsafe { block.cast::<u8>().sub((*block).prev_size).cast() }
+}
+
+/// Writes `block`'s boundary tag: the next block learns that its predecessor
+/// is free and how big it is.
+///
+/// # Safety
+///
+/// `block` is a free block header whose size is current.
+#[inline]
+pub(crate) unsafe fn write_footer(block: *mut Header) {
+    // SAFETY: the next block (or the sentinel) is a valid header in the same
+    // chunk, and the caller holds the arena lock that guards both.
+    unsafe {
+        let next = next_block(block);
+        (*next).prev_size = (*block).size();
+        (*next).set_flag(PREV_FREE, true);
+    }
+}
+
+/// The bin links of a free block.
+///
+/// # Safety
+///
+/// `block` is a free block of at least `MIN_BLOCK` bytes.
+#[inline]
+pub(crate) unsafe fn links(block: *mut Header) -> *mut Links {
+    block_to_payload(block).cast()
+}

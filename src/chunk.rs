@@ -1,0 +1,177 @@
+//! Chunk: a `CHUNK`-aligned, `CHUNK`-sized slice of the region owned by one
+//! arena, holding its header, its allocation-start bitmap and its blocks.
+//!
+//! ```text
+//!  chunk base (CHUNK-aligned)
+//!  +--------------------------------------+---------+-----+---------+----------+
+//!  | ChunkHeader: arena id, list links,   | block   | ... | block   | sentinel |
+//!  | start bitmap (1 bit per granule)     |         |     |         | (HEADER) |
+//!  +--------------------------------------+---------+-----+---------+----------+
+//!  ^                                      ^ FIRST_BLOCK               ^ CHUNK - HEADER
+//! ```
+//!
+//! Invariants:
+//! * The blocks tile `[base + FIRST_BLOCK, base + CHUNK - HEADER)` exactly;
+//!   the last `HEADER` bytes are an end sentinel: a header of size 0 that is
+//!   never free, so every real block has a next header to carry its footer.
+//! * Bit `g` of `starts` is set iff a block (free or live) begins at
+//!   `base + g * GRANULE`. A pointer `p` is a live block's payload iff the
+//!   bit of `p - HEADER` is set and that header is not `FREE`: one load and
+//!   one test, O(1), which is what makes double-free and invalid-free
+//!   detection deterministic. The nearest set bit at or below an address
+//!   finds the block containing it (interior-pointer queries).
+//! * A chunk handed out by the region is zero-filled, so a new chunk's
+//!   bitmap starts empty without being written.
+//!
+//! The bitmap words are `core::sync::atomic::AtomicU64` used with `Relaxed`
+//! ordering: they are written only under the owning arena's lock, and a
+//! foreign thread may read them racily to pre-validate a free; the owner
+//! validates again under its lock. They are not loom-modelled (32 KiB of
+//! loom atomics per chunk would swamp the models, and no model decision
+//! depends on their ordering).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::block::{self, Header, GRANULE, HEADER};
+
+/// log2 of the chunk size.
+pub(crate) const CHUNK_SHIFT: u32 = 22;
+/// Chunk size and alignment: 4 MiB.
+pub const CHUNK: usize = 1 << CHUNK_SHIFT;
+/// Granules per chunk, one bitmap bit each.
+const GRANULES: usize = CHUNK / GRANULE;
+/// Bitmap words per chunk.
+const BITMAP_WORDS: usize = GRANULES / 64;
+
+/// Header at the base of every arena chunk.
+#[repr(C)]
+pub(crate) struct ChunkHeader {
+    /// The arena that owns every block of this chunk.
+    pub(crate) arena_id: u32,
+    _pad: u32,
+    /// The owning arena's chunk list (under the arena lock).
+    pub(crate) next: *mut ChunkHeader,
+    pub(crate) prev: *mut ChunkHeader,
+    /// Allocation-start bitmap: bit `g` = a block starts at granule `g`.
+    starts: [AtomicU64; BITMAP_WORDS],
+}
+
+/// Offset of the first block: the header, rounded to a granule.
+pub(crate) const FIRST_BLOCK: usize = {
+    let h = core::mem::size_of::<ChunkHeader>();
+    (h + GRANULE - 1) & !(GRANULE - 1)
+};
+/// Offset of the end sentinel.
+pub(crate) const SENTINEL: usize = CHUNK - HEADER;
+/// Bytes the blocks of one chunk tile: the biggest block an arena can hold.
+pub(crate) const CHUNK_DATA: usize = SENTINEL - FIRST_BLOCK;
+
+const _: () = assert!(CHUNK.is_power_of_two() && GRANULES % 64 == 0);
+const _: () = assert!(CHUNK_DATA % GRANULE == 0 && CHUNK_DATA >= CHUNK / 2);
+
+/// The chunk containing `addr`.
+#[inline]
+pub(crate) fn chunk_of(addr: usize) -> *mut ChunkHeader {
+    (addr & !(CHUNK - 1)) as *mut ChunkHeader
+}
+
+#[inline]
+fn addr_to_bit(addr: usize) -> (usize, u64) {
+    let granule = (addr & (CHUNK - 1)) / GRANULE;
+    (granule / 64, 1u64 << (granule % 64))
+}
+
+impl ChunkHeader {
+    /// Whether a block begins at `addr` (an address in this chunk).
+    #[inline]
+    pub(crate) fn is_start(&self, addr: usize) -> bool {
+        let (word, bit) = addr_to_bit(addr);
+        self.starts[word].load(Ordering::Relaxed) & bit != 0
+    }
+
+    /// Records that a block begins at `addr`. Caller holds the arena lock.
+    #[inline]
+    pub(crate) fn set_start(&self, addr: usize) {
+        let (word, bit) = addr_to_bit(addr);
+        let w = &self.starts[word];
+        w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+    }
+
+    /// Records that no block begins at `addr` any more. Caller holds the lock.
+    #[inline]
+    pub(crate) fn clear_start(&self, addr: usize) {
+        let (word, bit) = addr_to_bit(addr);
+        let w = &self.starts[word];
+        w.store(w.load(Ordering::Relaxed) & !bit, Ordering::Relaxed);
+    }
+
+    /// The start of the block containing `addr`: the nearest set bit at or
+    /// below it. O(distance / 64); used only by queries and error paths.
+    pub(crate) fn block_at_or_before(&self, addr: usize) -> Option<*mut Header> {
+        let base = self as *const Self as usize;
+        let granule = (addr & (CHUNK - 1)) / GRANULE;
+        let mut word = granule / 64;
+        // Keep bits 0..=granule%64 of the first word.
+        let keep = u64::MAX >> (63 - granule % 64);
+        let mut bits = self.starts[word].load(Ordering::Relaxed) & keep;
+        loop {
+            if bits != 0 {
+                let g = word * 64 + 63 - bits.leading_zeros() as usize;
+                let start = base + g * GRANULE;
+                return (start >= base + FIRST_BLOCK).then_some(start as *mut Header);
+            }
+            if word == 0 {
+                return None;
+            }
+            word -= 1;
+            bits = self.starts[word].load(Ordering::Relaxed);
+        }
+    }
+
+    /// The first block of this chunk.
+    #[inline]
+    pub(crate) fn first_block(&self) -> *mut Header {
+        (self as *const Self as usize + FIRST_BLOCK) as *mut Header
+    }
+
+    /// The end sentinel.
+    #[inline]
+    pub(crate) fn sentinel(&self) -> *mut Header {
+        (self as *const Self as usize + SENTINEL) as *mut Header
+    }
+
+    /// Number of set bits in the bitmap (for `check`).
+    pub(crate) fn count_starts(&self) -> usize {
+        self.starts
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
+    }
+}
+
+/// Lays out a fresh chunk: header, one free block over all of `CHUNK_DATA`,
+/// end sentinel. Returns the free block (not yet in any bin).
+///
+/// # Safety
+///
+/// `base` is a `CHUNK`-aligned chunk just handed out by the region: committed,
+/// zero-filled and owned by the caller alone.
+pub(crate) unsafe fn init(base: *mut u8, arena_id: u32) -> *mut Header {
+    let chunk = base.cast::<ChunkHeader>();
+    // SAFETY: (1) the chunk is committed and exclusively ours, so writing its
+    // header fields is sound; (2) the bitmap is already zero (fresh chunk),
+    // so it needs no write; (3) FIRST_BLOCK and SENTINEL lie inside the chunk.
+    unsafe {
+        (*chunk).arena_id = arena_id;
+        (*chunk).next = core::ptr::null_mut();
+        (*chunk).prev = core::ptr::null_mut();
+        let first = (*chunk).first_block();
+        (*first).prev_size = 0;
+        (*first).set(CHUNK_DATA, block::FREE);
+        (*chunk).set_start(first as usize);
+        let sentinel = (*chunk).sentinel();
+        (*sentinel).set(0, 0);
+        block::write_footer(first);
+        first
+    }
+}

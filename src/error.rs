@@ -1,0 +1,164 @@
+//! Errors: what a bad free is ([`FreeError`]), what `check` finds
+//! ([`HeapError`]), and the one-line abort the unchecked APIs use.
+//!
+//! Invariant: reporting never allocates and never panics. The abort message
+//! is formatted into a stack buffer and written with one `write(2)` call.
+
+use core::fmt;
+
+/// Why a pointer could not be freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeError {
+    /// The pointer was already freed: it is the start of a free block, or
+    /// points into free heap memory (a freed block that was merged with its
+    /// neighbour, or a freed large allocation).
+    DoubleFree,
+    /// The pointer is inside the heap but is not the start of a live block
+    /// (an interior pointer, a misaligned pointer, heap metadata).
+    NotAllocated,
+    /// The pointer is outside every region of this heap.
+    OutsideHeap,
+}
+
+impl FreeError {
+    /// What the unchecked APIs print before aborting, up to the address.
+    fn message(self) -> (&'static str, &'static str) {
+        match self {
+            FreeError::DoubleFree => ("double free of ", ""),
+            FreeError::NotAllocated => {
+                ("free of ", ", which is not the start of an allocated block")
+            }
+            FreeError::OutsideHeap => ("free of ", ", which is outside every arenalloc heap"),
+        }
+    }
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FreeError::DoubleFree => "double free",
+            FreeError::NotAllocated => "pointer is not the start of an allocated block",
+            FreeError::OutsideHeap => "pointer is outside the heap",
+        })
+    }
+}
+
+impl std::error::Error for FreeError {}
+
+/// Which invariant `Heap::check` found broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeapErrorKind {
+    /// Blocks do not tile their chunk exactly.
+    BadTiling,
+    /// Two free blocks are adjacent (a missed coalesce).
+    AdjacentFree,
+    /// A header's PREV_FREE flag or a footer disagrees with its neighbour.
+    FooterMismatch,
+    /// A bin holds something other than free blocks of its size range, or
+    /// misses some, or its links are broken.
+    BinMismatch,
+    /// The allocation-start bitmap disagrees with the blocks.
+    BitmapMismatch,
+    /// An arena's counters disagree with what the walk counted.
+    CounterMismatch,
+    /// A chunk in an arena's list is not marked as that arena's.
+    ChunkNotOwned,
+    /// A large allocation's header or chunk map entries are inconsistent.
+    BadLarge,
+    /// A remote-free queue entry is not a live block of its arena.
+    BadRemoteEntry,
+}
+
+/// An invariant violation found by `Heap::check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapError {
+    /// The arena it was found in (`None`: large allocations or the region).
+    pub arena: Option<u32>,
+    /// The address of the offending block or chunk (0 when none applies).
+    pub addr: usize,
+    /// Which invariant.
+    pub kind: HeapErrorKind,
+}
+
+impl fmt::Display for HeapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.arena {
+            Some(a) => write!(
+                f,
+                "heap corrupt in arena {a} at {:#x}: {:?}",
+                self.addr, self.kind
+            ),
+            None => write!(f, "heap corrupt at {:#x}: {:?}", self.addr, self.kind),
+        }
+    }
+}
+
+impl std::error::Error for HeapError {}
+
+/// Prints `arenalloc: <what> 0x<ptr><why>` on stderr and aborts the process.
+/// Used by the APIs that cannot return an error (`GlobalAlloc`, `realloc`,
+/// the C API).
+#[cold]
+#[inline(never)]
+pub(crate) fn abort_on_free_error(err: FreeError, ptr: *const u8) -> ! {
+    let (what, why) = err.message();
+    let mut buf = [0u8; 160];
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        let n = bytes.len().min(buf.len() - len);
+        buf[len..len + n].copy_from_slice(&bytes[..n]);
+        len += n;
+    };
+    push(b"arenalloc: ");
+    push(what.as_bytes());
+    push(&hex(ptr as usize));
+    push(why.as_bytes());
+    push(b"\n");
+    // SAFETY: `buf[..len]` is initialised; write(2) on fd 2 reads it only.
+    // A short or failed write changes nothing: we abort either way.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), len);
+        libc::abort()
+    }
+}
+
+/// `0x`-prefixed lowercase hex of `n`, in a fixed buffer, padded with NULs
+/// that `trim` removes.
+fn hex(n: usize) -> HexBuf {
+    let mut out = HexBuf {
+        bytes: [0; 18],
+        len: 0,
+    };
+    out.bytes[0] = b'0';
+    out.bytes[1] = b'x';
+    let digits = ((usize::BITS - n.leading_zeros()).div_ceil(4)).max(1) as usize;
+    for i in 0..digits {
+        let nibble = (n >> (4 * (digits - 1 - i))) & 0xf;
+        out.bytes[2 + i] = b"0123456789abcdef"[nibble];
+    }
+    out.len = 2 + digits;
+    out
+}
+
+struct HexBuf {
+    bytes: [u8; 18],
+    len: usize,
+}
+
+impl core::ops::Deref for HexBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_formats_like_printf() {
+        assert_eq!(&*super::hex(0), b"0x0");
+        assert_eq!(&*super::hex(0xdead_beef), b"0xdeadbeef");
+        assert_eq!(&*super::hex(usize::MAX), b"0xffffffffffffffff");
+    }
+}

@@ -1,0 +1,507 @@
+//! Region: the heap's one `mmap` reservation, cut into `CHUNK`-sized slots
+//! that it hands to arenas (one chunk at a time) and to large allocations
+//! (runs of chunks), and takes back.
+//!
+//! ```text
+//!  base (CHUNK-aligned)
+//!  +------------------+---------+---------+---------+-----+---------+
+//!  | metadata chunks  | chunk 1 | chunk 2 | chunk 3 | ... | chunk N |   PROT_NONE until handed out
+//!  | (HeapMeta, arena |  arena  |  large  |  large  |     |  free   |
+//!  | table, chunk map,|   #0    |  head   |  tail   |     |         |
+//!  | free-slot bits)  |         |         |         |     |         |
+//!  +------------------+---------+---------+---------+-----+---------+
+//! ```
+//!
+//! Invariants:
+//! * The reservation is `PROT_NONE` + `MAP_NORESERVE`: address space only.
+//!   A chunk is committed (`PROT_READ|PROT_WRITE`) exactly while it is
+//!   handed out; on return it is purged (`MADV_DONTNEED`) and protected
+//!   again, so RSS follows the live set and a stale pointer into a returned
+//!   chunk faults instead of corrupting it. A handed-out chunk is zero-filled.
+//! * `map[i]` says what slot `i` is (free, metadata, arena chunk of arena
+//!   `id`, large head, large tail at distance `d` from its head). It is the
+//!   O(1) ownership lookup behind every free: an address-range check, then
+//!   one load. Written only by the thread that holds the slot (after
+//!   committing it, before purging it), under the region lock, with
+//!   `Release`; read with `Acquire` by anyone. A walker holding the region
+//!   lock ([`Region::with_map_stable`]) may therefore read the memory of any
+//!   slot the map marks as handed out.
+//! * A free-slot bit is set iff the slot is neither metadata nor handed out;
+//!   the bits, the hint and the free count change only under `slots`' lock.
+//! * Lock order: an arena's lock may be held while taking the region lock,
+//!   never the reverse. The region lock is taken only when chunks change
+//!   hands, never on an allocation served from an arena's own chunks.
+//!
+//! The map and the committed counter use `core` atomics, not loom's: they
+//! are set once per chunk hand-over and the models do not depend on them.
+
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use crate::chunk::{CHUNK, CHUNK_SHIFT};
+use crate::sync::Locked;
+
+/// What one chunk slot is, as stored in the chunk map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChunkUse {
+    /// Not handed out (and not committed).
+    Free,
+    /// Holds the heap's metadata.
+    Meta,
+    /// An arena chunk of the arena with this id.
+    Arena(u32),
+    /// The first chunk of a large allocation (holds its header).
+    LargeHead,
+    /// A later chunk of a large allocation, this many slots after its head.
+    LargeTail(u32),
+}
+
+const KIND_SHIFT: u32 = 28;
+const VALUE_MASK: u32 = (1 << KIND_SHIFT) - 1;
+const KIND_FREE: u32 = 0;
+const KIND_META: u32 = 1;
+const KIND_ARENA: u32 = 2;
+const KIND_LARGE_HEAD: u32 = 3;
+const KIND_LARGE_TAIL: u32 = 4;
+
+/// Most chunk slots a region may have (the map's value field must hold a
+/// distance between two slots).
+pub(crate) const MAX_CHUNKS: usize = VALUE_MASK as usize;
+
+impl ChunkUse {
+    fn encode(self) -> u32 {
+        match self {
+            ChunkUse::Free => KIND_FREE << KIND_SHIFT,
+            ChunkUse::Meta => KIND_META << KIND_SHIFT,
+            ChunkUse::Arena(id) => KIND_ARENA << KIND_SHIFT | (id & VALUE_MASK),
+            ChunkUse::LargeHead => KIND_LARGE_HEAD << KIND_SHIFT,
+            ChunkUse::LargeTail(d) => KIND_LARGE_TAIL << KIND_SHIFT | (d & VALUE_MASK),
+        }
+    }
+
+    fn decode(word: u32) -> ChunkUse {
+        let value = word & VALUE_MASK;
+        match word >> KIND_SHIFT {
+            KIND_META => ChunkUse::Meta,
+            KIND_ARENA => ChunkUse::Arena(value),
+            KIND_LARGE_HEAD => ChunkUse::LargeHead,
+            KIND_LARGE_TAIL => ChunkUse::LargeTail(value),
+            _ => ChunkUse::Free,
+        }
+    }
+}
+
+/// The free-slot bookkeeping, under the region lock.
+struct Slots {
+    /// One bit per slot, 1 = free. Lives in the metadata chunks.
+    bits: *mut u64,
+    /// Every slot below `hint` is taken.
+    hint: usize,
+    free: usize,
+}
+
+// SAFETY: `bits` points into the region's own metadata, which lives as long
+// as the region; it is touched only under the lock that owns `Slots`.
+unsafe impl Send for Slots {}
+
+/// The reservation and its chunk bookkeeping. Lives in its own metadata.
+pub(crate) struct Region {
+    base: usize,
+    len: usize,
+    chunks: usize,
+    map: *const AtomicU32,
+    slots: Locked<Slots>,
+    committed: AtomicUsize,
+}
+
+// SAFETY: `map` points into the region's metadata, valid for the region's
+// life; its entries are atomics. All other shared state is atomic or locked.
+unsafe impl Sync for Region {}
+// SAFETY: as above; nothing in the region is tied to a thread.
+unsafe impl Send for Region {}
+
+/// Where the metadata of a region of `chunks` slots puts its map and bits,
+/// after `prefix` bytes of the caller's own metadata.
+pub(crate) struct MetaLayout {
+    pub(crate) map_offset: usize,
+    pub(crate) bits_offset: usize,
+    pub(crate) total: usize,
+}
+
+impl MetaLayout {
+    pub(crate) fn new(prefix: usize, chunks: usize) -> MetaLayout {
+        let map_offset = prefix.next_multiple_of(64);
+        let bits_offset = (map_offset + chunks * 4).next_multiple_of(64);
+        let total = bits_offset + chunks.div_ceil(64) * 8;
+        MetaLayout {
+            map_offset,
+            bits_offset,
+            total,
+        }
+    }
+}
+
+impl Region {
+    /// Reserves `len` bytes (a multiple of `CHUNK`) of address space, aligned
+    /// to `CHUNK`, and commits the first `meta_bytes` of it for metadata.
+    /// Returns the base, or `None` when the OS refuses.
+    pub(crate) fn reserve(len: usize, meta_bytes: usize) -> Option<*mut u8> {
+        let base = os::reserve_aligned(len, CHUNK)?;
+        let meta_len = meta_bytes.next_multiple_of(CHUNK);
+        if meta_len > len || !os::commit(base, meta_len) {
+            // SAFETY: `base..base+len` is the reservation we just made.
+            unsafe { os::unreserve(base, len) };
+            return None;
+        }
+        Some(base)
+    }
+
+    /// Builds the region in place over a reservation from [`Region::reserve`].
+    ///
+    /// # Safety
+    ///
+    /// 1. `dst` points into the committed metadata of the reservation at
+    ///    `base` of `len` bytes, and stays valid for the region's life;
+    /// 2. `layout` was computed for `len / CHUNK` slots and its `total` fits
+    ///    in the committed metadata, which is still zero-filled.
+    pub(crate) unsafe fn init_in_place(
+        dst: *mut Region,
+        base: *mut u8,
+        len: usize,
+        layout: &MetaLayout,
+    ) {
+        let chunks = len >> CHUNK_SHIFT;
+        let meta_chunks = layout.total.div_ceil(CHUNK);
+        // SAFETY: (1) and (2): the map and bits lie in committed, zeroed
+        // metadata that nothing else uses; a zero map word means Free, so
+        // only the metadata slots need writing.
+        unsafe {
+            let map = base.add(layout.map_offset).cast::<AtomicU32>();
+            let bits = base.add(layout.bits_offset).cast::<u64>();
+            for i in 0..chunks {
+                if i < meta_chunks {
+                    (*map.add(i)).store(ChunkUse::Meta.encode(), Ordering::Relaxed);
+                } else {
+                    *bits.add(i / 64) |= 1 << (i % 64);
+                }
+            }
+            dst.write(Region {
+                base: base as usize,
+                len,
+                chunks,
+                map,
+                slots: Locked::new(Slots {
+                    bits,
+                    hint: meta_chunks,
+                    free: chunks - meta_chunks,
+                }),
+                committed: AtomicUsize::new(meta_chunks * CHUNK),
+            });
+        }
+    }
+
+    /// Gives the whole reservation back to the OS.
+    ///
+    /// # Safety
+    ///
+    /// Nothing will touch the region or any memory in it again; `self`
+    /// itself lives in that memory, so it is read before unmapping.
+    pub(crate) unsafe fn unreserve(&self) {
+        let (base, len) = (self.base as *mut u8, self.len);
+        // SAFETY: the caller guarantees nobody uses the reservation any more.
+        unsafe { os::unreserve(base, len) };
+    }
+
+    /// Bytes of address space reserved.
+    pub(crate) fn reserved_bytes(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes currently committed (metadata plus chunks handed out).
+    pub(crate) fn committed_bytes(&self) -> usize {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Whether `addr` lies in the part of the reservation that chunks use.
+    #[inline]
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.base) < self.len
+    }
+
+    /// Slot index of an address inside the region.
+    #[inline]
+    pub(crate) fn chunk_index(&self, addr: usize) -> usize {
+        (addr - self.base) >> CHUNK_SHIFT
+    }
+
+    /// Base address of slot `idx`.
+    #[inline]
+    pub(crate) fn chunk_addr(&self, idx: usize) -> *mut u8 {
+        (self.base + (idx << CHUNK_SHIFT)) as *mut u8
+    }
+
+    /// Number of slots (metadata included).
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.chunks
+    }
+
+    /// What slot `idx` is right now.
+    #[inline]
+    pub(crate) fn chunk_use(&self, idx: usize) -> ChunkUse {
+        debug_assert!(idx < self.chunks);
+        // SAFETY: `idx < chunks` and the map has `chunks` entries that live
+        // as long as the region.
+        ChunkUse::decode(unsafe { (*self.map.add(idx)).load(Ordering::Acquire) })
+    }
+
+    fn set_use(&self, idx: usize, what: ChunkUse) {
+        // SAFETY: as in `chunk_use`; the caller holds slot `idx`.
+        unsafe { (*self.map.add(idx)).store(what.encode(), Ordering::Release) }
+    }
+
+    /// Hands out one committed, zero-filled chunk to arena `arena_id`.
+    pub(crate) fn acquire_arena_chunk(&self, arena_id: u32) -> Option<*mut u8> {
+        let idx = self.claim_run(1, 1, 0)?;
+        if !self.commit_run(idx, 1) {
+            return None;
+        }
+        {
+            let _slots = self.slots.lock();
+            self.set_use(idx, ChunkUse::Arena(arena_id));
+        }
+        Some(self.chunk_addr(idx))
+    }
+
+    /// Hands out a committed, zero-filled run of `n` chunks for a large
+    /// allocation, such that slot `head + skew` starts at a multiple of
+    /// `align_chunks * CHUNK`. Returns the head slot index.
+    pub(crate) fn acquire_large_run(
+        &self,
+        n: usize,
+        align_chunks: usize,
+        skew: usize,
+    ) -> Option<usize> {
+        let idx = self.claim_run(n, align_chunks, skew)?;
+        if !self.commit_run(idx, n) {
+            return None;
+        }
+        self.mark_large(idx, 0, n);
+        Some(idx)
+    }
+
+    /// Extends the large run at `head` from `old` to `new` chunks if the
+    /// slots right after it are free. Returns whether it grew.
+    pub(crate) fn try_extend_large_run(&self, head: usize, old: usize, new: usize) -> bool {
+        let from = head + old;
+        if new <= old || head + new > self.chunks {
+            return false;
+        }
+        {
+            let (mut slots, _) = self.slots.lock();
+            // SAFETY: the range was bounds-checked against `chunks` above.
+            if !(from..head + new).all(|i| unsafe { slots.is_free(i) }) {
+                return false;
+            }
+            // SAFETY: as above; the slots are free, so they become ours.
+            unsafe { slots.take(from, new - old) };
+        }
+        if !self.commit_run(from, new - old) {
+            return false;
+        }
+        self.mark_large(head, old, new);
+        true
+    }
+
+    fn mark_large(&self, head: usize, from: usize, to: usize) {
+        let _slots = self.slots.lock();
+        for d in from..to {
+            let what = if d == 0 {
+                ChunkUse::LargeHead
+            } else {
+                ChunkUse::LargeTail(d as u32)
+            };
+            self.set_use(head + d, what);
+        }
+    }
+
+    /// Takes back `n` slots starting at `idx`: unmarks, purges, protects.
+    ///
+    /// # Safety
+    ///
+    /// The caller held these slots and nothing will touch their memory again.
+    pub(crate) unsafe fn release(&self, idx: usize, n: usize) {
+        {
+            // Unmarked under the lock, so a `with_map_stable` walker never
+            // sees a slot as handed out once its memory may be protected.
+            let _slots = self.slots.lock();
+            for i in idx..idx + n {
+                self.set_use(i, ChunkUse::Free);
+            }
+        }
+        // SAFETY: the slots are ours (caller) and lie inside the reservation.
+        unsafe { os::decommit(self.chunk_addr(idx), n << CHUNK_SHIFT) };
+        self.committed
+            .fetch_sub(n << CHUNK_SHIFT, Ordering::Relaxed);
+        let (mut slots, _) = self.slots.lock();
+        // SAFETY: `idx..idx+n` are in bounds and were taken by us.
+        unsafe { slots.give(idx, n) };
+    }
+
+    /// Runs `f` while no slot can be released, so that `f` may read the
+    /// memory of any slot the map shows as handed out. `f` must not
+    /// allocate from this heap's region (it would deadlock).
+    pub(crate) fn with_map_stable<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _slots = self.slots.lock();
+        f()
+    }
+
+    /// Commits a claimed run; on failure gives the slots back.
+    fn commit_run(&self, idx: usize, n: usize) -> bool {
+        if os::commit(self.chunk_addr(idx), n << CHUNK_SHIFT) {
+            self.committed
+                .fetch_add(n << CHUNK_SHIFT, Ordering::Relaxed);
+            true
+        } else {
+            let (mut slots, _) = self.slots.lock();
+            // SAFETY: we claimed `idx..idx+n` and never marked them used.
+            unsafe { slots.give(idx, n) };
+            false
+        }
+    }
+
+    /// Finds and takes `n` free slots, the first at a slot whose index plus
+    /// `skew` (counted from address 0) is a multiple of `align_chunks`.
+    fn claim_run(&self, n: usize, align_chunks: usize, skew: usize) -> Option<usize> {
+        if n == 0 || n > self.chunks {
+            return None;
+        }
+        let base_slot = self.base >> CHUNK_SHIFT;
+        let (mut slots, _) = self.slots.lock();
+        if slots.free < n {
+            return None;
+        }
+        let mut i = slots.hint;
+        while i + n <= self.chunks {
+            let misalign = (base_slot + i + skew) % align_chunks;
+            if misalign != 0 {
+                i += align_chunks - misalign;
+                continue;
+            }
+            // SAFETY: `i + n <= chunks`, so every probe is in bounds.
+            match (i..i + n).find(|&j| !unsafe { slots.is_free(j) }) {
+                Some(taken) => i = taken + 1,
+                None => {
+                    // SAFETY: the run is in bounds and free.
+                    unsafe { slots.take(i, n) };
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Slots {
+    /// # Safety
+    /// `i` is below the region's slot count.
+    unsafe fn is_free(&self, i: usize) -> bool {
+        // SAFETY: the bit array has a bit for every slot (caller bounds `i`).
+        unsafe { *self.bits.add(i / 64) & (1 << (i % 64)) != 0 }
+    }
+
+    /// # Safety
+    /// `i..i+n` is in bounds and free.
+    unsafe fn take(&mut self, i: usize, n: usize) {
+        for j in i..i + n {
+            // SAFETY: in bounds (caller).
+            unsafe { *self.bits.add(j / 64) &= !(1 << (j % 64)) };
+        }
+        self.free -= n;
+        if i == self.hint {
+            self.hint = i + n;
+        }
+    }
+
+    /// # Safety
+    /// `i..i+n` is in bounds and taken.
+    unsafe fn give(&mut self, i: usize, n: usize) {
+        for j in i..i + n {
+            // SAFETY: in bounds (caller).
+            unsafe { *self.bits.add(j / 64) |= 1 << (j % 64) };
+        }
+        self.free += n;
+        self.hint = self.hint.min(i);
+    }
+}
+
+/// The operating-system interface: four calls, nothing else in the crate
+/// talks to the kernel about memory.
+mod os {
+    /// Reserves `len` bytes of address space aligned to `align`, inaccessible
+    /// and without swap reservation.
+    pub(super) fn reserve_aligned(len: usize, align: usize) -> Option<*mut u8> {
+        let over = len.checked_add(align)?;
+        // SAFETY: an anonymous private mapping at a kernel-chosen address
+        // touches no existing memory.
+        let raw = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                over,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return None;
+        }
+        let start = raw as usize;
+        let aligned = (start + align - 1) & !(align - 1);
+        let head = aligned - start;
+        let tail = over - head - len;
+        // SAFETY: both trimmed pieces are parts of the mapping just made and
+        // outside the `aligned..aligned+len` range we keep.
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw, head);
+            }
+            if tail > 0 {
+                libc::munmap((aligned + len) as *mut libc::c_void, tail);
+            }
+        }
+        Some(aligned as *mut u8)
+    }
+
+    /// Makes `len` bytes at `addr` readable and writable.
+    pub(super) fn commit(addr: *mut u8, len: usize) -> bool {
+        // SAFETY: callers pass page-aligned ranges inside our reservation;
+        // changing protection of memory we own cannot affect anything else.
+        unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+    }
+
+    /// Drops the pages' contents (they read as zero if committed again) and
+    /// makes the range inaccessible.
+    ///
+    /// # Safety
+    ///
+    /// `addr..addr+len` is a page-aligned range of our reservation that
+    /// nothing will read or write until it is committed again.
+    pub(super) unsafe fn decommit(addr: *mut u8, len: usize) {
+        // SAFETY: the caller gives up the range; purging and protecting it
+        // cannot affect memory anyone still uses.
+        unsafe {
+            libc::madvise(addr.cast(), len, libc::MADV_DONTNEED);
+            libc::mprotect(addr.cast(), len, libc::PROT_NONE);
+        }
+    }
+
+    /// Unmaps the whole reservation.
+    ///
+    /// # Safety
+    ///
+    /// Nothing will touch `addr..addr+len` again.
+    pub(super) unsafe fn unreserve(addr: *mut u8, len: usize) {
+        // SAFETY: the caller gives up the whole range.
+        unsafe { libc::munmap(addr.cast(), len) };
+    }
+}

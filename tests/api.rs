@@ -1,0 +1,450 @@
+//! Every public function of `Heap`, and every row of DESIGN.md's error table.
+
+use arenalloc::{Config, FreeError, Heap, CHUNK, LARGE_THRESHOLD};
+
+fn small_heap() -> Heap {
+    Heap::with_config(Config::new().region_size(256 << 20))
+}
+
+#[test]
+fn malloc_returns_aligned_writable_distinct_blocks() {
+    let heap = small_heap();
+    let mut ptrs = Vec::new();
+    for size in [0usize, 1, 15, 16, 17, 100, 1000, 4096, 65536, 300_000] {
+        let p = heap.malloc(size);
+        assert!(!p.is_null(), "malloc({size})");
+        assert_eq!(p as usize % 16, 0, "malloc({size}) alignment");
+        assert!(heap.usable_size(p).unwrap() >= size);
+        unsafe { p.write_bytes(0xab, size) };
+        ptrs.push((p, size));
+    }
+    for (i, &(p, _)) in ptrs.iter().enumerate() {
+        for &(q, _) in &ptrs[i + 1..] {
+            assert_ne!(p, q);
+        }
+    }
+    heap.check().unwrap();
+    for (p, size) in ptrs {
+        assert!(unsafe { std::slice::from_raw_parts(p, size) }
+            .iter()
+            .all(|&b| b == 0xab));
+        unsafe { heap.free(p) }.unwrap();
+    }
+    heap.check().unwrap();
+    assert_eq!(heap.stats().live_blocks(), 0);
+    assert_eq!(heap.stats().allocated_bytes(), 0);
+}
+
+#[test]
+fn calloc_zeroes_and_rejects_overflow() {
+    let heap = small_heap();
+    // Dirty a block, free it, and make calloc reuse the memory.
+    let p = heap.malloc(4096);
+    unsafe { p.write_bytes(0xff, 4096) };
+    unsafe { heap.free(p) }.unwrap();
+    let q = heap.calloc(64, 64);
+    assert!(!q.is_null());
+    assert!(unsafe { std::slice::from_raw_parts(q, 4096) }
+        .iter()
+        .all(|&b| b == 0));
+    let big = heap.calloc(3, LARGE_THRESHOLD);
+    assert!(
+        unsafe { std::slice::from_raw_parts(big, 3 * LARGE_THRESHOLD) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    assert!(
+        heap.calloc(usize::MAX, 2).is_null(),
+        "calloc size overflow must return null"
+    );
+    assert!(heap.calloc(1 << 40, 1 << 40).is_null());
+    unsafe {
+        heap.free(q).unwrap();
+        heap.free(big).unwrap();
+    }
+    heap.check().unwrap();
+}
+
+#[test]
+fn aligned_alloc_honours_every_power_of_two_up_to_a_chunk_and_beyond() {
+    let heap = small_heap();
+    let mut ptrs = Vec::new();
+    let mut align = 1;
+    while align <= 4 * CHUNK {
+        for size in [1usize, 100, 5000] {
+            let p = heap.aligned_alloc(align, size);
+            assert!(!p.is_null(), "aligned_alloc({align}, {size})");
+            assert_eq!(
+                p as usize % align.max(16),
+                0,
+                "aligned_alloc({align}, {size})"
+            );
+            unsafe { p.write_bytes(7, size) };
+            ptrs.push(p);
+        }
+        align *= 2;
+    }
+    assert!(
+        heap.aligned_alloc(48, 10).is_null(),
+        "non-power-of-two alignment"
+    );
+    heap.check().unwrap();
+    for p in ptrs {
+        unsafe { heap.free(p) }.unwrap();
+    }
+    heap.check().unwrap();
+}
+
+#[test]
+fn realloc_shrinks_and_grows_in_place_and_moves_preserving_contents() {
+    let heap = small_heap();
+    let p = heap.malloc(1000);
+    for i in 0..1000 {
+        unsafe { *p.add(i) = i as u8 };
+    }
+    // Shrink in place.
+    let q = unsafe { heap.realloc(p, 200) };
+    assert_eq!(q, p, "shrink stays in place");
+    assert!(heap.usable_size(q).unwrap() < 1000);
+    // Grow in place into the free remainder that follows.
+    let r = unsafe { heap.realloc(q, 2000) };
+    assert_eq!(r, p, "grow into a free neighbour stays in place");
+    for i in 0..200 {
+        assert_eq!(unsafe { *r.add(i) }, i as u8);
+    }
+    // Block the neighbour, then grow: must move and keep the bytes.
+    let blocker = heap.malloc(16);
+    let r = unsafe { heap.realloc(r, 2000) }; // same size: in place
+    let s = unsafe { heap.realloc(r, 100_000) };
+    assert!(!s.is_null());
+    for i in 0..200 {
+        assert_eq!(unsafe { *s.add(i) }, i as u8);
+    }
+    // Into and out of the large path.
+    let t = unsafe { heap.realloc(s, 3 * LARGE_THRESHOLD) };
+    for i in 0..200 {
+        assert_eq!(unsafe { *t.add(i) }, i as u8);
+    }
+    let t2 = unsafe { heap.realloc(t, 5 * LARGE_THRESHOLD) };
+    let u = unsafe { heap.realloc(t2, 50) };
+    for i in 0..50 {
+        assert_eq!(unsafe { *u.add(i) }, i as u8);
+    }
+    heap.check().unwrap();
+    // realloc(null, n) allocates; realloc(p, 0) frees and returns null.
+    let v = unsafe { heap.realloc(std::ptr::null_mut(), 10) };
+    assert!(heap.is_allocated(v));
+    assert!(unsafe { heap.realloc(v, 0) }.is_null());
+    assert!(!heap.is_allocated(v));
+    unsafe {
+        heap.free(u).unwrap();
+        heap.free(blocker).unwrap();
+    }
+    heap.check().unwrap();
+    assert_eq!(heap.stats().live_blocks(), 0);
+}
+
+#[test]
+fn large_realloc_grows_in_place_when_the_next_chunks_are_free() {
+    let heap = small_heap();
+    let p = heap.malloc(2 * LARGE_THRESHOLD);
+    unsafe { p.write_bytes(3, 2 * LARGE_THRESHOLD) };
+    let q = unsafe { heap.realloc(p, 3 * CHUNK) };
+    assert_eq!(
+        p, q,
+        "the chunks after a fresh run are free, so it grows in place"
+    );
+    assert!(heap.usable_size(q).unwrap() >= 3 * CHUNK);
+    assert!(
+        unsafe { std::slice::from_raw_parts(q, 2 * LARGE_THRESHOLD) }
+            .iter()
+            .all(|&b| b == 3)
+    );
+    let r = unsafe { heap.realloc(q, 2 * LARGE_THRESHOLD) };
+    assert_eq!(r, q, "large shrink stays in place");
+    heap.check().unwrap();
+    unsafe { heap.free(r) }.unwrap();
+    heap.check().unwrap();
+}
+
+#[test]
+fn is_allocated_and_usable_size_answer_for_interior_pointers() {
+    let heap = small_heap();
+    let p = heap.malloc(100);
+    let big = heap.malloc(2 * LARGE_THRESHOLD);
+    let usable = heap.usable_size(p).unwrap();
+    assert!(usable >= 100);
+    for off in [0, 1, 50, usable - 1] {
+        assert!(heap.is_allocated(p.wrapping_add(off)), "offset {off}");
+        assert_eq!(heap.usable_size(p.wrapping_add(off)), Some(usable));
+    }
+    assert!(
+        !heap.is_allocated(p.wrapping_add(usable))
+            || heap.usable_size(p.wrapping_add(usable)) != Some(usable)
+    );
+    assert!(
+        !heap.is_allocated(p.wrapping_sub(1)),
+        "the header is not payload"
+    );
+    assert!(heap.is_allocated(big.wrapping_add(LARGE_THRESHOLD + 7)));
+    assert!(heap.usable_size(big).unwrap() >= 2 * LARGE_THRESHOLD);
+    let local = 0u8;
+    assert!(!heap.is_allocated(&local));
+    assert_eq!(heap.usable_size(&local), None);
+    unsafe {
+        heap.free(p).unwrap();
+        heap.free(big).unwrap();
+    }
+    assert!(!heap.is_allocated(p));
+    assert!(!heap.is_allocated(big));
+}
+
+#[test]
+fn free_containing_frees_through_an_interior_pointer() {
+    let heap = small_heap();
+    let p = heap.malloc(256);
+    let big = heap.malloc(3 * LARGE_THRESHOLD);
+    unsafe {
+        heap.free_containing(p.add(100)).unwrap();
+        heap.free_containing(big.add(2 * LARGE_THRESHOLD)).unwrap();
+        assert_eq!(heap.free_containing(p.add(100)), Err(FreeError::DoubleFree));
+        assert_eq!(heap.free_containing(std::ptr::null_mut()), Ok(()));
+    }
+    assert_eq!(heap.stats().live_blocks(), 0);
+    heap.check().unwrap();
+}
+
+// ----- the error table -------------------------------------------------------
+
+#[test]
+fn error_null_free_is_ok() {
+    let heap = small_heap();
+    assert_eq!(unsafe { heap.free(std::ptr::null_mut()) }, Ok(()));
+    let _ = heap.malloc(1);
+    assert_eq!(unsafe { heap.free(std::ptr::null_mut()) }, Ok(()));
+}
+
+#[test]
+fn error_double_free_is_reported_not_corrupting() {
+    let heap = small_heap();
+    // A block between two live ones: freed, it stays a block of its own.
+    let a = heap.malloc(64);
+    let b = heap.malloc(64);
+    let c = heap.malloc(64);
+    unsafe {
+        heap.free(b).unwrap();
+        assert_eq!(heap.free(b), Err(FreeError::DoubleFree));
+        // A block coalesced into its free predecessor: still a double free.
+        heap.free(c).unwrap();
+        assert_eq!(heap.free(c), Err(FreeError::DoubleFree));
+        // A block that merged with the free remainder after it.
+        heap.free(a).unwrap();
+        assert_eq!(heap.free(a), Err(FreeError::DoubleFree));
+    }
+    // Large allocations too.
+    let big = heap.malloc(2 * LARGE_THRESHOLD);
+    unsafe {
+        heap.free(big).unwrap();
+        assert_eq!(heap.free(big), Err(FreeError::DoubleFree));
+    }
+    heap.check().unwrap();
+    assert_eq!(heap.stats().live_blocks(), 0);
+    assert_eq!(heap.stats().frees(), 4);
+}
+
+#[test]
+fn error_interior_and_misaligned_pointers_are_not_allocated() {
+    let heap = small_heap();
+    let p = heap.malloc(1000);
+    let big = heap.malloc(CHUNK + LARGE_THRESHOLD);
+    unsafe {
+        assert_eq!(heap.free(p.add(16)), Err(FreeError::NotAllocated));
+        assert_eq!(heap.free(p.add(1)), Err(FreeError::NotAllocated));
+        assert_eq!(heap.free(p.add(512)), Err(FreeError::NotAllocated));
+        assert_eq!(heap.free(big.add(4096)), Err(FreeError::NotAllocated));
+        assert_eq!(
+            heap.free(big.add(CHUNK)),
+            Err(FreeError::NotAllocated),
+            "a tail chunk of a large run"
+        );
+    }
+    // Nothing was lost: both blocks are still live and intact.
+    assert!(heap.is_allocated(p) && heap.is_allocated(big));
+    heap.check().unwrap();
+    unsafe {
+        heap.free(p).unwrap();
+        heap.free(big).unwrap();
+    }
+}
+
+#[test]
+fn error_pointers_outside_the_heap() {
+    let heap = small_heap();
+    let other = small_heap();
+    let mine = heap.malloc(10);
+    let theirs = other.malloc(10);
+    let mut stack = 0u64;
+    let boxed = Box::new(5u64);
+    unsafe {
+        assert_eq!(
+            heap.free(&mut stack as *mut u64 as *mut u8),
+            Err(FreeError::OutsideHeap)
+        );
+        assert_eq!(
+            heap.free(Box::as_ref(&boxed) as *const u64 as *mut u8),
+            Err(FreeError::OutsideHeap)
+        );
+        assert_eq!(
+            heap.free(theirs),
+            Err(FreeError::OutsideHeap),
+            "another heap's block"
+        );
+        assert_eq!(
+            Heap::new().free(mine),
+            Err(FreeError::OutsideHeap),
+            "a heap never used"
+        );
+        heap.free(mine).unwrap();
+        other.free(theirs).unwrap();
+    }
+}
+
+#[test]
+fn exhausted_region_returns_null_stays_consistent_and_serves_again() {
+    let heap = Heap::with_config(Config::new().region_size(8 << 20));
+    let mut ptrs = Vec::new();
+    loop {
+        let p = heap.malloc(10_000);
+        if p.is_null() {
+            break;
+        }
+        ptrs.push(p);
+        assert!(ptrs.len() < 10_000, "an 8 MiB region cannot hold this many");
+    }
+    assert!(!ptrs.is_empty());
+    assert!(heap.malloc(2 * LARGE_THRESHOLD).is_null());
+    assert!(heap.calloc(1, 10_000).is_null());
+    heap.check().unwrap();
+    for p in ptrs.drain(..ptrs.len() / 2) {
+        unsafe { heap.free(p) }.unwrap();
+    }
+    heap.check().unwrap();
+    let again = heap.malloc(10_000);
+    assert!(!again.is_null(), "after frees the heap serves again");
+    ptrs.push(again);
+    for p in ptrs {
+        unsafe { heap.free(p) }.unwrap();
+    }
+    heap.check().unwrap();
+    assert_eq!(heap.stats().live_blocks(), 0);
+}
+
+#[test]
+fn unreservable_region_fails_cleanly() {
+    // More address space than x86-64 user space offers.
+    let heap = Heap::with_config(Config::new().region_size(1 << 50));
+    assert!(heap.malloc(16).is_null());
+    assert!(heap.check().is_ok());
+    assert_eq!(unsafe { heap.free(std::ptr::null_mut()) }, Ok(()));
+}
+
+#[test]
+fn stats_count_allocations_frees_and_bytes() {
+    let heap = small_heap();
+    let ptrs: Vec<_> = (1..=100).map(|i| heap.malloc(i * 10)).collect();
+    let s = heap.stats();
+    let usable: usize = ptrs.iter().map(|&p| heap.usable_size(p).unwrap()).sum();
+    assert_eq!(s.live_blocks(), 100);
+    assert_eq!(s.allocated_bytes(), usable);
+    assert_eq!(s.allocations(), 100);
+    assert_eq!(s.frees(), 0);
+    assert_eq!(s.arenas().len(), 1);
+    assert!(s.committed_bytes() >= CHUNK);
+    assert!(s.free_bytes() > 0 && s.free_blocks() >= 1 && s.largest_free_block() > 0);
+    for p in ptrs {
+        unsafe { heap.free(p) }.unwrap();
+    }
+    let s = heap.stats();
+    assert_eq!(
+        (s.live_blocks(), s.allocated_bytes(), s.frees()),
+        (0, 0, 100)
+    );
+    assert_eq!(
+        s.free_blocks(),
+        s.arenas()[0].chunks,
+        "everything coalesced back into one block per chunk"
+    );
+}
+
+#[test]
+fn empty_chunks_go_back_to_the_region() {
+    let heap = small_heap();
+    // Fill several chunks with 512 KiB blocks, then free them all.
+    let ptrs: Vec<_> = (0..40).map(|_| heap.malloc(512 << 10)).collect();
+    let full = heap.stats();
+    assert!(full.arenas()[0].chunks >= 4);
+    for p in ptrs {
+        unsafe { heap.free(p) }.unwrap();
+    }
+    let after = heap.stats();
+    assert_eq!(
+        after.arenas()[0].chunks,
+        1,
+        "all but one empty chunk are returned"
+    );
+    assert!(after.committed_bytes() < full.committed_bytes());
+    heap.check().unwrap();
+}
+
+#[test]
+fn dump_shows_arenas_chunks_and_blocks() {
+    let heap = small_heap();
+    let mut out = Vec::new();
+    heap.dump(&mut out).unwrap();
+    assert!(String::from_utf8(out).unwrap().contains("not initialised"));
+    let ptrs: Vec<_> = (0..10).map(|_| heap.malloc(48)).collect();
+    let big = heap.malloc(2 * LARGE_THRESHOLD);
+    unsafe { heap.free(ptrs[3]) }.unwrap();
+    let mut out = Vec::new();
+    heap.dump(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("arenalloc heap:"), "{text}");
+    assert!(text.contains("arena 0: 1 chunk(s)"), "{text}");
+    let has_line = |words: &[&str]| {
+        text.lines()
+            .any(|l| l.split_whitespace().eq(words.iter().copied()))
+    };
+    assert!(
+        has_line(&[&format!("{:#x}", ptrs[0] as usize), "live", "48", "B"]),
+        "{text}"
+    );
+    assert!(
+        has_line(&[&format!("{:#x}", ptrs[3] as usize), "free", "64", "B"]),
+        "{text}"
+    );
+    assert!(
+        text.contains("more live block(s) of 48 B"),
+        "runs of equal blocks fold: {text}"
+    );
+    assert!(
+        text.contains(&format!("{:#x}  live", big as usize)),
+        "{text}"
+    );
+    assert!(text.contains("large: 1 run(s)"), "{text}");
+}
+
+#[test]
+fn many_heaps_coexist_and_drop() {
+    for _ in 0..50 {
+        let heaps: Vec<Heap> = (0..4).map(|_| small_heap()).collect();
+        let ptrs: Vec<_> = heaps.iter().map(|h| h.malloc(1000)).collect();
+        for (h, &p) in heaps.iter().zip(&ptrs) {
+            assert!(h.is_allocated(p));
+            for (g, &q) in heaps.iter().zip(&ptrs) {
+                if !std::ptr::eq(h, g) {
+                    assert!(!h.is_allocated(q));
+                }
+            }
+        }
+    }
+}
