@@ -404,11 +404,11 @@ impl Heap {
                     let e = unsafe { large::free(&meta.region, &meta.large, ptr) }.err();
                     abort_on_free_error(e.unwrap_or(FreeError::NotAllocated), ptr)
                 };
-                // SAFETY: `ptr` is a live large allocation the caller owns.
-                if !arena::arena_serves(size, align)
-                    && unsafe { large::resize_in_place(&meta.region, &meta.large, ptr, size) }
-                {
-                    return ptr;
+                if !arena::arena_serves(size, align) {
+                    // SAFETY: `ptr` is a live large allocation the caller owns.
+                    if unsafe { large::resize_in_place(&meta.region, &meta.large, ptr, size) } {
+                        return ptr;
+                    }
                 }
                 usable
             }

@@ -2,6 +2,34 @@
 
 use arenalloc::{Config, FreeError, Heap, CHUNK, LARGE_THRESHOLD};
 
+// The tests hand the heap pointers it returned (or deliberately bad ones,
+// which the checked API must reject); these wrappers hold the one argument.
+
+/// Frees through the checked API.
+fn free(heap: &Heap, p: *mut u8) -> Result<(), FreeError> {
+    // SAFETY: the checked API validates `p`; tests never use a block after
+    // freeing it, and bad pointers are exactly what it must report.
+    unsafe { heap.free(p) }
+}
+
+/// Frees the block containing `p`.
+fn free_containing(heap: &Heap, p: *mut u8) -> Result<(), FreeError> {
+    // SAFETY: as for `free`.
+    unsafe { heap.free_containing(p) }
+}
+
+/// Reallocates a live block.
+fn realloc(heap: &Heap, p: *mut u8, size: usize) -> *mut u8 {
+    // SAFETY: tests pass null or a live block and use only the result.
+    unsafe { heap.realloc(p, size) }
+}
+
+/// The first `n` bytes of a block that holds at least `n`.
+fn bytes<'a>(p: *mut u8, n: usize) -> &'a mut [u8] {
+    // SAFETY: tests pass live blocks of at least `n` bytes, not aliased.
+    unsafe { std::slice::from_raw_parts_mut(p, n) }
+}
+
 fn small_heap() -> Heap {
     Heap::with_config(Config::new().region_size(256 << 20))
 }
@@ -15,7 +43,7 @@ fn malloc_returns_aligned_writable_distinct_blocks() {
         assert!(!p.is_null(), "malloc({size})");
         assert_eq!(p as usize % 16, 0, "malloc({size}) alignment");
         assert!(heap.usable_size(p).unwrap() >= size);
-        unsafe { p.write_bytes(0xab, size) };
+        bytes(p, size).fill(0xab);
         ptrs.push((p, size));
     }
     for (i, &(p, _)) in ptrs.iter().enumerate() {
@@ -25,10 +53,8 @@ fn malloc_returns_aligned_writable_distinct_blocks() {
     }
     heap.check().unwrap();
     for (p, size) in ptrs {
-        assert!(unsafe { std::slice::from_raw_parts(p, size) }
-            .iter()
-            .all(|&b| b == 0xab));
-        unsafe { heap.free(p) }.unwrap();
+        assert!(bytes(p, size).iter().all(|&b| b == 0xab));
+        free(&heap, p).unwrap();
     }
     heap.check().unwrap();
     assert_eq!(heap.stats().live_blocks(), 0);
@@ -40,28 +66,20 @@ fn calloc_zeroes_and_rejects_overflow() {
     let heap = small_heap();
     // Dirty a block, free it, and make calloc reuse the memory.
     let p = heap.malloc(4096);
-    unsafe { p.write_bytes(0xff, 4096) };
-    unsafe { heap.free(p) }.unwrap();
+    bytes(p, 4096).fill(0xff);
+    free(&heap, p).unwrap();
     let q = heap.calloc(64, 64);
     assert!(!q.is_null());
-    assert!(unsafe { std::slice::from_raw_parts(q, 4096) }
-        .iter()
-        .all(|&b| b == 0));
+    assert!(bytes(q, 4096).iter().all(|&b| b == 0));
     let big = heap.calloc(3, LARGE_THRESHOLD);
-    assert!(
-        unsafe { std::slice::from_raw_parts(big, 3 * LARGE_THRESHOLD) }
-            .iter()
-            .all(|&b| b == 0)
-    );
+    assert!(bytes(big, 3 * LARGE_THRESHOLD).iter().all(|&b| b == 0));
     assert!(
         heap.calloc(usize::MAX, 2).is_null(),
         "calloc size overflow must return null"
     );
     assert!(heap.calloc(1 << 40, 1 << 40).is_null());
-    unsafe {
-        heap.free(q).unwrap();
-        heap.free(big).unwrap();
-    }
+    free(&heap, q).unwrap();
+    free(&heap, big).unwrap();
     heap.check().unwrap();
 }
 
@@ -79,7 +97,7 @@ fn aligned_alloc_honours_every_power_of_two_up_to_a_chunk_and_beyond() {
                 0,
                 "aligned_alloc({align}, {size})"
             );
-            unsafe { p.write_bytes(7, size) };
+            bytes(p, size).fill(7);
             ptrs.push(p);
         }
         align *= 2;
@@ -90,7 +108,7 @@ fn aligned_alloc_honours_every_power_of_two_up_to_a_chunk_and_beyond() {
     );
     heap.check().unwrap();
     for p in ptrs {
-        unsafe { heap.free(p) }.unwrap();
+        free(&heap, p).unwrap();
     }
     heap.check().unwrap();
 }
@@ -100,46 +118,44 @@ fn realloc_shrinks_and_grows_in_place_and_moves_preserving_contents() {
     let heap = small_heap();
     let p = heap.malloc(1000);
     for i in 0..1000 {
-        unsafe { *p.add(i) = i as u8 };
+        bytes(p, 1000)[i] = i as u8;
     }
     // Shrink in place.
-    let q = unsafe { heap.realloc(p, 200) };
+    let q = realloc(&heap, p, 200);
     assert_eq!(q, p, "shrink stays in place");
     assert!(heap.usable_size(q).unwrap() < 1000);
     // Grow in place into the free remainder that follows.
-    let r = unsafe { heap.realloc(q, 2000) };
+    let r = realloc(&heap, q, 2000);
     assert_eq!(r, p, "grow into a free neighbour stays in place");
     for i in 0..200 {
-        assert_eq!(unsafe { *r.add(i) }, i as u8);
+        assert_eq!(bytes(r, i + 1)[i], i as u8);
     }
     // Block the neighbour, then grow: must move and keep the bytes.
     let blocker = heap.malloc(16);
-    let r = unsafe { heap.realloc(r, 2000) }; // same size: in place
-    let s = unsafe { heap.realloc(r, 100_000) };
+    let r = realloc(&heap, r, 2000); // same size: in place
+    let s = realloc(&heap, r, 100_000);
     assert!(!s.is_null());
     for i in 0..200 {
-        assert_eq!(unsafe { *s.add(i) }, i as u8);
+        assert_eq!(bytes(s, i + 1)[i], i as u8);
     }
     // Into and out of the large path.
-    let t = unsafe { heap.realloc(s, 3 * LARGE_THRESHOLD) };
+    let t = realloc(&heap, s, 3 * LARGE_THRESHOLD);
     for i in 0..200 {
-        assert_eq!(unsafe { *t.add(i) }, i as u8);
+        assert_eq!(bytes(t, i + 1)[i], i as u8);
     }
-    let t2 = unsafe { heap.realloc(t, 5 * LARGE_THRESHOLD) };
-    let u = unsafe { heap.realloc(t2, 50) };
+    let t2 = realloc(&heap, t, 5 * LARGE_THRESHOLD);
+    let u = realloc(&heap, t2, 50);
     for i in 0..50 {
-        assert_eq!(unsafe { *u.add(i) }, i as u8);
+        assert_eq!(bytes(u, i + 1)[i], i as u8);
     }
     heap.check().unwrap();
     // realloc(null, n) allocates; realloc(p, 0) frees and returns null.
-    let v = unsafe { heap.realloc(std::ptr::null_mut(), 10) };
+    let v = realloc(&heap, std::ptr::null_mut(), 10);
     assert!(heap.is_allocated(v));
-    assert!(unsafe { heap.realloc(v, 0) }.is_null());
+    assert!(realloc(&heap, v, 0).is_null());
     assert!(!heap.is_allocated(v));
-    unsafe {
-        heap.free(u).unwrap();
-        heap.free(blocker).unwrap();
-    }
+    free(&heap, u).unwrap();
+    free(&heap, blocker).unwrap();
     heap.check().unwrap();
     assert_eq!(heap.stats().live_blocks(), 0);
 }
@@ -148,22 +164,18 @@ fn realloc_shrinks_and_grows_in_place_and_moves_preserving_contents() {
 fn large_realloc_grows_in_place_when_the_next_chunks_are_free() {
     let heap = small_heap();
     let p = heap.malloc(2 * LARGE_THRESHOLD);
-    unsafe { p.write_bytes(3, 2 * LARGE_THRESHOLD) };
-    let q = unsafe { heap.realloc(p, 3 * CHUNK) };
+    bytes(p, 2 * LARGE_THRESHOLD).fill(3);
+    let q = realloc(&heap, p, 3 * CHUNK);
     assert_eq!(
         p, q,
         "the chunks after a fresh run are free, so it grows in place"
     );
     assert!(heap.usable_size(q).unwrap() >= 3 * CHUNK);
-    assert!(
-        unsafe { std::slice::from_raw_parts(q, 2 * LARGE_THRESHOLD) }
-            .iter()
-            .all(|&b| b == 3)
-    );
-    let r = unsafe { heap.realloc(q, 2 * LARGE_THRESHOLD) };
+    assert!(bytes(q, 2 * LARGE_THRESHOLD).iter().all(|&b| b == 3));
+    let r = realloc(&heap, q, 2 * LARGE_THRESHOLD);
     assert_eq!(r, q, "large shrink stays in place");
     heap.check().unwrap();
-    unsafe { heap.free(r) }.unwrap();
+    free(&heap, r).unwrap();
     heap.check().unwrap();
 }
 
@@ -191,10 +203,8 @@ fn is_allocated_and_usable_size_answer_for_interior_pointers() {
     let local = 0u8;
     assert!(!heap.is_allocated(&local));
     assert_eq!(heap.usable_size(&local), None);
-    unsafe {
-        heap.free(p).unwrap();
-        heap.free(big).unwrap();
-    }
+    free(&heap, p).unwrap();
+    free(&heap, big).unwrap();
     assert!(!heap.is_allocated(p));
     assert!(!heap.is_allocated(big));
 }
@@ -204,12 +214,13 @@ fn free_containing_frees_through_an_interior_pointer() {
     let heap = small_heap();
     let p = heap.malloc(256);
     let big = heap.malloc(3 * LARGE_THRESHOLD);
-    unsafe {
-        heap.free_containing(p.add(100)).unwrap();
-        heap.free_containing(big.add(2 * LARGE_THRESHOLD)).unwrap();
-        assert_eq!(heap.free_containing(p.add(100)), Err(FreeError::DoubleFree));
-        assert_eq!(heap.free_containing(std::ptr::null_mut()), Ok(()));
-    }
+    free_containing(&heap, p.wrapping_add(100)).unwrap();
+    free_containing(&heap, big.wrapping_add(2 * LARGE_THRESHOLD)).unwrap();
+    assert_eq!(
+        free_containing(&heap, p.wrapping_add(100)),
+        Err(FreeError::DoubleFree)
+    );
+    assert_eq!(free_containing(&heap, std::ptr::null_mut()), Ok(()));
     assert_eq!(heap.stats().live_blocks(), 0);
     heap.check().unwrap();
 }
@@ -219,9 +230,9 @@ fn free_containing_frees_through_an_interior_pointer() {
 #[test]
 fn error_null_free_is_ok() {
     let heap = small_heap();
-    assert_eq!(unsafe { heap.free(std::ptr::null_mut()) }, Ok(()));
+    assert_eq!(free(&heap, std::ptr::null_mut()), Ok(()));
     let _ = heap.malloc(1);
-    assert_eq!(unsafe { heap.free(std::ptr::null_mut()) }, Ok(()));
+    assert_eq!(free(&heap, std::ptr::null_mut()), Ok(()));
 }
 
 #[test]
@@ -231,22 +242,18 @@ fn error_double_free_is_reported_not_corrupting() {
     let a = heap.malloc(64);
     let b = heap.malloc(64);
     let c = heap.malloc(64);
-    unsafe {
-        heap.free(b).unwrap();
-        assert_eq!(heap.free(b), Err(FreeError::DoubleFree));
-        // A block coalesced into its free predecessor: still a double free.
-        heap.free(c).unwrap();
-        assert_eq!(heap.free(c), Err(FreeError::DoubleFree));
-        // A block that merged with the free remainder after it.
-        heap.free(a).unwrap();
-        assert_eq!(heap.free(a), Err(FreeError::DoubleFree));
-    }
+    free(&heap, b).unwrap();
+    assert_eq!(free(&heap, b), Err(FreeError::DoubleFree));
+    // A block coalesced into its free predecessor: still a double free.
+    free(&heap, c).unwrap();
+    assert_eq!(free(&heap, c), Err(FreeError::DoubleFree));
+    // A block that merged with the free remainder after it.
+    free(&heap, a).unwrap();
+    assert_eq!(free(&heap, a), Err(FreeError::DoubleFree));
     // Large allocations too.
     let big = heap.malloc(2 * LARGE_THRESHOLD);
-    unsafe {
-        heap.free(big).unwrap();
-        assert_eq!(heap.free(big), Err(FreeError::DoubleFree));
-    }
+    free(&heap, big).unwrap();
+    assert_eq!(free(&heap, big), Err(FreeError::DoubleFree));
     heap.check().unwrap();
     assert_eq!(heap.stats().live_blocks(), 0);
     assert_eq!(heap.stats().frees(), 4);
@@ -257,24 +264,29 @@ fn error_interior_and_misaligned_pointers_are_not_allocated() {
     let heap = small_heap();
     let p = heap.malloc(1000);
     let big = heap.malloc(CHUNK + LARGE_THRESHOLD);
-    unsafe {
-        assert_eq!(heap.free(p.add(16)), Err(FreeError::NotAllocated));
-        assert_eq!(heap.free(p.add(1)), Err(FreeError::NotAllocated));
-        assert_eq!(heap.free(p.add(512)), Err(FreeError::NotAllocated));
-        assert_eq!(heap.free(big.add(4096)), Err(FreeError::NotAllocated));
-        assert_eq!(
-            heap.free(big.add(CHUNK)),
-            Err(FreeError::NotAllocated),
-            "a tail chunk of a large run"
-        );
-    }
+    assert_eq!(
+        free(&heap, p.wrapping_add(16)),
+        Err(FreeError::NotAllocated)
+    );
+    assert_eq!(free(&heap, p.wrapping_add(1)), Err(FreeError::NotAllocated));
+    assert_eq!(
+        free(&heap, p.wrapping_add(512)),
+        Err(FreeError::NotAllocated)
+    );
+    assert_eq!(
+        free(&heap, big.wrapping_add(4096)),
+        Err(FreeError::NotAllocated)
+    );
+    assert_eq!(
+        free(&heap, big.wrapping_add(CHUNK)),
+        Err(FreeError::NotAllocated),
+        "a tail chunk of a large run"
+    );
     // Nothing was lost: both blocks are still live and intact.
     assert!(heap.is_allocated(p) && heap.is_allocated(big));
     heap.check().unwrap();
-    unsafe {
-        heap.free(p).unwrap();
-        heap.free(big).unwrap();
-    }
+    free(&heap, p).unwrap();
+    free(&heap, big).unwrap();
 }
 
 #[test]
@@ -285,28 +297,26 @@ fn error_pointers_outside_the_heap() {
     let theirs = other.malloc(10);
     let mut stack = 0u64;
     let boxed = Box::new(5u64);
-    unsafe {
-        assert_eq!(
-            heap.free(&mut stack as *mut u64 as *mut u8),
-            Err(FreeError::OutsideHeap)
-        );
-        assert_eq!(
-            heap.free(Box::as_ref(&boxed) as *const u64 as *mut u8),
-            Err(FreeError::OutsideHeap)
-        );
-        assert_eq!(
-            heap.free(theirs),
-            Err(FreeError::OutsideHeap),
-            "another heap's block"
-        );
-        assert_eq!(
-            Heap::new().free(mine),
-            Err(FreeError::OutsideHeap),
-            "a heap never used"
-        );
-        heap.free(mine).unwrap();
-        other.free(theirs).unwrap();
-    }
+    assert_eq!(
+        free(&heap, &mut stack as *mut u64 as *mut u8),
+        Err(FreeError::OutsideHeap)
+    );
+    assert_eq!(
+        free(&heap, Box::as_ref(&boxed) as *const u64 as *mut u8),
+        Err(FreeError::OutsideHeap)
+    );
+    assert_eq!(
+        free(&heap, theirs),
+        Err(FreeError::OutsideHeap),
+        "another heap's block"
+    );
+    assert_eq!(
+        free(&Heap::new(), mine),
+        Err(FreeError::OutsideHeap),
+        "a heap never used"
+    );
+    free(&heap, mine).unwrap();
+    free(&other, theirs).unwrap();
 }
 
 #[test]
@@ -326,14 +336,14 @@ fn exhausted_region_returns_null_stays_consistent_and_serves_again() {
     assert!(heap.calloc(1, 10_000).is_null());
     heap.check().unwrap();
     for p in ptrs.drain(..ptrs.len() / 2) {
-        unsafe { heap.free(p) }.unwrap();
+        free(&heap, p).unwrap();
     }
     heap.check().unwrap();
     let again = heap.malloc(10_000);
     assert!(!again.is_null(), "after frees the heap serves again");
     ptrs.push(again);
     for p in ptrs {
-        unsafe { heap.free(p) }.unwrap();
+        free(&heap, p).unwrap();
     }
     heap.check().unwrap();
     assert_eq!(heap.stats().live_blocks(), 0);
@@ -345,7 +355,7 @@ fn unreservable_region_fails_cleanly() {
     let heap = Heap::with_config(Config::new().region_size(1 << 50));
     assert!(heap.malloc(16).is_null());
     assert!(heap.check().is_ok());
-    assert_eq!(unsafe { heap.free(std::ptr::null_mut()) }, Ok(()));
+    assert_eq!(free(&heap, std::ptr::null_mut()), Ok(()));
 }
 
 #[test]
@@ -362,7 +372,7 @@ fn stats_count_allocations_frees_and_bytes() {
     assert!(s.committed_bytes() >= CHUNK);
     assert!(s.free_bytes() > 0 && s.free_blocks() >= 1 && s.largest_free_block() > 0);
     for p in ptrs {
-        unsafe { heap.free(p) }.unwrap();
+        free(&heap, p).unwrap();
     }
     let s = heap.stats();
     assert_eq!(
@@ -384,7 +394,7 @@ fn empty_chunks_go_back_to_the_region() {
     let full = heap.stats();
     assert!(full.arenas()[0].chunks >= 4);
     for p in ptrs {
-        unsafe { heap.free(p) }.unwrap();
+        free(&heap, p).unwrap();
     }
     let after = heap.stats();
     assert_eq!(
@@ -404,7 +414,7 @@ fn dump_shows_arenas_chunks_and_blocks() {
     assert!(String::from_utf8(out).unwrap().contains("not initialised"));
     let ptrs: Vec<_> = (0..10).map(|_| heap.malloc(48)).collect();
     let big = heap.malloc(2 * LARGE_THRESHOLD);
-    unsafe { heap.free(ptrs[3]) }.unwrap();
+    free(&heap, ptrs[3]).unwrap();
     let mut out = Vec::new();
     heap.dump(&mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
