@@ -16,15 +16,24 @@
 //!   them is kept when a free empties a chunk — the next one goes back to
 //!   the region (purged), so RSS follows the live set.
 //!
+//! Ownership: `owner` holds the token (`thread.rs`) of the thread bound to
+//! the arena, or 0. It changes only by compare-exchange: 0 or a dead token
+//! -> a live token (creation, adoption). Frees of the arena's blocks by any
+//! other thread go through `remote` (see `remote.rs`); whoever holds the
+//! lock drains it.
+//!
 //! Lock order: arena lock, then region lock. Nothing here allocates through
-//! the global allocator and nothing here panics.
+//! the global allocator (the queue's buffer is allocated by the caller of
+//! `Arena::new`, with no lock held) and nothing here panics.
 
 use crate::bins::{self, FreeIndex, BINS};
 use crate::block::{self, Header, GRANULE, HEADER, MIN_BLOCK, PREV_FREE};
 use crate::chunk::{self, ChunkHeader, CHUNK_DATA};
-use crate::error::{FreeError, HeapError, HeapErrorKind};
+use crate::error::{abort_on_free_error, FreeError, HeapError, HeapErrorKind};
 use crate::region::{ChunkUse, Region};
+use crate::remote::{RemoteQueue, DRAIN_BATCH};
 use crate::sync::{AtomicU64, Locked, LockedGuard, Ordering};
+use crate::thread;
 
 /// Running totals an arena keeps under its lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,8 +52,16 @@ pub(crate) struct Counters {
     pub(crate) empty_chunks: usize,
     /// Allocations served, ever.
     pub(crate) allocs: u64,
-    /// Frees performed, ever.
+    /// Frees performed, ever (local and remote).
     pub(crate) frees: u64,
+    /// Remote frees drained from the queue, ever.
+    pub(crate) remote_frees: u64,
+    /// Remote frees that found the queue full and took the lock, ever.
+    pub(crate) queue_full: u64,
+    /// Times the lock was taken (counted under it: no extra atomic).
+    pub(crate) lock_acquisitions: u64,
+    /// Times the lock was found held by another thread.
+    pub(crate) lock_contended: u64,
 }
 
 /// Everything the arena lock guards.
@@ -64,17 +81,21 @@ pub(crate) struct Arena {
     /// Index in the heap's arena table; stored in every chunk it owns.
     pub(crate) id: u32,
     state: Locked<ArenaState>,
-    /// Lock acquisitions, ever (`Relaxed`: statistics only).
-    lock_acquisitions: AtomicU64,
-    /// Acquisitions that found the lock held (`Relaxed`: statistics only).
-    lock_contended: AtomicU64,
+    /// Token of the owning thread, or 0 (module doc).
+    owner: AtomicU64,
+    /// Times a thread adopted this arena (`Relaxed`: statistics only).
+    adoptions: AtomicU64,
+    /// Blocks freed by other threads, waiting for the lock holder.
+    pub(crate) remote: RemoteQueue,
 }
 
 /// The arena lock, held.
 pub(crate) type ArenaGuard<'a> = LockedGuard<'a, ArenaState>;
 
 impl Arena {
-    pub(crate) fn new(id: u32) -> Arena {
+    /// A new arena owned by `owner` (a token, or 0). Allocates the remote
+    /// queue: call with no heap lock held.
+    pub(crate) fn new(id: u32, queue_capacity: usize, owner: u64) -> Arena {
         Arena {
             id,
             state: Locked::new(ArenaState {
@@ -82,28 +103,135 @@ impl Arena {
                 chunks: core::ptr::null_mut(),
                 counters: Counters::default(),
             }),
-            lock_acquisitions: AtomicU64::new(0),
-            lock_contended: AtomicU64::new(0),
+            owner: AtomicU64::new(owner),
+            adoptions: AtomicU64::new(0),
+            remote: RemoteQueue::new(queue_capacity),
         }
     }
 
-    /// Takes the arena lock, counting the acquisition and any contention.
+    /// The owner's token if that thread is alive.
+    pub(crate) fn live_owner(&self) -> Option<u64> {
+        let t = self.owner.load(Ordering::Acquire);
+        thread::is_alive(t).then_some(t)
+    }
+
+    /// Whether `token` owns this arena.
+    pub(crate) fn is_owned_by(&self, token: u64) -> bool {
+        token != 0 && self.owner.load(Ordering::Acquire) == token
+    }
+
+    /// Makes `token` the owner if the arena has no live owner. The caller
+    /// must then drain the queue (adoption).
+    pub(crate) fn try_adopt(&self, token: u64) -> bool {
+        let cur = self.owner.load(Ordering::Acquire);
+        if token == 0 || thread::is_alive(cur) {
+            return false;
+        }
+        let won = self
+            .owner
+            .compare_exchange(cur, token, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            self.adoptions.fetch_add(1, Ordering::Relaxed);
+        }
+        won
+    }
+
+    /// Adoptions so far.
+    pub(crate) fn adoption_count(&self) -> u64 {
+        self.adoptions.load(Ordering::Relaxed)
+    }
+
+    /// Takes the lock and drains the remote queue completely (adoption,
+    /// `stats`, `dump`). A bad queue entry aborts, as a bad free would.
+    pub(crate) fn lock_drained(&self, region: &Region) -> ArenaGuard<'_> {
+        let mut st = self.lock();
+        if let Err(bad) = self.drain(&mut st, region, usize::MAX) {
+            drop(st);
+            abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
+        }
+        st
+    }
+
+    /// Takes the lock and drains a bounded batch if the queue has entries:
+    /// the alloc/free path.
+    #[inline]
+    pub(crate) fn lock_and_drain_some(&self, region: &Region) -> ArenaGuard<'_> {
+        let mut st = self.lock();
+        if !self.remote.is_empty() {
+            if let Err(bad) = self.drain(&mut st, region, DRAIN_BATCH) {
+                drop(st);
+                abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
+            }
+        }
+        st
+    }
+
+    /// Frees up to `limit` queued blocks under the lock. Chunks that empty
+    /// go straight back to the region (the lock order allows it). Returns
+    /// the number drained, or the first entry that is not a pending block
+    /// of this arena (heap corruption or a racing double free).
+    #[cold]
+    pub(crate) fn drain(
+        &self,
+        st: &mut ArenaState,
+        region: &Region,
+        limit: usize,
+    ) -> Result<usize, usize> {
+        let mut n = 0;
+        while n < limit {
+            let Some(addr) = self.remote.pop() else { break };
+            let owned = region.contains(addr)
+                && addr % GRANULE == 0
+                && region.chunk_use(region.chunk_index(addr)) == ChunkUse::Arena(self.id);
+            if !owned {
+                return Err(addr);
+            }
+            // SAFETY: `addr` is aligned and in one of our chunks; lock held.
+            let b = unsafe { st.find_claimed(addr as *mut u8) }.ok_or(addr)?;
+            // SAFETY: `b` is a pending (hence live) block of ours.
+            if let Some(chunk) = unsafe { st.free(b) } {
+                // SAFETY: the arena unlinked the empty chunk; nothing refers
+                // to it.
+                unsafe { region.release(region.chunk_index(chunk as usize), 1) };
+            }
+            st.counters.remote_frees += 1;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Step 1 of a remote free (`remote.rs`): validates `ptr` as a live
+    /// block of this arena without the lock and marks it pending. `false`
+    /// means the caller must take the lock to classify or free it.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is `GRANULE`-aligned and lies in a chunk the region map marks
+    /// as this arena's.
+    #[inline]
+    pub(crate) unsafe fn claim_remote_mt(&self, ptr: *mut u8) -> bool {
+        let b = block::payload_to_block(ptr);
+        let c = chunk::chunk_of(ptr as usize);
+        // SAFETY: the chunk is committed while the map marks it ours; the
+        // bitmap and a header at a set start bit are readable atomics.
+        unsafe {
+            (b as usize) >= (*c).first_block() as usize
+                && b < (*c).sentinel()
+                && (*c).is_start(b as usize)
+                && (*b).claim_remote_mt()
+        }
+    }
+
+    /// Takes the arena lock, counting the acquisition and any contention
+    /// in the state it guards (plain adds: the fast path pays for no atomic
+    /// beyond the lock's own).
     #[inline]
     pub(crate) fn lock(&self) -> ArenaGuard<'_> {
-        let (guard, contended) = self.state.lock();
-        self.lock_acquisitions.fetch_add(1, Ordering::Relaxed);
-        if contended {
-            self.lock_contended.fetch_add(1, Ordering::Relaxed);
-        }
+        let (mut guard, contended) = self.state.lock();
+        guard.counters.lock_acquisitions += 1;
+        guard.counters.lock_contended += u64::from(contended);
         guard
-    }
-
-    /// `(acquisitions, contended)` so far.
-    pub(crate) fn lock_counts(&self) -> (u64, u64) {
-        (
-            self.lock_acquisitions.load(Ordering::Relaxed),
-            self.lock_contended.load(Ordering::Relaxed),
-        )
     }
 }
 
@@ -433,10 +561,10 @@ impl ArenaState {
                 return Err(FreeError::NotAllocated);
             }
             if (*c).is_start(b as usize) {
-                return if (*b).is_free() {
-                    Err(FreeError::DoubleFree)
-                } else {
+                return if (*b).is_live() {
                     Ok(b)
+                } else {
+                    Err(FreeError::DoubleFree)
                 };
             }
             // Not a block start: inside a free block means the block was
@@ -451,6 +579,23 @@ impl ArenaState {
         }
     }
 
+    /// The pending block whose payload is `ptr` (a queue entry, or a block
+    /// the caller claimed).
+    ///
+    /// # Safety
+    ///
+    /// As for `find_live`.
+    pub(crate) unsafe fn find_claimed(&self, ptr: *mut u8) -> Option<*mut Header> {
+        let b = block::payload_to_block(ptr);
+        let c = chunk::chunk_of(ptr as usize);
+        // SAFETY: as in `find_live`.
+        unsafe {
+            let inside = (b as usize) >= (*c).first_block() as usize && b < (*c).sentinel();
+            let pending = inside && (*c).is_start(b as usize) && (*b).is_remote_pending();
+            (pending && !(*b).is_free()).then_some(b)
+        }
+    }
+
     /// The live block whose payload contains `addr`.
     ///
     /// # Safety
@@ -462,7 +607,7 @@ impl ArenaState {
         unsafe {
             let s = (*c).block_at_or_before(addr)?;
             let payload = block::block_to_payload(s) as usize;
-            let inside = !(*s).is_free() && addr >= payload && addr < s as usize + (*s).size();
+            let inside = (*s).is_live() && addr >= payload && addr < s as usize + (*s).size();
             inside.then_some(s)
         }
     }
@@ -524,6 +669,10 @@ impl ArenaState {
         let mut walked = Counters {
             allocs: self.counters.allocs,
             frees: self.counters.frees,
+            remote_frees: self.counters.remote_frees,
+            queue_full: self.counters.queue_full,
+            lock_acquisitions: self.counters.lock_acquisitions,
+            lock_contended: self.counters.lock_contended,
             ..Counters::default()
         };
         let mut c = self.chunks;

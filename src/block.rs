@@ -10,8 +10,8 @@
 //!  +-----------+-------------+----------------------------------+-----------+
 //!  <---------------- HEADER --><------ size - HEADER ----------->
 //!
-//!  size_flags word:  63 ............... 4 | 3 | 2 | 1          | 0
-//!                    block size (incl.    | 0 | 0 | PREV_FREE  | FREE
+//!  size_flags word:  63 ............... 4 | 3 | 2              | 1          | 0
+//!                    block size (incl.    | 0 | REMOTE_PENDING | PREV_FREE  | FREE
 //!                    header), multiple of GRANULE
 //! ```
 //!
@@ -21,6 +21,10 @@
 //! * `PREV_FREE`: the physically previous block is free, and only then is
 //!   `prev_size` meaningful: it is that block's footer (boundary tag). This is
 //!   what makes coalescing with the previous neighbour O(1).
+//! * `REMOTE_PENDING`: a live block that a foreign thread has freed and
+//!   queued for its owner (see `remote.rs`). Set only by that thread's
+//!   compare-exchange from a live, non-pending word; cleared when the owner
+//!   frees the block. `FREE ⇒ !REMOTE_PENDING`.
 //! * A free block keeps its bin links in the first 16 payload bytes, which is
 //!   why the smallest block is `HEADER + LINKS`.
 //! * The payload starts `HEADER` bytes after the block, so a 16-aligned block
@@ -30,10 +34,14 @@
 //! `F(block) == P(next)`; `F(block) ⇒ next.prev_size == size`;
 //! never `F(block) && F(next)` (free neighbours are always coalesced).
 //!
-//! `size_flags` is an `AtomicUsize` accessed with `Relaxed` ordering (a plain
-//! `mov` on x86-64) so that a thread validating a foreign free may read it
-//! without a data race; every write happens under the owning arena's lock and
-//! every decision taken on a racy read is re-checked under that lock.
+//! `size_flags` is an `AtomicUsize`: a thread validating a foreign free reads
+//! it and sets `REMOTE_PENDING` with a compare-exchange while the owner may
+//! be working on a neighbour. So the owner changes single flags of a block
+//! that may be live with atomic read-modify-writes (`set_flag`), and
+//! overwrites a whole word (`set`) only for blocks no other thread can
+//! legitimately name (free ones, or ones it is handing out or taking back).
+//! `Relaxed` suffices: the queue push/pop and the arena lock order the
+//! block's contents; the flag word only arbitrates who frees the block.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -50,6 +58,8 @@ pub(crate) const MIN_BLOCK: usize = HEADER + LINKS;
 pub(crate) const FREE: usize = 1 << 0;
 /// The previous block is free; `prev_size` holds its size.
 pub(crate) const PREV_FREE: usize = 1 << 1;
+/// A foreign thread freed this live block and queued it for the owner.
+pub(crate) const REMOTE_PENDING: usize = 1 << 2;
 /// Every flag bit; the rest of the word is the size.
 pub(crate) const FLAG_MASK: usize = GRANULE - 1;
 
@@ -74,7 +84,8 @@ const _: () = assert!(
     "the header must keep payloads 16-aligned"
 );
 const _: () = assert!(MIN_BLOCK % GRANULE == 0);
-const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | PREV_FREE));
+const _: () =
+    assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | PREV_FREE | REMOTE_PENDING));
 
 /// Rounds `n` up to a multiple of `align` (a power of two); `None` on overflow.
 #[inline]
@@ -144,11 +155,47 @@ impl Header {
         self.size_flags.store(size | flags, Ordering::Relaxed);
     }
 
+    /// Whether this is a live block nobody has freed yet.
+    #[inline]
+    pub(crate) fn is_live(&self) -> bool {
+        self.flags() & (FREE | REMOTE_PENDING) == 0
+    }
+
+    #[inline]
+    pub(crate) fn is_remote_pending(&self) -> bool {
+        self.flags() & REMOTE_PENDING != 0
+    }
+
+    /// Sets or clears one flag atomically, leaving any concurrent claim
+    /// (`claim_remote_mt`) intact.
     #[inline]
     pub(crate) fn set_flag(&self, flag: usize, on: bool) {
-        let word = self.size_flags.load(Ordering::Relaxed);
-        let word = if on { word | flag } else { word & !flag };
-        self.size_flags.store(word, Ordering::Relaxed);
+        if on {
+            self.size_flags.fetch_or(flag, Ordering::Relaxed);
+        } else {
+            self.size_flags.fetch_and(!flag, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks a live block `REMOTE_PENDING`; fails if it is free or already
+    /// pending. At most one caller wins for each time the block is live.
+    #[inline]
+    pub(crate) fn claim_remote_mt(&self) -> bool {
+        let mut word = self.size_flags.load(Ordering::Relaxed);
+        loop {
+            if word & (FREE | REMOTE_PENDING) != 0 || word & !FLAG_MASK == 0 {
+                return false;
+            }
+            match self.size_flags.compare_exchange_weak(
+                word,
+                word | REMOTE_PENDING,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
     }
 }
 

@@ -32,17 +32,21 @@
 //!   write after unlocking.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::mem::MaybeUninit;
 use core::ptr::{self, addr_of_mut};
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use crate::arena::{self, Arena};
 use crate::block::{self, GRANULE};
 use crate::chunk::CHUNK;
 use crate::config::Config;
-use crate::error::{abort_on_free_error, FreeError, HeapError};
+use crate::error::{abort_on_free_error, FreeError, HeapError, HeapErrorKind};
+use crate::large::LARGE_THRESHOLD;
 use crate::large::{self, LargeStats};
 use crate::region::{ChunkUse, MetaLayout, Region};
+use crate::remote::RemoteQueue;
 use crate::sync::RawLock;
+use crate::thread;
 
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -71,12 +75,38 @@ pub(crate) struct HeapMeta {
     pub(crate) large: LargeStats,
     /// The configuration in force (clamped).
     pub(crate) config: Config,
+    /// Process-unique id: the key of every thread's binding cache.
+    pub(crate) id: u64,
     /// The arena table: `config.max_arenas` slots.
-    arenas: *mut Arena,
-    /// Initialised arenas: a prefix of the table.
-    arena_count: AtomicUsize,
-    /// Serialises arena creation.
+    arenas: *mut ArenaSlot,
+    /// Slots handed to creators so far; a prefix of the table. Raised only
+    /// under `arena_lock`.
+    arenas_reserved: AtomicUsize,
+    /// Serialises slot reservation (never held while allocating).
     arena_lock: RawLock,
+    /// Bump pointer of the internal pool (next free byte).
+    pool_next: AtomicUsize,
+    /// End of the internal pool.
+    pool_end: usize,
+}
+
+/// One entry of the arena table: `ready` is set (`Release`) once `arena`
+/// is initialised, and never cleared until the heap drops.
+struct ArenaSlot {
+    ready: AtomicBool,
+    arena: MaybeUninit<Arena>,
+}
+
+/// Extra internal-pool bytes beyond the arenas' queue buffers, for the few
+/// allocations the runtime may make while a thread binds (a TLS destructor
+/// list, say).
+const POOL_SLACK: usize = 64 << 10;
+
+/// Bytes of internal pool a heap of `config` sets aside.
+fn pool_bytes(config: &Config) -> usize {
+    let per_arena =
+        RemoteQueue::buffer_bytes(config.get_remote_queue_capacity()).min(LARGE_THRESHOLD) + 256;
+    config.get_max_arenas() * per_arena + POOL_SLACK
 }
 
 impl HeapMeta {
@@ -84,48 +114,115 @@ impl HeapMeta {
     #[inline]
     pub(crate) fn arena(&self, id: u32) -> Option<&Arena> {
         let id = id as usize;
-        if id < self.arena_count.load(Ordering::Acquire) {
-            // SAFETY: arenas below the count are initialised and never move
-            // or die before the heap does.
-            Some(unsafe { &*self.arenas.add(id) })
-        } else {
-            None
+        if id >= self.arenas_reserved.load(Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: `id` is below the reserved count, so inside the table; a
+        // ready slot holds an initialised arena that lives until Drop.
+        unsafe {
+            let slot = &*self.arenas.add(id);
+            slot.ready
+                .load(Ordering::Acquire)
+                .then(|| slot.arena.assume_init_ref())
         }
     }
 
-    /// Number of arenas created so far.
+    /// Number of arena slots handed out so far (some may still be in
+    /// creation: `arena(id)` tells).
     pub(crate) fn arena_count(&self) -> usize {
-        self.arena_count.load(Ordering::Acquire)
+        self.arenas_reserved.load(Ordering::Acquire)
     }
 
-    /// Creates the next arena, if the table has room.
-    fn create_arena(&self) -> Option<&Arena> {
+    /// The arenas that exist, by id.
+    pub(crate) fn arenas(&self) -> impl Iterator<Item = &Arena> + '_ {
+        (0..self.arena_count() as u32).filter_map(|id| self.arena(id))
+    }
+
+    /// Creates an arena owned by `owner` (a token or 0) if the table has
+    /// room. Reserves the slot under `arena_lock`, then builds the arena —
+    /// whose queue allocates — with no lock held.
+    fn create_arena(&self, owner: u64) -> Option<&Arena> {
         self.arena_lock.lock();
-        let n = self.arena_count.load(Ordering::Relaxed);
-        let made = if n < self.config.get_max_arenas() {
-            // SAFETY: slot `n` is inside the table and uninitialised (the
-            // count says so and only this locked section raises it).
-            unsafe { self.arenas.add(n).write(Arena::new(n as u32)) };
-            self.arena_count.store(n + 1, Ordering::Release);
-            true
-        } else {
-            false
-        };
+        let n = self.arenas_reserved.load(Ordering::Relaxed);
+        let room = n < self.config.get_max_arenas();
+        if room {
+            self.arenas_reserved.store(n + 1, Ordering::Release);
+        }
         // SAFETY: taken above.
         unsafe { self.arena_lock.unlock() };
-        if made {
-            self.arena(n as u32)
-        } else {
-            None
+        if !room {
+            return None;
+        }
+        let arena = Arena::new(n as u32, self.config.get_remote_queue_capacity(), owner);
+        // SAFETY: slot `n` was reserved by us alone and is inside the table;
+        // it is published with `ready` only after it is written.
+        unsafe {
+            let slot = &mut *self.arenas.add(n);
+            slot.arena.write(arena);
+            slot.ready.store(true, Ordering::Release);
+        }
+        self.arena(n as u32)
+    }
+
+    /// Serves an allocation made by this heap's own set-up code from the
+    /// internal pool (module doc, Reentrancy). Never freed.
+    fn internal_alloc(&self, size: usize, align: usize) -> *mut u8 {
+        let mut cur = self.pool_next.load(Ordering::Relaxed);
+        loop {
+            let start = (cur + align - 1) & !(align - 1);
+            let Some(end) = start.checked_add(size) else {
+                return ptr::null_mut();
+            };
+            if end > self.pool_end {
+                return ptr::null_mut();
+            }
+            match self.pool_next.compare_exchange_weak(
+                cur,
+                end,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return start as *mut u8,
+                Err(now) => cur = now,
+            }
         }
     }
 
-    /// The arena the calling thread allocates from.
-    #[inline]
-    fn home_arena(&self) -> &Arena {
-        // SAFETY: arena 0 is created with the metadata and lives as long.
-        unsafe { &*self.arenas }
+    /// Picks the arena for a thread that has none cached (module doc,
+    /// Threads): the one it owns, else an orphan it adopts, else a new one,
+    /// else a shared one. `may_create` is false when the thread cannot mark
+    /// itself as binding (its TLS is gone), since creating would recurse.
+    fn choose_arena(&self, token: u64, may_create: bool) -> Option<&Arena> {
+        if token != 0 {
+            if let Some(a) = self.arenas().find(|a| a.is_owned_by(token)) {
+                return Some(a);
+            }
+            if let Some(a) = self.arenas().find(|a| a.try_adopt(token)) {
+                // Adoption drains what was freed into the arena meanwhile.
+                drop(a.lock_drained(&self.region));
+                return Some(a);
+            }
+        }
+        if may_create {
+            if let Some(a) = self.create_arena(token) {
+                return Some(a);
+            }
+        }
+        let n = self.arena_count();
+        let first = thread::spread() % n.max(1);
+        (0..n)
+            .map(|i| (first + i) % n)
+            .find_map(|id| self.arena(id as u32))
     }
+}
+
+/// What a thread without a cached arena gets.
+enum Bound<'a> {
+    Arena(&'a Arena),
+    /// The thread is binding to this very heap: serve from the pool.
+    Internal,
+    /// No arena could be had.
+    None,
 }
 
 /// Where a pointer lives.
@@ -209,13 +306,44 @@ impl Heap {
             return ptr::null_mut();
         };
         if arena::arena_serves(size, align) {
-            let arena = meta.home_arena();
-            let mut st = arena.lock();
+            let arena = match thread::cached_arena(meta.id) {
+                // SAFETY: the cache matched this heap's id, so the pointer is
+                // an arena of this (live) heap.
+                Some(a) => unsafe { &*a },
+                None => match self.bind_slow(meta) {
+                    Bound::Arena(a) => a,
+                    Bound::Internal => return meta.internal_alloc(size, align),
+                    Bound::None => return ptr::null_mut(),
+                },
+            };
+            let mut st = arena.lock_and_drain_some(&meta.region);
             // SAFETY: `arena_serves` holds, the lock is held, and the region
             // and id are this arena's.
             unsafe { st.alloc(&meta.region, arena.id, size, align) }
         } else {
             large::alloc(&meta.region, &meta.large, size, align)
+        }
+    }
+
+    /// Binds the calling thread to an arena of this heap (module doc).
+    #[cold]
+    #[inline(never)]
+    fn bind_slow<'m>(&self, meta: &'m HeapMeta) -> Bound<'m> {
+        if thread::is_binding(meta.id) {
+            return Bound::Internal;
+        }
+        let previous = thread::set_binding(meta.id);
+        let token = thread::token();
+        let chosen = meta.choose_arena(token, previous.is_some());
+        if let Some(prev) = previous {
+            thread::set_binding(prev);
+        }
+        match chosen {
+            Some(a) => {
+                thread::cache_arena(meta.id, a);
+                Bound::Arena(a)
+            }
+            None => Bound::None,
         }
     }
 
@@ -276,21 +404,13 @@ impl Heap {
                 if ptr as usize % GRANULE != 0 {
                     return Err(FreeError::NotAllocated);
                 }
-                let mut st = arena.lock();
-                // SAFETY: `ptr` is aligned and in one of `arena`'s chunks;
-                // the lock is held; `find_live` proved the block live.
-                let empty = unsafe {
-                    let b = st.find_live(ptr)?;
-                    st.free(b)
-                };
-                drop(st);
-                if let Some(chunk) = empty {
-                    let idx = meta.region.chunk_index(chunk as usize);
-                    // SAFETY: the arena unlinked this empty chunk; nothing
-                    // refers to it any more.
-                    unsafe { meta.region.release(idx, 1) };
+                if thread::cached_arena(meta.id) == Some(arena as *const Arena) {
+                    // SAFETY: `ptr` is aligned and in one of `arena`'s chunks.
+                    unsafe { free_locked(meta, arena, ptr, false) }
+                } else {
+                    // SAFETY: as above.
+                    unsafe { free_remote(meta, arena, ptr) }
                 }
-                Ok(())
             }
             // SAFETY: `ptr` is in a large slot; the caller gives it up.
             Owner::Large => unsafe { large::free(&meta.region, &meta.large, ptr) },
@@ -470,11 +590,17 @@ impl Heap {
         let Some(meta) = self.meta_if_ready() else {
             return Ok(());
         };
-        for id in 0..meta.arena_count() {
-            let Some(arena) = meta.arena(id as u32) else {
-                continue;
-            };
-            arena.lock().check(&meta.region, arena.id)?;
+        for arena in meta.arenas() {
+            let mut st = arena.lock();
+            if let Err(bad) = arena.drain(&mut st, &meta.region, usize::MAX) {
+                let kind = HeapErrorKind::BadRemoteEntry;
+                return Err(HeapError {
+                    arena: Some(arena.id),
+                    addr: bad,
+                    kind,
+                });
+            }
+            st.check(&meta.region, arena.id)?;
         }
         crate::stats::check_large(meta)
     }
@@ -505,12 +631,16 @@ impl Drop for Heap {
             return;
         }
         // SAFETY: `&mut self` means no other reference to the heap exists;
-        // arenas below the count are initialised and dropped once; the
-        // region is unmapped last and `m` is not used after.
+        // ready slots hold initialised arenas, each dropped once (a slot
+        // reserved but never readied cannot exist once creators returned);
+        // the region is unmapped last and `m` is not used after.
         unsafe {
             let meta = &*m;
             for id in 0..meta.arena_count() {
-                ptr::drop_in_place(meta.arenas.add(id));
+                let slot = &mut *meta.arenas.add(id);
+                if *slot.ready.get_mut() {
+                    slot.arena.assume_init_drop();
+                }
             }
             meta.region.unreserve();
         }
@@ -534,13 +664,76 @@ fn locate(meta: &HeapMeta, addr: usize) -> Result<Owner<'_>, FreeError> {
     }
 }
 
+/// Frees `ptr` under the arena lock: a local free, or the fallback of a
+/// remote one (`claimed`: the caller already marked it pending).
+///
+/// # Safety
+///
+/// `ptr` is `GRANULE`-aligned and in a chunk of `arena`; if it is a live
+/// block, its owner gives it up.
+unsafe fn free_locked(
+    meta: &HeapMeta,
+    arena: &Arena,
+    ptr: *mut u8,
+    claimed: bool,
+) -> Result<(), FreeError> {
+    let mut st = arena.lock_and_drain_some(&meta.region);
+    // SAFETY: `ptr` is aligned and in one of `arena`'s chunks; the lock is
+    // held; the block freed is one `find_*` proved live (or pending and
+    // claimed by us).
+    let empty = unsafe {
+        let b = if claimed {
+            st.counters.queue_full += 1;
+            match st.find_claimed(ptr) {
+                Some(b) => b,
+                None => {
+                    drop(st);
+                    abort_on_free_error(FreeError::DoubleFree, ptr)
+                }
+            }
+        } else {
+            st.find_live(ptr)?
+        };
+        st.free(b)
+    };
+    drop(st);
+    if let Some(chunk) = empty {
+        let idx = meta.region.chunk_index(chunk as usize);
+        // SAFETY: the arena unlinked this empty chunk; nothing refers to it.
+        unsafe { meta.region.release(idx, 1) };
+    }
+    Ok(())
+}
+
+/// A free of a block whose arena is not the calling thread's (`remote.rs`):
+/// claim, then push on the owner's queue; under the owner's lock when the
+/// queue is full or the claim fails (to classify the error exactly).
+///
+/// # Safety
+///
+/// As for [`free_locked`].
+unsafe fn free_remote(meta: &HeapMeta, arena: &Arena, ptr: *mut u8) -> Result<(), FreeError> {
+    // SAFETY: `ptr` is aligned and in a chunk the map marks as `arena`'s.
+    if !unsafe { arena.claim_remote_mt(ptr) } {
+        // SAFETY: forwarded; the lock decides what `ptr` is.
+        return unsafe { free_locked(meta, arena, ptr, false) };
+    }
+    match arena.remote.push_mt(ptr as usize) {
+        Ok(()) => Ok(()),
+        // SAFETY: forwarded; we hold the claim on the block.
+        Err(_) => unsafe { free_locked(meta, arena, ptr, true) },
+    }
+}
+
 /// Reserves a region for `config` and builds the metadata in it; null if
 /// the OS refuses or the region cannot even hold its metadata.
 fn create_meta(config: Config) -> *mut HeapMeta {
     let chunks = config.get_region_size() / CHUNK;
     let arenas_offset =
-        core::mem::size_of::<HeapMeta>().next_multiple_of(core::mem::align_of::<Arena>());
-    let prefix = arenas_offset + config.get_max_arenas() * core::mem::size_of::<Arena>();
+        core::mem::size_of::<HeapMeta>().next_multiple_of(core::mem::align_of::<ArenaSlot>());
+    let pool_offset = (arenas_offset + config.get_max_arenas() * core::mem::size_of::<ArenaSlot>())
+        .next_multiple_of(64);
+    let prefix = pool_offset + pool_bytes(&config);
     let layout = MetaLayout::new(prefix, chunks);
     if layout.total.div_ceil(CHUNK) >= chunks {
         return ptr::null_mut();
@@ -562,12 +755,12 @@ fn create_meta(config: Config) -> *mut HeapMeta {
         addr_of_mut!((*meta).large).write(LargeStats::default());
         addr_of_mut!((*meta).config).write(config);
         addr_of_mut!((*meta).arenas).write(base.add(arenas_offset).cast());
-        addr_of_mut!((*meta).arena_count).write(AtomicUsize::new(0));
+        addr_of_mut!((*meta).id).write(thread::new_heap_id());
+        addr_of_mut!((*meta).arenas_reserved).write(AtomicUsize::new(0));
         addr_of_mut!((*meta).arena_lock).write(RawLock::new());
-        if (*meta).create_arena().is_none() {
-            (*meta).region.unreserve();
-            return ptr::null_mut();
-        }
+        let pool = base as usize + pool_offset;
+        addr_of_mut!((*meta).pool_next).write(AtomicUsize::new(pool));
+        addr_of_mut!((*meta).pool_end).write(pool + pool_bytes(&config));
     }
     meta
 }

@@ -48,8 +48,10 @@ mod error;
 mod heap;
 mod large;
 mod region;
+mod remote;
 mod stats;
 mod sync;
+mod thread;
 
 pub use chunk::CHUNK;
 pub use config::{

@@ -9,7 +9,7 @@
 
 use std::io::{self, Write};
 
-use crate::arena::Counters;
+use crate::arena::{Arena, Counters};
 use crate::block::{self, HEADER};
 use crate::chunk::CHUNK;
 use crate::error::{HeapError, HeapErrorKind};
@@ -43,6 +43,15 @@ pub struct ArenaStats {
     pub lock_acquisitions: u64,
     /// Times the lock was found held by another thread.
     pub lock_contended: u64,
+    /// Token of the thread that owns the arena, if it is alive (`None`:
+    /// orphaned, waiting for adoption, or only shared).
+    pub owner: Option<u64>,
+    /// Frees by other threads received through the remote queue.
+    pub remote_frees: u64,
+    /// Remote frees that found the queue full and freed under the lock.
+    pub queue_full_fallbacks: u64,
+    /// Times a new thread adopted the arena after its owner exited.
+    pub adoptions: u64,
 }
 
 /// Statistics of a heap: per arena, large allocations, and totals.
@@ -123,9 +132,13 @@ impl HeapStats {
     }
 }
 
-fn arena_stats(id: u32, c: &Counters, largest: usize, locks: (u64, u64)) -> ArenaStats {
+fn arena_stats(arena: &Arena, c: &Counters, largest: usize) -> ArenaStats {
     ArenaStats {
-        id,
+        id: arena.id,
+        owner: arena.live_owner(),
+        remote_frees: c.remote_frees,
+        queue_full_fallbacks: c.queue_full,
+        adoptions: arena.adoption_count(),
         allocated_bytes: c.live_bytes,
         live_blocks: c.live_blocks,
         free_bytes: c.free_bytes,
@@ -135,8 +148,8 @@ fn arena_stats(id: u32, c: &Counters, largest: usize, locks: (u64, u64)) -> Aren
         committed_bytes: c.chunk_count * CHUNK,
         allocations: c.allocs,
         frees: c.frees,
-        lock_acquisitions: locks.0,
-        lock_contended: locks.1,
+        lock_acquisitions: c.lock_acquisitions,
+        lock_contended: c.lock_contended,
     }
 }
 
@@ -151,11 +164,11 @@ pub(crate) fn collect(meta: Option<&HeapMeta>) -> HeapStats {
         let Some(arena) = meta.arena(id) else {
             continue;
         };
-        let st = arena.lock();
+        let st = arena.lock_drained(&meta.region);
         let (counters, largest) = (st.counters, st.largest_free());
         drop(st);
         if arenas.len() < arenas.capacity() {
-            arenas.push(arena_stats(id, &counters, largest, arena.lock_counts()));
+            arenas.push(arena_stats(arena, &counters, largest));
         }
     }
     let large = &meta.large;
@@ -226,12 +239,12 @@ pub(crate) fn dump(meta: Option<&HeapMeta>, out: &mut dyn Write) -> io::Result<(
         };
         // Size the buffer without holding the lock across the allocation.
         let count = {
-            let st = arena.lock();
+            let st = arena.lock_drained(&meta.region);
             st.counters.live_blocks + st.counters.free_blocks + st.counters.chunk_count
         };
         let mut entries = Vec::with_capacity(count + 64);
         let mut truncated = false;
-        let st = arena.lock();
+        let st = arena.lock_drained(&meta.region);
         let (counters, largest) = (st.counters, st.largest_free());
         let mut last_chunk = core::ptr::null_mut();
         st.for_each_block(|c, b| {
@@ -254,16 +267,23 @@ pub(crate) fn dump(meta: Option<&HeapMeta>, out: &mut dyn Write) -> io::Result<(
             true
         });
         drop(st);
-        let (locks, contended) = arena.lock_counts();
+        let (locks, contended) = (counters.lock_acquisitions, counters.lock_contended);
+        let owner = match arena.live_owner() {
+            Some(t) => format!("owned by thread token {t:#x}"),
+            None => "no live owner".to_string(),
+        };
         writeln!(
             out,
-            "arena {id}: {} chunk(s); {} live in {} block(s); {} free in {} block(s), largest {}; lock taken {locks} times ({contended} contended)",
+            "arena {id} ({owner}): {} chunk(s); {} live in {} block(s); {} free in {} block(s), largest {}; lock taken {locks} times ({contended} contended); {} remote frees, {} queue-full fallbacks, {} adoptions",
             counters.chunk_count,
             Bytes(counters.live_bytes),
             counters.live_blocks,
             Bytes(counters.free_bytes),
             counters.free_blocks,
             Bytes(largest),
+            counters.remote_frees,
+            counters.queue_full,
+            arena.adoption_count(),
         )?;
         write_entries(out, &entries)?;
         if truncated {

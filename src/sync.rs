@@ -30,6 +30,22 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+/// `thread_local!` with a const initialiser (std), or loom's, which models
+/// one value per loom thread.
+#[cfg(not(loom))]
+macro_rules! shim_thread_local {
+    (static $name:ident: $t:ty = $init:expr;) => {
+        std::thread_local! { static $name: $t = const { $init }; }
+    };
+}
+#[cfg(loom)]
+macro_rules! shim_thread_local {
+    (static $name:ident: $t:ty = $init:expr;) => {
+        loom::thread_local! { static $name: $t = $init; }
+    };
+}
+pub(crate) use shim_thread_local;
+
 /// Spin-loop hint (loom: a yield, so the model scheduler can make progress).
 #[inline]
 pub(crate) fn spin_hint() {

@@ -419,7 +419,8 @@ fn dump_shows_arenas_chunks_and_blocks() {
     heap.dump(&mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("arenalloc heap:"), "{text}");
-    assert!(text.contains("arena 0: 1 chunk(s)"), "{text}");
+    assert!(text.contains("arena 0 (owned by thread token 0x"), "{text}");
+    assert!(text.contains("): 1 chunk(s);"), "{text}");
     let has_line = |words: &[&str]| {
         text.lines()
             .any(|l| l.split_whitespace().eq(words.iter().copied()))

@@ -1,0 +1,200 @@
+//! Thread identity and the per-thread arena binding cache.
+//!
+//! **Tokens.** A thread that binds to an arena claims a slot in a global
+//! registry of `MAX_THREADS` generation counters. Its token is
+//! `(slot + 1) << 32 | generation`, where an odd generation means "alive".
+//! At thread exit a TLS destructor bumps the slot's generation (to even), so
+//! every token of that thread dies at once — without touching any heap, which
+//! may already be gone. An arena's owner is a token; the owner is alive iff
+//! the registry still holds that generation. No hashing, no global lock.
+//!
+//! | slot value | meaning |
+//! | --- | --- |
+//! | even `g` | free; the next claimant makes it `g + 1` |
+//! | odd `g` | held by a live thread whose tokens carry `g` |
+//!
+//! **Cache.** Each thread keeps its bindings (heap id -> arena) in a small
+//! `WAYS`-entry cache in a const-initialised, destructor-free thread local,
+//! so it stays readable after the thread's other TLS is gone. The fast path
+//! is one TLS access and one compare: entry 0 holds the most recent heap.
+//! A heap id is unique for the life of the process (never reused), so a
+//! stale entry of a dropped heap is never matched, and its arena pointer is
+//! never followed.
+//!
+//! **Reentrancy.** `binding` names the heap this thread is binding to right
+//! now; an allocation from that heap while it is set (the arena's queue
+//! buffer, when the heap is the global allocator) is served from the heap's
+//! internal pool instead of recursing.
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::arena::Arena;
+
+/// Threads that can own arenas at once; more threads share arenas.
+const MAX_THREADS: usize = 4096;
+/// Heap bindings a thread caches.
+const WAYS: usize = 4;
+
+/// The registry of thread slots (see the module doc's table).
+static REGISTRY: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
+/// Where the next claim starts looking.
+static REGISTRY_HINT: AtomicU32 = AtomicU32::new(0);
+/// Source of heap ids: never reused, 0 means "none".
+static NEXT_HEAP_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh, process-unique heap id.
+pub(crate) fn new_heap_id() -> u64 {
+    NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Whether the thread that holds `token` is still alive.
+pub(crate) fn is_alive(token: u64) -> bool {
+    if token == 0 {
+        return false;
+    }
+    let slot = (token >> 32) as usize - 1;
+    slot < MAX_THREADS && REGISTRY[slot].load(Ordering::Acquire) == token as u32
+}
+
+/// Claims a registry slot; 0 if all are held.
+fn claim_slot() -> u64 {
+    let start = REGISTRY_HINT.load(Ordering::Relaxed) as usize;
+    for i in 0..MAX_THREADS {
+        let slot = (start + i) % MAX_THREADS;
+        let g = REGISTRY[slot].load(Ordering::Relaxed);
+        if g % 2 == 0
+            && REGISTRY[slot]
+                .compare_exchange(g, g.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            REGISTRY_HINT.store((slot + 1) as u32, Ordering::Relaxed);
+            return ((slot as u64 + 1) << 32) | u64::from(g.wrapping_add(1));
+        }
+    }
+    0
+}
+
+/// Gives the slot of `token` back: every copy of the token dies.
+fn release_slot(token: u64) {
+    let slot = (token >> 32) as usize - 1;
+    REGISTRY[slot].store((token as u32).wrapping_add(1), Ordering::Release);
+}
+
+/// Token states of a thread's cache.
+const TOKEN_NONE: u64 = 0;
+/// The thread's exit has begun (or no slot was free): it owns nothing more.
+const TOKEN_DEAD: u64 = u64::MAX;
+
+/// The per-thread cache (module doc).
+pub(crate) struct ThreadCache {
+    heaps: [Cell<u64>; WAYS],
+    arenas: [Cell<*const Arena>; WAYS],
+    token: Cell<u64>,
+    binding: Cell<u64>,
+}
+
+impl ThreadCache {
+    const fn new() -> ThreadCache {
+        ThreadCache {
+            heaps: [const { Cell::new(0) }; WAYS],
+            arenas: [const { Cell::new(core::ptr::null()) }; WAYS],
+            token: Cell::new(TOKEN_NONE),
+            binding: Cell::new(0),
+        }
+    }
+}
+
+/// Releases the thread's registry slot at thread exit.
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let _ = CACHE.try_with(|c| {
+            let token = c.token.replace(TOKEN_DEAD);
+            if token != TOKEN_NONE && token != TOKEN_DEAD {
+                release_slot(token);
+            }
+        });
+    }
+}
+
+crate::sync::shim_thread_local! {
+    static CACHE: ThreadCache = ThreadCache::new();
+}
+crate::sync::shim_thread_local! {
+    static EXIT: ExitGuard = ExitGuard;
+}
+
+/// The arena this thread is bound to in heap `heap`, if cached.
+#[inline]
+pub(crate) fn cached_arena(heap: u64) -> Option<*const Arena> {
+    CACHE
+        .try_with(|c| {
+            if c.heaps[0].get() == heap {
+                return Some(c.arenas[0].get());
+            }
+            (1..WAYS).find(|&i| c.heaps[i].get() == heap).map(|i| {
+                // Move the hit to the front.
+                c.heaps[0].swap(&c.heaps[i]);
+                c.arenas[0].swap(&c.arenas[i]);
+                c.arenas[0].get()
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Records a binding at the front of the cache (evicting the oldest).
+pub(crate) fn cache_arena(heap: u64, arena: *const Arena) {
+    let _ = CACHE.try_with(|c| {
+        for i in (1..WAYS).rev() {
+            c.heaps[i].set(c.heaps[i - 1].get());
+            c.arenas[i].set(c.arenas[i - 1].get());
+        }
+        c.heaps[0].set(heap);
+        c.arenas[0].set(arena);
+    });
+}
+
+/// This thread's token, claiming a registry slot (and arming the exit
+/// guard) on first use; 0 if the thread cannot own arenas (exiting, TLS
+/// gone, or the registry full).
+pub(crate) fn token() -> u64 {
+    CACHE
+        .try_with(|c| match c.token.get() {
+            TOKEN_DEAD => 0,
+            TOKEN_NONE => {
+                // Arm the destructor first: if that is impossible the
+                // thread is exiting and must not claim a slot it would leak.
+                if EXIT.try_with(|_| ()).is_err() {
+                    c.token.set(TOKEN_DEAD);
+                    return 0;
+                }
+                let t = claim_slot();
+                c.token.set(if t == 0 { TOKEN_DEAD } else { t });
+                t
+            }
+            t => t,
+        })
+        .unwrap_or(0)
+}
+
+/// Marks this thread as binding to heap `heap` (0: done). Returns the
+/// previous mark, or `None` if the thread's TLS is gone.
+pub(crate) fn set_binding(heap: u64) -> Option<u64> {
+    CACHE.try_with(|c| c.binding.replace(heap)).ok()
+}
+
+/// Whether this thread is in the middle of binding to heap `heap`.
+pub(crate) fn is_binding(heap: u64) -> bool {
+    CACHE.try_with(|c| c.binding.get() == heap).unwrap_or(false)
+}
+
+/// A number that differs between live threads, for spreading threads that
+/// must share arenas.
+pub(crate) fn spread() -> usize {
+    CACHE
+        .try_with(|c| c as *const ThreadCache as usize / 64)
+        .unwrap_or(0)
+}
