@@ -151,6 +151,7 @@ impl Header {
     /// Overwrites size and flags.
     #[inline]
     pub(crate) fn set(&self, size: usize, flags: usize) {
+        crate::sync::model_point();
         debug_assert!(size & FLAG_MASK == 0 && flags & !FLAG_MASK == 0);
         self.size_flags.store(size | flags, Ordering::Relaxed);
     }
@@ -170,6 +171,7 @@ impl Header {
     /// (`claim_remote_mt`) intact.
     #[inline]
     pub(crate) fn set_flag(&self, flag: usize, on: bool) {
+        crate::sync::model_point();
         if on {
             self.size_flags.fetch_or(flag, Ordering::Relaxed);
         } else {
@@ -181,8 +183,10 @@ impl Header {
     /// pending. At most one caller wins for each time the block is live.
     #[inline]
     pub(crate) fn claim_remote_mt(&self) -> bool {
+        crate::sync::model_point();
         let mut word = self.size_flags.load(Ordering::Relaxed);
         loop {
+            crate::sync::model_point();
             if word & (FREE | REMOTE_PENDING) != 0 || word & !FLAG_MASK == 0 {
                 return false;
             }

@@ -27,8 +27,8 @@
 //! ordering: they are written only under the owning arena's lock, and a
 //! foreign thread may read them racily to pre-validate a free; the owner
 //! validates again under its lock. They are not loom-modelled (32 KiB of
-//! loom atomics per chunk would swamp the models, and no model decision
-//! depends on their ordering).
+//! loom atomics per chunk would swamp the models); each access is a
+//! `sync::model_point`, so the models still interleave threads there.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -85,6 +85,7 @@ impl ChunkHeader {
     /// Whether a block begins at `addr` (an address in this chunk).
     #[inline]
     pub(crate) fn is_start(&self, addr: usize) -> bool {
+        crate::sync::model_point();
         let (word, bit) = addr_to_bit(addr);
         self.starts[word].load(Ordering::Relaxed) & bit != 0
     }
@@ -92,6 +93,7 @@ impl ChunkHeader {
     /// Records that a block begins at `addr`. Caller holds the arena lock.
     #[inline]
     pub(crate) fn set_start(&self, addr: usize) {
+        crate::sync::model_point();
         let (word, bit) = addr_to_bit(addr);
         let w = &self.starts[word];
         w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
@@ -100,6 +102,7 @@ impl ChunkHeader {
     /// Records that no block begins at `addr` any more. Caller holds the lock.
     #[inline]
     pub(crate) fn clear_start(&self, addr: usize) {
+        crate::sync::model_point();
         let (word, bit) = addr_to_bit(addr);
         let w = &self.starts[word];
         w.store(w.load(Ordering::Relaxed) & !bit, Ordering::Relaxed);

@@ -4,7 +4,8 @@
 //! Everything in the allocator that two threads may touch at once and that
 //! the loom models must see goes through this module: the arena lock
 //! ([`RawLock`] and the [`Locked`] cell it guards), the atomics of arena
-//! state, the spin hint and the thread-local binding. Memory whose races are
+//! state, scheduling points for the models (`model_point`) and the
+//! thread-local binding cache (`shim_thread_local!`). Memory whose races are
 //! argued elsewhere and not modelled (the chunk allocation-start bitmaps, the
 //! region's chunk map, the heap's one-time initialisation) uses
 //! `core::sync::atomic` directly and says so in its module doc.
@@ -46,13 +47,21 @@ macro_rules! shim_thread_local {
 }
 pub(crate) use shim_thread_local;
 
-/// Spin-loop hint (loom: a yield, so the model scheduler can make progress).
-#[inline]
-pub(crate) fn spin_hint() {
-    #[cfg(not(loom))]
-    core::hint::spin_loop();
+/// A scheduling point for loom where the allocator touches shared words
+/// that live in raw heap memory (block headers), which loom cannot model as
+/// its own atomics: the models then interleave threads at every such access
+/// (with sequentially consistent memory). Nothing at all under std.
+#[inline(always)]
+pub(crate) fn model_point() {
     #[cfg(loom)]
-    loom::thread::yield_now();
+    MODEL_POINT.fetch_add(1, Ordering::SeqCst);
+}
+
+#[cfg(loom)]
+loom::lazy_static! {
+    /// The loom object whose read-modify-writes are the scheduling points of
+    /// `model_point` (writes, so partial-order reduction cannot prune them).
+    static ref MODEL_POINT: AtomicU32 = AtomicU32::new(0);
 }
 
 const UNLOCKED: u32 = 0;
@@ -107,7 +116,7 @@ impl RawLock {
             if self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_lock() {
                 return;
             }
-            spin_hint();
+            core::hint::spin_loop();
         }
         // From here on we may sleep, so the word says CONTENDED whenever we
         // hold or wait: the holder's unlock then knows to wake somebody.

@@ -105,17 +105,20 @@ impl ThreadCache {
     }
 }
 
-/// Releases the thread's registry slot at thread exit.
-struct ExitGuard;
+/// Releases the thread's registry slot at thread exit. It keeps its own
+/// copy of the token: thread-local destructors run in no fixed order, so
+/// the cache may be gone already (under loom it is dropped too).
+struct ExitGuard {
+    token: Cell<u64>,
+}
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        let _ = CACHE.try_with(|c| {
-            let token = c.token.replace(TOKEN_DEAD);
-            if token != TOKEN_NONE && token != TOKEN_DEAD {
-                release_slot(token);
-            }
-        });
+        let _ = CACHE.try_with(|c| c.token.set(TOKEN_DEAD));
+        let token = self.token.get();
+        if token != TOKEN_NONE {
+            release_slot(token);
+        }
     }
 }
 
@@ -123,7 +126,7 @@ crate::sync::shim_thread_local! {
     static CACHE: ThreadCache = ThreadCache::new();
 }
 crate::sync::shim_thread_local! {
-    static EXIT: ExitGuard = ExitGuard;
+    static EXIT: ExitGuard = ExitGuard { token: Cell::new(TOKEN_NONE) };
 }
 
 /// The arena this thread is bound to in heap `heap`, if cached.
@@ -167,11 +170,12 @@ pub(crate) fn token() -> u64 {
             TOKEN_NONE => {
                 // Arm the destructor first: if that is impossible the
                 // thread is exiting and must not claim a slot it would leak.
-                if EXIT.try_with(|_| ()).is_err() {
-                    c.token.set(TOKEN_DEAD);
-                    return 0;
-                }
-                let t = claim_slot();
+                let armed = EXIT.try_with(|guard| {
+                    let t = claim_slot();
+                    guard.token.set(t);
+                    t
+                });
+                let t = armed.unwrap_or(0);
                 c.token.set(if t == 0 { TOKEN_DEAD } else { t });
                 t
             }
