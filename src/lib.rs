@@ -61,5 +61,10 @@ pub use error::{FreeError, HeapError, HeapErrorKind};
 pub use heap::Heap;
 pub use stats::{ArenaStats, HeapStats};
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Requests above this many bytes are served as whole-chunk runs.
 pub const LARGE_THRESHOLD: usize = large::LARGE_THRESHOLD;
