@@ -50,6 +50,7 @@ mod large;
 mod region;
 mod remote;
 mod stats;
+mod svg;
 mod sync;
 mod thread;
 

@@ -1,0 +1,1 @@
+//! Heap map picture: `Heap::render_svg` (see the comparison driver).
