@@ -85,9 +85,15 @@ pub(crate) struct Arena {
     owner: AtomicU64,
     /// Times a thread adopted this arena (`Relaxed`: statistics only).
     adoptions: AtomicU64,
-    /// Blocks freed by other threads, waiting for the lock holder.
-    pub(crate) remote: RemoteQueue,
+    /// Blocks freed by other threads, waiting for the lock holder. In a
+    /// cell only so that a `fork` child may replace it (`reset_after_fork`).
+    remote: core::cell::UnsafeCell<RemoteQueue>,
 }
+
+// SAFETY: every field is Sync but `remote`'s cell, which is only read
+// through shared references except in `reset_after_fork`, whose caller
+// guarantees that no other thread exists.
+unsafe impl Sync for Arena {}
 
 /// The arena lock, held.
 pub(crate) type ArenaGuard<'a> = LockedGuard<'a, ArenaState>;
@@ -105,8 +111,41 @@ impl Arena {
             }),
             owner: AtomicU64::new(owner),
             adoptions: AtomicU64::new(0),
-            remote: RemoteQueue::new(queue_capacity),
+            remote: core::cell::UnsafeCell::new(RemoteQueue::new(queue_capacity)),
         }
+    }
+
+    /// The remote-free queue.
+    #[inline]
+    pub(crate) fn remote(&self) -> &RemoteQueue {
+        // SAFETY: the queue is replaced only by `reset_after_fork`, when no
+        // other thread exists and no reference to it is live.
+        unsafe { &*self.remote.get() }
+    }
+
+    /// The lock, for `fork` handlers.
+    pub(crate) fn raw_lock(&self) -> &crate::sync::RawLock {
+        self.state.raw()
+    }
+
+    /// In a `fork` child: a push that was in flight in the parent when it
+    /// forked may have left the queue with a slot that never fills, which
+    /// would make `pop` spin forever. A queue that is not empty is therefore
+    /// replaced by a new one (allocating, so call with no lock held); the
+    /// blocks it held stay pending and are leaked in the child.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread is the only thread of the process (a `fork`
+    /// child) and holds no reference to this arena's queue.
+    pub(crate) unsafe fn reset_after_fork(&self, queue_capacity: usize) {
+        if self.remote().is_empty() {
+            return;
+        }
+        let fresh = RemoteQueue::new(queue_capacity);
+        // SAFETY: single-threaded (caller); the old queue is forgotten, not
+        // dropped, since its slots may be half written.
+        unsafe { core::mem::forget(self.remote.get().replace(fresh)) };
     }
 
     /// The owner's token if that thread is alive.
@@ -158,7 +197,7 @@ impl Arena {
     #[inline]
     pub(crate) fn lock_and_drain_some(&self, region: &Region) -> ArenaGuard<'_> {
         let mut st = self.lock();
-        if !self.remote.is_empty() {
+        if !self.remote().is_empty() {
             if let Err(bad) = self.drain(&mut st, region, DRAIN_BATCH) {
                 drop(st);
                 abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
@@ -180,7 +219,9 @@ impl Arena {
     ) -> Result<usize, usize> {
         let mut n = 0;
         while n < limit {
-            let Some(addr) = self.remote.pop() else { break };
+            let Some(addr) = self.remote().pop() else {
+                break;
+            };
             let owned = region.contains(addr)
                 && addr % GRANULE == 0
                 && region.chunk_use(region.chunk_index(addr)) == ChunkUse::Arena(self.id);

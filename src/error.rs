@@ -33,6 +33,16 @@ impl FreeError {
     }
 }
 
+impl FreeError {
+    /// Prints this error's one-line message for `ptr` on stderr (for
+    /// example `arenalloc: double free of 0x7f3a1c008030`) and aborts the
+    /// process, as `GlobalAlloc::dealloc` and the C API do. Allocates
+    /// nothing.
+    pub fn abort(self, ptr: *const u8) -> ! {
+        abort_on_free_error(self, ptr)
+    }
+}
+
 impl fmt::Display for FreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -84,6 +84,8 @@ pub(crate) struct HeapMeta {
     arenas_reserved: AtomicUsize,
     /// Serialises slot reservation (never held while allocating).
     arena_lock: RawLock,
+    /// Start of the internal pool.
+    pool_start: usize,
     /// Bump pointer of the internal pool (next free byte).
     pool_next: AtomicUsize,
     /// End of the internal pool.
@@ -164,13 +166,25 @@ impl HeapMeta {
         self.arena(n as u32)
     }
 
-    /// Serves an allocation made by this heap's own set-up code from the
-    /// internal pool (module doc, Reentrancy). Never freed.
+    /// Serves an allocation made while this thread binds to this heap
+    /// (module doc, Reentrancy) from the internal pool. Each block is
+    /// preceded by a `GRANULE`-byte header holding its usable size, so that
+    /// `usable_size` and `realloc` work; freeing one is a no-op (the pool is
+    /// never reclaimed: it serves only a queue buffer per arena and the odd
+    /// runtime allocation made during binding).
     fn internal_alloc(&self, size: usize, align: usize) -> *mut u8 {
         let mut cur = self.pool_next.load(Ordering::Relaxed);
         loop {
-            let start = (cur + align - 1) & !(align - 1);
-            let Some(end) = start.checked_add(size) else {
+            let Some(start) = cur
+                .checked_add(GRANULE + align - 1)
+                .map(|v| v & !(align - 1))
+            else {
+                return ptr::null_mut();
+            };
+            let Some(end) = start
+                .checked_add(size.max(1))
+                .map(|e| e.next_multiple_of(GRANULE))
+            else {
                 return ptr::null_mut();
             };
             if end > self.pool_end {
@@ -182,10 +196,28 @@ impl HeapMeta {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return start as *mut u8,
+                Ok(_) => {
+                    // SAFETY: `start - GRANULE .. end` lies in the committed
+                    // pool and was just reserved by this thread alone.
+                    unsafe { ((start - GRANULE) as *mut usize).write(end - start) };
+                    return start as *mut u8;
+                }
                 Err(now) => cur = now,
             }
         }
+    }
+
+    /// `(payload, usable)` of the pool block whose payload contains `addr`
+    /// exactly at its start, if `addr` is one.
+    fn pool_block(&self, addr: usize) -> Option<(usize, usize)> {
+        let inside =
+            addr >= self.pool_start + GRANULE && addr < self.pool_next.load(Ordering::Relaxed);
+        if !inside || addr % GRANULE != 0 {
+            return None;
+        }
+        // SAFETY: the header before a pool payload is in the committed pool.
+        let usable = unsafe { *((addr - GRANULE) as *const usize) };
+        Some((addr, usable))
     }
 
     /// Picks the arena for a thread that has none cached (module doc,
@@ -229,6 +261,8 @@ enum Bound<'a> {
 enum Owner<'a> {
     Arena(&'a Arena),
     Large,
+    /// A block of the internal pool: `(payload, usable)`.
+    Pool(usize, usize),
 }
 
 impl Heap {
@@ -414,6 +448,8 @@ impl Heap {
             }
             // SAFETY: `ptr` is in a large slot; the caller gives it up.
             Owner::Large => unsafe { large::free(&meta.region, &meta.large, ptr) },
+            // Internal-pool blocks are never reclaimed (`internal_alloc`).
+            Owner::Pool(..) => Ok(()),
         }
     }
 
@@ -429,6 +465,7 @@ impl Heap {
         }
         let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
         match locate(meta, ptr as usize)? {
+            Owner::Pool(..) => Ok(()),
             Owner::Arena(arena) => {
                 let st = arena.lock();
                 // SAFETY: `ptr` is in one of `arena`'s chunks; lock held.
@@ -496,6 +533,7 @@ impl Heap {
             Err(e) => abort_on_free_error(e, ptr),
         };
         let old_usable = match owner {
+            Owner::Pool(_, usable) => usable,
             Owner::Arena(arena) => {
                 if ptr as usize % GRANULE != 0 {
                     abort_on_free_error(FreeError::NotAllocated, ptr);
@@ -564,6 +602,7 @@ impl Heap {
     fn containing(&self, ptr: *const u8) -> Option<(usize, usize)> {
         let meta = self.meta_if_ready()?;
         match locate(meta, ptr as usize).ok()? {
+            Owner::Pool(payload, usable) => Some((payload, usable)),
             Owner::Arena(arena) => {
                 let st = arena.lock();
                 // SAFETY: `ptr` is in one of `arena`'s chunks; lock held; a
@@ -618,6 +657,86 @@ impl Heap {
     }
 }
 
+/// `fork` support: a process that forks while other threads allocate must
+/// not leave a lock held by a thread that does not exist in the child. The
+/// preload library calls these from `pthread_atfork` handlers.
+impl Heap {
+    /// Takes every lock of this heap, in the lock order (the arena table,
+    /// each arena by id, the region). Waits first for arenas being created
+    /// to be published, so that exactly the arenas locked here are unlocked
+    /// by `fork_parent` / `fork_child`.
+    ///
+    /// # Safety
+    ///
+    /// Must be followed, on the same thread and before any other use of
+    /// this heap by it, by [`Heap::fork_parent`] (in the parent) or
+    /// [`Heap::fork_child`] (in the child).
+    pub unsafe fn fork_prepare(&self) {
+        let Some(meta) = self.meta_if_ready() else {
+            return;
+        };
+        meta.arena_lock.lock();
+        for id in 0..meta.arena_count() as u32 {
+            // Creation reserves under the table lock, then publishes without
+            // taking any heap lock: it finishes without us.
+            let arena = loop {
+                match meta.arena(id) {
+                    Some(a) => break a,
+                    None => std::thread::yield_now(),
+                }
+            };
+            arena.raw_lock().lock();
+        }
+        meta.region.raw_lock().lock();
+    }
+
+    /// Releases what `fork_prepare` took, in the parent.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread called `fork_prepare` and has not released since.
+    pub unsafe fn fork_parent(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.fork_release() }
+    }
+
+    /// Releases what `fork_prepare` took, in the child, then replaces any
+    /// remote queue a push in flight at the fork may have left half-written
+    /// (its pending blocks are leaked in the child).
+    ///
+    /// # Safety
+    ///
+    /// The calling thread is the child's only thread and its parent called
+    /// `fork_prepare` before forking.
+    pub unsafe fn fork_child(&self) {
+        // SAFETY: forwarded; the locks were taken by the parent thread this
+        // thread continues.
+        unsafe { self.fork_release() };
+        let Some(meta) = self.meta_if_ready() else {
+            return;
+        };
+        for arena in meta.arenas() {
+            // SAFETY: the only thread (caller), holding no queue reference.
+            unsafe { arena.reset_after_fork(meta.config.get_remote_queue_capacity()) };
+        }
+    }
+
+    unsafe fn fork_release(&self) {
+        let Some(meta) = self.meta_if_ready() else {
+            return;
+        };
+        // SAFETY: `fork_prepare` took each of these locks (caller), and the
+        // arena count could not change while it held the table lock.
+        unsafe {
+            meta.region.raw_lock().unlock();
+            for arena in meta.arenas() {
+                arena.raw_lock().unlock();
+            }
+            meta.arena_lock.unlock();
+        }
+    }
+}
+
 impl Default for Heap {
     fn default() -> Heap {
         Heap::new()
@@ -660,7 +779,10 @@ fn locate(meta: &HeapMeta, addr: usize) -> Result<Owner<'_>, FreeError> {
             .ok_or(FreeError::NotAllocated),
         ChunkUse::LargeHead | ChunkUse::LargeTail(_) => Ok(Owner::Large),
         ChunkUse::Free => Err(FreeError::DoubleFree),
-        ChunkUse::Meta => Err(FreeError::NotAllocated),
+        ChunkUse::Meta => meta
+            .pool_block(addr)
+            .map(|(p, u)| Owner::Pool(p, u))
+            .ok_or(FreeError::NotAllocated),
     }
 }
 
@@ -718,7 +840,7 @@ unsafe fn free_remote(meta: &HeapMeta, arena: &Arena, ptr: *mut u8) -> Result<()
         // SAFETY: forwarded; the lock decides what `ptr` is.
         return unsafe { free_locked(meta, arena, ptr, false) };
     }
-    match arena.remote.push_mt(ptr as usize) {
+    match arena.remote().push_mt(ptr as usize) {
         Ok(()) => Ok(()),
         // SAFETY: forwarded; we hold the claim on the block.
         Err(_) => unsafe { free_locked(meta, arena, ptr, true) },
@@ -759,6 +881,7 @@ fn create_meta(config: Config) -> *mut HeapMeta {
         addr_of_mut!((*meta).arenas_reserved).write(AtomicUsize::new(0));
         addr_of_mut!((*meta).arena_lock).write(RawLock::new());
         let pool = base as usize + pool_offset;
+        addr_of_mut!((*meta).pool_start).write(pool);
         addr_of_mut!((*meta).pool_next).write(AtomicUsize::new(pool));
         addr_of_mut!((*meta).pool_end).write(pool + pool_bytes(&config));
     }

@@ -111,6 +111,8 @@ pub(crate) struct Region {
     map: *const AtomicU32,
     slots: Locked<Slots>,
     committed: AtomicUsize,
+    /// The most `committed` has ever been.
+    peak_committed: AtomicUsize,
 }
 
 // SAFETY: `map` points into the region's metadata, valid for the region's
@@ -195,6 +197,7 @@ impl Region {
                     free: chunks - meta_chunks,
                 }),
                 committed: AtomicUsize::new(meta_chunks * CHUNK),
+                peak_committed: AtomicUsize::new(meta_chunks * CHUNK),
             });
         }
     }
@@ -214,6 +217,16 @@ impl Region {
     /// Bytes of address space reserved.
     pub(crate) fn reserved_bytes(&self) -> usize {
         self.len
+    }
+
+    /// The most bytes ever committed at once.
+    pub(crate) fn peak_committed_bytes(&self) -> usize {
+        self.peak_committed.load(Ordering::Relaxed)
+    }
+
+    /// Holds the region lock without a guard (`fork` handlers).
+    pub(crate) fn raw_lock(&self) -> &crate::sync::RawLock {
+        self.slots.raw()
     }
 
     /// Bytes currently committed (metadata plus chunks handed out).
@@ -357,8 +370,9 @@ impl Region {
     /// Commits a claimed run; on failure gives the slots back.
     fn commit_run(&self, idx: usize, n: usize) -> bool {
         if os::commit(self.chunk_addr(idx), n << CHUNK_SHIFT) {
-            self.committed
-                .fetch_add(n << CHUNK_SHIFT, Ordering::Relaxed);
+            let bytes = n << CHUNK_SHIFT;
+            let now = self.committed.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            self.peak_committed.fetch_max(now, Ordering::Relaxed);
             true
         } else {
             let (mut slots, _) = self.slots.lock();

@@ -63,6 +63,7 @@ pub struct HeapStats {
     large_allocations: u64,
     large_frees: u64,
     committed: usize,
+    peak_committed: usize,
     reserved: usize,
 }
 
@@ -104,6 +105,12 @@ impl HeapStats {
     /// Bytes committed: metadata, arena chunks and large runs.
     pub fn committed_bytes(&self) -> usize {
         self.committed
+    }
+
+    /// The most bytes ever committed at once (a cheap, exact stand-in for
+    /// peak heap size: it changes only when chunks change hands).
+    pub fn peak_committed_bytes(&self) -> usize {
+        self.peak_committed
     }
 
     /// Bytes of address space reserved.
@@ -180,6 +187,7 @@ pub(crate) fn collect(meta: Option<&HeapMeta>) -> HeapStats {
         large_allocations: large.allocs.load(Relaxed),
         large_frees: large.frees.load(Relaxed),
         committed: meta.region.committed_bytes(),
+        peak_committed: meta.region.peak_committed_bytes(),
         reserved: meta.region.reserved_bytes(),
     }
 }

@@ -226,6 +226,12 @@ impl<T> Locked<T> {
         (self.guard(), contended)
     }
 
+    /// The raw lock, for `fork` handlers that must hold every lock at once
+    /// without guards.
+    pub(crate) fn raw(&self) -> &RawLock {
+        &self.lock
+    }
+
     #[inline]
     fn guard(&self) -> LockedGuard<'_, T> {
         LockedGuard {

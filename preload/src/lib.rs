@@ -1,1 +1,444 @@
-//! placeholder
+//! `libarenalloc.so`: arenalloc as `malloc` for any dynamically linked
+//! program — `LD_PRELOAD=target/release/libarenalloc.so prog`.
+//!
+//! Exports the C allocation API with glibc's semantics (`malloc`, `free`,
+//! `calloc`, `realloc`, `reallocarray`, `posix_memalign`, `aligned_alloc`,
+//! `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`) over one process
+//! heap. The `arenalloc` library crate itself exports none of these: only
+//! this `cdylib` does.
+//!
+//! Invariants:
+//! * This *is* `malloc`: nothing here calls libc's allocator. Whatever runs
+//!   before or during initialisation (the loader, TLS set-up, `pthread`
+//!   internals calling `calloc`) is served by the heap itself; allocations
+//!   made while a thread binds to its arena come from the heap's internal
+//!   pool (see `arenalloc`'s `thread.rs`), so there is no recursion.
+//! * The heap is built on first use from the environment, read with
+//!   `getenv` (which allocates nothing): `ARENALLOC_MAX_ARENAS`,
+//!   `ARENALLOC_REGION_SIZE` (bytes, with an optional K/M/G/T suffix) and
+//!   `ARENALLOC_STATS=1` (a statistics table on stderr at exit;
+//!   `ARENALLOC_STATS=/some/file` appends it to that file instead, for
+//!   programs whose stderr is checked). A malformed value is reported once
+//!   on stderr and the default used.
+//! * `fork`: `pthread_atfork` handlers take every heap lock before `fork`
+//!   and release them in parent and child, so a child forked while other
+//!   threads allocate can allocate at once.
+//! * A bad `free` or `realloc` aborts with one line on stderr naming the
+//!   error and the address; a pointer from outside the heap is reported,
+//!   never handed to another allocator.
+
+use core::cell::UnsafeCell;
+use core::ffi::{c_int, c_void, CStr};
+use core::mem::MaybeUninit;
+use core::ptr;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use heap::{Config, Heap};
+
+/// `malloc`'s alignment: what `max_align_t` needs on x86-64 and aarch64.
+const MALLOC_ALIGN: usize = 16;
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+struct ProcessHeap {
+    state: AtomicU8,
+    heap: UnsafeCell<MaybeUninit<Heap>>,
+}
+
+// SAFETY: `heap` is written once, by the thread that moves `state` from
+// UNINIT to BUSY, before `state` becomes READY (Release); it is read only
+// after observing READY (Acquire). `Heap` itself is Sync.
+unsafe impl Sync for ProcessHeap {}
+
+static HEAP: ProcessHeap = ProcessHeap {
+    state: AtomicU8::new(UNINIT),
+    heap: UnsafeCell::new(MaybeUninit::uninit()),
+};
+
+/// The process heap, built from the environment on first use.
+#[inline]
+fn heap() -> &'static Heap {
+    if HEAP.state.load(Ordering::Acquire) != READY {
+        init();
+    }
+    // SAFETY: READY was observed (here or in `init`), so the heap is written.
+    unsafe { (*HEAP.heap.get()).assume_init_ref() }
+}
+
+#[cold]
+fn init() {
+    loop {
+        match HEAP
+            .state
+            .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(READY) => return,
+            // Another thread is reading the environment: a few instructions.
+            Err(_) => core::hint::spin_loop(),
+        }
+    }
+    let config = config_from_env();
+    // SAFETY: we won the UNINIT -> BUSY transition: no one else writes or
+    // reads the cell until READY is published below.
+    unsafe { (*HEAP.heap.get()).write(Heap::with_config(config)) };
+    HEAP.state.store(READY, Ordering::Release);
+    // SAFETY: the handlers only call the heap's fork API on the process
+    // heap, which is READY now and lives for the whole process.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+    if env_flag(c"ARENALLOC_STATS") {
+        // SAFETY: `print_stats` is an `extern "C" fn()` that never unwinds.
+        unsafe { libc::atexit(print_stats) };
+    }
+}
+
+extern "C" fn fork_prepare() {
+    // SAFETY: paired with fork_parent / fork_child by pthread_atfork.
+    unsafe { heap().fork_prepare() }
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: fork_prepare ran on this thread.
+    unsafe { heap().fork_parent() }
+}
+
+extern "C" fn fork_child() {
+    // SAFETY: the child's only thread; its parent ran fork_prepare.
+    unsafe { heap().fork_child() }
+}
+
+// ----- environment -------------------------------------------------------
+
+/// The value of `name`, if set.
+fn env(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated; getenv returns null or a pointer to
+    // a NUL-terminated string in the environment that outlives this use.
+    let v = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: non-null getenv results are valid C strings.
+    (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_bytes())
+}
+
+fn env_flag(name: &CStr) -> bool {
+    matches!(env(name), Some(v) if !v.is_empty() && v != b"0")
+}
+
+fn config_from_env() -> Config {
+    let mut config = Config::new();
+    if let Some(v) = env(c"ARENALLOC_MAX_ARENAS") {
+        match parse_size(v, false) {
+            Some(n) if n >= 1 => config = config.max_arenas(n),
+            _ => report_malformed(b"ARENALLOC_MAX_ARENAS", v, b"a whole number >= 1"),
+        }
+    }
+    if let Some(v) = env(c"ARENALLOC_REGION_SIZE") {
+        match parse_size(v, true) {
+            Some(n) if n >= 2 * heap::CHUNK => config = config.region_size(n),
+            _ => report_malformed(
+                b"ARENALLOC_REGION_SIZE",
+                v,
+                b"bytes with an optional K/M/G/T suffix, at least 8M",
+            ),
+        }
+    }
+    config
+}
+
+/// Parses a decimal number with, when `suffixes`, one of `K M G T`
+/// (binary multiples, case-insensitive, an optional trailing `B` or `iB`).
+fn parse_size(v: &[u8], suffixes: bool) -> Option<usize> {
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut n: usize = 0;
+    for &b in &v[..digits] {
+        n = n.checked_mul(10)?.checked_add(usize::from(b - b'0'))?;
+    }
+    let rest = &v[digits..];
+    if rest.is_empty() {
+        return Some(n);
+    }
+    if !suffixes {
+        return None;
+    }
+    let shift = match rest[0].to_ascii_uppercase() {
+        b'K' => 10,
+        b'M' => 20,
+        b'G' => 30,
+        b'T' => 40,
+        _ => return None,
+    };
+    match &rest[1..] {
+        b"" | b"B" | b"b" | b"iB" | b"IB" | b"ib" => n.checked_mul(1usize << shift),
+        _ => None,
+    }
+}
+
+/// One line on stderr, assembled in a stack buffer (the heap is not ready).
+fn report_malformed(name: &[u8], value: &[u8], expected: &[u8]) {
+    let mut line = Line::new();
+    line.push(b"arenalloc: ignoring malformed ");
+    line.push(name);
+    line.push(b"=\"");
+    line.push(&value[..value.len().min(64)]);
+    line.push(b"\" (expected ");
+    line.push(expected);
+    line.push(b"); using the default\n");
+    line.write_stderr();
+}
+
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Line {
+    fn new() -> Line {
+        Line {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    fn write_stderr(&self) {
+        // SAFETY: `buf[..len]` is initialised; write(2) only reads it.
+        unsafe { libc::write(2, self.buf.as_ptr().cast(), self.len) };
+    }
+}
+
+extern "C" fn print_stats() {
+    let s = heap().stats();
+    let remote: u64 = s
+        .arenas()
+        .iter()
+        .map(|a| a.remote_frees + a.queue_full_fallbacks)
+        .sum();
+    let contended: u64 = s.arenas().iter().map(|a| a.lock_contended).sum();
+    let adoptions: u64 = s.arenas().iter().map(|a| a.adoptions).sum();
+    // At exit the heap may be used by nothing else; formatting allocates
+    // through it, with no heap lock held.
+    let text = format!(
+        "arenalloc: stats at exit (pid {})\n\
+         arenalloc:   allocations {:>14}   frees {:>14}   remote frees {:>12}\n\
+         arenalloc:   live blocks {:>14}   live bytes {:>9}   peak committed {:>10}\n\
+         arenalloc:   arenas used {:>14}   adoptions {:>10}   contended locks {:>9}\n",
+        std::process::id(),
+        s.allocations(),
+        s.frees(),
+        remote,
+        s.live_blocks(),
+        s.allocated_bytes(),
+        s.peak_committed_bytes(),
+        s.arenas().len(),
+        adoptions,
+        contended,
+    );
+    let fd = match env(c"ARENALLOC_STATS") {
+        Some(path) if path.starts_with(b"/") => {
+            // SAFETY: getenv's value is a NUL-terminated string.
+            let path = unsafe { libc::getenv(c"ARENALLOC_STATS".as_ptr()) };
+            // SAFETY: `path` is a valid C string; the flags create or append.
+            unsafe {
+                libc::open(
+                    path,
+                    libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+                    0o644,
+                )
+            }
+        }
+        _ => 2,
+    };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: `text` is a live byte buffer; write(2) only reads it; one
+    // write so that appends from several processes do not interleave.
+    unsafe { libc::write(fd, text.as_ptr().cast(), text.len()) };
+    if fd != 2 {
+        // SAFETY: we opened `fd` above.
+        unsafe { libc::close(fd) };
+    }
+}
+
+// ----- the C API ---------------------------------------------------------
+
+fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// `p`, or NULL with `errno = ENOMEM`.
+#[inline]
+fn or_enomem(p: *mut u8) -> *mut c_void {
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p.cast()
+}
+
+/// Frees `p`, aborting with DESIGN's one-line message if it is not a live
+/// block of the heap.
+#[inline]
+fn free_or_abort(p: *mut u8) {
+    // SAFETY: the C contract: `p` is NULL or a live allocation the caller
+    // gives up; anything else is detected and reported.
+    if let Err(e) = unsafe { heap().free(p) } {
+        e.abort(p);
+    }
+}
+
+/// C `malloc`.
+#[no_mangle]
+pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    or_enomem(heap().malloc(size))
+}
+
+/// C `free`.
+#[no_mangle]
+pub extern "C" fn free(p: *mut c_void) {
+    free_or_abort(p.cast());
+}
+
+/// C `calloc`: NULL with `ENOMEM` on overflow.
+#[no_mangle]
+pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
+    or_enomem(heap().calloc(count, size))
+}
+
+/// C `realloc`: NULL `p` allocates; size 0 frees and returns NULL (glibc).
+///
+/// # Safety
+///
+/// `p` is NULL or a live allocation of this heap.
+#[no_mangle]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if !p.is_null() && size == 0 {
+        free_or_abort(p.cast());
+        return ptr::null_mut();
+    }
+    // SAFETY: forwarded C contract; invalid pointers abort with a message.
+    or_enomem(unsafe { heap().realloc(p.cast(), size) })
+}
+
+/// glibc `reallocarray`: `realloc(p, count * size)`, NULL with `ENOMEM` on
+/// overflow (leaving `p` untouched).
+///
+/// # Safety
+///
+/// As for `realloc`.
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, count: usize, size: usize) -> *mut c_void {
+    match count.checked_mul(size) {
+        // SAFETY: forwarded.
+        Some(total) => unsafe { realloc(p, total) },
+        None => or_enomem(ptr::null_mut()),
+    }
+}
+
+/// POSIX `posix_memalign`: `EINVAL` unless `align` is a power of two and a
+/// multiple of `sizeof(void *)`; `ENOMEM` on exhaustion (errno untouched).
+///
+/// # Safety
+///
+/// `out` is valid for a pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
+        return libc::EINVAL;
+    }
+    let p = heap().aligned_alloc(align, size);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller passes a writable `out`.
+    unsafe { *out = p.cast() };
+    0
+}
+
+/// C11 `aligned_alloc` (glibc 2.36 semantics): NULL with `EINVAL` unless
+/// `align` is a power of two.
+#[no_mangle]
+pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    or_enomem(heap().aligned_alloc(align, size))
+}
+
+/// glibc `memalign`: an alignment that is not a power of two is rounded up
+/// to the next one, as glibc does.
+#[no_mangle]
+pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    let Some(align) = align.max(MALLOC_ALIGN).checked_next_power_of_two() else {
+        return or_enomem(ptr::null_mut());
+    };
+    or_enomem(heap().aligned_alloc(align, size))
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+/// `valloc`: page-aligned.
+#[no_mangle]
+pub extern "C" fn valloc(size: usize) -> *mut c_void {
+    or_enomem(heap().aligned_alloc(page_size(), size))
+}
+
+/// `pvalloc`: page-aligned, size rounded up to whole pages (one page for 0).
+#[no_mangle]
+pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let page = page_size();
+    match size.max(1).checked_next_multiple_of(page) {
+        Some(rounded) => or_enomem(heap().aligned_alloc(page, rounded)),
+        None => or_enomem(ptr::null_mut()),
+    }
+}
+
+/// glibc `malloc_usable_size`: 0 for NULL or for a pointer that is not a
+/// live block's start.
+#[no_mangle]
+pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    match heap().usable_size(p.cast()) {
+        Some(n) if heap().is_allocated(p.cast()) => n,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size(b"123", true), Some(123));
+        assert_eq!(parse_size(b"8M", true), Some(8 << 20));
+        assert_eq!(parse_size(b"64g", true), Some(64 << 30));
+        assert_eq!(parse_size(b"1TiB", true), Some(1 << 40));
+        assert_eq!(parse_size(b"2KB", true), Some(2048));
+        assert_eq!(parse_size(b"12x", true), None);
+        assert_eq!(parse_size(b"", true), None);
+        assert_eq!(parse_size(b"8M", false), None);
+        assert_eq!(parse_size(b"99999999999999999999999", true), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! The child side: one allocator, one workload, one thread count; prints
+//! one JSON line on stdout and exits.
+//!
+//! Invariant: the line is printed only after the workload freed every
+//! block and, for arenalloc, `check()` passed; any panic (a null
+//! allocation, a corrupt block tag) exits at once with status 3 and a
+//! message on stderr, so that no thread is left waiting on a barrier.
+
+use std::alloc::GlobalAlloc;
+use std::io::Write;
+use std::path::Path;
+
+use arenalloc::Heap;
+use serde_json::{json, Map, Value};
+
+use super::peers::{self, Visit};
+use super::workloads::{proc_status_bytes, Params, Workload};
+use crate::Args;
+
+/// Runs the measurement `args` describes; returns the exit status.
+pub(crate) fn main(args: &Args) -> i32 {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(3);
+    }));
+    let (Some(alloc), Some(workload), Some(&threads)) = (
+        args.alloc.first(),
+        args.workload.first(),
+        args.threads.first(),
+    ) else {
+        eprintln!("--child needs --alloc, --workload and --threads");
+        return 2;
+    };
+    let Some(workload) = Workload::from_name(workload) else {
+        eprintln!("unknown workload {workload:?}");
+        return 2;
+    };
+    let params = Params {
+        threads: threads.max(1),
+        seconds: args.seconds.unwrap_or(0.5),
+        scale: args.scale,
+    };
+    let base_rss = proc_status_bytes("VmRSS");
+    let job = Job {
+        workload,
+        params: &params,
+        svg: args.svg.as_deref(),
+    };
+    let mut row = match peers::with_allocator(alloc, args.max_arenas, job) {
+        Ok(Ok(row)) => row,
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("{e}");
+            return 4;
+        }
+    };
+    row.insert("workload".into(), json!(workload.name()));
+    row.insert("allocator".into(), json!(alloc));
+    row.insert("threads".into(), json!(params.threads));
+    if let Some(n) = args.max_arenas {
+        row.insert("max_arenas".into(), json!(n));
+    }
+    row.insert("base_rss_bytes".into(), json!(base_rss));
+    row.insert("peak_rss_bytes".into(), json!(proc_status_bytes("VmHWM")));
+    row.insert("status".into(), json!("ok"));
+    let line = Value::Object(row).to_string();
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        return 5;
+    }
+    0
+}
+
+/// One measurement, run by `peers::with_allocator` with the allocator.
+struct Job<'a> {
+    workload: Workload,
+    params: &'a Params,
+    svg: Option<&'a Path>,
+}
+
+impl Visit for Job<'_> {
+    type Out = Result<Map<String, Value>, String>;
+
+    fn visit<A: GlobalAlloc + Sync + 'static>(
+        self,
+        a: &'static A,
+        heap: Option<&'static Heap>,
+    ) -> Self::Out {
+        let svg_error = std::sync::Mutex::new(None);
+        let render = || {
+            if let (Some(heap), Some(path)) = (heap, self.svg) {
+                if let Err(e) = write_heap_map(heap, path) {
+                    *svg_error.lock().unwrap() = Some(format!("{}: {e}", path.display()));
+                }
+            }
+        };
+        let hook: Option<&(dyn Fn() + Sync)> = self.svg.map(|_| &render as _);
+        let outcome = self.workload.run(a, self.params, hook);
+        let mut row = Map::new();
+        row.insert("ops".into(), json!(outcome.ops));
+        row.insert("seconds".into(), json!(outcome.seconds));
+        let rate = outcome.ops as f64 / outcome.seconds.max(1e-9);
+        row.insert("ops_per_sec".into(), json!(rate));
+        for (k, v) in outcome.extra {
+            row.insert(k.into(), json!(v));
+        }
+        if let Some(e) = svg_error.into_inner().unwrap() {
+            return Err(format!("heap map: {e}"));
+        }
+        if let Some(heap) = heap {
+            heap.check()
+                .map_err(|e| format!("check() failed after the workload: {e}"))?;
+            let s = heap.stats();
+            let arenas: Vec<Value> = s
+                .arenas()
+                .iter()
+                .map(|a| {
+                    json!({
+                        "id": a.id,
+                        "chunks": a.chunks,
+                        "allocations": a.allocations,
+                        "frees": a.frees,
+                        "lock_acquisitions": a.lock_acquisitions,
+                        "lock_contended": a.lock_contended,
+                        "remote_frees": a.remote_frees,
+                        "queue_full_fallbacks": a.queue_full_fallbacks,
+                        "adoptions": a.adoptions,
+                    })
+                })
+                .collect();
+            row.insert("arenas".into(), Value::Array(arenas));
+            row.insert("check".into(), json!("ok"));
+        }
+        Ok(row)
+    }
+}
+
+/// Renders `heap`'s map to `path` through a temporary file, so that a
+/// reader never sees half a picture.
+fn write_heap_map(heap: &Heap, path: &Path) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    heap.render_svg(&mut file)?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,22 @@
+//! The comparison driver behind `cargo run --release` (binary only).
+//!
+//! ```text
+//!  parent (parent.rs)                         child (child.rs), one per job
+//!  plan jobs: workload x threads x allocator  --child --alloc A --workload W --threads N ...
+//!  spawn current_exe() --child ...  ───────▶  set up allocator A (peers.rs)
+//!  wait, kill after --timeout                 run workload W on N threads (workloads.rs)
+//!  parse the one JSON line  ◀──────────────── print {ops_per_sec, peak_rss_bytes, ...}
+//!  tables, ratios, --json (report.rs)         and exit at once
+//! ```
+//!
+//! Invariants: a child measures exactly one allocator on one workload, so
+//! its peak RSS (`VmHWM`) and the allocator's state are its own; a child
+//! that crashes, corrupts a block, fails `check()` or outlives its timeout
+//! becomes a failed row, never a hung or aborted parent; children run one
+//! at a time (the machine's cores are the thing being measured).
+
+pub(crate) mod child;
+pub(crate) mod parent;
+pub(crate) mod peers;
+pub(crate) mod report;
+pub(crate) mod workloads;

@@ -1,0 +1,358 @@
+//! The parent side: plans the jobs, runs each in a fresh child process
+//! (one at a time, each with a timeout), shows progress on stderr, and
+//! hands the results to `report.rs`.
+//!
+//! Invariant: every planned job yields exactly one row — the child's JSON
+//! line, or a failed row saying why (exit status and the end of its
+//! stderr, or "timeout" after `--timeout` seconds, when it is killed).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use super::peers::ALLOCATORS;
+use super::report;
+use super::workloads::{Scale, Workload};
+use crate::Args;
+
+/// What a run does, resolved from the command line.
+pub(crate) struct Plan {
+    pub(crate) scale: Scale,
+    pub(crate) seconds: f64,
+    pub(crate) repeat: usize,
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) allocators: Vec<&'static str>,
+    pub(crate) threads: Vec<usize>,
+    /// `Some(limits)`: the lock-granularity sweep over these `max_arenas`.
+    pub(crate) sweep: Option<Vec<usize>>,
+    timeout: Duration,
+    heap_map: PathBuf,
+}
+
+/// The `max_arenas` values of `--sweep-arenas`.
+const SWEEP_ARENAS: [usize; 4] = [1, 2, 4, 8];
+
+impl Plan {
+    fn from_args(args: &Args) -> Result<Plan, String> {
+        let scale = if args.quick {
+            Scale::Quick
+        } else if args.full {
+            Scale::Full
+        } else {
+            Scale::Default
+        };
+        let (seconds, threads, repeat) = match scale {
+            Scale::Quick => (0.15, vec![1, 4], 1),
+            Scale::Default => (0.4, vec![1, 2, 8], 1),
+            Scale::Full => (1.0, vec![1, 2, 4, 8], 3),
+        };
+        let mut workloads = Vec::new();
+        for name in &args.workload {
+            let w = Workload::from_name(name).ok_or_else(|| {
+                let all: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
+                format!("unknown workload {name:?} (one of: {})", all.join(", "))
+            })?;
+            if !workloads.contains(&w) {
+                workloads.push(w);
+            }
+        }
+        let mut allocators = Vec::new();
+        for name in &args.alloc {
+            let a = ALLOCATORS
+                .iter()
+                .map(|(n, _)| *n)
+                .find(|n| n == name)
+                .ok_or_else(|| {
+                    let all: Vec<_> = ALLOCATORS.iter().map(|(n, _)| *n).collect();
+                    format!("unknown allocator {name:?} (one of: {})", all.join(", "))
+                })?;
+            if !allocators.contains(&a) {
+                allocators.push(a);
+            }
+        }
+        if allocators.is_empty() {
+            allocators = ALLOCATORS.iter().map(|(n, _)| *n).collect();
+        }
+        let sweep = args.sweep_arenas.then(|| SWEEP_ARENAS.to_vec());
+        if sweep.is_some() {
+            let sweepable = [Workload::Larson, Workload::ProdCons];
+            if workloads.is_empty() {
+                workloads = sweepable.to_vec();
+            }
+            if let Some(w) = workloads.iter().find(|w| !sweepable.contains(w)) {
+                return Err(format!(
+                    "--sweep-arenas runs larson and prodcons, not {}",
+                    w.name()
+                ));
+            }
+            allocators = vec!["arenalloc"];
+        } else if workloads.is_empty() {
+            workloads = Workload::ALL.to_vec();
+        }
+        let mut threads = if args.threads.is_empty() {
+            if sweep.is_some() {
+                vec![8]
+            } else {
+                threads
+            }
+        } else {
+            args.threads.clone()
+        };
+        threads.retain(|&t| t > 0);
+        threads.dedup();
+        if threads.is_empty() {
+            return Err("--threads needs at least one count above 0".into());
+        }
+        let seconds = args.seconds.unwrap_or(seconds);
+        if !(seconds > 0.0 && seconds.is_finite()) {
+            return Err("--seconds must be positive".into());
+        }
+        Ok(Plan {
+            scale,
+            seconds,
+            repeat: args.repeat.unwrap_or(repeat).max(1),
+            workloads,
+            allocators,
+            threads,
+            sweep,
+            timeout: Duration::from_secs_f64(args.timeout.max(1.0)),
+            heap_map: args.heap_map.clone(),
+        })
+    }
+
+    pub(crate) fn mode(&self) -> &'static str {
+        match self.scale {
+            Scale::Quick => "--quick",
+            Scale::Default => "default",
+            Scale::Full => "--full",
+        }
+    }
+}
+
+/// One child to run.
+struct Spec {
+    workload: Workload,
+    alloc: &'static str,
+    threads: usize,
+    max_arenas: Option<usize>,
+    svg: Option<PathBuf>,
+}
+
+/// Runs the plan; returns the exit status (1 if any job failed).
+pub(crate) fn main(args: &Args) -> i32 {
+    let plan = match Plan::from_args(args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("arenalloc: {e}");
+            return 2;
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("arenalloc: cannot find my own executable: {e}");
+            return 2;
+        }
+    };
+    let heap_map = absolute(&plan.heap_map);
+    let variants = plan.sweep.clone().unwrap_or_else(|| vec![0]);
+    let per_workload = plan.threads.len() * plan.repeat * plan.allocators.len() * variants.len();
+    let total = (per_workload * plan.workloads.len()) as u64;
+
+    println!("{}", report::header(&plan));
+    let pb = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:32}] {pos}/{len} (eta {eta}) {msg}")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut map_written = false;
+    let svg_threads = plan.threads.iter().copied().max().unwrap_or(1);
+    for &workload in &plan.workloads {
+        let mut runs: Vec<Value> = Vec::with_capacity(per_workload);
+        for &threads in &plan.threads {
+            for rep in 0..plan.repeat {
+                for &alloc in &plan.allocators {
+                    for &v in &variants {
+                        let svg = (plan.sweep.is_none()
+                            && workload == Workload::Fragmentation
+                            && alloc == "arenalloc"
+                            && threads == svg_threads
+                            && rep == 0)
+                            .then(|| heap_map.clone());
+                        map_written |= svg.is_some();
+                        let spec = Spec {
+                            workload,
+                            alloc,
+                            threads,
+                            max_arenas: plan.sweep.is_some().then_some(v),
+                            svg,
+                        };
+                        let arenas = spec
+                            .max_arenas
+                            .map(|n| format!(" max_arenas={n}"))
+                            .unwrap_or_default();
+                        pb.set_message(format!("{} {alloc}{arenas} x{threads}", workload.name()));
+                        let row = run_child(&exe, &spec, &plan);
+                        if row["status"] != "ok" {
+                            pb.suspend(|| {
+                                eprintln!(
+                                    "arenalloc: {} {alloc}{arenas} x{threads}: {} ({})",
+                                    workload.name(),
+                                    row["status"].as_str().unwrap_or("?"),
+                                    row["error"].as_str().unwrap_or("")
+                                );
+                            });
+                        }
+                        runs.push(row);
+                        pb.inc(1);
+                    }
+                }
+            }
+        }
+        let rows = report::medians(runs);
+        pb.suspend(|| {
+            if plan.sweep.is_some() {
+                report::print_sweep(workload, &plan, &rows);
+            } else {
+                report::print_workload(workload, &plan, &rows);
+            }
+        });
+        all.extend(rows);
+    }
+    pb.finish_and_clear();
+    if plan.sweep.is_none() {
+        println!("{}", report::summary(&plan, &all));
+    }
+    let failed = all.iter().filter(|r| r["status"] != "ok").count();
+    println!(
+        "{} result(s), {failed} failed, in {:.0?}.",
+        all.len(),
+        started.elapsed()
+    );
+    if map_written && heap_map.exists() {
+        println!(
+            "Heap map of arenalloc after the fragmentation workload's free phase ({} threads): {}",
+            svg_threads,
+            plan.heap_map.display()
+        );
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&Value::Array(all)).expect("json");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("arenalloc: cannot write {}: {e}", path.display());
+            return 2;
+        }
+        println!("JSON: {}", path.display());
+    }
+    i32::from(failed > 0)
+}
+
+/// `path` made absolute against the current directory (children are
+/// started in the same directory, but a message should name the file).
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    std::env::current_dir()
+        .map(|d| d.join(path))
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+/// Runs one child and returns its row (module doc).
+fn run_child(exe: &Path, spec: &Spec, plan: &Plan) -> Value {
+    let mut cmd = Command::new(exe);
+    cmd.arg("--child")
+        .args(["--alloc", spec.alloc])
+        .args(["--workload", spec.workload.name()])
+        .args(["--threads", &spec.threads.to_string()])
+        .args(["--seconds", &plan.seconds.to_string()])
+        .args([
+            "--scale",
+            match plan.scale {
+                Scale::Quick => "quick",
+                Scale::Default => "default",
+                Scale::Full => "full",
+            },
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(n) = spec.max_arenas {
+        cmd.args(["--max-arenas", &n.to_string()]);
+    }
+    if let Some(svg) = &spec.svg {
+        cmd.arg("--svg").arg(svg);
+    }
+    let failed = |status: &str, error: String| {
+        let mut row = json!({
+            "workload": spec.workload.name(),
+            "allocator": spec.alloc,
+            "threads": spec.threads,
+            "ops_per_sec": 0.0,
+            "peak_rss_bytes": 0,
+            "status": status,
+            "error": error,
+        });
+        if let Some(n) = spec.max_arenas {
+            row["max_arenas"] = json!(n);
+        }
+        row
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return failed("failed", format!("spawn: {e}")),
+    };
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + plan.timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let tail = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or("")
+        .to_string();
+    match status {
+        None => failed(
+            "timeout",
+            format!("killed after {:.0} s", plan.timeout.as_secs_f64()),
+        ),
+        Some(s) if s.success() => stdout
+            .lines()
+            .rev()
+            .find_map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .ok()
+                    .filter(Value::is_object)
+            })
+            .unwrap_or_else(|| failed("failed", "no JSON line from the child".into())),
+        Some(s) => failed("failed", format!("{s}: {tail}")),
+    }
+}

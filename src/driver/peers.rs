@@ -1,0 +1,228 @@
+//! The allocators under comparison, each a `GlobalAlloc` value of this
+//! binary, and [`with_allocator`], which hands the chosen one to generic
+//! code by its name.
+//!
+//! | name | value | notes |
+//! | --- | --- | --- |
+//! | `arenalloc` | `arenalloc::Heap::new()` | default config: per-thread arenas (up to 128) |
+//! | `arenalloc-1lock` | `Heap::with_config(Config::new().max_arenas(1))` | one arena, one global lock |
+//! | `system` | `std::alloc::System` | glibc `malloc` |
+//! | `mimalloc` | `mimalloc::MiMalloc` | `mi_`-prefixed, does not override `malloc` |
+//! | `jemalloc` | `tikv_jemallocator::Jemalloc` | `_rjem_`-prefixed, does not override `malloc` |
+//! | `talc` | `talc::TalcLock<FutexMutex, Manual>` | claims an 8 GiB `MAP_NORESERVE` region |
+//! | `linked_list` | `linked_list_allocator::LockedHeap` | its spin lock; the same kind of region |
+//!
+//! None of them is the binary's `#[global_allocator]` (that stays
+//! `System`), so the harness's own allocations — thread spawns, channels,
+//! result vectors — never land in the allocator being measured.
+//!
+//! Invariant: talc and linked_list_allocator get their region exactly once
+//! per process (a child measures one allocator); nothing here frees it.
+
+use std::alloc::{GlobalAlloc, System};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use arenalloc::{Config, Heap};
+
+/// Every allocator the driver knows, in table order: `(name, description)`.
+pub(crate) const ALLOCATORS: [(&str, &str); 7] = [
+    ("arenalloc", "arenalloc, default config (per-thread arenas)"),
+    (
+        "arenalloc-1lock",
+        "arenalloc with max_arenas(1): one global lock",
+    ),
+    ("system", "std::alloc::System (glibc malloc)"),
+    ("mimalloc", "mimalloc 0.1 (MiMalloc)"),
+    ("jemalloc", "tikv-jemallocator 0.7 (Jemalloc)"),
+    (
+        "talc",
+        "talc 5 TalcLock with a futex lock, 8 GiB claimed region",
+    ),
+    (
+        "linked_list",
+        "linked_list_allocator 0.10 LockedHeap (spin lock), 8 GiB region",
+    ),
+];
+
+/// Bytes of address space handed to talc and linked_list_allocator. Only
+/// the pages they touch are ever committed (`MAP_NORESERVE`).
+const BACKING_REGION: usize = 8 << 30;
+
+static ARENALLOC: Heap = Heap::new();
+static ARENALLOC_1LOCK: Heap = Heap::with_config(Config::new().max_arenas(1));
+static TALC: talc::TalcLock<FutexMutex, talc::source::Manual> =
+    talc::TalcLock::new(talc::source::Manual);
+static LINKED_LIST: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
+/// Whether a backing region was handed out (at most one per process).
+static REGION_GIVEN: AtomicBool = AtomicBool::new(false);
+
+/// Generic code to run with one allocator: [`with_allocator`] calls
+/// `visit` with the allocator and, for arenalloc, the heap itself (for its
+/// statistics, `check` and heap map).
+pub(crate) trait Visit {
+    /// What the visit returns.
+    type Out;
+    /// Runs with allocator `a`.
+    fn visit<A: GlobalAlloc + Sync + 'static>(
+        self,
+        a: &'static A,
+        heap: Option<&'static Heap>,
+    ) -> Self::Out;
+}
+
+/// Runs `v` with the allocator called `name`; for `arenalloc`,
+/// `max_arenas` picks a heap with that arena limit instead of the default
+/// one (the lock-granularity sweep).
+pub(crate) fn with_allocator<V: Visit>(
+    name: &str,
+    max_arenas: Option<usize>,
+    v: V,
+) -> Result<V::Out, String> {
+    Ok(match (name, max_arenas) {
+        ("arenalloc", None) => v.visit(&ARENALLOC, Some(&ARENALLOC)),
+        ("arenalloc", Some(n)) => {
+            let heap: &'static Heap =
+                Box::leak(Box::new(Heap::with_config(Config::new().max_arenas(n))));
+            v.visit(heap, Some(heap))
+        }
+        ("arenalloc-1lock", _) => v.visit(&ARENALLOC_1LOCK, Some(&ARENALLOC_1LOCK)),
+        ("system", _) => v.visit(&System, None),
+        ("mimalloc", _) => v.visit(&mimalloc::MiMalloc, None),
+        ("jemalloc", _) => v.visit(&tikv_jemallocator::Jemalloc, None),
+        ("talc", _) => {
+            let base = backing_region()?;
+            // SAFETY: the region is fresh, readable and writable, used by
+            // nothing else, and never unmapped (it lives until exit).
+            let claimed = unsafe { TALC.lock().claim(base, BACKING_REGION) };
+            claimed.ok_or("talc refused the region")?;
+            v.visit(&TALC, None)
+        }
+        ("linked_list", _) => {
+            let base = backing_region()?;
+            // SAFETY: as for talc; `init` is called once on an empty heap.
+            unsafe { LINKED_LIST.lock().init(base, BACKING_REGION) };
+            v.visit(&LINKED_LIST, None)
+        }
+        _ => return Err(format!("unknown allocator {name:?}")),
+    })
+}
+
+/// Maps the backing region for talc or linked_list_allocator: readable,
+/// writable, committed page by page as it is touched.
+fn backing_region() -> Result<*mut u8, String> {
+    if REGION_GIVEN.swap(true, Ordering::SeqCst) {
+        return Err("a backing region was already handed out".into());
+    }
+    // SAFETY: an anonymous private mapping at an address the kernel picks
+    // touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            BACKING_REGION,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!(
+            "mmap of {} GiB failed: {}",
+            BACKING_REGION >> 30,
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(p.cast())
+}
+
+/// A futex mutex for `TalcLock` (talc leaves the lock to its user; a spin
+/// lock, as in talc's README, collapses when 8 threads share 2 cores).
+///
+/// | state | meaning |
+/// | --- | --- |
+/// | 0 | free |
+/// | 1 | held, nobody sleeps |
+/// | 2 | held, a waiter may sleep: unlock must wake one |
+pub(crate) struct FutexMutex {
+    state: AtomicU32,
+}
+
+/// Spins before a waiter sleeps.
+const SPINS: u32 = 100;
+
+impl FutexMutex {
+    #[cold]
+    fn lock_slow(&self) {
+        for _ in 0..SPINS {
+            if self.state.load(Ordering::Relaxed) == 0
+                && self
+                    .state
+                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        while self.state.swap(2, Ordering::Acquire) != 0 {
+            // SAFETY: FUTEX_WAIT on a live, aligned u32 with a null timeout
+            // only reads the word; it returns at once if it is not 2.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.state.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    2u32,
+                    core::ptr::null::<libc::timespec>(),
+                );
+            }
+        }
+    }
+}
+
+// SAFETY: `lock` returns only once this thread moved the word from 0 to 1
+// or 2 with `Acquire` (the swap in `lock_slow` from 0), so one holder at a
+// time; `unlock` releases with `Release` and wakes a sleeper when the word
+// says there may be one.
+unsafe impl talc::lock_api::RawMutex for FutexMutex {
+    // An initialiser for statics, as lock_api requires; each use is a
+    // fresh value.
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: FutexMutex = FutexMutex {
+        state: AtomicU32::new(0),
+    };
+    type GuardMarker = talc::lock_api::GuardSend;
+
+    #[inline]
+    fn lock(&self) {
+        if self
+            .state
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_slow();
+        }
+    }
+
+    #[inline]
+    fn try_lock(&self) -> bool {
+        self.state
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        if self.state.swap(0, Ordering::Release) == 2 {
+            // SAFETY: FUTEX_WAKE on a live, aligned u32 touches no memory.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.state.as_ptr(),
+                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                    1i32,
+                );
+            }
+        }
+    }
+}

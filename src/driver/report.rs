@@ -1,0 +1,485 @@
+//! What the parent prints: a header naming the machine and the mode, a
+//! table per workload (ops/s per thread count and peak RSS, each peer's
+//! ratio to arenalloc), the fragmentation numbers, a summary of the
+//! ratios, and the lock-granularity sweep.
+//!
+//! Every table is GitHub markdown with padded columns, readable in a
+//! terminal and pasteable into the README as is. A ratio is always
+//! *peer ÷ arenalloc*: above 1 the peer has more throughput (or uses more
+//! memory), below 1 less.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::parent::Plan;
+use super::workloads::Workload;
+
+/// A markdown table; the first column is left-aligned, the others right.
+struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(head: Vec<String>) -> Table {
+        Table {
+            head,
+            rows: Vec::new(),
+        }
+    }
+
+    fn render(&self) -> String {
+        let n = self.head.len();
+        let width = |i: usize| {
+            self.rows
+                .iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .chain([self.head[i].chars().count(), 3])
+                .max()
+                .unwrap_or(3)
+        };
+        let widths: Vec<usize> = (0..n).map(width).collect();
+        let line = |cells: &[String]| {
+            let mut s = String::from("|");
+            for (i, w) in widths.iter().enumerate() {
+                let c = cells.get(i).map_or("", String::as_str);
+                if i == 0 {
+                    s += &format!(" {c:<w$} |");
+                } else {
+                    s += &format!(" {c:>w$} |");
+                }
+            }
+            s
+        };
+        let mut out = line(&self.head);
+        out.push('\n');
+        out.push('|');
+        for (i, w) in widths.iter().enumerate() {
+            if i == 0 {
+                out += &format!(" :{} |", "-".repeat(w - 1));
+            } else {
+                out += &format!(" {}: |", "-".repeat(w - 1));
+            }
+        }
+        for r in &self.rows {
+            out.push('\n');
+            out += &line(r);
+        }
+        out
+    }
+}
+
+/// Operations per second, in millions, to three significant digits.
+fn mops(rate: f64) -> String {
+    let m = rate / 1e6;
+    if m >= 100.0 {
+        format!("{m:.0}")
+    } else if m >= 10.0 {
+        format!("{m:.1}")
+    } else if m >= 1.0 {
+        format!("{m:.2}")
+    } else {
+        format!("{m:.3}")
+    }
+}
+
+/// Bytes in MiB.
+fn mib(bytes: u64) -> String {
+    let m = bytes as f64 / (1 << 20) as f64;
+    if m >= 100.0 {
+        format!("{m:.0} MiB")
+    } else {
+        format!("{m:.1} MiB")
+    }
+}
+
+fn threads_label(t: usize) -> String {
+    if t == 1 {
+        "1 thread".into()
+    } else {
+        format!("{t} threads")
+    }
+}
+
+fn ok(row: &Value) -> bool {
+    row["status"] == "ok"
+}
+
+fn rate(row: &Value) -> f64 {
+    row["ops_per_sec"].as_f64().unwrap_or(0.0)
+}
+
+fn bytes(row: &Value, key: &str) -> u64 {
+    row[key].as_u64().unwrap_or(0)
+}
+
+/// The row of `alloc` at `threads` (and `max_arenas`, for the sweep).
+fn find<'a>(
+    rows: &'a [Value],
+    alloc: &str,
+    threads: usize,
+    arenas: Option<usize>,
+) -> Option<&'a Value> {
+    rows.iter().find(|r| {
+        r["allocator"] == alloc
+            && r["threads"].as_u64() == Some(threads as u64)
+            && r["max_arenas"].as_u64() == arenas.map(|n| n as u64)
+    })
+}
+
+/// "12.3", "12.3 ×0.52", or why there is no number.
+fn rate_cell(row: Option<&Value>, base: Option<&Value>) -> String {
+    let Some(row) = row else {
+        return "-".into();
+    };
+    if !ok(row) {
+        return row["status"].as_str().unwrap_or("failed").to_string();
+    }
+    match base.filter(|b| ok(b) && !std::ptr::eq(*b, row)) {
+        Some(b) if rate(b) > 0.0 => format!("{} ×{:.2}", mops(rate(row)), rate(row) / rate(b)),
+        _ => mops(rate(row)),
+    }
+}
+
+fn rss_cell(row: Option<&Value>, base: Option<&Value>, key: &str) -> String {
+    let Some(row) = row.filter(|r| ok(r)) else {
+        return "-".into();
+    };
+    let b = base
+        .filter(|b| ok(b) && !std::ptr::eq(*b, row))
+        .map(|b| bytes(b, key))
+        .filter(|&b| b > 0);
+    match b {
+        Some(b) => format!(
+            "{} ×{:.2}",
+            mib(bytes(row, key)),
+            bytes(row, key) as f64 / b as f64
+        ),
+        None => mib(bytes(row, key)),
+    }
+}
+
+/// The first lines of the report: mode, machine, date.
+pub(crate) fn header(plan: &Plan) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let threads: Vec<String> = plan.threads.iter().map(|t| t.to_string()).collect();
+    let what = if plan.sweep.is_some() {
+        "lock-granularity sweep (arenalloc, max_arenas 1, 2, 4, 8)".to_string()
+    } else {
+        format!("{} allocator(s)", plan.allocators.len())
+    };
+    format!(
+        "## arenalloc comparison driver ({} run, {})\n\n\
+         {} workload(s) × threads {} × {what}; {} s per throughput measurement, \
+         {} run(s) per combination (median), each in a fresh process.\n\
+         Machine: {cores} cores, {cpu}; load average {load}; {} UTC.\n\
+         Cells: Mops/s (millions of allocator calls per second) and, for peers, \
+         ×(peer ÷ arenalloc): above 1 the peer is faster.\n",
+        plan.mode(),
+        today(),
+        plan.workloads.len(),
+        threads.join(", "),
+        plan.seconds,
+        plan.repeat,
+        now(),
+    )
+}
+
+/// Today's date, `YYYY-MM-DD` (UTC).
+fn today() -> String {
+    now()[..10].to_string()
+}
+
+/// The current time, `YYYY-MM-DD HH:MM` (UTC).
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
+}
+
+/// Folds repeated runs of a combination into one row: the run with the
+/// median ops/s among those that succeeded (all of them listed in
+/// `ops_per_sec_runs`), or the first failure if none did.
+pub(crate) fn medians(runs: Vec<Value>) -> Vec<Value> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<Value>> = HashMap::new();
+    for r in runs {
+        let key = format!(
+            "{}/{}/{}/{}",
+            r["workload"], r["allocator"], r["threads"], r["max_arenas"]
+        );
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k))
+        .map(|mut g| {
+            let n = g.len();
+            let (mut good, bad): (Vec<Value>, Vec<Value>) = g.drain(..).partition(ok);
+            if good.is_empty() {
+                return bad.into_iter().next().unwrap_or(Value::Null);
+            }
+            good.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+            let all: Vec<f64> = good.iter().map(rate).collect();
+            let mut row = good.swap_remove(good.len() / 2);
+            if n > 1 {
+                row["runs"] = json!(n);
+                row["ops_per_sec_runs"] = json!(all);
+            }
+            row
+        })
+        .collect()
+}
+
+/// The table of one workload (and, for fragmentation, its memory table).
+pub(crate) fn print_workload(w: Workload, plan: &Plan, rows: &[Value]) {
+    let max_t = plan.threads.iter().copied().max().unwrap_or(1);
+    let mut head = vec!["allocator".to_string()];
+    head.extend(plan.threads.iter().map(|&t| threads_label(t)));
+    head.push(format!("peak RSS, {}", threads_label(max_t)));
+    let mut t = Table::new(head);
+    for &a in &plan.allocators {
+        let mut cells = vec![a.to_string()];
+        for &n in &plan.threads {
+            let base = find(rows, "arenalloc", n, None);
+            cells.push(rate_cell(find(rows, a, n, None), base));
+        }
+        cells.push(rss_cell(
+            find(rows, a, max_t, None),
+            find(rows, "arenalloc", max_t, None),
+            "peak_rss_bytes",
+        ));
+        t.rows.push(cells);
+    }
+    println!("\n### {}\n\n{}\n\n{}", w.name(), w.describe(), t.render());
+    if w == Workload::Fragmentation {
+        print_fragmentation(plan, rows);
+    }
+}
+
+/// Memory after each fragmentation phase, per allocator and thread count.
+fn print_fragmentation(plan: &Plan, rows: &[Value]) {
+    let mut t = Table::new(
+        [
+            "allocator",
+            "threads",
+            "peak live",
+            "peak RSS",
+            "RSS ÷ live",
+            "RSS after free",
+            "live after free",
+            "final RSS",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    for &n in &plan.threads {
+        for &a in &plan.allocators {
+            let Some(r) = find(rows, a, n, None).filter(|r| ok(r)) else {
+                continue;
+            };
+            let live = bytes(r, "peak_live_bytes").max(1);
+            let base = bytes(r, "base_rss_bytes");
+            let peak = bytes(r, "peak_rss_bytes");
+            t.rows.push(vec![
+                a.to_string(),
+                n.to_string(),
+                mib(live),
+                mib(peak),
+                format!("{:.2}", peak.saturating_sub(base) as f64 / live as f64),
+                mib(bytes(r, "rss_after_free_bytes")),
+                mib(bytes(r, "live_after_free_bytes")),
+                mib(bytes(r, "final_rss_bytes")),
+            ]);
+        }
+    }
+    println!(
+        "\nFragmentation memory (RSS ÷ live: peak RSS above the process's RSS at start, over peak live bytes):\n\n{}",
+        t.render()
+    );
+}
+
+/// Each peer against arenalloc over every workload × thread count.
+pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
+    let mut t = Table::new(
+        [
+            "allocator",
+            "throughput ÷ arenalloc (geo-mean)",
+            "faster in",
+            "slower in",
+            "peak RSS ÷ arenalloc (geo-mean)",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    for &a in plan.allocators.iter().filter(|&&a| a != "arenalloc") {
+        let (mut log_rate, mut log_rss, mut n, mut faster) = (0.0, 0.0, 0, 0);
+        for &w in &plan.workloads {
+            for &th in &plan.threads {
+                let pick = |name: &str| {
+                    rows.iter().find(|r| {
+                        r["workload"] == w.name()
+                            && r["allocator"] == name
+                            && r["threads"].as_u64() == Some(th as u64)
+                    })
+                };
+                let (Some(p), Some(b)) = (pick(a), pick("arenalloc")) else {
+                    continue;
+                };
+                if !ok(p) || !ok(b) || rate(b) <= 0.0 || rate(p) <= 0.0 {
+                    continue;
+                }
+                let ratio = rate(p) / rate(b);
+                log_rate += ratio.ln();
+                let (rp, rb) = (bytes(p, "peak_rss_bytes"), bytes(b, "peak_rss_bytes"));
+                log_rss += (rp.max(1) as f64 / rb.max(1) as f64).ln();
+                n += 1;
+                faster += usize::from(ratio > 1.0);
+            }
+        }
+        if n == 0 {
+            continue;
+        }
+        t.rows.push(vec![
+            a.to_string(),
+            format!("{:.2}", (log_rate / n as f64).exp()),
+            format!("{faster} of {n}"),
+            format!("{} of {n}", n - faster),
+            format!("{:.2}", (log_rss / n as f64).exp()),
+        ]);
+    }
+    format!(
+        "\n### summary: each peer against arenalloc over every workload × thread count\n\n{}\n",
+        t.render()
+    )
+}
+
+/// The sweep of one workload: throughput against `max_arenas`, and each
+/// arena's lock counts.
+pub(crate) fn print_sweep(w: Workload, plan: &Plan, rows: &[Value]) {
+    let limits = plan.sweep.clone().unwrap_or_default();
+    for &n in &plan.threads {
+        let mut t = Table::new(
+            [
+                "max_arenas",
+                "Mops/s",
+                "÷ max_arenas=1",
+                "curve",
+                "lock acquisitions",
+                "contended",
+                "contended %",
+                "remote frees",
+                "queue-full fallbacks",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        let mut per_arena = Table::new(
+            [
+                "max_arenas",
+                "arena",
+                "lock acquisitions",
+                "contended",
+                "contended %",
+                "remote frees",
+                "queue-full fallbacks",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        let best = limits
+            .iter()
+            .filter_map(|&m| find(rows, "arenalloc", n, Some(m)))
+            .map(rate)
+            .fold(0.0, f64::max);
+        let one = find(rows, "arenalloc", n, Some(1))
+            .filter(|r| ok(r))
+            .map(rate);
+        for &m in &limits {
+            let Some(r) = find(rows, "arenalloc", n, Some(m)) else {
+                continue;
+            };
+            if !ok(r) {
+                t.rows.push(vec![
+                    m.to_string(),
+                    r["status"].as_str().unwrap_or("failed").into(),
+                ]);
+                continue;
+            }
+            let arenas = r["arenas"].as_array().cloned().unwrap_or_default();
+            let sum = |k: &str| {
+                arenas
+                    .iter()
+                    .map(|a| a[k].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            };
+            let pct = |c: u64, l: u64| format!("{:.2}", 100.0 * c as f64 / l.max(1) as f64);
+            let (locks, cont) = (sum("lock_acquisitions"), sum("lock_contended"));
+            let bar = ((rate(r) / best.max(1.0)) * 30.0).round() as usize;
+            t.rows.push(vec![
+                m.to_string(),
+                mops(rate(r)),
+                one.map_or("-".into(), |o| format!("{:.2}", rate(r) / o)),
+                "#".repeat(bar),
+                locks.to_string(),
+                cont.to_string(),
+                pct(cont, locks),
+                sum("remote_frees").to_string(),
+                sum("queue_full_fallbacks").to_string(),
+            ]);
+            for a in &arenas {
+                let (l, c) = (
+                    a["lock_acquisitions"].as_u64().unwrap_or(0),
+                    a["lock_contended"].as_u64().unwrap_or(0),
+                );
+                per_arena.rows.push(vec![
+                    m.to_string(),
+                    a["id"].to_string(),
+                    l.to_string(),
+                    c.to_string(),
+                    pct(c, l),
+                    a["remote_frees"].to_string(),
+                    a["queue_full_fallbacks"].to_string(),
+                ]);
+            }
+        }
+        println!(
+            "\n### lock granularity: {}, {}\n\n{}\n\n{}\n\nEach arena:\n\n{}",
+            w.name(),
+            threads_label(n),
+            w.describe(),
+            t.render(),
+            per_arena.render()
+        );
+    }
+}

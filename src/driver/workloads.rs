@@ -1,0 +1,748 @@
+//! The workloads, modelled on the standard allocator benchmarks (larson,
+//! xmalloc, Hoard's cache-scratch and cache-thrash, mstress), written once
+//! against any `GlobalAlloc` and monomorphised per allocator.
+//!
+//! Invariants:
+//! * Only worker threads call the measured allocator (and, for
+//!   cache-scratch, the main thread's initial objects): the harness's own
+//!   allocations go to the binary's global allocator, `System`.
+//! * Every block a workload allocates is freed before it returns, through
+//!   the allocator that made it, with the `Layout` it was made with. Sizes
+//!   travel inside the blocks: the first word of a block is a tag,
+//!   `size | TAG_MAGIC`, checked on every free, so an allocator that hands
+//!   out overlapping blocks or corrupts one fails the run instead of
+//!   producing a number.
+//! * An *op* is one allocator call: `alloc`, `dealloc` or `realloc`.
+//!   Throughput workloads run for a fixed time and count ops; fragmentation
+//!   does fixed work and is timed.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{mpsc, Barrier};
+use std::time::{Duration, Instant};
+
+/// Size of a run: quick (CI), the default, or full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Scale {
+    /// For CI: short measurements, a small fragmentation live set.
+    Quick,
+    /// `cargo run --release`.
+    Default,
+    /// `--full`: longer measurements, a larger live set.
+    Full,
+}
+
+impl Scale {
+    /// Bytes of the fragmentation workload's live set (all threads).
+    fn fragmentation_live(self) -> usize {
+        match self {
+            Scale::Quick => 16 << 20,
+            Scale::Default => 64 << 20,
+            Scale::Full => 128 << 20,
+        }
+    }
+}
+
+/// What one run is asked to do.
+pub(crate) struct Params {
+    /// Worker threads.
+    pub(crate) threads: usize,
+    /// Measurement time of the throughput workloads.
+    pub(crate) seconds: f64,
+    /// Size of fixed-work workloads.
+    pub(crate) scale: Scale,
+}
+
+/// What one run measured.
+pub(crate) struct Outcome {
+    /// Allocator calls made while timed.
+    pub(crate) ops: u64,
+    /// Seconds timed.
+    pub(crate) seconds: f64,
+    /// Workload-specific numbers (fragmentation: live bytes, RSS).
+    pub(crate) extra: Vec<(&'static str, u64)>,
+}
+
+/// Called by the fragmentation workload after its free phase, with every
+/// worker paused (the driver renders arenalloc's heap map there).
+pub(crate) type Hook<'a> = &'a (dyn Fn() + Sync);
+
+/// The workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Workload {
+    Larson,
+    ProdCons,
+    CacheScratch,
+    CacheThrash,
+    Random,
+    Realloc,
+    Fragmentation,
+    ThreadChurn,
+}
+
+impl Workload {
+    /// Every workload, in report order.
+    pub(crate) const ALL: [Workload; 8] = [
+        Workload::Larson,
+        Workload::ProdCons,
+        Workload::CacheScratch,
+        Workload::CacheThrash,
+        Workload::Random,
+        Workload::Realloc,
+        Workload::Fragmentation,
+        Workload::ThreadChurn,
+    ];
+
+    /// The name used on the command line and in the JSON.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::Larson => "larson",
+            Workload::ProdCons => "prodcons",
+            Workload::CacheScratch => "cache-scratch",
+            Workload::CacheThrash => "cache-thrash",
+            Workload::Random => "random",
+            Workload::Realloc => "realloc",
+            Workload::Fragmentation => "fragmentation",
+            Workload::ThreadChurn => "thread-churn",
+        }
+    }
+
+    /// One line for the README and the report.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Workload::Larson => "larson-style server churn: each thread replaces random 16-1024 B blocks in its part of a shared array (1,000 slots per thread); every 4,000 replacements the threads move on to the next part, so about a quarter of the frees hit blocks another thread allocated",
+            Workload::ProdCons => "xmalloc-style producer/consumer: threads in a ring each allocate batches of 256 blocks of 16-1024 B and pass them to the next thread, which frees them: every free is remote (at 1 thread the ring closes on itself)",
+            Workload::CacheScratch => "Hoard cache-scratch (passive false sharing): the main thread allocates one 8 B object per thread and hands them out; each thread frees its object, then repeatedly allocates 8 B, writes it 100 times and frees it",
+            Workload::CacheThrash => "Hoard cache-thrash (active false sharing): each thread repeatedly allocates 8 B, writes it 100 times and frees it; slower when threads get neighbouring objects on one cache line",
+            Workload::Random => "mstress-like random sizes and lifetimes: each thread replaces random slots of 1,000 with blocks of log-uniform size 16 B-64 KiB; one free in 8 goes through a shared transfer array and is made by another thread",
+            Workload::Realloc => "realloc growth: each thread grows 8 buffers by 1.5-2x with realloc up to a random limit of 256 B-256 KiB, writes the new tail's pages, then frees and restarts them",
+            Workload::Fragmentation => "fragmentation: the threads allocate a mixed live set (60% 16-256 B, 30% 256 B-4 KiB, 10% 4-32 KiB, every byte written), free 7 blocks of every 8, then allocate as many bytes again in 256 B-8 KiB blocks; reports peak live bytes, peak RSS, and RSS after the free phase",
+            Workload::ThreadChurn => "thread churn: generations of short-lived threads, each making 2,000 random 16-2048 B replacements, freeing 64 blocks left by its predecessor (a thread that has exited) and leaving 64 for its successor",
+        }
+    }
+
+    /// The workload called `name`.
+    pub(crate) fn from_name(name: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// Runs the workload with allocator `a`; `after_free` is called by
+    /// the fragmentation workload after its free phase.
+    pub(crate) fn run<A: GlobalAlloc + Sync>(
+        self,
+        a: &A,
+        p: &Params,
+        after_free: Option<Hook<'_>>,
+    ) -> Outcome {
+        let (ops, seconds) = match self {
+            Workload::Larson => larson(a, p),
+            Workload::ProdCons => prodcons(a, p),
+            Workload::CacheScratch => cache(a, p, true),
+            Workload::CacheThrash => cache(a, p, false),
+            Workload::Random => random(a, p),
+            Workload::Realloc => realloc_growth(a, p),
+            Workload::Fragmentation => return fragmentation(a, p, after_free),
+            Workload::ThreadChurn => thread_churn(a, p),
+        };
+        Outcome {
+            ops,
+            seconds,
+            extra: Vec::new(),
+        }
+    }
+}
+
+// ----- blocks ------------------------------------------------------------
+
+/// The high bits of every block's tag word (module doc).
+const TAG_MAGIC: usize = 0xa11c_0000_0000_0000;
+const TAG_SIZE: usize = (1 << 48) - 1;
+/// Alignment of every tagged block (what `Box<[u64]>` asks for).
+const ALIGN: usize = 8;
+
+/// Allocates a tagged block of `size >= 8` bytes and touches its last byte.
+/// Panics (failing the run) when the allocator returns null.
+fn alloc_tagged<A: GlobalAlloc>(a: &A, size: usize) -> *mut u8 {
+    debug_assert!((8..=TAG_SIZE).contains(&size));
+    let layout = Layout::from_size_align(size, ALIGN).expect("layout");
+    // SAFETY: `layout` has a non-zero size.
+    let p = unsafe { a.alloc(layout) };
+    if p.is_null() {
+        panic!("allocation of {size} bytes failed (null)");
+    }
+    // SAFETY: `p` is a fresh allocation of `size >= 8` bytes aligned to 8.
+    unsafe {
+        p.cast::<usize>().write(size | TAG_MAGIC);
+        p.add(size - 1).write(0xa5);
+    }
+    p
+}
+
+/// The size a tagged block carries; panics on a corrupt tag.
+///
+/// # Safety
+///
+/// `p` is a live block made by `alloc_tagged` (or re-tagged after realloc).
+unsafe fn tagged_size(p: *mut u8) -> usize {
+    // SAFETY: the caller's contract: the first word is the tag.
+    let tag = unsafe { p.cast::<usize>().read() };
+    if tag & !TAG_SIZE != TAG_MAGIC || tag & TAG_SIZE < 8 {
+        panic!("heap corruption: block {p:p} has tag {tag:#x}");
+    }
+    tag & TAG_SIZE
+}
+
+/// Frees a tagged block, checking its tag.
+///
+/// # Safety
+///
+/// `p` is a live block made by `alloc_tagged` with this `a`, not used after.
+unsafe fn free_tagged<A: GlobalAlloc>(a: &A, p: *mut u8) {
+    // SAFETY: forwarded contract.
+    let size = unsafe { tagged_size(p) };
+    // SAFETY: `p` was allocated by `a` with exactly this layout.
+    unsafe { a.dealloc(p, Layout::from_size_align_unchecked(size, ALIGN)) };
+}
+
+/// A block pointer handed to another thread.
+struct Block(*mut u8);
+// SAFETY: a block is plain memory owned by whoever holds the `Block`.
+unsafe impl Send for Block {}
+
+/// xorshift64*: cheap, seeded, per thread.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng((seed + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// Log-uniform in `lo..hi` (powers of two `lo` and `hi`).
+    fn log_range(&mut self, lo: usize, hi: usize) -> usize {
+        let octaves = (hi / lo).trailing_zeros() as u64;
+        let base = lo << (self.next() % octaves);
+        base + (self.next() as usize % base)
+    }
+}
+
+// ----- timing --------------------------------------------------------------
+
+/// Start and stop of a timed run shared by its threads.
+struct Clock {
+    start: Barrier,
+    stop: AtomicBool,
+}
+
+impl Clock {
+    fn new(threads: usize) -> Clock {
+        Clock {
+            start: Barrier::new(threads + 1),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until every thread (and the timer) is ready.
+    fn go(&self) {
+        self.start.wait();
+    }
+
+    /// Whether the measurement still runs.
+    #[inline]
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `body(thread index, clock)` on `threads` threads. Each body sets
+/// itself up, calls `clock.go()`, works while `clock.running()`, and
+/// returns its op count and the instant it stopped, then cleans up. The
+/// time is from the common start to the last thread's stop.
+fn timed<F>(threads: usize, seconds: f64, body: F) -> (u64, f64)
+where
+    F: Fn(usize, &Clock) -> (u64, Instant) + Sync,
+{
+    let clock = Clock::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (clock, body) = (&clock, &body);
+                s.spawn(move || body(t, clock))
+            })
+            .collect();
+        clock.go();
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        clock.stop.store(true, Ordering::Relaxed);
+        let mut ops = 0;
+        let mut end = start;
+        for h in handles {
+            let (n, stopped) = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            ops += n;
+            end = end.max(stopped);
+        }
+        (ops, (end - start).as_secs_f64())
+    })
+}
+
+// ----- throughput workloads ------------------------------------------------
+
+/// Slots per thread in larson's shared array.
+const LARSON_SLOTS: usize = 1000;
+/// Replacements before a larson thread moves to the next part.
+const LARSON_EPOCH: u64 = 4000;
+
+fn larson<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
+    let t = p.threads;
+    let slots: Vec<AtomicPtr<u8>> = (0..t * LARSON_SLOTS)
+        .map(|_| AtomicPtr::new(ptr::null_mut()))
+        .collect();
+    let result = timed(t, p.seconds, |id, clock| {
+        let mut rng = Rng::new(id as u64);
+        for s in &slots[id * LARSON_SLOTS..(id + 1) * LARSON_SLOTS] {
+            s.store(alloc_tagged(a, rng.range(16, 1024)), Ordering::Relaxed);
+        }
+        clock.go();
+        let mut ops = 0;
+        let mut replaced = 0u64;
+        while clock.running() {
+            let part = (id + (replaced / LARSON_EPOCH) as usize) % t;
+            let slot = &slots[part * LARSON_SLOTS + rng.range(0, LARSON_SLOTS - 1)];
+            let new = alloc_tagged(a, rng.range(16, 1024));
+            let old = slot.swap(new, Ordering::AcqRel);
+            if !old.is_null() {
+                // SAFETY: the swap made this thread the block's only holder.
+                unsafe { free_tagged(a, old) };
+                ops += 1;
+            }
+            ops += 1;
+            replaced += 1;
+        }
+        (ops, Instant::now())
+    });
+    for s in &slots {
+        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !b.is_null() {
+            // SAFETY: every thread has joined; the array held the only copy.
+            unsafe { free_tagged(a, b) };
+        }
+    }
+    result
+}
+
+/// Blocks per producer/consumer batch.
+const BATCH: usize = 256;
+
+fn prodcons<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
+    let t = p.threads;
+    let (mut senders, receivers): (Vec<_>, Vec<_>) =
+        (0..t).map(|_| mpsc::sync_channel::<Vec<Block>>(4)).unzip();
+    // Thread i sends to thread i + 1. Each channel must end up with exactly
+    // one sender (the predecessor's) so that draining stops when it leaves.
+    senders.rotate_left(1);
+    let inboxes = std::sync::Mutex::new(receivers.into_iter().map(Some).collect::<Vec<_>>());
+    let outboxes = std::sync::Mutex::new(senders.into_iter().map(Some).collect::<Vec<_>>());
+    timed(t, p.seconds, |id, clock| {
+        let inbox = inboxes.lock().unwrap()[id].take().expect("inbox");
+        let next = outboxes.lock().unwrap()[id].take().expect("outbox");
+        let mut rng = Rng::new(id as u64 + 100);
+        let mut ops = 0;
+        let consume = |batch: Vec<Block>, ops: &mut u64| {
+            for Block(b) in batch {
+                // SAFETY: blocks arrive live and are freed once, here.
+                unsafe { free_tagged(a, b) };
+                *ops += 1;
+            }
+        };
+        clock.go();
+        while clock.running() {
+            let batch: Vec<Block> = (0..BATCH)
+                .map(|_| Block(alloc_tagged(a, rng.range(16, 1024))))
+                .collect();
+            ops += BATCH as u64;
+            let mut batch = Some(batch);
+            while let Some(b) = batch.take() {
+                match next.try_send(b) {
+                    Ok(()) => {}
+                    Err(mpsc::TrySendError::Full(b)) => {
+                        batch = Some(b);
+                        match inbox.try_recv() {
+                            Ok(got) => consume(got, &mut ops),
+                            Err(_) => std::thread::yield_now(),
+                        }
+                    }
+                    Err(mpsc::TrySendError::Disconnected(b)) => {
+                        // Only at 1 thread after our own inbox closed.
+                        consume(b, &mut ops);
+                    }
+                }
+            }
+            while let Ok(got) = inbox.try_recv() {
+                consume(got, &mut ops);
+            }
+        }
+        let stopped = Instant::now();
+        drop(next);
+        // Untimed: free what is still in flight to us until every sender
+        // (our predecessor) is gone.
+        let mut drained = 0;
+        while let Ok(got) = inbox.recv() {
+            consume(got, &mut drained);
+        }
+        (ops, stopped)
+    })
+}
+
+/// Passes over an 8-byte object per allocation in the cache workloads.
+const CACHE_WRITES: usize = 100;
+
+fn cache<A: GlobalAlloc + Sync>(a: &A, p: &Params, scratch: bool) -> (u64, f64) {
+    let t = p.threads;
+    let layout = Layout::from_size_align(8, 8).expect("layout");
+    let alloc8 = || {
+        // SAFETY: non-zero size.
+        let q = unsafe { a.alloc(layout) };
+        assert!(!q.is_null(), "allocation of 8 bytes failed (null)");
+        q
+    };
+    // Scratch: the main thread allocates the objects side by side.
+    let handed: Vec<std::sync::Mutex<Option<Block>>> = (0..t)
+        .map(|_| std::sync::Mutex::new(scratch.then(|| Block(alloc8()))))
+        .collect();
+    timed(t, p.seconds, |id, clock| {
+        let mut ops = 0;
+        clock.go();
+        if let Some(Block(q)) = handed[id].lock().unwrap().take() {
+            // SAFETY: allocated above with `layout`, handed to us alone.
+            unsafe { a.dealloc(q, layout) };
+            ops += 1;
+        }
+        while clock.running() {
+            let q = alloc8();
+            for _ in 0..CACHE_WRITES {
+                for k in 0..8 {
+                    // SAFETY: `q` holds 8 bytes.
+                    unsafe {
+                        let b = q.add(k);
+                        b.write_volatile(b.read_volatile().wrapping_add(1));
+                    }
+                }
+            }
+            // SAFETY: allocated above with `layout`.
+            unsafe { a.dealloc(q, layout) };
+            ops += 2;
+        }
+        (ops, Instant::now())
+    })
+}
+
+/// Slots per thread in the random workload.
+const RANDOM_SLOTS: usize = 1000;
+/// Shared transfer slots per thread.
+const TRANSFER_SLOTS: usize = 64;
+
+fn random<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
+    let t = p.threads;
+    let transfer: Vec<AtomicPtr<u8>> = (0..t * TRANSFER_SLOTS)
+        .map(|_| AtomicPtr::new(ptr::null_mut()))
+        .collect();
+    let result = timed(t, p.seconds, |id, clock| {
+        let mut rng = Rng::new(id as u64 + 200);
+        let mut slots = vec![ptr::null_mut::<u8>(); RANDOM_SLOTS];
+        clock.go();
+        let mut ops = 0;
+        while clock.running() {
+            let i = rng.range(0, RANDOM_SLOTS - 1);
+            let old = slots[i];
+            if !old.is_null() {
+                let r = rng.next();
+                let to_free = if r % 8 == 0 {
+                    let k = (r >> 8) as usize % transfer.len();
+                    transfer[k].swap(old, Ordering::AcqRel)
+                } else {
+                    old
+                };
+                if !to_free.is_null() {
+                    // SAFETY: our slot or the swap made us the only holder.
+                    unsafe { free_tagged(a, to_free) };
+                    ops += 1;
+                }
+            }
+            slots[i] = alloc_tagged(a, rng.log_range(16, 64 << 10));
+            ops += 1;
+        }
+        let stopped = Instant::now();
+        for b in slots.into_iter().filter(|b| !b.is_null()) {
+            // SAFETY: our own live blocks.
+            unsafe { free_tagged(a, b) };
+        }
+        (ops, stopped)
+    });
+    for s in &transfer {
+        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !b.is_null() {
+            // SAFETY: every thread has joined; the array held the only copy.
+            unsafe { free_tagged(a, b) };
+        }
+    }
+    result
+}
+
+/// Buffers each realloc thread grows.
+const REALLOC_BUFFERS: usize = 8;
+
+fn realloc_growth<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
+    timed(p.threads, p.seconds, |id, clock| {
+        let mut rng = Rng::new(id as u64 + 300);
+        // (pointer, size, limit)
+        let mut bufs = [(ptr::null_mut::<u8>(), 0usize, 0usize); REALLOC_BUFFERS];
+        clock.go();
+        let mut ops = 0;
+        while clock.running() {
+            let buf = &mut bufs[rng.range(0, REALLOC_BUFFERS - 1)];
+            let (q, size, limit) = *buf;
+            if q.is_null() {
+                let size = rng.range(16, 64);
+                *buf = (alloc_tagged(a, size), size, rng.log_range(256, 256 << 10));
+                ops += 1;
+                continue;
+            }
+            let grown = size + size / 2 + rng.range(0, size / 2);
+            if grown > limit {
+                // SAFETY: our live block.
+                unsafe { free_tagged(a, q) };
+                *buf = (ptr::null_mut(), 0, 0);
+                ops += 1;
+                continue;
+            }
+            // SAFETY: `q` is our live block; its tag names its layout.
+            let r = unsafe {
+                let old = Layout::from_size_align_unchecked(tagged_size(q), ALIGN);
+                a.realloc(q, old, grown)
+            };
+            assert!(!r.is_null(), "realloc to {grown} bytes failed (null)");
+            // SAFETY: `r` holds `grown` bytes; the tag moved with the data.
+            unsafe {
+                assert_eq!(tagged_size(r), size, "realloc lost the block's contents");
+                r.cast::<usize>().write(grown | TAG_MAGIC);
+                let mut off = size.next_multiple_of(4096);
+                while off < grown {
+                    r.add(off).write(1);
+                    off += 4096;
+                }
+                r.add(grown - 1).write(0xa5);
+            }
+            *buf = (r, grown, limit);
+            ops += 1;
+        }
+        let stopped = Instant::now();
+        for (q, _, _) in bufs {
+            if !q.is_null() {
+                // SAFETY: our live block.
+                unsafe { free_tagged(a, q) };
+            }
+        }
+        (ops, stopped)
+    })
+}
+
+/// Replacements per thread-churn thread; blocks each leaves behind.
+const CHURN_OPS: usize = 2000;
+const CHURN_HANDOFF: usize = 64;
+
+fn thread_churn<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
+    let t = p.threads;
+    let handoff: Vec<AtomicPtr<u8>> = (0..t * CHURN_HANDOFF)
+        .map(|_| AtomicPtr::new(ptr::null_mut()))
+        .collect();
+    let ops = AtomicU64::new(0);
+    let start = Instant::now();
+    let mut generation = 0u64;
+    while start.elapsed().as_secs_f64() < p.seconds {
+        std::thread::scope(|s| {
+            for id in 0..t {
+                let (handoff, ops) = (&handoff, &ops);
+                s.spawn(move || {
+                    let mut rng = Rng::new(generation * 1000 + id as u64);
+                    let mine = &handoff[id * CHURN_HANDOFF..(id + 1) * CHURN_HANDOFF];
+                    let mut n = 0;
+                    for s in mine {
+                        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
+                        if !b.is_null() {
+                            // SAFETY: left by our predecessor, now ours alone.
+                            unsafe { free_tagged(a, b) };
+                            n += 1;
+                        }
+                    }
+                    let mut slots = [ptr::null_mut::<u8>(); CHURN_HANDOFF];
+                    for _ in 0..CHURN_OPS {
+                        let i = rng.range(0, CHURN_HANDOFF - 1);
+                        if !slots[i].is_null() {
+                            // SAFETY: our live block.
+                            unsafe { free_tagged(a, slots[i]) };
+                            n += 1;
+                        }
+                        slots[i] = alloc_tagged(a, rng.range(16, 2048));
+                        n += 1;
+                    }
+                    for (s, b) in mine.iter().zip(slots) {
+                        if b.is_null() {
+                            continue;
+                        }
+                        s.store(b, Ordering::Release);
+                    }
+                    ops.fetch_add(n, Ordering::Relaxed);
+                });
+            }
+        });
+        generation += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    for s in &handoff {
+        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !b.is_null() {
+            // SAFETY: every thread has joined; the array held the only copy.
+            unsafe { free_tagged(a, b) };
+        }
+    }
+    (ops.into_inner(), seconds)
+}
+
+// ----- fragmentation -------------------------------------------------------
+
+/// Reads a `/proc/self/status` field given in kB, in bytes.
+pub(crate) fn proc_status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Size of a fragmentation phase-1 block: 60 % 16-256 B, 30 % 256 B-4 KiB,
+/// 10 % 4-32 KiB.
+fn mixed_size(rng: &mut Rng) -> usize {
+    match rng.next() % 10 {
+        0..=5 => rng.range(16, 256),
+        6..=8 => rng.range(256, 4096),
+        _ => rng.range(4096, 32 << 10),
+    }
+}
+
+/// Allocates tagged blocks of `size()` until `bytes` are requested, writing
+/// every byte; returns the blocks and the bytes requested.
+fn fill<A: GlobalAlloc>(
+    a: &A,
+    bytes: usize,
+    mut size: impl FnMut() -> usize,
+    blocks: &mut Vec<Block>,
+) -> usize {
+    let mut got = 0;
+    while got < bytes {
+        let n = size();
+        let b = alloc_tagged(a, n);
+        // SAFETY: `b` holds `n >= 16` bytes; the tag word stays intact.
+        unsafe { ptr::write_bytes(b.add(8), 0x5c, n - 9) };
+        blocks.push(Block(b));
+        got += n;
+    }
+    got
+}
+
+fn fragmentation<A: GlobalAlloc + Sync>(
+    a: &A,
+    p: &Params,
+    after_free: Option<Hook<'_>>,
+) -> Outcome {
+    let t = p.threads;
+    let share = p.scale.fragmentation_live() / t;
+    // Workers and the main thread meet at each phase boundary.
+    let phase = Barrier::new(t + 1);
+    let live = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    let ops = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for id in 0..t {
+            let (phase, live, ops) = (&phase, &live, &ops);
+            s.spawn(move || {
+                let mut rng = Rng::new(id as u64 + 400);
+                let mut blocks = Vec::with_capacity(share / 1024);
+                phase.wait();
+                // Phase 1: the mixed live set.
+                let bytes = fill(a, share, || mixed_size(&mut rng), &mut blocks);
+                let allocated = blocks.len();
+                live[0].fetch_add(bytes as u64, Ordering::Relaxed);
+                // Phase 2: free 7 of every 8, keeping every 8th.
+                let mut kept = Vec::with_capacity(blocks.len() / 8 + 1);
+                let mut freed = 0;
+                for (i, Block(b)) in blocks.drain(..).enumerate() {
+                    if i % 8 == 0 {
+                        kept.push(Block(b));
+                    } else {
+                        // SAFETY: our live block, freed once.
+                        unsafe {
+                            freed += tagged_size(b);
+                            free_tagged(a, b);
+                        }
+                    }
+                }
+                live[1].fetch_add((bytes - freed) as u64, Ordering::Relaxed);
+                phase.wait();
+                phase.wait();
+                // Phase 3: as many bytes again, in other sizes.
+                let again = fill(a, freed, || rng.range(256, 8192), &mut blocks);
+                live[2].fetch_add((bytes - freed + again) as u64, Ordering::Relaxed);
+                ops.fetch_add(
+                    (allocated + (allocated - kept.len()) + blocks.len()) as u64,
+                    Ordering::Relaxed,
+                );
+                phase.wait();
+                phase.wait();
+                // Untimed: free everything.
+                for Block(b) in blocks.into_iter().chain(kept) {
+                    // SAFETY: our live blocks, freed once.
+                    unsafe { free_tagged(a, b) };
+                }
+            });
+        }
+        phase.wait();
+        let start = Instant::now();
+        phase.wait();
+        let paused = start.elapsed();
+        let rss_after_free = proc_status_bytes("VmRSS");
+        if let Some(hook) = after_free {
+            hook();
+        }
+        phase.wait();
+        let resumed = Instant::now();
+        phase.wait();
+        let seconds = (paused + resumed.elapsed()).as_secs_f64();
+        let final_rss = proc_status_bytes("VmRSS");
+        let peak_rss = proc_status_bytes("VmHWM");
+        phase.wait();
+        let live: Vec<u64> = live.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+        Outcome {
+            ops: ops.load(Ordering::Relaxed),
+            seconds,
+            extra: vec![
+                ("peak_live_bytes", live[0].max(live[2])),
+                ("live_after_free_bytes", live[1]),
+                ("rss_after_free_bytes", rss_after_free),
+                ("final_rss_bytes", final_rss),
+                ("peak_rss_before_teardown_bytes", peak_rss),
+            ],
+        }
+    })
+}
