@@ -124,8 +124,54 @@ fn realloc_and_zeroed_through_std() {
     HEAP.check().unwrap();
 }
 
+/// A thread-local whose destructor allocates and frees: it runs during
+/// thread teardown, after the heap's own exit guard (registered later, so
+/// destroyed earlier), when the thread no longer owns its arena.
+struct AllocatesOnDrop(std::cell::Cell<usize>);
+
+impl Drop for AllocatesOnDrop {
+    fn drop(&mut self) {
+        let v: Vec<u64> = (0..1000).collect();
+        let s = format!("{}", v.iter().sum::<u64>());
+        assert_eq!(s, "499500");
+        LATE_ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    static LATE: AllocatesOnDrop = const { AllocatesOnDrop(std::cell::Cell::new(0)) };
+}
+
+static LATE_ALLOCATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn allocations_after_thread_teardown_began() {
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            thread::spawn(move || {
+                // Register the destructor before this thread's first
+                // allocation registers the heap's exit guard.
+                LATE.with(|l| l.0.set(i));
+                let v = vec![i; 100];
+                assert_eq!(v.len(), 100);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        LATE_ALLOCATIONS.load(std::sync::atomic::Ordering::SeqCst),
+        4
+    );
+    HEAP.check().unwrap();
+}
+
 fn main() {
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
+        (
+            "allocations_after_thread_teardown_began",
+            allocations_after_thread_teardown_began,
+        ),
         ("std_work_on_eight_threads", std_work_on_eight_threads),
         (
             "realloc_and_zeroed_through_std",
