@@ -240,11 +240,21 @@ impl HeapMeta {
                 return Some(a);
             }
         }
+        // Share. A slot may be reserved but not yet published (another
+        // thread is building its queue, with no heap lock held and without
+        // needing anything from us): wait for it rather than fail, since it
+        // may be the only arena there will ever be.
         let n = self.arena_count();
         let first = thread::spread() % n.max(1);
-        (0..n)
-            .map(|i| (first + i) % n)
-            .find_map(|id| self.arena(id as u32))
+        loop {
+            let shared = (0..n)
+                .map(|i| (first + i) % n)
+                .find_map(|id| self.arena(id as u32));
+            if shared.is_some() || n == 0 {
+                return shared;
+            }
+            std::thread::yield_now();
+        }
     }
 }
 
