@@ -92,6 +92,9 @@ pub(crate) struct ThreadCache {
     arenas: [Cell<*const Arena>; WAYS],
     token: Cell<u64>,
     binding: Cell<u64>,
+    /// This thread's place in the order threads first needed to share an
+    /// arena (0: not yet), for spreading sharers round-robin.
+    ordinal: Cell<usize>,
 }
 
 impl ThreadCache {
@@ -101,6 +104,7 @@ impl ThreadCache {
             arenas: [const { Cell::new(core::ptr::null()) }; WAYS],
             token: Cell::new(TOKEN_NONE),
             binding: Cell::new(0),
+            ordinal: Cell::new(0),
         }
     }
 }
@@ -195,10 +199,20 @@ pub(crate) fn is_binding(heap: u64) -> bool {
     CACHE.try_with(|c| c.binding.get() == heap).unwrap_or(false)
 }
 
-/// A number that differs between live threads, for spreading threads that
-/// must share arenas.
+/// Hands out sharing ordinals.
+static NEXT_ORDINAL: AtomicU64 = AtomicU64::new(1);
+
+/// A number that differs between threads, for spreading threads that must
+/// share arenas round-robin. (Not a TLS address: thread stacks, and their
+/// TLS, sit at a fixed stride, so every thread got the same arena.)
 pub(crate) fn spread() -> usize {
     CACHE
-        .try_with(|c| c as *const ThreadCache as usize / 64)
+        .try_with(|c| {
+            if c.ordinal.get() == 0 {
+                c.ordinal
+                    .set(NEXT_ORDINAL.fetch_add(1, Ordering::Relaxed) as usize);
+            }
+            c.ordinal.get()
+        })
         .unwrap_or(0)
 }
