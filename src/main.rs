@@ -93,6 +93,11 @@ pub(crate) struct Args {
     #[arg(long, hide = true)]
     pub(crate) max_arenas: Option<usize>,
 
+    /// Child: arenalloc's region size in bytes (for valgrind, which
+    /// cannot map the default 64 GiB reservation).
+    #[arg(long, hide = true)]
+    pub(crate) region_size: Option<usize>,
+
     /// Child: render the heap map to this file after the free phase.
     #[arg(long, hide = true)]
     pub(crate) svg: Option<PathBuf>,

@@ -317,7 +317,7 @@ fn write_svg(
     large: (usize, usize),
 ) -> io::Result<()> {
     let rows: u32 = pictures.iter().map(|p| p.rows.len() as u32).sum();
-    let legend_top = MARGIN + 2 * CAPTION;
+    let legend_top = MARGIN + 3 * CAPTION;
     let first_arena = legend_top + CAPTION + 8;
     let height = first_arena
         + pictures.len() as u32 * (CAPTION + 4)
@@ -340,11 +340,16 @@ fn write_svg(
         |f: fn(&Counters) -> usize| -> usize { pictures.iter().map(|p| f(&p.counters)).sum() };
     writeln!(
         out,
-        r#"<text x="{MARGIN}" y="{}" style="font-weight:bold">arenalloc heap map: {} arena(s), {} chunk(s) of {}; {} live in {} block(s), {} free in {} block(s); {} in {} large allocation(s)</text>"#,
+        r#"<text x="{MARGIN}" y="{}" style="font-weight:bold">arenalloc heap map: {} arena(s), {} chunk(s) of {}</text>"#,
         MARGIN + 12,
         pictures.len(),
         total(|c| c.chunk_count),
         Bytes(CHUNK),
+    )?;
+    writeln!(
+        out,
+        r#"<text x="{MARGIN}" y="{}">{} live in {} block(s), {} free in {} block(s); {} in {} large allocation(s) (not drawn)</text>"#,
+        MARGIN + 12 + CAPTION,
         Bytes(total(|c| c.live_bytes)),
         total(|c| c.live_blocks),
         Bytes(total(|c| c.free_bytes)),
@@ -354,18 +359,18 @@ fn write_svg(
     )?;
     writeln!(
         out,
-        r#"<text x="{MARGIN}" y="{}">One row per chunk (region chunk number on the left), bytes left to right; small blocks that interleave are shaded by their live share.</text>"#,
-        MARGIN + 12 + CAPTION
+        r#"<text x="{MARGIN}" y="{}">One row per chunk (region chunk number on the left), bytes left to right; runs of small blocks are shaded by their live share.</text>"#,
+        MARGIN + 12 + 2 * CAPTION
     )?;
 
     // Legend.
     let legend: [(&str, &str); 7] = [
         ("l", "live"),
         ("f", "free"),
-        ("m1", "mixed: <25% live"),
-        ("m2", "<50%"),
-        ("m3", "<75%"),
-        ("m4", "<100%"),
+        ("m1", "mixed: &lt;25% live"),
+        ("m2", "&lt;50%"),
+        ("m3", "&lt;75%"),
+        ("m4", "&lt;100%"),
         ("h", "chunk header + start bitmap"),
     ];
     writeln!(
@@ -379,7 +384,7 @@ fn write_svg(
             r#"<rect x="{x}" y="0" width="12" height="12" class="{class}"/><text x="{}" y="10">{label}</text>"#,
             x + 16
         )?;
-        x += 24 + 7 * label.len() as u32;
+        x += 24 + 7 * label.replace("&lt;", "<").len() as u32;
     }
     writeln!(out, "</g>")?;
 
@@ -402,13 +407,9 @@ fn write_svg(
         };
         writeln!(
             out,
-            r#"<text x="0" y="12" style="font-weight:bold">arena {} ({}): {} chunk(s){drawn}; {} live in {} block(s); {} free in {} block(s); lock taken {} times ({} contended); {} remote frees</text>"#,
+            r#"<text x="0" y="12"><tspan style="font-weight:bold">arena {}</tspan> ({}): {} chunk(s){drawn}; {} live in {} block(s), {} free in {} block(s); lock taken {} times ({} contended)</text>"#,
             p.id,
-            if p.owned {
-                "owned by a live thread"
-            } else {
-                "no live owner"
-            },
+            if p.owned { "owned" } else { "no live owner" },
             c.chunk_count,
             Bytes(c.live_bytes),
             c.live_blocks,
@@ -416,7 +417,6 @@ fn write_svg(
             c.free_blocks,
             c.lock_acquisitions,
             c.lock_contended,
-            c.remote_frees,
         )?;
         let mut ry = CAPTION + 4;
         for row in &p.rows {

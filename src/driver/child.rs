@@ -14,7 +14,7 @@ use arenalloc::Heap;
 use serde_json::{json, Map, Value};
 
 use super::peers::{self, Visit};
-use super::workloads::{proc_status_bytes, Params, Workload};
+use super::workloads::{rss_now, rss_peak, Params, Workload};
 use crate::Args;
 
 /// Runs the measurement `args` describes; returns the exit status.
@@ -22,6 +22,15 @@ pub(crate) fn main(args: &Args) -> i32 {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
+        // The parent reports the last line of stderr: make it this one.
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        eprintln!("panic at {at}: {msg}");
         std::process::exit(3);
     }));
     let (Some(alloc), Some(workload), Some(&threads)) = (
@@ -41,13 +50,13 @@ pub(crate) fn main(args: &Args) -> i32 {
         seconds: args.seconds.unwrap_or(0.5),
         scale: args.scale,
     };
-    let base_rss = proc_status_bytes("VmRSS");
+    let base_rss = rss_now();
     let job = Job {
         workload,
         params: &params,
         svg: args.svg.as_deref(),
     };
-    let mut row = match peers::with_allocator(alloc, args.max_arenas, job) {
+    let mut row = match peers::with_allocator(alloc, args.max_arenas, args.region_size, job) {
         Ok(Ok(row)) => row,
         Ok(Err(e)) | Err(e) => {
             eprintln!("{e}");
@@ -61,7 +70,11 @@ pub(crate) fn main(args: &Args) -> i32 {
         row.insert("max_arenas".into(), json!(n));
     }
     row.insert("base_rss_bytes".into(), json!(base_rss));
-    row.insert("peak_rss_bytes".into(), json!(proc_status_bytes("VmHWM")));
+    let seen = row
+        .get("peak_rss_bytes")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    row.insert("peak_rss_bytes".into(), json!(rss_peak(seen)));
     row.insert("status".into(), json!("ok"));
     let line = Value::Object(row).to_string();
     let mut out = std::io::stdout().lock();

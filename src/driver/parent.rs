@@ -47,7 +47,7 @@ impl Plan {
         };
         let (seconds, threads, repeat) = match scale {
             Scale::Quick => (0.15, vec![1, 4], 1),
-            Scale::Default => (0.4, vec![1, 2, 8], 1),
+            Scale::Default => (0.5, vec![1, 2, 8], 1),
             Scale::Full => (1.0, vec![1, 2, 4, 8], 3),
         };
         let mut workloads = Vec::new();
@@ -335,8 +335,7 @@ fn run_child(exe: &Path, spec: &Spec, plan: &Plan) -> Value {
     let stderr = err.join().unwrap_or_default();
     let tail = stderr
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or("")
         .to_string();
     match status {

@@ -22,7 +22,7 @@
 use std::alloc::{GlobalAlloc, System};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use arenalloc::{Config, Heap};
+use arenalloc::{Config, Heap, DEFAULT_MAX_ARENAS};
 
 /// Every allocator the driver knows, in table order: `(name, description)`.
 pub(crate) const ALLOCATORS: [(&str, &str); 7] = [
@@ -72,24 +72,37 @@ pub(crate) trait Visit {
 
 /// Runs `v` with the allocator called `name`; for `arenalloc`,
 /// `max_arenas` picks a heap with that arena limit instead of the default
-/// one (the lock-granularity sweep).
+/// one (the lock-granularity sweep). `region_size`, if given, replaces
+/// arenalloc's default region size (a heap built at run time then stands
+/// in for the static one).
 pub(crate) fn with_allocator<V: Visit>(
     name: &str,
     max_arenas: Option<usize>,
+    region_size: Option<usize>,
     v: V,
 ) -> Result<V::Out, String> {
-    Ok(match (name, max_arenas) {
-        ("arenalloc", None) => v.visit(&ARENALLOC, Some(&ARENALLOC)),
-        ("arenalloc", Some(n)) => {
-            let heap: &'static Heap =
-                Box::leak(Box::new(Heap::with_config(Config::new().max_arenas(n))));
+    let custom = |config: Config| -> &'static Heap {
+        let config = match region_size {
+            Some(bytes) => config.region_size(bytes),
+            None => config,
+        };
+        Box::leak(Box::new(Heap::with_config(config)))
+    };
+    Ok(match (name, max_arenas, region_size) {
+        ("arenalloc", None, None) => v.visit(&ARENALLOC, Some(&ARENALLOC)),
+        ("arenalloc", n, _) => {
+            let heap = custom(Config::new().max_arenas(n.unwrap_or(DEFAULT_MAX_ARENAS)));
             v.visit(heap, Some(heap))
         }
-        ("arenalloc-1lock", _) => v.visit(&ARENALLOC_1LOCK, Some(&ARENALLOC_1LOCK)),
-        ("system", _) => v.visit(&System, None),
-        ("mimalloc", _) => v.visit(&mimalloc::MiMalloc, None),
-        ("jemalloc", _) => v.visit(&tikv_jemallocator::Jemalloc, None),
-        ("talc", _) => {
+        ("arenalloc-1lock", _, None) => v.visit(&ARENALLOC_1LOCK, Some(&ARENALLOC_1LOCK)),
+        ("arenalloc-1lock", _, Some(_)) => {
+            let heap = custom(Config::new().max_arenas(1));
+            v.visit(heap, Some(heap))
+        }
+        ("system", ..) => v.visit(&System, None),
+        ("mimalloc", ..) => v.visit(&mimalloc::MiMalloc, None),
+        ("jemalloc", ..) => v.visit(&tikv_jemallocator::Jemalloc, None),
+        ("talc", ..) => {
             let base = backing_region()?;
             // SAFETY: the region is fresh, readable and writable, used by
             // nothing else, and never unmapped (it lives until exit).
@@ -97,7 +110,7 @@ pub(crate) fn with_allocator<V: Visit>(
             claimed.ok_or("talc refused the region")?;
             v.visit(&TALC, None)
         }
-        ("linked_list", _) => {
+        ("linked_list", ..) => {
             let base = backing_region()?;
             // SAFETY: as for talc; `init` is called once on an empty heap.
             unsafe { LINKED_LIST.lock().init(base, BACKING_REGION) };

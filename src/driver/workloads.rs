@@ -117,7 +117,7 @@ impl Workload {
             Workload::CacheThrash => "Hoard cache-thrash (active false sharing): each thread repeatedly allocates 8 B, writes it 100 times and frees it; slower when threads get neighbouring objects on one cache line",
             Workload::Random => "mstress-like random sizes and lifetimes: each thread replaces random slots of 1,000 with blocks of log-uniform size 16 B-64 KiB; one free in 8 goes through a shared transfer array and is made by another thread",
             Workload::Realloc => "realloc growth: each thread grows 8 buffers by 1.5-2x with realloc up to a random limit of 256 B-256 KiB, writes the new tail's pages, then frees and restarts them",
-            Workload::Fragmentation => "fragmentation: the threads allocate a mixed live set (60% 16-256 B, 30% 256 B-4 KiB, 10% 4-32 KiB, every byte written), free 7 blocks of every 8, then allocate as many bytes again in 256 B-8 KiB blocks; reports peak live bytes, peak RSS, and RSS after the free phase",
+            Workload::Fragmentation => "fragmentation: the threads allocate a mixed live set (60% 16-256 B, 30% 256 B-4 KiB, 10% 4-32 KiB, every byte written), free all of the newer half and 7 blocks of every 8 of the older half, then allocate as many bytes again in 256 B-8 KiB blocks; reports peak live bytes, peak RSS, and RSS after the free phase",
             Workload::ThreadChurn => "thread churn: generations of short-lived threads, each making 2,000 random 16-2048 B replacements, freeing 64 blocks left by its predecessor (a thread that has exited) and leaving 64 for its successor",
         }
     }
@@ -621,15 +621,36 @@ fn thread_churn<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
 }
 
 // ----- fragmentation -------------------------------------------------------
+//
+// Phases, with the workers and the main thread meeting at a barrier at
+// each `|`; the main thread's clock runs only during 1, 2 and 3:
+//
+//   start | 1 allocate | RSS | 2 free 15 of 16 | RSS, heap map | 3 allocate again | RSS, peak | teardown
 
-/// Reads a `/proc/self/status` field given in kB, in bytes.
-pub(crate) fn proc_status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
+/// Reads a field given in kB from a `/proc/self` file, in bytes (0 if
+/// absent).
+fn proc_kb(file: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The process's resident set size now, exactly: `Rss` of
+/// `/proc/self/smaps_rollup`, which walks the page tables. (`VmRSS` in
+/// `/proc/self/status` comes from per-CPU counters that can lag by
+/// megabytes right after other threads ran; `VmRSS` is the fallback.)
+pub(crate) fn rss_now() -> u64 {
+    match proc_kb("/proc/self/smaps_rollup", "Rss") {
+        0 => proc_kb("/proc/self/status", "VmRSS"),
+        n => n,
+    }
+}
+
+/// The process's peak resident set size (`VmHWM`), at least `seen`.
+pub(crate) fn rss_peak(seen: u64) -> u64 {
+    proc_kb("/proc/self/status", "VmHWM").max(seen)
 }
 
 /// Size of a fragmentation phase-1 block: 60 % 16-256 B, 30 % 256 B-4 KiB,
@@ -684,11 +705,15 @@ fn fragmentation<A: GlobalAlloc + Sync>(
                 let bytes = fill(a, share, || mixed_size(&mut rng), &mut blocks);
                 let allocated = blocks.len();
                 live[0].fetch_add(bytes as u64, Ordering::Relaxed);
-                // Phase 2: free 7 of every 8, keeping every 8th.
-                let mut kept = Vec::with_capacity(blocks.len() / 8 + 1);
+                phase.wait();
+                phase.wait();
+                // Phase 2: of the older half keep every 8th block (pinning
+                // its pages), free the newer half entirely.
+                let mut kept = Vec::with_capacity(blocks.len() / 16 + 1);
                 let mut freed = 0;
+                let half = blocks.len() / 2;
                 for (i, Block(b)) in blocks.drain(..).enumerate() {
-                    if i % 8 == 0 {
+                    if i < half && i % 8 == 0 {
                         kept.push(Block(b));
                     } else {
                         // SAFETY: our live block, freed once.
@@ -720,17 +745,22 @@ fn fragmentation<A: GlobalAlloc + Sync>(
         phase.wait();
         let start = Instant::now();
         phase.wait();
-        let paused = start.elapsed();
-        let rss_after_free = proc_status_bytes("VmRSS");
+        let allocating = start.elapsed();
+        let rss_after_alloc = rss_now();
+        phase.wait();
+        let resumed = Instant::now();
+        phase.wait();
+        let freeing = resumed.elapsed();
+        let rss_after_free = rss_now();
         if let Some(hook) = after_free {
             hook();
         }
         phase.wait();
         let resumed = Instant::now();
         phase.wait();
-        let seconds = (paused + resumed.elapsed()).as_secs_f64();
-        let final_rss = proc_status_bytes("VmRSS");
-        let peak_rss = proc_status_bytes("VmHWM");
+        let seconds = (allocating + freeing + resumed.elapsed()).as_secs_f64();
+        let final_rss = rss_now();
+        let peak_rss = rss_peak(rss_after_alloc.max(final_rss));
         phase.wait();
         let live: Vec<u64> = live.iter().map(|l| l.load(Ordering::Relaxed)).collect();
         Outcome {
@@ -739,9 +769,10 @@ fn fragmentation<A: GlobalAlloc + Sync>(
             extra: vec![
                 ("peak_live_bytes", live[0].max(live[2])),
                 ("live_after_free_bytes", live[1]),
+                ("rss_after_alloc_bytes", rss_after_alloc),
                 ("rss_after_free_bytes", rss_after_free),
                 ("final_rss_bytes", final_rss),
-                ("peak_rss_before_teardown_bytes", peak_rss),
+                ("peak_rss_bytes", peak_rss),
             ],
         }
     })
