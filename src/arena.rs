@@ -27,7 +27,7 @@
 //! `Arena::new`, with no lock held) and nothing here panics.
 
 use crate::bins::{self, FreeIndex, BINS};
-use crate::block::{self, Header, GRANULE, HEADER, MIN_BLOCK, PREV_FREE};
+use crate::block::{self, Header, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{self, ChunkHeader, CHUNK_DATA};
 use crate::error::{abort_on_free_error, FreeError, HeapError, HeapErrorKind};
 use crate::region::{ChunkUse, Region};
@@ -392,7 +392,7 @@ impl ArenaState {
         // SAFETY: (1) `b` is a free block we removed from the index, of at
         // least `need + align + MIN_BLOCK` bytes, so `nb` and `need` bytes
         // after it lie inside it; (2) `b`'s previous block is live (no two
-        // free blocks touch), so the gap block needs no PREV_FREE.
+        // free blocks touch), so the gap block's `prev_size` stays 0.
         unsafe {
             let size = (*b).size();
             (*b).set(gap, block::FREE);
@@ -411,17 +411,17 @@ impl ArenaState {
         // next block lie in the same chunk.
         unsafe {
             let size = (*b).size();
-            let prev_flag = (*b).flags() & PREV_FREE;
             if size - need >= MIN_BLOCK {
-                (*b).set(need, prev_flag);
+                (*b).set(need, 0);
                 let rest = b.cast::<u8>().add(need).cast::<Header>();
+                block::set_prev_live(rest);
                 (*rest).set(size - need, block::FREE);
                 (*chunk::chunk_of(rest as usize)).set_start(rest as usize);
                 block::write_footer(rest);
                 self.link_free(rest);
             } else {
-                (*b).set(size, prev_flag);
-                (*block::next_block(b)).set_flag(PREV_FREE, false);
+                (*b).set(size, 0);
+                block::set_prev_live(block::next_block(b));
             }
             self.counters.live_blocks += 1;
             self.counters.live_bytes += block::block_to_usable((*b).size());
@@ -523,8 +523,8 @@ impl ArenaState {
                 let grown = have + (*next).size();
                 self.unlink_free(next);
                 (*chunk::chunk_of(b as usize)).clear_start(next as usize);
-                (*b).set(grown, (*b).flags() & PREV_FREE);
-                (*block::next_block(b)).set_flag(PREV_FREE, false);
+                (*b).set(grown, 0);
+                block::set_prev_live(block::next_block(b));
                 self.counters.live_bytes += grown - have;
             }
             self.shrink(b, need);
@@ -541,8 +541,9 @@ impl ArenaState {
             if have - need < MIN_BLOCK {
                 return;
             }
-            (*b).set(need, (*b).flags() & PREV_FREE);
+            (*b).set(need, 0);
             let rest = b.cast::<u8>().add(need).cast::<Header>();
+            block::set_prev_live(rest);
             (*rest).set(have - need, 0);
             (*chunk::chunk_of(rest as usize)).set_start(rest as usize);
             self.counters.live_bytes -= have - need;

@@ -4,23 +4,27 @@
 //!  block start (16-byte aligned)                               next block
 //!  |                                                           |
 //!  v                                                           v
-//!  +-----------+-------------+----------------------------------+-----------+
-//!  | prev_size | size | P | F | payload (live)                | prev_size | ...
-//!  |  8 bytes  |   8 bytes    |   or  next, prev links (free)  |  = footer |
-//!  +-----------+-------------+----------------------------------+-----------+
-//!  <---------------- HEADER --><------ size - HEADER ----------->
+//!  +-----------+--------------+---------------------------------+-----------+
+//!  | prev_size | size | R | F  | payload (live)                  | prev_size | ...
+//!  |  8 bytes  |   8 bytes     |   or  next, prev links (free)   |  = footer |
+//!  +-----------+--------------+---------------------------------+-----------+
+//!  <------------ HEADER -------><------- size - HEADER ----------->
 //!
-//!  size_flags word:  63 ............... 4 | 3 | 2              | 1          | 0
-//!                    block size (incl.    | 0 | REMOTE_PENDING | PREV_FREE  | FREE
+//!  size_flags word:  63 ............... 4 | 3 | 2              | 1 | 0
+//!                    block size (incl.    | 0 | REMOTE_PENDING | 0 | FREE
 //!                    header), multiple of GRANULE
 //! ```
 //!
 //! * `size` counts the whole block, header included; it is a multiple of
 //!   [`GRANULE`] and at least [`MIN_BLOCK`], so bits 0–3 are free for flags.
 //! * `FREE`: this block is free and sits in exactly one bin of its arena.
-//! * `PREV_FREE`: the physically previous block is free, and only then is
-//!   `prev_size` meaningful: it is that block's footer (boundary tag). This is
-//!   what makes coalescing with the previous neighbour O(1).
+//! * `prev_size`: 0 while the physically previous block is live (or there
+//!   is none); its size while it is free — that block's footer (boundary
+//!   tag), which is what makes coalescing with the previous neighbour O(1).
+//!   Keeping "previous is free" here rather than as a flag of `size_flags`
+//!   means the owner never writes a word that a foreign thread may be
+//!   compare-exchanging: no locked instruction on the alloc or free path
+//!   beyond the arena lock's own.
 //! * `REMOTE_PENDING`: a live block that a foreign thread has freed and
 //!   queued for its owner (see `remote.rs`). Set only by that thread's
 //!   compare-exchange from a live, non-pending word; cleared when the owner
@@ -31,15 +35,14 @@
 //!   gives the 16-aligned payload `malloc` promises.
 //!
 //! Invariants, with `next = block + size`:
-//! `F(block) == P(next)`; `F(block) ⇒ next.prev_size == size`;
+//! `F(block) ⇔ next.prev_size != 0`, and then `next.prev_size == size`;
 //! never `F(block) && F(next)` (free neighbours are always coalesced).
 //!
 //! `size_flags` is an `AtomicUsize`: a thread validating a foreign free reads
 //! it and sets `REMOTE_PENDING` with a compare-exchange while the owner may
-//! be working on a neighbour. So the owner changes single flags of a block
-//! that may be live with atomic read-modify-writes (`set_flag`), and
-//! overwrites a whole word (`set`) only for blocks no other thread can
-//! legitimately name (free ones, or ones it is handing out or taking back).
+//! be working on a neighbour. The owner writes a whole word (`set`) only for
+//! blocks no other thread can legitimately name (free ones, or ones it is
+//! handing out or taking back); it never touches a live neighbour's word.
 //! `Relaxed` suffices: the queue push/pop and the arena lock order the
 //! block's contents; the flag word only arbitrates who frees the block.
 
@@ -56,8 +59,6 @@ pub(crate) const MIN_BLOCK: usize = HEADER + LINKS;
 
 /// This block is free (it is in a bin).
 pub(crate) const FREE: usize = 1 << 0;
-/// The previous block is free; `prev_size` holds its size.
-pub(crate) const PREV_FREE: usize = 1 << 1;
 /// A foreign thread freed this live block and queued it for the owner.
 pub(crate) const REMOTE_PENDING: usize = 1 << 2;
 /// Every flag bit; the rest of the word is the size.
@@ -66,9 +67,9 @@ pub(crate) const FLAG_MASK: usize = GRANULE - 1;
 /// The block header (see the module doc for the picture).
 #[repr(C)]
 pub(crate) struct Header {
-    /// Size of the previous block; meaningful only while `PREV_FREE` is set.
+    /// Size of the previous block if it is free, else 0 (module doc).
     pub(crate) prev_size: usize,
-    /// `size | PREV_FREE | FREE`.
+    /// `size | REMOTE_PENDING | FREE`.
     size_flags: AtomicUsize,
 }
 
@@ -84,8 +85,7 @@ const _: () = assert!(
     "the header must keep payloads 16-aligned"
 );
 const _: () = assert!(MIN_BLOCK % GRANULE == 0);
-const _: () =
-    assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | PREV_FREE | REMOTE_PENDING));
+const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | REMOTE_PENDING));
 
 /// Rounds `n` up to a multiple of `align` (a power of two); `None` on overflow.
 #[inline]
@@ -145,7 +145,7 @@ impl Header {
 
     #[inline]
     pub(crate) fn prev_is_free(&self) -> bool {
-        self.flags() & PREV_FREE != 0
+        self.prev_size != 0
     }
 
     /// Overwrites size and flags.
@@ -165,18 +165,6 @@ impl Header {
     #[inline]
     pub(crate) fn is_remote_pending(&self) -> bool {
         self.flags() & REMOTE_PENDING != 0
-    }
-
-    /// Sets or clears one flag atomically, leaving any concurrent claim
-    /// (`claim_remote_mt`) intact.
-    #[inline]
-    pub(crate) fn set_flag(&self, flag: usize, on: bool) {
-        crate::sync::model_point();
-        if on {
-            self.size_flags.fetch_or(flag, Ordering::Relaxed);
-        } else {
-            self.size_flags.fetch_and(!flag, Ordering::Relaxed);
-        }
     }
 
     /// Marks a live block `REMOTE_PENDING`; fails if it is free or already
@@ -219,10 +207,11 @@ pub(crate) unsafe fn next_block(block: *mut Header) -> *mut Header {
 ///
 /// # Safety
 ///
-/// `block` is a valid header with `PREV_FREE` set (so `prev_size` is a footer).
+/// `block` is a valid header whose previous block is free (so `prev_size`
+/// is a footer).
 #[inline]
 pub(crate) unsafe fn prev_block(block: *mut Header) -> *mut Header {
-    // SAFETY: PREV_FREE guarantees `prev_size` is the size of the block just
+    // SAFETY: a free predecessor means `prev_size` is the size of the block just
     // before, which lies in the same chunk.
     unsafe { block.cast::<u8>().sub((*block).prev_size).cast() }
 }
@@ -240,8 +229,21 @@ pub(crate) unsafe fn write_footer(block: *mut Header) {
     unsafe {
         let next = next_block(block);
         (*next).prev_size = (*block).size();
-        (*next).set_flag(PREV_FREE, true);
     }
+}
+
+/// Records that `block`'s previous block is live. A plain store to
+/// `prev_size` only: `block` may be live and its `size_flags` under a foreign
+/// compare-exchange.
+///
+/// # Safety
+///
+/// `block` is a valid header; the caller holds its arena's lock.
+#[inline]
+pub(crate) unsafe fn set_prev_live(block: *mut Header) {
+    // SAFETY: a field write through the raw pointer (no reference to the
+    // whole header is made); `prev_size` is only ever touched under the lock.
+    unsafe { (*block).prev_size = 0 };
 }
 
 /// The bin links of a free block.

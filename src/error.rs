@@ -63,7 +63,7 @@ pub enum HeapErrorKind {
     BadTiling,
     /// Two free blocks are adjacent (a missed coalesce).
     AdjacentFree,
-    /// A header's PREV_FREE flag or a footer disagrees with its neighbour.
+    /// A footer (`prev_size`) disagrees with its neighbour.
     FooterMismatch,
     /// A bin holds something other than free blocks of its size range, or
     /// misses some, or its links are broken.
