@@ -448,7 +448,12 @@ impl Heap {
                 if ptr as usize % GRANULE != 0 {
                     return Err(FreeError::NotAllocated);
                 }
-                if thread::cached_arena(meta.id) == Some(arena as *const Arena) {
+                // Local: the caller's own arena — or the only arena, so that
+                // max_arenas(1) stays one lock even for a thread that frees
+                // before it ever allocated (and so has no binding).
+                let local = thread::cached_arena(meta.id) == Some(arena as *const Arena)
+                    || meta.config.get_max_arenas() == 1;
+                if local {
                     // SAFETY: `ptr` is aligned and in one of `arena`'s chunks.
                     unsafe { free_locked(meta, arena, ptr, false) }
                 } else {
