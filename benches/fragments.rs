@@ -22,13 +22,12 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::time::Duration;
+
+mod common;
+use common::{config, quick};
 
 use arenalloc::{Config, Heap};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-
-/// Set to `1` for tiny measurement times and no 1,000,000-fragment point.
-const QUICK_VAR: &str = "ARENALLOC_BENCH_QUICK";
 
 /// Free-fragment counts of the `fragments` group.
 const FRAGMENT_COUNTS: [usize; 6] = [10, 100, 1_000, 10_000, 100_000, 1_000_000];
@@ -52,26 +51,6 @@ const PAIRS_REGION: usize = 256 << 20;
 
 /// Request sizes of the `pairs` group.
 const PAIR_SIZES: [usize; 5] = [16, 64, 256, 1024, 4096];
-
-fn quick() -> bool {
-    std::env::var_os(QUICK_VAR).is_some_and(|v| v == "1")
-}
-
-/// Measurement settings: modest by default (the full run takes a few
-/// minutes on two cores), tiny in quick mode. Command-line flags such as
-/// `--measurement-time` still override these.
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if quick() {
-        c.warm_up_time(Duration::from_millis(50))
-            .measurement_time(Duration::from_millis(100))
-            .sample_size(10)
-    } else {
-        c.warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2))
-            .sample_size(30)
-    }
-}
 
 /// A heap holding `n` free fragments between live blocks.
 struct Fragmented {

@@ -45,7 +45,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common;
+use common::{config, quick};
 
 use arenalloc::{Config, Heap};
 use criterion::measurement::WallTime;
@@ -53,9 +56,6 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
     Throughput,
 };
-
-/// Set to `1` for tiny measurement times and fewer blocks per iteration.
-const QUICK_VAR: &str = "ARENALLOC_BENCH_QUICK";
 
 /// Alignment of every `Layout` (what `malloc` guarantees).
 const ALIGN: usize = 16;
@@ -103,26 +103,6 @@ const BIND_SIZE: usize = 64;
 const _: () = assert!(CHURN_WINDOW.is_power_of_two());
 const _: () = assert!(TRANSFER_SIZES.0 > 0 && CHURN_SIZES.0 > 0);
 const _: () = assert!(CONSUMER_COUNTS[0] <= MAX_CONSUMERS && CONSUMER_COUNTS[1] <= MAX_CONSUMERS);
-
-fn quick() -> bool {
-    std::env::var_os(QUICK_VAR).is_some_and(|v| v == "1")
-}
-
-/// Measurement settings, as in `fragments.rs`: modest by default, tiny in
-/// quick mode. Command-line flags such as `--measurement-time` still
-/// override these.
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if quick() {
-        c.warm_up_time(Duration::from_millis(50))
-            .measurement_time(Duration::from_millis(100))
-            .sample_size(10)
-    } else {
-        c.warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2))
-            .sample_size(30)
-    }
-}
 
 /// The single-global-lock heap of the lock-granularity comparison.
 fn one_lock_heap() -> Heap {

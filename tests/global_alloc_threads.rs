@@ -30,6 +30,9 @@ use std::fmt::Write as _;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
+mod common;
+use common::soak_env;
+
 use arenalloc::Heap;
 
 #[global_allocator]
@@ -56,17 +59,6 @@ const RELEASE_SCALE: usize = if cfg!(debug_assertions) { 1 } else { 4 };
 /// The work multiplier: `ARENALLOC_SOAK` (default 1) times `RELEASE_SCALE`.
 fn soak() -> usize {
     RELEASE_SCALE * soak_env()
-}
-
-/// `ARENALLOC_SOAK`, default 1.
-fn soak_env() -> usize {
-    match std::env::var("ARENALLOC_SOAK") {
-        Err(_) => 1,
-        Ok(s) => match s.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("ARENALLOC_SOAK must be a positive integer, not {s:?}"),
-        },
-    }
 }
 
 /// splitmix64's finaliser.

@@ -53,6 +53,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Barrier, Mutex};
 use std::thread;
 
+mod common;
+use common::soak_env;
+
 use arenalloc::{Config, Heap, HeapStats, LARGE_THRESHOLD};
 use rayon::prelude::*;
 
@@ -92,17 +95,6 @@ const RELEASE_SCALE: usize = if cfg!(debug_assertions) { 1 } else { 10 };
 /// The work multiplier: `ARENALLOC_SOAK` (default 1) times `RELEASE_SCALE`.
 fn soak() -> usize {
     RELEASE_SCALE * soak_env()
-}
-
-/// `ARENALLOC_SOAK`, default 1.
-fn soak_env() -> usize {
-    match std::env::var("ARENALLOC_SOAK") {
-        Err(_) => 1,
-        Ok(s) => match s.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("ARENALLOC_SOAK must be a positive integer, not {s:?}"),
-        },
-    }
 }
 
 /// The seed: `ARENALLOC_SEED`, default fixed.
