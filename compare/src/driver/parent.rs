@@ -36,6 +36,32 @@ pub(crate) struct Plan {
 /// The `max_arenas` values of `--sweep-arenas`.
 const SWEEP_ARENAS: [usize; 4] = [1, 2, 4, 8];
 
+/// The entries of `all` that `asked` names (`--workload`, `--alloc`), in
+/// the order asked, each once; a name not in `all` is an error listing
+/// the known ones.
+fn choose<T: Copy + PartialEq>(
+    what: &str,
+    asked: &[String],
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<Vec<T>, String> {
+    let mut chosen = Vec::new();
+    for asked in asked {
+        let x = all
+            .iter()
+            .copied()
+            .find(|&x| name(x) == asked)
+            .ok_or_else(|| {
+                let names: Vec<_> = all.iter().map(|&x| name(x)).collect();
+                format!("unknown {what} {asked:?} (one of: {})", names.join(", "))
+            })?;
+        if !chosen.contains(&x) {
+            chosen.push(x);
+        }
+    }
+    Ok(chosen)
+}
+
 impl Plan {
     fn from_args(args: &Args) -> Result<Plan, String> {
         let scale = if args.quick {
@@ -50,32 +76,11 @@ impl Plan {
             Scale::Default => (0.5, vec![1, 2, 8], 1),
             Scale::Full => (1.0, vec![1, 2, 4, 8], 3),
         };
-        let mut workloads = Vec::new();
-        for name in &args.workload {
-            let w = Workload::from_name(name).ok_or_else(|| {
-                let all: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
-                format!("unknown workload {name:?} (one of: {})", all.join(", "))
-            })?;
-            if !workloads.contains(&w) {
-                workloads.push(w);
-            }
-        }
-        let mut allocators = Vec::new();
-        for name in &args.alloc {
-            let a = ALLOCATORS
-                .iter()
-                .map(|(n, _)| *n)
-                .find(|n| n == name)
-                .ok_or_else(|| {
-                    let all: Vec<_> = ALLOCATORS.iter().map(|(n, _)| *n).collect();
-                    format!("unknown allocator {name:?} (one of: {})", all.join(", "))
-                })?;
-            if !allocators.contains(&a) {
-                allocators.push(a);
-            }
-        }
+        let mut workloads = choose("workload", &args.workload, &Workload::ALL, Workload::name)?;
+        let all_allocators = ALLOCATORS.map(|(n, _)| n);
+        let mut allocators = choose("allocator", &args.alloc, &all_allocators, |n| n)?;
         if allocators.is_empty() {
-            allocators = ALLOCATORS.iter().map(|(n, _)| *n).collect();
+            allocators = all_allocators.to_vec();
         }
         let sweep = args.sweep_arenas.then(|| SWEEP_ARENAS.to_vec());
         if sweep.is_some() {

@@ -22,9 +22,11 @@ struct Table {
 }
 
 impl Table {
-    fn new(head: Vec<String>) -> Table {
+    /// A table with these column headings and no rows yet: every table's
+    /// header is built here.
+    fn new<S: Into<String>>(head: impl IntoIterator<Item = S>) -> Table {
         Table {
-            head,
+            head: head.into_iter().map(Into::into).collect(),
             rows: Vec::new(),
         }
     }
@@ -289,20 +291,16 @@ pub(crate) fn print_workload(w: Workload, plan: &Plan, rows: &[Value]) {
 
 /// Memory after each fragmentation phase, per allocator and thread count.
 fn print_fragmentation(plan: &Plan, rows: &[Value]) {
-    let mut t = Table::new(
-        [
-            "allocator",
-            "threads",
-            "peak live",
-            "peak RSS",
-            "RSS ÷ live",
-            "RSS after free",
-            "live after free",
-            "final RSS",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    let mut t = Table::new([
+        "allocator",
+        "threads",
+        "peak live",
+        "peak RSS",
+        "RSS ÷ live",
+        "RSS after free",
+        "live after free",
+        "final RSS",
+    ]);
     for &n in &plan.threads {
         for &a in &plan.allocators {
             let Some(r) = find(rows, a, n, None).filter(|r| ok(r)) else {
@@ -331,17 +329,13 @@ fn print_fragmentation(plan: &Plan, rows: &[Value]) {
 
 /// Each peer against arenalloc over every workload × thread count.
 pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
-    let mut t = Table::new(
-        [
-            "allocator",
-            "throughput ÷ arenalloc (geo-mean)",
-            "faster in",
-            "slower in",
-            "peak RSS ÷ arenalloc (geo-mean)",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    let mut t = Table::new([
+        "allocator",
+        "throughput ÷ arenalloc (geo-mean)",
+        "faster in",
+        "slower in",
+        "peak RSS ÷ arenalloc (geo-mean)",
+    ]);
     for &a in plan.allocators.iter().filter(|&&a| a != "arenalloc") {
         let (mut log_rate, mut log_rss, mut n, mut faster) = (0.0, 0.0, 0, 0);
         for &w in &plan.workloads {
@@ -384,39 +378,40 @@ pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
     )
 }
 
+/// The lock-count columns that end both sweep tables (all arenas summed,
+/// and each arena).
+const LOCK_COLUMNS: [&str; 5] = [
+    "lock acquisitions",
+    "contended",
+    "contended %",
+    "remote frees",
+    "queue-full fallbacks",
+];
+
+/// The cells under [`LOCK_COLUMNS`]; `count` reads one counter (one
+/// arena's, or the sum over all arenas).
+fn lock_cells(count: impl Fn(&str) -> u64) -> [String; 5] {
+    let (locks, contended) = (count("lock_acquisitions"), count("lock_contended"));
+    [
+        locks.to_string(),
+        contended.to_string(),
+        format!("{:.2}", 100.0 * contended as f64 / locks.max(1) as f64),
+        count("remote_frees").to_string(),
+        count("queue_full_fallbacks").to_string(),
+    ]
+}
+
 /// The sweep of one workload: throughput against `max_arenas`, and each
 /// arena's lock counts.
 pub(crate) fn print_sweep(w: Workload, plan: &Plan, rows: &[Value]) {
     let limits = plan.sweep.clone().unwrap_or_default();
     for &n in &plan.threads {
         let mut t = Table::new(
-            [
-                "max_arenas",
-                "Mops/s",
-                "÷ max_arenas=1",
-                "curve",
-                "lock acquisitions",
-                "contended",
-                "contended %",
-                "remote frees",
-                "queue-full fallbacks",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ["max_arenas", "Mops/s", "÷ max_arenas=1", "curve"]
+                .into_iter()
+                .chain(LOCK_COLUMNS),
         );
-        let mut per_arena = Table::new(
-            [
-                "max_arenas",
-                "arena",
-                "lock acquisitions",
-                "contended",
-                "contended %",
-                "remote frees",
-                "queue-full fallbacks",
-            ]
-            .map(String::from)
-            .to_vec(),
-        );
+        let mut per_arena = Table::new(["max_arenas", "arena"].into_iter().chain(LOCK_COLUMNS));
         let best = limits
             .iter()
             .filter_map(|&m| find(rows, "arenalloc", n, Some(m)))
@@ -443,34 +438,21 @@ pub(crate) fn print_sweep(w: Workload, plan: &Plan, rows: &[Value]) {
                     .map(|a| a[k].as_u64().unwrap_or(0))
                     .sum::<u64>()
             };
-            let pct = |c: u64, l: u64| format!("{:.2}", 100.0 * c as f64 / l.max(1) as f64);
-            let (locks, cont) = (sum("lock_acquisitions"), sum("lock_contended"));
             let bar = ((rate(r) / best.max(1.0)) * 30.0).round() as usize;
-            t.rows.push(vec![
+            let head = [
                 m.to_string(),
                 mops(rate(r)),
                 one.map_or("-".into(), |o| format!("{:.2}", rate(r) / o)),
                 "#".repeat(bar),
-                locks.to_string(),
-                cont.to_string(),
-                pct(cont, locks),
-                sum("remote_frees").to_string(),
-                sum("queue_full_fallbacks").to_string(),
-            ]);
+            ];
+            t.rows
+                .push(head.into_iter().chain(lock_cells(sum)).collect());
             for a in &arenas {
-                let (l, c) = (
-                    a["lock_acquisitions"].as_u64().unwrap_or(0),
-                    a["lock_contended"].as_u64().unwrap_or(0),
-                );
-                per_arena.rows.push(vec![
-                    m.to_string(),
-                    a["id"].to_string(),
-                    l.to_string(),
-                    c.to_string(),
-                    pct(c, l),
-                    a["remote_frees"].to_string(),
-                    a["queue_full_fallbacks"].to_string(),
-                ]);
+                let count = |k: &str| a[k].as_u64().unwrap_or(0);
+                let head = [m.to_string(), a["id"].to_string()];
+                per_arena
+                    .rows
+                    .push(head.into_iter().chain(lock_cells(count)).collect());
             }
         }
         println!(

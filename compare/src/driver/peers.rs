@@ -9,7 +9,7 @@
 //! | `system` | `std::alloc::System` | glibc `malloc` |
 //! | `mimalloc` | `mimalloc::MiMalloc` | `mi_`-prefixed, does not override `malloc` |
 //! | `jemalloc` | `tikv_jemallocator::Jemalloc` | `_rjem_`-prefixed, does not override `malloc` |
-//! | `talc` | `talc::TalcLock<FutexMutex, Manual>` | claims an 8 GiB `MAP_NORESERVE` region |
+//! | `talc` | `talc::TalcLock<parking_lot::RawMutex, Manual>` | claims an 8 GiB `MAP_NORESERVE` region |
 //! | `linked_list` | `linked_list_allocator::LockedHeap` | its spin lock; the same kind of region |
 //!
 //! None of them is the binary's `#[global_allocator]` (that stays
@@ -20,7 +20,7 @@
 //! per process (a child measures one allocator); nothing here frees it.
 
 use std::alloc::{GlobalAlloc, System};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arenalloc::{Config, Heap, DEFAULT_MAX_ARENAS};
 
@@ -36,7 +36,7 @@ pub(crate) const ALLOCATORS: [(&str, &str); 7] = [
     ("jemalloc", "tikv-jemallocator 0.7 (Jemalloc)"),
     (
         "talc",
-        "talc 5 TalcLock with a futex lock, 8 GiB claimed region",
+        "talc 5 TalcLock with a parking_lot mutex, 8 GiB claimed region",
     ),
     (
         "linked_list",
@@ -50,7 +50,11 @@ const BACKING_REGION: usize = 8 << 30;
 
 static ARENALLOC: Heap = Heap::new();
 static ARENALLOC_1LOCK: Heap = Heap::with_config(Config::new().max_arenas(1));
-static TALC: talc::TalcLock<FutexMutex, talc::source::Manual> =
+/// talc leaves the lock to its user: parking_lot's, which spins briefly and
+/// then parks (a spin lock, as in talc's README, collapses when 8 threads
+/// share 2 cores). Its `RawMutex` implements the `lock_api` that talc
+/// re-exports (one `lock_api` 0.4 in the build).
+static TALC: talc::TalcLock<parking_lot::RawMutex, talc::source::Manual> =
     talc::TalcLock::new(talc::source::Manual);
 static LINKED_LIST: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
 /// Whether a backing region was handed out (at most one per process).
@@ -146,96 +150,4 @@ fn backing_region() -> Result<*mut u8, String> {
         ));
     }
     Ok(p.cast())
-}
-
-/// A futex mutex for `TalcLock` (talc leaves the lock to its user; a spin
-/// lock, as in talc's README, collapses when 8 threads share 2 cores).
-///
-/// | state | meaning |
-/// | --- | --- |
-/// | 0 | free |
-/// | 1 | held, nobody sleeps |
-/// | 2 | held, a waiter may sleep: unlock must wake one |
-pub(crate) struct FutexMutex {
-    state: AtomicU32,
-}
-
-/// Spins before a waiter sleeps.
-const SPINS: u32 = 100;
-
-impl FutexMutex {
-    #[cold]
-    fn lock_slow(&self) {
-        for _ in 0..SPINS {
-            if self.state.load(Ordering::Relaxed) == 0
-                && self
-                    .state
-                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        while self.state.swap(2, Ordering::Acquire) != 0 {
-            // SAFETY: FUTEX_WAIT on a live, aligned u32 with a null timeout
-            // only reads the word; it returns at once if it is not 2.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    self.state.as_ptr(),
-                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                    2u32,
-                    core::ptr::null::<libc::timespec>(),
-                );
-            }
-        }
-    }
-}
-
-// SAFETY: `lock` returns only once this thread moved the word from 0 to 1
-// or 2 with `Acquire` (the swap in `lock_slow` from 0), so one holder at a
-// time; `unlock` releases with `Release` and wakes a sleeper when the word
-// says there may be one.
-unsafe impl talc::lock_api::RawMutex for FutexMutex {
-    // An initialiser for statics, as lock_api requires; each use is a
-    // fresh value.
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: FutexMutex = FutexMutex {
-        state: AtomicU32::new(0),
-    };
-    type GuardMarker = talc::lock_api::GuardSend;
-
-    #[inline]
-    fn lock(&self) {
-        if self
-            .state
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_slow();
-        }
-    }
-
-    #[inline]
-    fn try_lock(&self) -> bool {
-        self.state
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    #[inline]
-    unsafe fn unlock(&self) {
-        if self.state.swap(0, Ordering::Release) == 2 {
-            // SAFETY: FUTEX_WAKE on a live, aligned u32 touches no memory.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    self.state.as_ptr(),
-                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                    1i32,
-                );
-            }
-        }
-    }
 }

@@ -3,13 +3,24 @@
 //! linked_list_allocator, and arenalloc with one global lock — on the same
 //! workloads, side by side, in one run.
 //!
+//! It lives in `compare/`, a workspace member of its own (package and
+//! binary `arenalloc-compare`), and not in the library package, so that
+//! the library's dependencies are only the allocator's own (`libc`,
+//! `crossbeam-queue`): the peers it measures (mimalloc's and jemalloc's C
+//! code, talc, linked_list_allocator, parking_lot) and its command-line,
+//! progress-bar and JSON crates are not compiled into every program that
+//! depends on `arenalloc`, as they were behind the library's old default
+//! `driver` feature. It is the only binary among the workspace's default
+//! members, so `cargo run --release` at the repository root still runs it
+//! (as does `cargo run --release -p arenalloc-compare`).
+//!
 //! Each allocator × workload × thread count runs in a fresh child process
 //! (this executable again, with the hidden `--child` flag), so that peak
 //! RSS and allocator state start clean; the parent gathers one JSON line
 //! from each child and prints a table per workload, each peer's ratio to
 //! arenalloc, and after the fragmentation workload writes arenalloc's heap
-//! map (`heap-map.svg`). See `src/driver/` and the README's "Comparison
-//! driver" section. The library demo that used to live here is
+//! map (`heap-map.svg`). See `compare/src/driver/` and the README's
+//! "Comparison driver" section. The library demo that used to live here is
 //! `cargo run --release --example demo`.
 //!
 //! The binary's own global allocator stays `System`: the allocators under
@@ -30,7 +41,7 @@ use driver::workloads::Scale;
 /// talc, linked_list. Workloads: larson, prodcons, cache-scratch,
 /// cache-thrash, random, realloc, fragmentation, thread-churn.
 #[derive(Parser, Debug)]
-#[command(name = "arenalloc", version)]
+#[command(name = "arenalloc-compare", version)]
 pub(crate) struct Args {
     /// Short CI run (under 2 minutes on 2 cores): threads 1 and 4, 0.15 s
     /// per measurement, a 16 MiB fragmentation live set.

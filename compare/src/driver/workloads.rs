@@ -205,6 +205,31 @@ unsafe fn free_tagged<A: GlobalAlloc>(a: &A, p: *mut u8) {
     unsafe { a.dealloc(p, Layout::from_size_align_unchecked(size, ALIGN)) };
 }
 
+/// `n` block slots shared between threads, all empty.
+fn empty_slots(n: usize) -> Vec<AtomicPtr<u8>> {
+    (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect()
+}
+
+/// Empties `slots`, freeing every block found; returns how many.
+///
+/// # Safety
+///
+/// Every non-null slot holds a live block made by `alloc_tagged` with this
+/// `a`, and no other thread uses `slots` meanwhile (the slot holds the
+/// block's only copy).
+unsafe fn free_slots<A: GlobalAlloc>(a: &A, slots: &[AtomicPtr<u8>]) -> u64 {
+    let mut freed = 0;
+    for s in slots {
+        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !b.is_null() {
+            // SAFETY: the caller's contract; the swap made us its only holder.
+            unsafe { free_tagged(a, b) };
+            freed += 1;
+        }
+    }
+    freed
+}
+
 /// A block pointer handed to another thread.
 struct Block(*mut u8);
 // SAFETY: a block is plain memory owned by whoever holds the `Block`.
@@ -306,9 +331,7 @@ const LARSON_EPOCH: u64 = 4000;
 
 fn larson<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
     let t = p.threads;
-    let slots: Vec<AtomicPtr<u8>> = (0..t * LARSON_SLOTS)
-        .map(|_| AtomicPtr::new(ptr::null_mut()))
-        .collect();
+    let slots = empty_slots(t * LARSON_SLOTS);
     let result = timed(t, p.seconds, |id, clock| {
         let mut rng = Rng::new(id as u64);
         for s in &slots[id * LARSON_SLOTS..(id + 1) * LARSON_SLOTS] {
@@ -332,13 +355,8 @@ fn larson<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
         }
         (ops, Instant::now())
     });
-    for s in &slots {
-        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
-        if !b.is_null() {
-            // SAFETY: every thread has joined; the array held the only copy.
-            unsafe { free_tagged(a, b) };
-        }
-    }
+    // SAFETY: every thread has joined; the array holds the only copies.
+    unsafe { free_slots(a, &slots) };
     result
 }
 
@@ -455,9 +473,7 @@ const TRANSFER_SLOTS: usize = 64;
 
 fn random<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
     let t = p.threads;
-    let transfer: Vec<AtomicPtr<u8>> = (0..t * TRANSFER_SLOTS)
-        .map(|_| AtomicPtr::new(ptr::null_mut()))
-        .collect();
+    let transfer = empty_slots(t * TRANSFER_SLOTS);
     let result = timed(t, p.seconds, |id, clock| {
         let mut rng = Rng::new(id as u64 + 200);
         let mut slots = vec![ptr::null_mut::<u8>(); RANDOM_SLOTS];
@@ -490,13 +506,8 @@ fn random<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
         }
         (ops, stopped)
     });
-    for s in &transfer {
-        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
-        if !b.is_null() {
-            // SAFETY: every thread has joined; the array held the only copy.
-            unsafe { free_tagged(a, b) };
-        }
-    }
+    // SAFETY: every thread has joined; the array holds the only copies.
+    unsafe { free_slots(a, &transfer) };
     result
 }
 
@@ -564,9 +575,7 @@ const CHURN_HANDOFF: usize = 64;
 
 fn thread_churn<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
     let t = p.threads;
-    let handoff: Vec<AtomicPtr<u8>> = (0..t * CHURN_HANDOFF)
-        .map(|_| AtomicPtr::new(ptr::null_mut()))
-        .collect();
+    let handoff = empty_slots(t * CHURN_HANDOFF);
     let ops = AtomicU64::new(0);
     let start = Instant::now();
     let mut generation = 0u64;
@@ -577,15 +586,9 @@ fn thread_churn<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
                 s.spawn(move || {
                     let mut rng = Rng::new(generation * 1000 + id as u64);
                     let mine = &handoff[id * CHURN_HANDOFF..(id + 1) * CHURN_HANDOFF];
-                    let mut n = 0;
-                    for s in mine {
-                        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
-                        if !b.is_null() {
-                            // SAFETY: left by our predecessor, now ours alone.
-                            unsafe { free_tagged(a, b) };
-                            n += 1;
-                        }
-                    }
+                    // SAFETY: left by our predecessor, which has exited;
+                    // this part of the array is ours alone.
+                    let mut n = unsafe { free_slots(a, mine) };
                     let mut slots = [ptr::null_mut::<u8>(); CHURN_HANDOFF];
                     for _ in 0..CHURN_OPS {
                         let i = rng.range(0, CHURN_HANDOFF - 1);
@@ -610,13 +613,8 @@ fn thread_churn<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
         generation += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
-    for s in &handoff {
-        let b = s.swap(ptr::null_mut(), Ordering::AcqRel);
-        if !b.is_null() {
-            // SAFETY: every thread has joined; the array held the only copy.
-            unsafe { free_tagged(a, b) };
-        }
-    }
+    // SAFETY: every thread has joined; the array holds the only copies.
+    unsafe { free_slots(a, &handoff) };
     (ops.into_inner(), seconds)
 }
 

@@ -1,11 +1,9 @@
-//! The comparison driver (`cargo run --release`), run as a user would:
-//! `--quick --json` on the fragmentation workload must give a row for every
-//! allocator with positive throughput and RSS, and write a heap map that
-//! parses as SVG with one `<g id="arena-N">` group per arena arenalloc
-//! reports; a child that outlives its timeout must become a failed row,
-//! not a hung driver.
-
-#![cfg(feature = "driver")]
+//! The comparison driver (`cargo run --release`, the `arenalloc-compare`
+//! binary), run as a user would: `--quick --json` on the fragmentation
+//! workload must give a row for every allocator with positive throughput
+//! and RSS, and write a heap map that parses as SVG with one
+//! `<g id="arena-N">` group per arena arenalloc reports; a child that
+//! outlives its timeout must become a failed row, not a hung driver.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -31,7 +29,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn driver(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_arenalloc"))
+    Command::new(env!("CARGO_BIN_EXE_arenalloc-compare"))
         .args(args)
         .current_dir(dir)
         .output()

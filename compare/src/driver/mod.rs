@@ -1,4 +1,5 @@
-//! The comparison driver behind `cargo run --release` (binary only).
+//! The comparison driver behind `cargo run --release` (the
+//! `arenalloc-compare` binary of the `compare/` workspace member).
 //!
 //! ```text
 //!  parent (parent.rs)                         child (child.rs), one per job
