@@ -19,15 +19,11 @@
 //! doubly linked and null-terminated at both ends.
 
 use crate::block::{self, Header, Links, GRANULE};
-use crate::chunk::CHUNK_SHIFT;
+use crate::config::{CHUNK_SHIFT, SMALL_LIMIT, SUBBIN_BITS};
 
-/// Sizes below this have a bin each.
-const SMALL_LIMIT: usize = 1024;
 const SMALL_BINS: usize = SMALL_LIMIT / GRANULE;
 /// log2 of `SMALL_LIMIT`: the first power-of-two class.
 const FIRST_CLASS: u32 = SMALL_LIMIT.trailing_zeros();
-/// log2 of the number of sub-bins per power of two.
-const SUBBIN_BITS: u32 = 3;
 const SUBBINS: usize = 1 << SUBBIN_BITS;
 /// Power-of-two classes: every block is smaller than a chunk.
 const CLASSES: usize = (CHUNK_SHIFT - FIRST_CLASS) as usize;

@@ -34,10 +34,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::block::{self, Header, GRANULE, HEADER};
 
-/// log2 of the chunk size.
-pub(crate) const CHUNK_SHIFT: u32 = 22;
-/// Chunk size and alignment: 4 MiB.
-pub const CHUNK: usize = 1 << CHUNK_SHIFT;
+pub(crate) use crate::config::{CHUNK, CHUNK_SHIFT};
 /// Granules per chunk, one bitmap bit each.
 const GRANULES: usize = CHUNK / GRANULE;
 /// Bitmap words per chunk.

@@ -1,12 +1,62 @@
-//! Config: the knobs of a heap, as a `const fn` builder so that a
-//! `static` global allocator can be configured at compile time.
+//! Config: the knobs of a heap, as a `const fn` builder so that a `static`
+//! global allocator can be configured at compile time — and, in one table
+//! below, every build-time tunable of the crate.
 //!
 //! Invariant: a `Config` may hold any values; [`Config::resolved`] clamps
 //! them into the ranges the heap supports when the heap first initialises,
 //! so building one can never fail and never panics.
+//!
+//! # Build-time tunables
+//!
+//! Constants that trade one cost against another and were chosen by
+//! measurement live here, not next to their use, so that a reader tuning
+//! the allocator finds every one of them in one place. Layout constants that
+//! follow from the on-heap format (`GRANULE`, `HEADER`, `MIN_BLOCK`, the
+//! bin count) stay with the layout they describe.
+//!
+//! | constant | value | used by | trades |
+//! | --- | --- | --- | --- |
+//! | [`CHUNK_SHIFT`], [`CHUNK`] | 22, 4 MiB | `chunk`, `region` | chunk-map size and hand-over rate against memory pinned per arena |
+//! | [`LARGE_THRESHOLD`] | 1 MiB | `large`, `heap` | arena fragmentation against a syscall per large allocation |
+//! | [`SMALL_LIMIT`] | 1 KiB | `bins` | exact-size bins (one per 16 bytes) below it, 8 per power of two above |
+//! | [`SUBBIN_BITS`] | 3 (8 sub-bins) | `bins` | bitmap words against first-fit waste above `SMALL_LIMIT` |
+//! | [`DRAIN_BATCH`] | 64 | `remote` | remote frees applied per lock acquisition on the owner's path |
+//! | [`SPINS_BEFORE_SLEEP`] | 100 | `sync` | spinning on a held arena lock before `futex_wait` |
+//! | [`POOL_SLACK`] | 64 KiB | `heap::pool` | internal-pool bytes beyond the queue buffers, for runtime allocations made while a thread binds |
+//! | [`MAX_THREADS`] | 4096 | `thread::registry` | threads that can own an arena at once (more share) |
+//! | [`BINDING_WAYS`] | 4 | `thread::cache` | heaps a thread keeps a binding for without a slow path |
+//! | [`DEFAULT_REGION_SIZE`] | 64 GiB | `Config` | address space reserved per heap |
+//! | [`DEFAULT_MAX_ARENAS`] | 128 | `Config` | arenas before threads share (lock contention) |
+//! | [`MAX_ARENAS`] | 4096 | `Config` | the most arenas a heap table has room for |
+//! | [`DEFAULT_REMOTE_QUEUE_CAPACITY`] | 256 | `Config` | queue-full fallbacks against queue memory per arena |
 
-use crate::chunk::CHUNK;
-use crate::region::MAX_CHUNKS;
+/// log2 of the chunk size (see the table above).
+pub(crate) const CHUNK_SHIFT: u32 = 22;
+/// Chunk size and alignment: 4 MiB.
+pub const CHUNK: usize = 1 << CHUNK_SHIFT;
+/// The largest region a heap reserves (512 TiB, more than x86-64 user
+/// space); `region` proves its chunk map can name every chunk of it.
+pub(crate) const MAX_REGION_SIZE: usize = 1 << 49;
+/// Requests above this many bytes are served as whole-chunk runs.
+pub const LARGE_THRESHOLD: usize = 1 << 20;
+/// Block sizes below this have a bin each.
+pub(crate) const SMALL_LIMIT: usize = 1024;
+/// log2 of the number of sub-bins per power of two above `SMALL_LIMIT`.
+pub(crate) const SUBBIN_BITS: u32 = 3;
+/// Remote-queue entries an arena drains per lock acquisition on its
+/// alloc/free path.
+pub(crate) const DRAIN_BATCH: usize = 64;
+/// Spins on a held arena lock before a waiter goes to sleep: critical
+/// sections are short.
+pub(crate) const SPINS_BEFORE_SLEEP: u32 = 100;
+/// Internal-pool bytes beyond the arenas' queue buffers, for the few
+/// allocations the runtime may make while a thread binds (a TLS destructor
+/// list, say).
+pub(crate) const POOL_SLACK: usize = 64 << 10;
+/// Threads that can own arenas at once; more threads share arenas.
+pub(crate) const MAX_THREADS: usize = 4096;
+/// Heap bindings a thread caches.
+pub(crate) const BINDING_WAYS: usize = 4;
 
 /// Default address space reserved per heap: 64 GiB (address space is free,
 /// commit is not; only chunks handed out are committed).
@@ -24,11 +74,12 @@ pub const DEFAULT_REMOTE_QUEUE_CAPACITY: usize = 256;
 /// use arenalloc::{Config, Heap};
 /// static ONE_LOCK: Heap = Heap::with_config(Config::new().max_arenas(1).region_size(1 << 30));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Config {
     max_arenas: usize,
     region_size: usize,
     remote_queue_capacity: usize,
+    at_init: Option<fn(Config) -> Config>,
 }
 
 impl Config {
@@ -39,6 +90,7 @@ impl Config {
             max_arenas: DEFAULT_MAX_ARENAS,
             region_size: DEFAULT_REGION_SIZE,
             remote_queue_capacity: DEFAULT_REMOTE_QUEUE_CAPACITY,
+            at_init: None,
         }
     }
 
@@ -62,6 +114,17 @@ impl Config {
         self
     }
 
+    /// A function the heap applies to this configuration once, when it
+    /// first initialises (on its first allocation), before clamping: how a
+    /// `static` heap takes settings known only at run time, such as the
+    /// environment (the preload library reads `ARENALLOC_*` this way). It
+    /// runs inside the first allocation: it must not allocate from this
+    /// heap, and should not panic.
+    pub const fn at_init(mut self, f: fn(Config) -> Config) -> Config {
+        self.at_init = Some(f);
+        self
+    }
+
     /// The configured arena limit, as given.
     pub const fn get_max_arenas(&self) -> usize {
         self.max_arenas
@@ -77,17 +140,37 @@ impl Config {
         self.remote_queue_capacity
     }
 
-    /// The values the heap actually uses.
+    /// The values the heap actually uses: `at_init` applied, then clamped.
     pub(crate) fn resolved(&self) -> Config {
-        let max_region = MAX_CHUNKS * CHUNK;
-        let region = self.region_size.clamp(2 * CHUNK, max_region);
+        let given = match self.at_init {
+            Some(f) => f(Config {
+                at_init: None,
+                ..*self
+            }),
+            None => *self,
+        };
+        let region = given.region_size.clamp(2 * CHUNK, MAX_REGION_SIZE);
         Config {
-            max_arenas: self.max_arenas.clamp(1, MAX_ARENAS),
+            max_arenas: given.max_arenas.clamp(1, MAX_ARENAS),
             region_size: region.next_multiple_of(CHUNK),
-            remote_queue_capacity: self.remote_queue_capacity.max(1),
+            remote_queue_capacity: given.remote_queue_capacity.max(1),
+            at_init: None,
         }
     }
 }
+
+impl PartialEq for Config {
+    /// Equal when every setting is; an `at_init` hook is compared by
+    /// whether one is set (function addresses are not stable).
+    fn eq(&self, other: &Config) -> bool {
+        self.max_arenas == other.max_arenas
+            && self.region_size == other.region_size
+            && self.remote_queue_capacity == other.remote_queue_capacity
+            && self.at_init.is_some() == other.at_init.is_some()
+    }
+}
+
+impl Eq for Config {}
 
 impl Default for Config {
     fn default() -> Config {

@@ -125,12 +125,8 @@ pub(crate) fn abort_on_free_error(err: FreeError, ptr: *const u8) -> ! {
     push(&hex(ptr as usize));
     push(why.as_bytes());
     push(b"\n");
-    // SAFETY: `buf[..len]` is initialised; write(2) on fd 2 reads it only.
-    // A short or failed write changes nothing: we abort either way.
-    unsafe {
-        libc::write(2, buf.as_ptr().cast(), len);
-        libc::abort()
-    }
+    crate::sys::write_stderr(&buf[..len]);
+    crate::sys::abort()
 }
 
 /// `0x`-prefixed lowercase hex of `n`, in a fixed buffer, padded with NULs

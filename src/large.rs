@@ -29,8 +29,7 @@ use crate::chunk::{CHUNK, CHUNK_SHIFT};
 use crate::error::{FreeError, HeapError, HeapErrorKind};
 use crate::region::{ChunkUse, Region};
 
-/// Requests above this many bytes skip the arenas.
-pub(crate) const LARGE_THRESHOLD: usize = 1 << 20;
+pub(crate) use crate::config::LARGE_THRESHOLD;
 
 const LIVE: usize = 0x4c41_5247_455f_4c56; // "LARGE_LV"
 const DEAD: usize = 0x4c41_5247_455f_4444; // "LARGE_DD"

@@ -2,8 +2,11 @@
 //!
 //! One `mmap` region per heap is divided into per-thread arenas; each arena
 //! is a locked first-fit free-block index with splitting and boundary-tag
-//! coalescing. See `README.md` for the picture and the numbers, and
-//! `DESIGN.md` (in the project's shared folder) for the contracts.
+//! coalescing; a free from a thread that does not own the block goes back
+//! to its arena through a queue. The contracts (errors, ownership,
+//! reentrancy, fork) and the decisions behind them are in
+//! [`docs/DESIGN.md`](https://docs.rs/crate/arenalloc/latest/source/docs/DESIGN.md)
+//! (`docs/DESIGN.md` in the repository); the README has the numbers.
 //!
 //! ```
 //! use arenalloc::Heap;
@@ -17,25 +20,46 @@
 //!
 //! # Glossary
 //!
-//! | term | meaning |
-//! | --- | --- |
-//! | heap | a [`Heap`] value: one region, its arenas, its large allocations |
-//! | region | the heap's one `mmap` reservation, cut into chunk slots (`region.rs`) |
-//! | chunk | a 4 MiB, 4 MiB-aligned slot of the region, owned by one arena or part of a large run (`chunk.rs`) |
-//! | arena | a lock plus the free-block index of the chunks it owns (`arena.rs`) |
-//! | block | a header plus payload inside a chunk; free or live (`block.rs`) |
-//! | bin | one size class of an arena's free-block index (`bins.rs`) |
-//! | large allocation | a request above 1 MiB: a run of whole chunks (`large.rs`) |
-//! | owner | the arena whose chunk holds a block; only its lock guards the block |
-//! | remote free | a free by a thread whose arena is not the block's owner |
-//! | adoption | a thread taking over an arena whose thread exited |
+//! | term | meaning | file |
+//! | --- | --- | --- |
+//! | heap | a [`Heap`] value: one region, its arenas, its large allocations | `heap/` |
+//! | region | the heap's one `mmap` reservation, cut into chunk slots | `region.rs` |
+//! | chunk | a 4 MiB, 4 MiB-aligned slot of the region, owned by one arena or part of a large run | `chunk.rs` |
+//! | arena | a lock plus the free-block index of the chunks it owns | `arena/` |
+//! | block | a 16-byte header plus payload inside a chunk; free or live | `block.rs` |
+//! | bin | one size class of an arena's free-block index | `bins.rs` |
+//! | large allocation | a request above 1 MiB: a run of whole chunks | `large.rs` |
+//! | owner | the thread bound to an arena (a token from the registry); the arena's lock alone guards its blocks | `thread/registry.rs` |
+//! | binding | a thread's cached "my arena in heap H" | `thread/cache.rs`, `heap/bind.rs` |
+//! | remote free | a free by a thread that is not the block's arena's owner: claim, queue, drain | `remote.rs` |
+//! | adoption | a thread taking over an arena whose owner exited | `heap/bind.rs` |
+//! | internal pool | bump memory in the metadata chunk for allocations made while binding | `heap/pool.rs` |
 //!
-//! # Layers
+//! # Which file to open
 //!
-//! `Heap` (heap.rs) -> `Arena` (arena.rs) -> `FreeIndex` (bins.rs) / blocks
-//! (block.rs) inside chunks (chunk.rs); `Region` (region.rs) only hands
-//! chunks to arenas and large runs (large.rs) and takes them back. No layer
-//! reaches upward. `sync.rs` is the one shim for concurrency primitives.
+//! ```text
+//! malloc ─▶ Heap::alloc_impl                                   heap/mod.rs
+//!   ├─ > 1 MiB ─▶ large::alloc ─▶ region.acquire_large_run       large.rs, region.rs
+//!   └─ cache::cached_arena | bind_slow ─▶ choose_arena           thread/cache.rs, heap/bind.rs
+//!        └─ lock_and_drain_some ─▶ ArenaState::alloc              remote.rs, arena/alloc.rs
+//!             take_first_fit (bins) | grow (region chunk) ─▶ carve bins.rs, chunk.rs, block.rs
+//!
+//! local free ─▶ locate (chunk map) ─▶ Arena::free_locked           heap/meta.rs, remote.rs
+//!   └─ lock ─▶ find_live (start bit) ─▶ ArenaState::free           arena/lookup.rs, arena/alloc.rs
+//!        └─ release_block: coalesce both neighbours, index | empty chunk ─▶ region.release
+//!
+//! remote free ─▶ locate ─▶ Arena::free_remote_mt                    remote.rs
+//!   └─ claim_mt (REMOTE_PENDING CAS) ─▶ queue push                 block.rs, sync.rs
+//!        └─ later, any lock holder: drain ─▶ ArenaState::free
+//!        └─ queue full: free_locked(claimed)
+//! ```
+//!
+//! Below the arenas: `sync.rs` (the one shim for concurrency primitives,
+//! std or loom), `sys/` (every syscall), `config.rs` (every tunable),
+//! `error.rs` (errors and the one-line abort). Above them: `inspect/`
+//! (`stats`, `check`, `dump`, `render_svg`). Layers do not look back up:
+//! `sys`/`sync`/`config` ← `block`/`chunk`/`bins`/`region` ← `arena` ←
+//! `remote`/`large` ← `heap` ← `inspect`.
 
 #![warn(missing_docs)]
 
@@ -46,26 +70,23 @@ mod chunk;
 mod config;
 mod error;
 mod heap;
+mod inspect;
 mod large;
 mod region;
 mod remote;
-mod stats;
-mod svg;
 mod sync;
+mod sys;
 mod thread;
 
-pub use chunk::CHUNK;
 pub use config::{
-    Config, DEFAULT_MAX_ARENAS, DEFAULT_REGION_SIZE, DEFAULT_REMOTE_QUEUE_CAPACITY, MAX_ARENAS,
+    Config, CHUNK, DEFAULT_MAX_ARENAS, DEFAULT_REGION_SIZE, DEFAULT_REMOTE_QUEUE_CAPACITY,
+    LARGE_THRESHOLD, MAX_ARENAS,
 };
 pub use error::{FreeError, HeapError, HeapErrorKind};
 pub use heap::Heap;
-pub use stats::{ArenaStats, HeapStats};
+pub use inspect::stats::{ArenaStats, HeapStats};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-/// Requests above this many bytes are served as whole-chunk runs.
-pub const LARGE_THRESHOLD: usize = large::LARGE_THRESHOLD;

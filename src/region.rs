@@ -39,6 +39,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::chunk::{CHUNK, CHUNK_SHIFT};
 use crate::sync::Locked;
+use crate::sys;
 
 /// What one chunk slot is, as stored in the chunk map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,9 +64,9 @@ const KIND_ARENA: u32 = 2;
 const KIND_LARGE_HEAD: u32 = 3;
 const KIND_LARGE_TAIL: u32 = 4;
 
-/// Most chunk slots a region may have (the map's value field must hold a
-/// distance between two slots).
-pub(crate) const MAX_CHUNKS: usize = VALUE_MASK as usize;
+/// The map's value field must hold a distance between any two slots of the
+/// largest region a heap may reserve.
+const _: () = assert!(crate::config::MAX_REGION_SIZE >> CHUNK_SHIFT <= VALUE_MASK as usize);
 
 impl ChunkUse {
     fn encode(self) -> u32 {
@@ -147,11 +148,11 @@ impl Region {
     /// to `CHUNK`, and commits the first `meta_bytes` of it for metadata.
     /// Returns the base, or `None` when the OS refuses.
     pub(crate) fn reserve(len: usize, meta_bytes: usize) -> Option<*mut u8> {
-        let base = os::reserve_aligned(len, CHUNK)?;
+        let base = sys::reserve_aligned(len, CHUNK)?;
         let meta_len = meta_bytes.next_multiple_of(CHUNK);
-        if meta_len > len || !os::commit(base, meta_len) {
+        if meta_len > len || !sys::commit(base, meta_len) {
             // SAFETY: `base..base+len` is the reservation we just made.
-            unsafe { os::unreserve(base, len) };
+            unsafe { sys::unreserve(base, len) };
             return None;
         }
         Some(base)
@@ -211,7 +212,7 @@ impl Region {
     pub(crate) unsafe fn unreserve(&self) {
         let (base, len) = (self.base as *mut u8, self.len);
         // SAFETY: the caller guarantees nobody uses the reservation any more.
-        unsafe { os::unreserve(base, len) };
+        unsafe { sys::unreserve(base, len) };
     }
 
     /// Bytes of address space reserved.
@@ -351,7 +352,7 @@ impl Region {
             }
         }
         // SAFETY: the slots are ours (caller) and lie inside the reservation.
-        unsafe { os::decommit(self.chunk_addr(idx), n << CHUNK_SHIFT) };
+        unsafe { sys::decommit(self.chunk_addr(idx), n << CHUNK_SHIFT) };
         self.committed
             .fetch_sub(n << CHUNK_SHIFT, Ordering::Relaxed);
         let (mut slots, _) = self.slots.lock();
@@ -369,7 +370,7 @@ impl Region {
 
     /// Commits a claimed run; on failure gives the slots back.
     fn commit_run(&self, idx: usize, n: usize) -> bool {
-        if os::commit(self.chunk_addr(idx), n << CHUNK_SHIFT) {
+        if sys::commit(self.chunk_addr(idx), n << CHUNK_SHIFT) {
             let bytes = n << CHUNK_SHIFT;
             let now = self.committed.fetch_add(bytes, Ordering::Relaxed) + bytes;
             self.peak_committed.fetch_max(now, Ordering::Relaxed);
@@ -444,78 +445,5 @@ impl Slots {
         }
         self.free += n;
         self.hint = self.hint.min(i);
-    }
-}
-
-/// The operating-system interface: four calls, nothing else in the crate
-/// talks to the kernel about memory.
-mod os {
-    /// Reserves `len` bytes of address space aligned to `align`, inaccessible
-    /// and without swap reservation.
-    pub(super) fn reserve_aligned(len: usize, align: usize) -> Option<*mut u8> {
-        let over = len.checked_add(align)?;
-        // SAFETY: an anonymous private mapping at a kernel-chosen address
-        // touches no existing memory.
-        let raw = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                over,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return None;
-        }
-        let start = raw as usize;
-        let aligned = (start + align - 1) & !(align - 1);
-        let head = aligned - start;
-        let tail = over - head - len;
-        // SAFETY: both trimmed pieces are parts of the mapping just made and
-        // outside the `aligned..aligned+len` range we keep.
-        unsafe {
-            if head > 0 {
-                libc::munmap(raw, head);
-            }
-            if tail > 0 {
-                libc::munmap((aligned + len) as *mut libc::c_void, tail);
-            }
-        }
-        Some(aligned as *mut u8)
-    }
-
-    /// Makes `len` bytes at `addr` readable and writable.
-    pub(super) fn commit(addr: *mut u8, len: usize) -> bool {
-        // SAFETY: callers pass page-aligned ranges inside our reservation;
-        // changing protection of memory we own cannot affect anything else.
-        unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
-    }
-
-    /// Drops the pages' contents (they read as zero if committed again) and
-    /// makes the range inaccessible.
-    ///
-    /// # Safety
-    ///
-    /// `addr..addr+len` is a page-aligned range of our reservation that
-    /// nothing will read or write until it is committed again.
-    pub(super) unsafe fn decommit(addr: *mut u8, len: usize) {
-        // SAFETY: the caller gives up the range; purging and protecting it
-        // cannot affect memory anyone still uses.
-        unsafe {
-            libc::madvise(addr.cast(), len, libc::MADV_DONTNEED);
-            libc::mprotect(addr.cast(), len, libc::PROT_NONE);
-        }
-    }
-
-    /// Unmaps the whole reservation.
-    ///
-    /// # Safety
-    ///
-    /// Nothing will touch `addr..addr+len` again.
-    pub(super) unsafe fn unreserve(addr: *mut u8, len: usize) {
-        // SAFETY: the caller gives up the whole range.
-        unsafe { libc::munmap(addr.cast(), len) };
     }
 }

@@ -1,13 +1,15 @@
-//! The one shim for concurrency primitives: std (plus a futex) normally,
-//! loom's under `cfg(loom)`.
+//! The one shim for concurrency primitives: std (plus the futex in `sys`)
+//! normally, loom's under `cfg(arenalloc_loom)` — the only file that names
+//! that cfg (crossbeam's `crossbeam_loom` pattern).
 //!
 //! Everything in the allocator that two threads may touch at once and that
 //! the loom models must see goes through this module: the arena lock
 //! ([`RawLock`] and the [`Locked`] cell it guards), the atomics of arena
-//! state, scheduling points for the models (`model_point`) and the
-//! thread-local binding cache (`shim_thread_local!`). Memory whose races are
-//! argued elsewhere and not modelled (the chunk allocation-start bitmaps, the
-//! region's chunk map, the heap's one-time initialisation) uses
+//! state, the remote-free queue ([`MpmcQueue`]), scheduling points for the
+//! models ([`model_point`]), [`yield_now`] and the thread-local binding
+//! cache ([`shim_thread_local!`]). Memory whose races are argued elsewhere
+//! and not modelled (the chunk allocation-start bitmaps, the region's chunk
+//! map, the thread registry, the heap's one-time initialisation) uses
 //! `core::sync::atomic` directly and says so in its module doc.
 //!
 //! # The lock word
@@ -21,25 +23,26 @@
 //! Acquire is a compare-exchange `0 -> 1` with `Acquire` ordering; release is
 //! a swap to `0` with `Release` ordering, so everything written under the lock
 //! happens-before the next holder's reads. The lock never allocates, never
-//! panics and is const-constructible, so it can live in mmapped metadata and
-//! be taken by `pthread_atfork` handlers through [`RawLock::lock`] /
-//! [`RawLock::unlock`] without a guard.
+//! panics, and can live in mmapped metadata and be taken by `pthread_atfork`
+//! handlers through [`RawLock::lock`] / [`RawLock::unlock`] without a guard.
 
-#[cfg(not(loom))]
+#[cfg(not(arenalloc_loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-#[cfg(loom)]
+#[cfg(arenalloc_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::config::SPINS_BEFORE_SLEEP;
 
 /// `thread_local!` with a const initialiser (std), or loom's, which models
 /// one value per loom thread.
-#[cfg(not(loom))]
+#[cfg(not(arenalloc_loom))]
 macro_rules! shim_thread_local {
     (static $name:ident: $t:ty = $init:expr;) => {
         std::thread_local! { static $name: $t = const { $init }; }
     };
 }
-#[cfg(loom)]
+#[cfg(arenalloc_loom)]
 macro_rules! shim_thread_local {
     (static $name:ident: $t:ty = $init:expr;) => {
         loom::thread_local! { static $name: $t = $init; }
@@ -53,23 +56,75 @@ pub(crate) use shim_thread_local;
 /// (with sequentially consistent memory). Nothing at all under std.
 #[inline(always)]
 pub(crate) fn model_point() {
-    #[cfg(loom)]
+    #[cfg(arenalloc_loom)]
     MODEL_POINT.fetch_add(1, Ordering::SeqCst);
 }
 
-#[cfg(loom)]
+#[cfg(arenalloc_loom)]
 loom::lazy_static! {
     /// The loom object whose read-modify-writes are the scheduling points of
     /// `model_point` (writes, so partial-order reduction cannot prune them).
     static ref MODEL_POINT: AtomicU32 = AtomicU32::new(0);
 }
 
+/// Lets another thread run: a waiter on something another thread finishes
+/// without needing anything from us (a slot being published).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(arenalloc_loom))]
+    std::thread::yield_now();
+    #[cfg(arenalloc_loom)]
+    loom::thread::yield_now();
+}
+
+// ----- a cell with loom's interface ------------------------------------
+
+/// `UnsafeCell` with loom's access interface: the value is reached through
+/// a [`MutPtr`] so that loom can track every access; under std both are
+/// thin wrappers over `core::cell::UnsafeCell` and a raw pointer.
+#[cfg(not(arenalloc_loom))]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+#[cfg(arenalloc_loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// A tracked `*mut T` (loom's `MutPtr`).
+#[cfg(not(arenalloc_loom))]
+pub(crate) struct MutPtr<T>(*mut T);
+#[cfg(arenalloc_loom)]
+pub(crate) use loom::cell::MutPtr;
+
+#[cfg(not(arenalloc_loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        UnsafeCell(core::cell::UnsafeCell::new(value))
+    }
+
+    /// The value's address, as loom hands it out.
+    #[inline(always)]
+    pub(crate) fn get_mut(&self) -> MutPtr<T> {
+        MutPtr(self.0.get())
+    }
+}
+
+#[cfg(not(arenalloc_loom))]
+impl<T> MutPtr<T> {
+    /// # Safety
+    ///
+    /// No other reference to the value is live while the result is.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn deref(&self) -> &mut T {
+        // SAFETY: the pointer came from a live cell (`get_mut`); exclusivity
+        // is the caller's contract.
+        unsafe { &mut *self.0 }
+    }
+}
+
+// ----- the lock ------------------------------------------------------------
+
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
-/// Spins before a waiter goes to sleep: critical sections are short.
-#[cfg(not(loom))]
-const SPINS_BEFORE_SLEEP: u32 = 100;
 
 /// A mutual-exclusion lock with no data, no guard and no poisoning.
 pub(crate) struct RawLock {
@@ -77,14 +132,6 @@ pub(crate) struct RawLock {
 }
 
 impl RawLock {
-    #[cfg(not(loom))]
-    pub(crate) const fn new() -> Self {
-        RawLock {
-            state: AtomicU32::new(UNLOCKED),
-        }
-    }
-
-    #[cfg(loom)]
     pub(crate) fn new() -> Self {
         RawLock {
             state: AtomicU32::new(UNLOCKED),
@@ -110,7 +157,7 @@ impl RawLock {
     }
 
     #[cold]
-    #[cfg(not(loom))]
+    #[cfg(not(arenalloc_loom))]
     fn lock_slow(&self) {
         for _ in 0..SPINS_BEFORE_SLEEP {
             if self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_lock() {
@@ -121,13 +168,14 @@ impl RawLock {
         // From here on we may sleep, so the word says CONTENDED whenever we
         // hold or wait: the holder's unlock then knows to wake somebody.
         while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
-            futex_wait(&self.state, CONTENDED);
+            crate::sys::futex_wait(&self.state, CONTENDED);
         }
     }
 
     #[cold]
-    #[cfg(loom)]
+    #[cfg(arenalloc_loom)]
     fn lock_slow(&self) {
+        let _ = SPINS_BEFORE_SLEEP;
         while !self.try_lock() {
             loom::thread::yield_now();
         }
@@ -143,49 +191,16 @@ impl RawLock {
     #[inline]
     pub(crate) unsafe fn unlock(&self) {
         if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
-            #[cfg(not(loom))]
-            futex_wake(&self.state);
+            #[cfg(not(arenalloc_loom))]
+            crate::sys::futex_wake(&self.state);
         }
-    }
-}
-
-#[cfg(not(loom))]
-fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: `word` is a live, aligned u32 for the whole call; FUTEX_WAIT
-    // only reads it and returns at once if it no longer holds `expected`.
-    // A null timeout means wait until woken; EINTR/EAGAIN are retried by the
-    // caller's loop, so the result is ignored.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            core::ptr::null::<libc::timespec>(),
-        );
-    }
-}
-
-#[cfg(not(loom))]
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE touches no memory.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        );
     }
 }
 
 /// A value guarded by a [`RawLock`].
 pub(crate) struct Locked<T> {
     lock: RawLock,
-    #[cfg(not(loom))]
-    value: core::cell::UnsafeCell<T>,
-    #[cfg(loom)]
-    value: loom::cell::UnsafeCell<T>,
+    value: UnsafeCell<T>,
 }
 
 // SAFETY: the value is reached only through a `LockedGuard`, which exists
@@ -198,24 +213,14 @@ unsafe impl<T: Send> Send for Locked<T> {}
 /// Proof that the lock of a [`Locked`] is held; unlocks on drop.
 pub(crate) struct LockedGuard<'a, T> {
     owner: &'a Locked<T>,
-    #[cfg(loom)]
-    ptr: loom::cell::MutPtr<T>,
+    ptr: MutPtr<T>,
 }
 
 impl<T> Locked<T> {
-    #[cfg(not(loom))]
-    pub(crate) const fn new(value: T) -> Self {
-        Locked {
-            lock: RawLock::new(),
-            value: core::cell::UnsafeCell::new(value),
-        }
-    }
-
-    #[cfg(loom)]
     pub(crate) fn new(value: T) -> Self {
         Locked {
             lock: RawLock::new(),
-            value: loom::cell::UnsafeCell::new(value),
+            value: UnsafeCell::new(value),
         }
     }
 
@@ -236,7 +241,6 @@ impl<T> Locked<T> {
     fn guard(&self) -> LockedGuard<'_, T> {
         LockedGuard {
             owner: self,
-            #[cfg(loom)]
             ptr: self.value.get_mut(),
         }
     }
@@ -246,34 +250,18 @@ impl<T> core::ops::Deref for LockedGuard<'_, T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        #[cfg(not(loom))]
         // SAFETY: the guard exists only while the lock is held (`Locked::guard`
         // is called right after acquiring), so no other reference is live.
-        unsafe {
-            &*self.owner.value.get()
-        }
-        #[cfg(loom)]
-        // SAFETY: as above; loom tracks the access through `ptr`.
-        unsafe {
-            self.ptr.deref()
-        }
+        unsafe { self.ptr.deref() }
     }
 }
 
 impl<T> core::ops::DerefMut for LockedGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        #[cfg(not(loom))]
         // SAFETY: the lock is held and `&mut self` makes this the only
         // reference derived from the guard.
-        unsafe {
-            &mut *self.owner.value.get()
-        }
-        #[cfg(loom)]
-        // SAFETY: as above; loom tracks the access through `ptr`.
-        unsafe {
-            self.ptr.deref()
-        }
+        unsafe { self.ptr.deref() }
     }
 }
 
@@ -283,5 +271,96 @@ impl<T> Drop for LockedGuard<'_, T> {
         // SAFETY: a guard is created only after the lock was taken and is
         // dropped once, so the lock is held by us here.
         unsafe { self.owner.lock.unlock() }
+    }
+}
+
+// ----- the remote-free queue -------------------------------------------------
+
+/// A bounded lock-free multi-producer multi-consumer queue of words:
+/// `crossbeam_queue::ArrayQueue`, or under loom a modelled
+/// `Mutex<VecDeque>` with the same full/empty behaviour.
+pub(crate) struct MpmcQueue {
+    #[cfg(not(arenalloc_loom))]
+    queue: crossbeam_queue::ArrayQueue<usize>,
+    #[cfg(arenalloc_loom)]
+    queue: loom::sync::Mutex<std::collections::VecDeque<usize>>,
+    #[cfg(arenalloc_loom)]
+    capacity: usize,
+}
+
+impl MpmcQueue {
+    /// A queue of `capacity` (at least 1) slots. Allocates its buffer
+    /// through the global allocator: call it with no heap lock held.
+    pub(crate) fn new(capacity: usize) -> MpmcQueue {
+        #[cfg(not(arenalloc_loom))]
+        {
+            MpmcQueue {
+                queue: crossbeam_queue::ArrayQueue::new(capacity),
+            }
+        }
+        #[cfg(arenalloc_loom)]
+        {
+            let q = std::collections::VecDeque::with_capacity(capacity);
+            MpmcQueue {
+                queue: loom::sync::Mutex::new(q),
+                capacity,
+            }
+        }
+    }
+
+    /// Bytes the buffer of a queue of `capacity` slots asks the allocator
+    /// for (an upper bound: a stamp and a value per slot).
+    pub(crate) const fn buffer_bytes(capacity: usize) -> usize {
+        capacity * 2 * core::mem::size_of::<usize>()
+    }
+
+    /// Pushes `value`; gives it back if the queue is full.
+    #[inline]
+    pub(crate) fn push(&self, value: usize) -> Result<(), usize> {
+        #[cfg(not(arenalloc_loom))]
+        {
+            self.queue.push(value)
+        }
+        #[cfg(arenalloc_loom)]
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.len() == self.capacity {
+                return Err(value);
+            }
+            q.push_back(value);
+            Ok(())
+        }
+    }
+
+    /// Pops the oldest entry.
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<usize> {
+        #[cfg(not(arenalloc_loom))]
+        {
+            self.queue.pop()
+        }
+        #[cfg(arenalloc_loom)]
+        {
+            self.queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front()
+        }
+    }
+
+    /// Whether the queue looks empty (exact when no push is in flight).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        #[cfg(not(arenalloc_loom))]
+        {
+            self.queue.is_empty()
+        }
+        #[cfg(arenalloc_loom)]
+        {
+            self.queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        }
     }
 }

@@ -31,7 +31,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 mod common;
-use common::soak_env;
+use common::{mix, soak_env, Rng};
 
 use arenalloc::Heap;
 
@@ -61,25 +61,9 @@ fn soak() -> usize {
     RELEASE_SCALE * soak_env()
 }
 
-/// splitmix64's finaliser.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// A splitmix64 generator seeded from a path of numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn new(path: &[u64]) -> Rng {
-        Rng(path.iter().fold(0x01ba_d5ee_d0fa_110c, |s, &p| mix(s ^ p)))
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        (mix(self.0) % n as u64) as usize
-    }
+/// A generator of this binary's stream (`Rng`), seeded by `path`.
+fn rng(path: &[u64]) -> Rng {
+    Rng::from_path(0x01ba_d5ee_d0fa_110c, path)
 }
 
 // ----- parcels: collections that travel --------------------------------------------
@@ -112,7 +96,7 @@ fn holder(origin: usize, round: usize, hop: usize) -> usize {
 
 /// Builds parcel (`origin`, `round`) as its origin does.
 fn build(origin: usize, round: usize) -> Parcel {
-    let mut r = Rng::new(&[origin as u64, round as u64]);
+    let mut r = rng(&[origin as u64, round as u64]);
     let n = 32 + r.below(96);
     let map = (0..n)
         .map(|i| {

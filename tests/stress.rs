@@ -54,7 +54,7 @@ use std::sync::{mpsc, Barrier, Mutex};
 use std::thread;
 
 mod common;
-use common::soak_env;
+use common::{mix, soak_env, Rng};
 
 use arenalloc::{Config, Heap, HeapStats, LARGE_THRESHOLD};
 use rayon::prelude::*;
@@ -110,38 +110,9 @@ fn seed() -> u64 {
 
 // ----- seeded randomness -------------------------------------------------------
 
-/// splitmix64's finaliser: a bijective mix of a 64-bit word.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// A splitmix64 generator, seeded from a path of numbers (seed, round,
-/// stage, item...) so that every work item draws the same numbers whichever
-/// thread runs it.
-struct Rng(u64);
-
-impl Rng {
-    fn new(path: &[u64]) -> Rng {
-        Rng(path.iter().fold(0x243f_6a88_85a3_08d3, |s, &p| mix(s ^ p)))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0)
-    }
-
-    /// Uniform in `0..n` (n > 0; the modulo bias is irrelevant here).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
+/// A generator of this binary's stream (`Rng`), seeded by `path`.
+fn rng(path: &[u64]) -> Rng {
+    Rng::from_path(0x243f_6a88_85a3_08d3, path)
 }
 
 /// Sizes from 1 B to 2 MiB, mostly small; about 1 in 100 takes the large
@@ -398,7 +369,7 @@ fn rayon_round(
     large: &AtomicUsize,
 ) {
     let alloc = |stage: u64, i: usize| {
-        let mut r = Rng::new(&[seed, round, stage, i as u64]);
+        let mut r = rng(&[seed, round, stage, i as u64]);
         let (size, align) = (rayon_size(&mut r), random_align(&mut r));
         if size > LARGE_THRESHOLD {
             large.fetch_add(1, Ordering::Relaxed);
@@ -437,7 +408,7 @@ fn rayon_round(
 
     blocks.append(kept);
     if round % 2 == 0 {
-        Rng::new(&[seed, round, 0x5f]).shuffle(&mut blocks);
+        rng(&[seed, round, 0x5f]).shuffle(&mut blocks);
     } else {
         blocks.reverse();
     }
@@ -451,7 +422,7 @@ fn rayon_round(
         .into_par_iter()
         .with_max_len(4)
         .map(|b| {
-            let mut r = Rng::new(&[seed, round, STAGE_REALLOC, b.id]);
+            let mut r = rng(&[seed, round, STAGE_REALLOC, b.id]);
             if r.below(2) == 0 {
                 return b;
             }
@@ -474,7 +445,7 @@ fn handoff(heap: &Heap, seed: u64) {
     thread::scope(|s| {
         s.spawn(move || {
             for i in 0..HANDOFF_BLOCKS as u64 {
-                let mut r = Rng::new(&[seed, STAGE_HANDOFF, i]);
+                let mut r = rng(&[seed, STAGE_HANDOFF, i]);
                 let size = 1 + r.below(4 << 10);
                 tx.send(alloc_block(heap, r.next(), size, 16)).unwrap();
             }
@@ -606,7 +577,7 @@ fn rayon_one_slot_remote_queue() {
 /// One short-lived thread: allocates some blocks, frees some that earlier
 /// threads left in `pool`, frees half of its own and leaves the rest there.
 fn churn_thread(heap: &Heap, pool: &Mutex<Vec<Block>>, seed: u64, t: u64) {
-    let mut r = Rng::new(&[seed, t]);
+    let mut r = rng(&[seed, t]);
     let n = 8 + r.below(32);
     let mut mine: Vec<Block> = (0..n)
         .map(|_| {

@@ -12,7 +12,7 @@
 //!   before or during initialisation (the loader, TLS set-up, `pthread`
 //!   internals calling `calloc`) is served by the heap itself; allocations
 //!   made while a thread binds to its arena come from the heap's internal
-//!   pool (see `arenalloc`'s `thread.rs`), so there is no recursion.
+//!   pool (see `arenalloc`'s `heap/bind.rs`), so there is no recursion.
 //! * The heap is built on first use from the environment, read with
 //!   `getenv` (which allocates nothing): `ARENALLOC_MAX_ARENAS`,
 //!   `ARENALLOC_REGION_SIZE` (bytes, with an optional K/M/G/T suffix) and
@@ -20,73 +20,40 @@
 //!   `ARENALLOC_STATS=/some/file` appends it to that file instead, for
 //!   programs whose stderr is checked). A malformed value is reported once
 //!   on stderr and the default used.
-//! * `fork`: `pthread_atfork` handlers take every heap lock before `fork`
+//! * `fork`: `pthread_atfork` handlers, registered when the loader runs
+//!   this library's constructor, take every heap lock before `fork`
 //!   and release them in parent and child, so a child forked while other
 //!   threads allocate can allocate at once.
 //! * A bad `free` or `realloc` aborts with one line on stderr naming the
 //!   error and the address; a pointer from outside the heap is reported,
 //!   never handed to another allocator.
 
-use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void, CStr};
-use core::mem::MaybeUninit;
 use core::ptr;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 use heap::{Config, Heap};
 
 /// `malloc`'s alignment: what `max_align_t` needs on x86-64 and aarch64.
 const MALLOC_ALIGN: usize = 16;
 
-const UNINIT: u8 = 0;
-const BUSY: u8 = 1;
-const READY: u8 = 2;
+/// The process heap. Its configuration is read from the environment by the
+/// heap itself, once, on the first allocation (`Config::at_init`): the
+/// heap's own start-up state machine is the only one.
+static HEAP: Heap = Heap::with_config(Config::new().at_init(config_from_env));
 
-struct ProcessHeap {
-    state: AtomicU8,
-    heap: UnsafeCell<MaybeUninit<Heap>>,
-}
-
-// SAFETY: `heap` is written once, by the thread that moves `state` from
-// UNINIT to BUSY, before `state` becomes READY (Release); it is read only
-// after observing READY (Acquire). `Heap` itself is Sync.
-unsafe impl Sync for ProcessHeap {}
-
-static HEAP: ProcessHeap = ProcessHeap {
-    state: AtomicU8::new(UNINIT),
-    heap: UnsafeCell::new(MaybeUninit::uninit()),
-};
-
-/// The process heap, built from the environment on first use.
 #[inline]
 fn heap() -> &'static Heap {
-    if HEAP.state.load(Ordering::Acquire) != READY {
-        init();
-    }
-    // SAFETY: READY was observed (here or in `init`), so the heap is written.
-    unsafe { (*HEAP.heap.get()).assume_init_ref() }
+    &HEAP
 }
 
-#[cold]
-fn init() {
-    loop {
-        match HEAP
-            .state
-            .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Acquire)
-        {
-            Ok(_) => break,
-            Err(READY) => return,
-            // Another thread is reading the environment: a few instructions.
-            Err(_) => core::hint::spin_loop(),
-        }
-    }
-    let config = config_from_env();
-    // SAFETY: we won the UNINIT -> BUSY transition: no one else writes or
-    // reads the cell until READY is published below.
-    unsafe { (*HEAP.heap.get()).write(Heap::with_config(config)) };
-    HEAP.state.store(READY, Ordering::Release);
+/// Runs when the dynamic loader has loaded this library, before `main`
+/// and before any `fork` the program can make: registers the fork handlers
+/// and, with `ARENALLOC_STATS`, the exit report. (Allocations made before
+/// this — by the loader or libc's own start-up — are served as usual: the
+/// heap initialises itself on first use.)
+extern "C" fn on_load() {
     // SAFETY: the handlers only call the heap's fork API on the process
-    // heap, which is READY now and lives for the whole process.
+    // heap, a `static` that lives for the whole process.
     unsafe {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
@@ -95,6 +62,10 @@ fn init() {
         unsafe { libc::atexit(print_stats) };
     }
 }
+
+#[used]
+#[link_section = ".init_array"]
+static ON_LOAD: extern "C" fn() = on_load;
 
 extern "C" fn fork_prepare() {
     // SAFETY: paired with fork_parent / fork_child by pthread_atfork.
@@ -126,8 +97,9 @@ fn env_flag(name: &CStr) -> bool {
     matches!(env(name), Some(v) if !v.is_empty() && v != b"0")
 }
 
-fn config_from_env() -> Config {
-    let mut config = Config::new();
+/// The `ARENALLOC_*` settings over `config`; runs once, inside the first
+/// allocation (it allocates nothing: `getenv` and a stack buffer).
+fn config_from_env(mut config: Config) -> Config {
     if let Some(v) = env(c"ARENALLOC_MAX_ARENAS") {
         match parse_size(v, false) {
             Some(n) if n >= 1 => config = config.max_arenas(n),

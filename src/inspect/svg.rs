@@ -10,7 +10,7 @@
 //!
 //! Invariants:
 //! * **No heap lock is held while this module allocates or writes.** As in
-//!   `stats.rs`'s dump, every buffer is sized and allocated first (under no
+//!   `dump.rs`, every buffer is sized and allocated first (under no
 //!   lock), filled under one arena lock at a time without growing, and the
 //!   picture is written only after every lock is released. A buffer that
 //!   turns out too small (the heap grew in between) truncates the picture
@@ -34,10 +34,10 @@
 
 use std::io::{self, BufWriter, Write};
 
+use super::dump::Bytes;
 use crate::arena::Counters;
 use crate::chunk::{CHUNK, FIRST_BLOCK};
 use crate::heap::Heap;
-use crate::stats::Bytes;
 
 /// A same-state run at least this long is drawn as its own rectangle
 /// (3 px of a row at [`ROW_WIDTH`]).

@@ -1,7 +1,7 @@
-//! Thread identity and the per-thread arena binding cache.
+//! Registry: thread tokens, the process-wide identity an arena's owner is.
 //!
-//! **Tokens.** A thread that binds to an arena claims a slot in a global
-//! registry of `MAX_THREADS` generation counters. Its token is
+//! A thread that binds to an arena claims a slot in a global registry of
+//! `MAX_THREADS` generation counters. Its token is
 //! `(slot + 1) << 32 | generation`, where an odd generation means "alive".
 //! At thread exit a TLS destructor bumps the slot's generation (to even), so
 //! every token of that thread dies at once — without touching any heap, which
@@ -13,28 +13,15 @@
 //! | even `g` | free; the next claimant makes it `g + 1` |
 //! | odd `g` | held by a live thread whose tokens carry `g` |
 //!
-//! **Cache.** Each thread keeps its bindings (heap id -> arena) in a small
-//! `WAYS`-entry cache in a const-initialised, destructor-free thread local,
-//! so it stays readable after the thread's other TLS is gone. The fast path
-//! is one TLS access and one compare: entry 0 holds the most recent heap.
-//! A heap id is unique for the life of the process (never reused), so a
-//! stale entry of a dropped heap is never matched, and its arena pointer is
-//! never followed.
-//!
-//! **Reentrancy.** `binding` names the heap this thread is binding to right
-//! now; an allocation from that heap while it is set (the arena's queue
-//! buffer, when the heap is the global allocator) is served from the heap's
-//! internal pool instead of recursing.
+//! The registry words are `core` atomics (a `static` array; loom's are not
+//! const): tokens are claimed and released once per thread, and the models
+//! observe their effect only through the arena owner word, which is a loom
+//! atomic.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::arena::Arena;
-
-/// Threads that can own arenas at once; more threads share arenas.
-const MAX_THREADS: usize = 4096;
-/// Heap bindings a thread caches.
-const WAYS: usize = 4;
+use crate::config::MAX_THREADS;
 
 /// The registry of thread slots (see the module doc's table).
 static REGISTRY: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
@@ -42,6 +29,8 @@ static REGISTRY: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_TH
 static REGISTRY_HINT: AtomicU32 = AtomicU32::new(0);
 /// Source of heap ids: never reused, 0 means "none".
 static NEXT_HEAP_ID: AtomicU64 = AtomicU64::new(1);
+/// Hands out sharing ordinals.
+static NEXT_ORDINAL: AtomicU64 = AtomicU64::new(1);
 
 /// A fresh, process-unique heap id.
 pub(crate) fn new_heap_id() -> u64 {
@@ -81,44 +70,30 @@ fn release_slot(token: u64) {
     REGISTRY[slot].store((token as u32).wrapping_add(1), Ordering::Release);
 }
 
-/// Token states of a thread's cache.
+/// Token states of a thread's identity.
 const TOKEN_NONE: u64 = 0;
 /// The thread's exit has begun (or no slot was free): it owns nothing more.
 const TOKEN_DEAD: u64 = u64::MAX;
 
-/// The per-thread cache (module doc).
-pub(crate) struct ThreadCache {
-    heaps: [Cell<u64>; WAYS],
-    arenas: [Cell<*const Arena>; WAYS],
+/// What the registry keeps per thread: const-initialised and without a
+/// destructor, so it stays readable after the thread's other TLS is gone.
+struct Identity {
     token: Cell<u64>,
-    binding: Cell<u64>,
     /// This thread's place in the order threads first needed to share an
     /// arena (0: not yet), for spreading sharers round-robin.
     ordinal: Cell<usize>,
 }
 
-impl ThreadCache {
-    const fn new() -> ThreadCache {
-        ThreadCache {
-            heaps: [const { Cell::new(0) }; WAYS],
-            arenas: [const { Cell::new(core::ptr::null()) }; WAYS],
-            token: Cell::new(TOKEN_NONE),
-            binding: Cell::new(0),
-            ordinal: Cell::new(0),
-        }
-    }
-}
-
 /// Releases the thread's registry slot at thread exit. It keeps its own
 /// copy of the token: thread-local destructors run in no fixed order, so
-/// the cache may be gone already (under loom it is dropped too).
+/// `IDENTITY` may be gone already (under loom it is dropped too).
 struct ExitGuard {
     token: Cell<u64>,
 }
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        let _ = CACHE.try_with(|c| c.token.set(TOKEN_DEAD));
+        let _ = IDENTITY.try_with(|c| c.token.set(TOKEN_DEAD));
         let token = self.token.get();
         if token != TOKEN_NONE {
             release_slot(token);
@@ -127,48 +102,17 @@ impl Drop for ExitGuard {
 }
 
 crate::sync::shim_thread_local! {
-    static CACHE: ThreadCache = ThreadCache::new();
+    static IDENTITY: Identity = Identity { token: Cell::new(TOKEN_NONE), ordinal: Cell::new(0) };
 }
 crate::sync::shim_thread_local! {
     static EXIT: ExitGuard = ExitGuard { token: Cell::new(TOKEN_NONE) };
-}
-
-/// The arena this thread is bound to in heap `heap`, if cached.
-#[inline]
-pub(crate) fn cached_arena(heap: u64) -> Option<*const Arena> {
-    CACHE
-        .try_with(|c| {
-            if c.heaps[0].get() == heap {
-                return Some(c.arenas[0].get());
-            }
-            (1..WAYS).find(|&i| c.heaps[i].get() == heap).map(|i| {
-                // Move the hit to the front.
-                c.heaps[0].swap(&c.heaps[i]);
-                c.arenas[0].swap(&c.arenas[i]);
-                c.arenas[0].get()
-            })
-        })
-        .ok()
-        .flatten()
-}
-
-/// Records a binding at the front of the cache (evicting the oldest).
-pub(crate) fn cache_arena(heap: u64, arena: *const Arena) {
-    let _ = CACHE.try_with(|c| {
-        for i in (1..WAYS).rev() {
-            c.heaps[i].set(c.heaps[i - 1].get());
-            c.arenas[i].set(c.arenas[i - 1].get());
-        }
-        c.heaps[0].set(heap);
-        c.arenas[0].set(arena);
-    });
 }
 
 /// This thread's token, claiming a registry slot (and arming the exit
 /// guard) on first use; 0 if the thread cannot own arenas (exiting, TLS
 /// gone, or the registry full).
 pub(crate) fn token() -> u64 {
-    CACHE
+    IDENTITY
         .try_with(|c| match c.token.get() {
             TOKEN_DEAD => 0,
             TOKEN_NONE => {
@@ -188,25 +132,11 @@ pub(crate) fn token() -> u64 {
         .unwrap_or(0)
 }
 
-/// Marks this thread as binding to heap `heap` (0: done). Returns the
-/// previous mark, or `None` if the thread's TLS is gone.
-pub(crate) fn set_binding(heap: u64) -> Option<u64> {
-    CACHE.try_with(|c| c.binding.replace(heap)).ok()
-}
-
-/// Whether this thread is in the middle of binding to heap `heap`.
-pub(crate) fn is_binding(heap: u64) -> bool {
-    CACHE.try_with(|c| c.binding.get() == heap).unwrap_or(false)
-}
-
-/// Hands out sharing ordinals.
-static NEXT_ORDINAL: AtomicU64 = AtomicU64::new(1);
-
 /// A number that differs between threads, for spreading threads that must
 /// share arenas round-robin. (Not a TLS address: thread stacks, and their
 /// TLS, sit at a fixed stride, so every thread got the same arena.)
 pub(crate) fn spread() -> usize {
-    CACHE
+    IDENTITY
         .try_with(|c| {
             if c.ordinal.get() == 0 {
                 c.ordinal

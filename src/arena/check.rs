@@ -1,0 +1,234 @@
+//! The invariant walk (`Heap::check`) and the read-only walks `stats` and
+//! `dump` use: every property listed in `arena/mod.rs` is proven here by
+//! visiting every chunk, block and bin entry, returning the first violation.
+//!
+//! Invariant of the walks themselves: they never follow a pointer they have
+//! not first proven to lie in one of this arena's committed chunks (by the
+//! region map) and never step past a chunk's sentinel, so a corrupt heap is
+//! reported, not crashed on. All require the arena lock.
+
+use super::{ArenaState, Counters};
+use crate::bins::{self, BINS};
+use crate::block::{self, Header, HEADER, MIN_BLOCK};
+use crate::chunk::{self, ChunkHeader, CHUNK_DATA};
+use crate::error::{HeapError, HeapErrorKind};
+use crate::region::{ChunkUse, Region};
+
+impl ArenaState {
+    /// Proves this arena's invariants (module doc), returning the first
+    /// violation found.
+    pub(crate) fn check(&self, region: &Region, id: u32) -> Result<(), HeapError> {
+        let err = |kind, addr: usize| {
+            Err(HeapError {
+                arena: Some(id),
+                addr,
+                kind,
+            })
+        };
+        let mut walked = Counters {
+            allocs: self.counters.allocs,
+            frees: self.counters.frees,
+            remote_frees: self.counters.remote_frees,
+            queue_full: self.counters.queue_full,
+            lock_acquisitions: self.counters.lock_acquisitions,
+            lock_contended: self.counters.lock_contended,
+            ..Counters::default()
+        };
+        let mut c = self.chunks;
+        let mut prev_chunk: *mut ChunkHeader = core::ptr::null_mut();
+        while !c.is_null() {
+            let ca = c as usize;
+            if !region.contains(ca)
+                || region.chunk_use(region.chunk_index(ca)) != ChunkUse::Arena(id)
+            {
+                return err(HeapErrorKind::ChunkNotOwned, ca);
+            }
+            // SAFETY: the region map says this chunk is ours, so it is
+            // committed and its header valid; the lock is held.
+            let (arena_id, back) = unsafe { ((*c).arena_id, (*c).prev) };
+            if arena_id != id || back != prev_chunk {
+                return err(HeapErrorKind::ChunkNotOwned, ca);
+            }
+            walked.chunk_count += 1;
+            // SAFETY: as above.
+            unsafe { self.check_chunk(c, &mut walked, id)? };
+            prev_chunk = c;
+            // SAFETY: as above.
+            c = unsafe { (*c).next };
+            if walked.chunk_count > region.chunk_count() {
+                return err(HeapErrorKind::ChunkNotOwned, ca);
+            }
+        }
+        self.check_bins(region, walked.free_blocks, id)?;
+        if walked != self.counters {
+            return err(HeapErrorKind::CounterMismatch, 0);
+        }
+        let c = &self.counters;
+        if c.live_bytes + c.live_blocks * HEADER + c.free_bytes != c.chunk_count * CHUNK_DATA {
+            return err(HeapErrorKind::CounterMismatch, 0);
+        }
+        Ok(())
+    }
+
+    /// Walks one chunk: tiling, flags, footers, start bits.
+    unsafe fn check_chunk(
+        &self,
+        c: *mut ChunkHeader,
+        walked: &mut Counters,
+        id: u32,
+    ) -> Result<(), HeapError> {
+        let err = |kind, addr: *mut Header| {
+            Err(HeapError {
+                arena: Some(id),
+                addr: addr as usize,
+                kind,
+            })
+        };
+        // SAFETY: `c` is a committed chunk of ours (caller); every header
+        // read is at an address the walk has proven lies before the sentinel.
+        unsafe {
+            let end = (*c).sentinel();
+            let mut b = (*c).first_block();
+            let mut prev_free = false;
+            let mut blocks = 0;
+            while b < end {
+                let size = (*b).size();
+                if size < MIN_BLOCK || b as usize + size > end as usize {
+                    return err(HeapErrorKind::BadTiling, b);
+                }
+                if !(*c).is_start(b as usize) {
+                    return err(HeapErrorKind::BitmapMismatch, b);
+                }
+                if (*b).prev_is_free() != prev_free {
+                    return err(HeapErrorKind::FooterMismatch, b);
+                }
+                let free = (*b).is_free();
+                if free {
+                    if prev_free {
+                        return err(HeapErrorKind::AdjacentFree, b);
+                    }
+                    if (*block::next_block(b)).prev_size != size {
+                        return err(HeapErrorKind::FooterMismatch, b);
+                    }
+                    walked.free_blocks += 1;
+                    walked.free_bytes += size;
+                    if size == CHUNK_DATA {
+                        walked.empty_chunks += 1;
+                    }
+                } else {
+                    walked.live_blocks += 1;
+                    walked.live_bytes += block::block_to_usable(size);
+                }
+                prev_free = free;
+                blocks += 1;
+                b = block::next_block(b);
+            }
+            if b != end
+                || (*end).size() != 0
+                || (*end).is_free()
+                || (*end).prev_is_free() != prev_free
+            {
+                return err(HeapErrorKind::BadTiling, end);
+            }
+            if (*c).count_starts() != blocks {
+                return err(HeapErrorKind::BitmapMismatch, c.cast());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every bin entry is a free block of that bin, lists are well linked,
+    /// and together the bins hold exactly the `free_blocks` the walk found.
+    fn check_bins(&self, region: &Region, free_blocks: usize, id: u32) -> Result<(), HeapError> {
+        let err = |kind, addr: *mut Header| {
+            Err(HeapError {
+                arena: Some(id),
+                addr: addr as usize,
+                kind,
+            })
+        };
+        let mut entries = 0;
+        for bin in 0..BINS {
+            let mut b = self.index.head(bin);
+            if b.is_null() == self.index.marked_nonempty(bin) {
+                return err(HeapErrorKind::BinMismatch, b);
+            }
+            let mut prev: *mut Header = core::ptr::null_mut();
+            while !b.is_null() {
+                entries += 1;
+                if entries > free_blocks {
+                    return err(HeapErrorKind::BinMismatch, b);
+                }
+                let ba = b as usize;
+                if !region.contains(ba)
+                    || region.chunk_use(region.chunk_index(ba)) != ChunkUse::Arena(id)
+                {
+                    return err(HeapErrorKind::BinMismatch, b);
+                }
+                // SAFETY: the region map says `b` lies in one of our
+                // committed chunks, so its chunk header and the header at
+                // `b` are readable; links are followed only once the start
+                // bit and FREE flag show `b` really is a free block.
+                unsafe {
+                    let c = chunk::chunk_of(ba);
+                    if !(*c).is_start(ba) || !(*b).is_free() || bins::bin_of((*b).size()) != bin {
+                        return err(HeapErrorKind::BinMismatch, b);
+                    }
+                    if (*block::links(b)).prev != prev {
+                        return err(HeapErrorKind::BinMismatch, b);
+                    }
+                    prev = b;
+                    b = (*block::links(b)).next;
+                }
+            }
+        }
+        if entries != free_blocks {
+            return err(HeapErrorKind::BinMismatch, core::ptr::null_mut());
+        }
+        Ok(())
+    }
+
+    /// Size of the largest free block (walks the highest non-empty bin).
+    pub(crate) fn largest_free(&self) -> usize {
+        let Some(bin) = self.index.highest_nonempty() else {
+            return 0;
+        };
+        let mut best = 0;
+        let mut b = self.index.head(bin);
+        while !b.is_null() {
+            // SAFETY: bin lists hold free blocks of our chunks (lock held).
+            unsafe {
+                best = best.max((*b).size());
+                b = (*block::links(b)).next;
+            }
+        }
+        best
+    }
+
+    /// Calls `f(chunk, block)` for every block of every chunk, in address
+    /// order within a chunk; stops early when `f` returns `false`.
+    pub(crate) fn for_each_block(&self, mut f: impl FnMut(*mut ChunkHeader, *mut Header) -> bool) {
+        let mut c = self.chunks;
+        while !c.is_null() {
+            // SAFETY: the list holds our chunks (lock held); walking by size
+            // stays inside a chunk as long as it tiles, and `check` (which
+            // does not use this) is what proves tiling, so the walk bounds
+            // itself by the sentinel and by a minimum step.
+            unsafe {
+                let end = (*c).sentinel();
+                let mut b = (*c).first_block();
+                while b < end {
+                    if !f(c, b) {
+                        return;
+                    }
+                    let size = (*b).size();
+                    if size < MIN_BLOCK {
+                        break;
+                    }
+                    b = block::next_block(b);
+                }
+                c = (*c).next;
+            }
+        }
+    }
+}

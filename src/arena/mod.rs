@@ -1,0 +1,217 @@
+//! Arena: a lock, the free-block index of the chunks it owns, and counters.
+//!
+//! Every block of an arena's chunks is allocated, split, coalesced and freed
+//! only while the arena's lock is held; the lock is the *only* thing that
+//! serialises two threads touching the same blocks. With one arena per
+//! thread the lock is uncontended (one atomic compare-exchange to take, one
+//! swap to release); with `max_arenas(1)` it is the one global lock.
+//!
+//! Files: this one holds the arena itself (lock, ownership, the remote
+//! queue it owns, fork reset); `alloc.rs` the hot path under the lock
+//! (take, carve, free, coalesce, resize); `lookup.rs` pointer validation
+//! (which block is `ptr`); `check.rs` the invariant walk. The cross-thread
+//! protocol over `remote` (claim, push, drain) is `crate::remote`.
+//!
+//! Invariants (checked by `ArenaState::check`):
+//! * the arena's chunks form a doubly linked list of `chunk_count` chunks,
+//!   each with `arena_id == id` and marked `Arena(id)` in the region map;
+//! * every free block of those chunks is in exactly one bin of `index`;
+//! * the counters equal what a walk of the chunks finds, and
+//!   `live_bytes + live_blocks * HEADER + free_bytes == chunk_count * CHUNK_DATA`;
+//! * `empty_chunks` counts chunks that are one free block; at most one of
+//!   them is kept when a free empties a chunk — the next one goes back to
+//!   the region (purged), so RSS follows the live set.
+//!
+//! Ownership: `owner` holds the token (`thread::registry`) of the thread
+//! bound to the arena, or 0. It changes only by compare-exchange: 0 or a
+//! dead token -> a live token (creation, adoption). Frees of the arena's
+//! blocks by any other thread go through `remote`; whoever holds the lock
+//! drains it.
+//!
+//! Lock order: arena lock, then region lock. Nothing here allocates through
+//! the global allocator (the queue's buffer is allocated by the caller of
+//! `Arena::new`, with no lock held) and nothing here panics.
+
+mod alloc;
+mod check;
+mod lookup;
+
+use crate::bins::FreeIndex;
+use crate::block::{GRANULE, HEADER, MIN_BLOCK};
+use crate::chunk::{ChunkHeader, CHUNK_DATA};
+use crate::sync::{AtomicU64, Locked, LockedGuard, MpmcQueue, Ordering};
+use crate::thread::registry;
+
+/// Running totals an arena keeps under its lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// Live blocks.
+    pub(crate) live_blocks: usize,
+    /// Usable bytes of live blocks (`block size - HEADER` each).
+    pub(crate) live_bytes: usize,
+    /// Free blocks (all in bins).
+    pub(crate) free_blocks: usize,
+    /// Bytes of free blocks, headers included.
+    pub(crate) free_bytes: usize,
+    /// Chunks owned.
+    pub(crate) chunk_count: usize,
+    /// Chunks that are a single free block.
+    pub(crate) empty_chunks: usize,
+    /// Allocations served, ever.
+    pub(crate) allocs: u64,
+    /// Frees performed, ever (local and remote).
+    pub(crate) frees: u64,
+    /// Remote frees drained from the queue, ever.
+    pub(crate) remote_frees: u64,
+    /// Remote frees that found the queue full and took the lock, ever.
+    pub(crate) queue_full: u64,
+    /// Times the lock was taken (counted under it: no extra atomic).
+    pub(crate) lock_acquisitions: u64,
+    /// Times the lock was found held by another thread.
+    pub(crate) lock_contended: u64,
+}
+
+/// Everything the arena lock guards.
+pub(crate) struct ArenaState {
+    index: FreeIndex,
+    /// Head of the list of owned chunks.
+    chunks: *mut ChunkHeader,
+    pub(crate) counters: Counters,
+}
+
+// SAFETY: the raw pointers point into chunks this arena owns; the state is
+// only reached under the arena lock, so moving it between threads is fine.
+unsafe impl Send for ArenaState {}
+
+/// One arena. Lives in the heap's metadata, never moves.
+pub(crate) struct Arena {
+    /// Index in the heap's arena table; stored in every chunk it owns.
+    pub(crate) id: u32,
+    state: Locked<ArenaState>,
+    /// Token of the owning thread, or 0 (module doc).
+    owner: AtomicU64,
+    /// Times a thread adopted this arena (`Relaxed`: statistics only).
+    adoptions: AtomicU64,
+    /// Blocks freed by other threads, waiting for the lock holder. In a
+    /// cell only so that a `fork` child may replace it (`reset_after_fork`).
+    remote: core::cell::UnsafeCell<MpmcQueue>,
+}
+
+// SAFETY: every field is Sync but `remote`'s cell, which is only read
+// through shared references except in `reset_after_fork`, whose caller
+// guarantees that no other thread exists.
+unsafe impl Sync for Arena {}
+
+/// The arena lock, held.
+pub(crate) type ArenaGuard<'a> = LockedGuard<'a, ArenaState>;
+
+impl Arena {
+    /// Takes the arena lock, counting the acquisition and any contention
+    /// in the state it guards (plain adds: the fast path pays for no atomic
+    /// beyond the lock's own).
+    #[inline]
+    pub(crate) fn lock(&self) -> ArenaGuard<'_> {
+        let (mut guard, contended) = self.state.lock();
+        guard.counters.lock_acquisitions += 1;
+        guard.counters.lock_contended += u64::from(contended);
+        guard
+    }
+
+    /// A new arena owned by `owner` (a token, or 0). Allocates the remote
+    /// queue: call with no heap lock held.
+    pub(crate) fn new(id: u32, queue_capacity: usize, owner: u64) -> Arena {
+        Arena {
+            id,
+            state: Locked::new(ArenaState {
+                index: FreeIndex::new(),
+                chunks: core::ptr::null_mut(),
+                counters: Counters::default(),
+            }),
+            owner: AtomicU64::new(owner),
+            adoptions: AtomicU64::new(0),
+            remote: core::cell::UnsafeCell::new(MpmcQueue::new(queue_capacity)),
+        }
+    }
+
+    /// The remote-free queue.
+    #[inline]
+    pub(crate) fn queue(&self) -> &MpmcQueue {
+        // SAFETY: the queue is replaced only by `reset_after_fork`, when no
+        // other thread exists and no reference to it is live.
+        unsafe { &*self.remote.get() }
+    }
+
+    /// The owner's token if that thread is alive.
+    pub(crate) fn live_owner(&self) -> Option<u64> {
+        let t = self.owner.load(Ordering::Acquire);
+        registry::is_alive(t).then_some(t)
+    }
+
+    /// Whether `token` owns this arena.
+    pub(crate) fn is_owned_by(&self, token: u64) -> bool {
+        token != 0 && self.owner.load(Ordering::Acquire) == token
+    }
+
+    /// Makes `token` the owner if the arena has no live owner. The caller
+    /// must then drain the queue (adoption).
+    pub(crate) fn try_adopt(&self, token: u64) -> bool {
+        let cur = self.owner.load(Ordering::Acquire);
+        if token == 0 || registry::is_alive(cur) {
+            return false;
+        }
+        let won = self
+            .owner
+            .compare_exchange(cur, token, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            self.adoptions.fetch_add(1, Ordering::Relaxed);
+        }
+        won
+    }
+
+    /// Adoptions so far.
+    pub(crate) fn adoption_count(&self) -> u64 {
+        self.adoptions.load(Ordering::Relaxed)
+    }
+
+    /// The lock, for `fork` handlers.
+    pub(crate) fn raw_lock(&self) -> &crate::sync::RawLock {
+        self.state.raw()
+    }
+
+    /// In a `fork` child: a push that was in flight in the parent when it
+    /// forked may have left the queue with a slot that never fills, which
+    /// would make `pop` spin forever. A queue that is not empty is therefore
+    /// replaced by a new one (allocating, so call with no lock held); the
+    /// blocks it held stay pending and are leaked in the child.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread is the only thread of the process (a `fork`
+    /// child) and holds no reference to this arena's queue.
+    pub(crate) unsafe fn reset_after_fork(&self, queue_capacity: usize) {
+        if self.queue().is_empty() {
+            return;
+        }
+        let fresh = MpmcQueue::new(queue_capacity);
+        // SAFETY: single-threaded (caller); the old queue is forgotten, not
+        // dropped, since its slots may be half written.
+        unsafe { core::mem::forget(self.remote.get().replace(fresh)) };
+    }
+}
+
+/// The largest request (payload bytes) with alignment `align` that an arena
+/// serves; larger ones take the large path.
+#[inline]
+pub(crate) fn arena_serves(size: usize, align: usize) -> bool {
+    if size > crate::large::LARGE_THRESHOLD {
+        return false;
+    }
+    let need = size + HEADER + GRANULE;
+    let pad = if align > GRANULE {
+        align + MIN_BLOCK
+    } else {
+        0
+    };
+    need + pad <= CHUNK_DATA
+}

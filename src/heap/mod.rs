@@ -1,0 +1,480 @@
+//! Heap: the public API and `GlobalAlloc` — the entry points, and the
+//! paths every allocation and free takes from here.
+//!
+//! ```text
+//! malloc / GlobalAlloc::alloc ─▶ alloc_impl
+//!    ├─ size > LARGE_THRESHOLD ─▶ large::alloc                       (large.rs)
+//!    └─ arena = cache::cached_arena (one TLS compare)                 (thread/cache.rs)
+//!         │     └─ miss ─▶ bind_slow ─▶ choose_arena                  (heap/bind.rs)
+//!         └─ arena.lock_and_drain_some ─▶ ArenaState::alloc          (remote.rs, arena/alloc.rs)
+//!                 take (index first fit | grow: region chunk) ─▶ carve
+//!
+//! free ─▶ locate (region map: one load)                               (heap/meta.rs)
+//!    ├─ large ─▶ large::free
+//!    ├─ own arena (or max_arenas(1)) ─▶ arena.free_locked              (remote.rs)
+//!    │      lock, drain some, find_live, ArenaState::free (coalesce)   (arena/lookup.rs, alloc.rs)
+//!    └─ foreign arena ─▶ arena.free_remote_mt                          (remote.rs)
+//!           claim_mt (header CAS) ─▶ queue push | full: free_locked
+//!
+//! realloc ─▶ resize_in_place (arena or large) | alloc_impl + copy + free
+//! ```
+//!
+//! A `Heap` value is three words and const-constructible. On first use it
+//! reserves its region and builds its metadata (`meta.rs`) *inside* the
+//! region's first chunk(s), so nothing about a heap is ever allocated
+//! through another allocator and nothing of it moves.
+//!
+//! Invariants:
+//! * `meta` is null until initialisation finished, then never changes until
+//!   `Drop`; `init` goes `UNINIT -> BUSY -> READY` (back to `UNINIT` if the
+//!   OS refuses the reservation, so a later call may retry).
+//! * Allocation fast path: one `Acquire` load of `meta`, one TLS compare,
+//!   the arena lock (uncontended with per-thread arenas), an O(1) bin
+//!   search, a split, the unlock. No syscall, no allocation, no
+//!   formatting, no panic.
+//! * No lock of the heap is held while anything could call the global
+//!   allocator (`inspect` allocates its buffers before locking and writes
+//!   after unlocking).
+//!
+//! Files: `meta.rs` (metadata layout, arena table, pointer lookup),
+//! `pool.rs` (the internal pool for allocations made while binding),
+//! `bind.rs` (thread -> arena), `fork.rs` (`pthread_atfork` support).
+
+mod bind;
+mod fork;
+mod meta;
+mod pool;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use crate::arena::{self, Arena};
+use crate::block::{self, GRANULE};
+use crate::config::Config;
+use crate::error::{abort_on_free_error, FreeError};
+use crate::large;
+use crate::thread::cache;
+
+use bind::Bound;
+pub(crate) use meta::HeapMeta;
+use meta::{create_meta, locate, Owner};
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+/// A thread-safe heap: a region, its arenas and its large allocations.
+///
+/// ```
+/// let heap = arenalloc::Heap::new();
+/// let p = heap.malloc(100);
+/// assert!(!p.is_null() && heap.is_allocated(p));
+/// assert!(heap.usable_size(p).unwrap() >= 100);
+/// unsafe { heap.free(p) }.unwrap();
+/// assert_eq!(unsafe { heap.free(p) }, Err(arenalloc::FreeError::DoubleFree));
+/// heap.check().unwrap();
+/// ```
+pub struct Heap {
+    config: Config,
+    meta: AtomicPtr<HeapMeta>,
+    init: AtomicU8,
+}
+
+// SAFETY: (1) every allocation returned satisfies the layout: `alloc_impl`
+// aligns to `max(align, 16)` and serves at least `size` bytes; (2) `dealloc`
+// and `realloc` take pointers this heap returned (the caller's contract),
+// and invalid ones abort instead of corrupting; (3) nothing here unwinds.
+unsafe impl GlobalAlloc for Heap {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.alloc_impl(layout.size(), layout.align().max(GRANULE))
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: the caller passes a live block of this heap.
+        if let Err(e) = unsafe { self.free(ptr) } {
+            abort_on_free_error(e, ptr);
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.alloc_zeroed_impl(layout.size(), layout.align().max(GRANULE))
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller passes a live block of this heap and a non-zero
+        // `new_size`, so this never frees without allocating.
+        unsafe { self.realloc_impl(ptr, new_size, layout.align().max(GRANULE)) }
+    }
+}
+
+impl Heap {
+    // ----- allocation ---------------------------------------------------
+
+    /// Allocates `size` bytes aligned to `align` (a power of two >= 16).
+    #[inline]
+    fn alloc_impl(&self, size: usize, align: usize) -> *mut u8 {
+        let Some(meta) = self.meta() else {
+            return ptr::null_mut();
+        };
+        if arena::arena_serves(size, align) {
+            let arena = match cache::cached_arena(meta.id) {
+                // SAFETY: the cache matched this heap's id, so the pointer is
+                // an arena of this (live) heap.
+                Some(a) => unsafe { &*a },
+                None => match self.bind_slow(meta) {
+                    Bound::Arena(a) => a,
+                    Bound::Internal => return meta.internal_alloc(size, align),
+                    Bound::None => return ptr::null_mut(),
+                },
+            };
+            let mut st = arena.lock_and_drain_some(&meta.region);
+            // SAFETY: `arena_serves` holds, the lock is held, and the region
+            // and id are this arena's.
+            unsafe { st.alloc(&meta.region, arena.id, size, align) }
+        } else {
+            large::alloc(&meta.region, &meta.large, size, align)
+        }
+    }
+
+    /// Allocates `size` bytes, 16-byte aligned, like C `malloc`. Null when
+    /// the region is exhausted. `malloc(0)` returns a unique pointer.
+    #[inline]
+    pub fn malloc(&self, size: usize) -> *mut u8 {
+        self.alloc_impl(size, GRANULE)
+    }
+
+    /// Allocates `count * size` zeroed bytes; null on overflow or exhaustion.
+    pub fn calloc(&self, count: usize, size: usize) -> *mut u8 {
+        let Some(total) = count.checked_mul(size) else {
+            return ptr::null_mut();
+        };
+        self.alloc_zeroed_impl(total, GRANULE)
+    }
+
+    fn alloc_zeroed_impl(&self, size: usize, align: usize) -> *mut u8 {
+        let p = self.alloc_impl(size, align);
+        // Large runs come straight from the region, already zero.
+        if !p.is_null() && arena::arena_serves(size, align) {
+            // SAFETY: `p` is a fresh allocation of at least `size` bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        p
+    }
+
+    /// Allocates `size` bytes aligned to `align`, which must be a power of
+    /// two (any, up to what the region can hold; below 16 means 16). Null
+    /// for a bad alignment or exhaustion.
+    pub fn aligned_alloc(&self, align: usize, size: usize) -> *mut u8 {
+        if !align.is_power_of_two() {
+            return ptr::null_mut();
+        }
+        self.alloc_impl(size, align.max(GRANULE))
+    }
+
+    // ----- free -----------------------------------------------------------
+
+    /// Frees the block whose payload starts at `ptr`; null is a no-op.
+    /// Reports a double free, an interior or foreign pointer as an error
+    /// instead of corrupting anything.
+    ///
+    /// # Safety
+    ///
+    /// If `ptr` is a live allocation of this heap, nobody uses it after this
+    /// call. (Invalid pointers are detected, not undefined behaviour, as long
+    /// as no other thread frees or reallocates the same pointer concurrently.)
+    #[inline]
+    pub unsafe fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
+        match locate(meta, ptr as usize)? {
+            Owner::Arena(arena) => {
+                if ptr as usize % GRANULE != 0 {
+                    return Err(FreeError::NotAllocated);
+                }
+                // Local: the caller's own arena — or the only arena, so that
+                // max_arenas(1) stays one lock even for a thread that frees
+                // before it ever allocated (and so has no binding).
+                let local = cache::cached_arena(meta.id) == Some(arena as *const Arena)
+                    || meta.config.get_max_arenas() == 1;
+                if local {
+                    // SAFETY: `ptr` is aligned and in one of `arena`'s chunks.
+                    unsafe { arena.free_locked(&meta.region, ptr, false) }
+                } else {
+                    // SAFETY: as above.
+                    unsafe { arena.free_remote_mt(&meta.region, ptr) }
+                }
+            }
+            // SAFETY: `ptr` is in a large slot; the caller gives it up.
+            Owner::Large => unsafe { large::free(&meta.region, &meta.large, ptr) },
+            // Internal-pool blocks are never reclaimed (`internal_alloc`).
+            Owner::Pool(..) => Ok(()),
+        }
+    }
+
+    /// Frees the live block that contains `ptr` anywhere in its payload
+    /// (an interior pointer), like a conservative collector would.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::free`], for the block containing `ptr`.
+    pub unsafe fn free_containing(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
+        match locate(meta, ptr as usize)? {
+            Owner::Pool(..) => Ok(()),
+            Owner::Arena(arena) => {
+                let st = arena.lock();
+                // SAFETY: `ptr` is in one of `arena`'s chunks; lock held.
+                let found = unsafe { st.find_containing(ptr as usize) };
+                let start = match found {
+                    Some(b) => block::block_to_payload(b),
+                    None => {
+                        // Classify with the block-start rules, at the granule.
+                        let aligned = (ptr as usize & !(GRANULE - 1)) as *mut u8;
+                        // SAFETY: as above; `aligned` is in the same chunk.
+                        let err = unsafe { st.find_live(aligned) }
+                            .err()
+                            .unwrap_or(FreeError::NotAllocated);
+                        return Err(err);
+                    }
+                };
+                drop(st);
+                // SAFETY: `start` is the payload of the live block the caller
+                // gives up (a racing free of it is excluded by the contract).
+                unsafe { self.free(start) }
+            }
+            Owner::Large => match large::containing(&meta.region, ptr as usize) {
+                // SAFETY: as above.
+                Some((payload, _)) => unsafe { self.free(payload as *mut u8) },
+                // SAFETY: classification only; `ptr` is not a live payload.
+                None => unsafe { large::free(&meta.region, &meta.large, ptr) },
+            },
+        }
+    }
+
+    // ----- realloc ----------------------------------------------------------
+
+    /// Resizes the allocation at `ptr` to `size` bytes, like C `realloc`:
+    /// null `ptr` allocates; `size == 0` frees and returns null; otherwise
+    /// the block shrinks or grows in place when it can, else moves (contents
+    /// preserved up to the smaller size). Null on exhaustion, with `ptr`
+    /// still valid. Aborts with a message if `ptr` is not a live block.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is null or a live allocation of this heap, not used again
+    /// unless null is returned for a non-zero `size`.
+    pub unsafe fn realloc(&self, ptr: *mut u8, size: usize) -> *mut u8 {
+        if size == 0 && !ptr.is_null() {
+            // SAFETY: the caller gives `ptr` up.
+            if let Err(e) = unsafe { self.free(ptr) } {
+                abort_on_free_error(e, ptr);
+            }
+            return ptr::null_mut();
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc_impl(ptr, size, GRANULE) }
+    }
+
+    /// `realloc` keeping alignment `align` (a power of two >= 16).
+    unsafe fn realloc_impl(&self, ptr: *mut u8, size: usize, align: usize) -> *mut u8 {
+        if ptr.is_null() {
+            return self.alloc_impl(size, align);
+        }
+        let Some(meta) = self.meta_if_ready() else {
+            abort_on_free_error(FreeError::OutsideHeap, ptr)
+        };
+        let owner = match locate(meta, ptr as usize) {
+            Ok(o) => o,
+            Err(e) => abort_on_free_error(e, ptr),
+        };
+        let old_usable = match owner {
+            Owner::Pool(_, usable) => usable,
+            Owner::Arena(arena) => {
+                if ptr as usize % GRANULE != 0 {
+                    abort_on_free_error(FreeError::NotAllocated, ptr);
+                }
+                let mut st = arena.lock();
+                // SAFETY: `ptr` is aligned and in `arena`'s chunk; lock held.
+                let b = match unsafe { st.find_live(ptr) } {
+                    Ok(b) => b,
+                    Err(e) => {
+                        drop(st);
+                        abort_on_free_error(e, ptr)
+                    }
+                };
+                // SAFETY: `b` is live and ours; lock held.
+                if unsafe { st.resize_in_place(b, size) } {
+                    return ptr;
+                }
+                // SAFETY: `b` is a valid live header.
+                block::block_to_usable(unsafe { (*b).size() })
+            }
+            Owner::Large => {
+                let live = large::containing(&meta.region, ptr as usize)
+                    .filter(|&(p, _)| p == ptr as usize);
+                let Some((_, usable)) = live else {
+                    // SAFETY: classification only: `ptr` is no live payload.
+                    let e = unsafe { large::free(&meta.region, &meta.large, ptr) }.err();
+                    abort_on_free_error(e.unwrap_or(FreeError::NotAllocated), ptr)
+                };
+                if !arena::arena_serves(size, align) {
+                    // SAFETY: `ptr` is a live large allocation the caller owns.
+                    if unsafe { large::resize_in_place(&meta.region, &meta.large, ptr, size) } {
+                        return ptr;
+                    }
+                }
+                usable
+            }
+        };
+        let new = self.alloc_impl(size, align);
+        if new.is_null() {
+            return new;
+        }
+        // SAFETY: both blocks are live and distinct; `old_usable` and `size`
+        // bound what each holds.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, new, old_usable.min(size));
+            if let Err(e) = self.free(ptr) {
+                abort_on_free_error(e, ptr);
+            }
+        }
+        new
+    }
+
+    // ----- pointer queries ----------------------------------------------------
+
+    /// Whether `ptr` points into the payload of a live block of this heap.
+    pub fn is_allocated(&self, ptr: *const u8) -> bool {
+        self.containing(ptr).is_some()
+    }
+
+    /// The usable size of the live block whose payload contains `ptr`.
+    pub fn usable_size(&self, ptr: *const u8) -> Option<usize> {
+        self.containing(ptr).map(|(_, usable)| usable)
+    }
+
+    /// `(payload, usable)` of the live block containing `ptr`.
+    fn containing(&self, ptr: *const u8) -> Option<(usize, usize)> {
+        let meta = self.meta_if_ready()?;
+        match locate(meta, ptr as usize).ok()? {
+            Owner::Pool(payload, usable) => Some((payload, usable)),
+            Owner::Arena(arena) => {
+                let st = arena.lock();
+                // SAFETY: `ptr` is in one of `arena`'s chunks; lock held; a
+                // found block is a valid live header.
+                unsafe {
+                    let b = st.find_containing(ptr as usize)?;
+                    Some((
+                        block::block_to_payload(b) as usize,
+                        block::block_to_usable((*b).size()),
+                    ))
+                }
+            }
+            Owner::Large => large::containing(&meta.region, ptr as usize),
+        }
+    }
+
+    // ----- construction and initialisation -------------------------------------
+
+    /// A heap with the default [`Config`]. Reserves nothing until first use.
+    pub const fn new() -> Heap {
+        Heap::with_config(Config::new())
+    }
+
+    /// A heap with the given configuration.
+    pub const fn with_config(config: Config) -> Heap {
+        Heap {
+            config,
+            meta: AtomicPtr::new(ptr::null_mut()),
+            init: AtomicU8::new(UNINIT),
+        }
+    }
+
+    /// The configuration this heap was built with.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// The metadata, initialising the heap on first use; `None` if the OS
+    /// refused the reservation.
+    #[inline]
+    pub(crate) fn meta(&self) -> Option<&HeapMeta> {
+        let m = self.meta.load(Ordering::Acquire);
+        if m.is_null() {
+            return self.init_slow();
+        }
+        // SAFETY: a non-null `meta` points at initialised metadata that
+        // lives until `Drop`, which cannot run while `&self` is borrowed.
+        Some(unsafe { &*m })
+    }
+
+    /// The metadata if the heap was ever used.
+    #[inline]
+    pub(crate) fn meta_if_ready(&self) -> Option<&HeapMeta> {
+        let m = self.meta.load(Ordering::Acquire);
+        // SAFETY: as in `meta`.
+        (!m.is_null()).then(|| unsafe { &*m })
+    }
+
+    #[cold]
+    fn init_slow(&self) -> Option<&HeapMeta> {
+        loop {
+            match self
+                .init
+                .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    let m = create_meta(self.config.resolved());
+                    if m.is_null() {
+                        self.init.store(UNINIT, Ordering::Release);
+                        return None;
+                    }
+                    self.meta.store(m, Ordering::Release);
+                    self.init.store(READY, Ordering::Release);
+                    // SAFETY: just built, lives until Drop.
+                    return Some(unsafe { &*m });
+                }
+                Err(READY) => return self.meta_if_ready(),
+                // Another thread is reserving the region: a few syscalls.
+                Err(_) => crate::sync::yield_now(),
+            }
+        }
+    }
+}
+
+impl Default for Heap {
+    fn default() -> Heap {
+        Heap::new()
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        let m = *self.meta.get_mut();
+        if m.is_null() {
+            return;
+        }
+        // SAFETY: `&mut self` means no other reference to the heap exists;
+        // ready slots hold initialised arenas, each dropped once (a slot
+        // reserved but never readied cannot exist once creators returned);
+        // the region is unmapped last and `m` is not used after.
+        unsafe {
+            let meta = &*m;
+            for id in 0..meta.arena_count() {
+                let slot = &mut *meta.arenas.add(id);
+                if *slot.ready.get_mut() {
+                    slot.arena.assume_init_drop();
+                }
+            }
+            meta.region.unreserve();
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Inspect: what a heap can tell about itself, as `impl Heap` blocks above
+//! the allocation layers — [`stats`](crate::HeapStats) (counters per arena
+//! and in total), `check` (the invariant walk), `dump` (a text map) and
+//! `svg` (the heap-map picture). Nothing below the heap imports this.
+//!
+//! Invariant shared by all four: no heap lock is held while anything here
+//! allocates or writes to the caller's writer.
+
+mod check;
+mod dump;
+pub(crate) mod stats;
+mod svg;

@@ -1,0 +1,191 @@
+//! Stats: what a heap can count about itself, per arena and in total.
+//!
+//! Invariant: nothing here holds a heap lock while it allocates (the heap
+//! may be the global allocator): the vector is sized and allocated first,
+//! filled under one arena lock at a time, and a vector that turns out too
+//! small (the heap grew in between) drops the extra arenas rather than grow
+//! under the lock.
+
+use crate::arena::{Arena, Counters};
+use crate::chunk::CHUNK;
+use crate::heap::Heap;
+
+/// Statistics of one arena, taken under its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArenaStats {
+    /// The arena's index in its heap.
+    pub id: u32,
+    /// Usable bytes of live blocks.
+    pub allocated_bytes: usize,
+    /// Live blocks.
+    pub live_blocks: usize,
+    /// Bytes of free blocks (headers included).
+    pub free_bytes: usize,
+    /// Free blocks.
+    pub free_blocks: usize,
+    /// The largest free block, in bytes (header included).
+    pub largest_free_block: usize,
+    /// Chunks owned.
+    pub chunks: usize,
+    /// Bytes committed for those chunks.
+    pub committed_bytes: usize,
+    /// Allocations served, ever.
+    pub allocations: u64,
+    /// Frees performed, ever.
+    pub frees: u64,
+    /// Times the lock was taken.
+    pub lock_acquisitions: u64,
+    /// Times the lock was found held by another thread.
+    pub lock_contended: u64,
+    /// Token of the thread that owns the arena, if it is alive (`None`:
+    /// orphaned, waiting for adoption, or only shared).
+    pub owner: Option<u64>,
+    /// Frees by other threads received through the remote queue.
+    pub remote_frees: u64,
+    /// Remote frees that found the queue full and freed under the lock.
+    pub queue_full_fallbacks: u64,
+    /// Times a new thread adopted the arena after its owner exited.
+    pub adoptions: u64,
+}
+
+/// Statistics of a heap: per arena, large allocations, and totals.
+#[derive(Debug, Clone, Default)]
+pub struct HeapStats {
+    arenas: Vec<ArenaStats>,
+    large_live: usize,
+    large_bytes: usize,
+    large_allocations: u64,
+    large_frees: u64,
+    committed: usize,
+    peak_committed: usize,
+    reserved: usize,
+}
+
+impl HeapStats {
+    /// Each arena's statistics, by id.
+    pub fn arenas(&self) -> &[ArenaStats] {
+        &self.arenas
+    }
+
+    /// Usable bytes of every live block and large allocation.
+    pub fn allocated_bytes(&self) -> usize {
+        self.arenas.iter().map(|a| a.allocated_bytes).sum::<usize>() + self.large_bytes
+    }
+
+    /// Bytes of free blocks in arena chunks.
+    pub fn free_bytes(&self) -> usize {
+        self.arenas.iter().map(|a| a.free_bytes).sum()
+    }
+
+    /// Free blocks in arena chunks.
+    pub fn free_blocks(&self) -> usize {
+        self.arenas.iter().map(|a| a.free_blocks).sum()
+    }
+
+    /// The largest free block of any arena (header included).
+    pub fn largest_free_block(&self) -> usize {
+        self.arenas
+            .iter()
+            .map(|a| a.largest_free_block)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Live blocks, large allocations included.
+    pub fn live_blocks(&self) -> usize {
+        self.arenas.iter().map(|a| a.live_blocks).sum::<usize>() + self.large_live
+    }
+
+    /// Bytes committed: metadata, arena chunks and large runs.
+    pub fn committed_bytes(&self) -> usize {
+        self.committed
+    }
+
+    /// The most bytes ever committed at once (a cheap, exact stand-in for
+    /// peak heap size: it changes only when chunks change hands).
+    pub fn peak_committed_bytes(&self) -> usize {
+        self.peak_committed
+    }
+
+    /// Bytes of address space reserved.
+    pub fn reserved_bytes(&self) -> usize {
+        self.reserved
+    }
+
+    /// Allocations served, ever, large ones included.
+    pub fn allocations(&self) -> u64 {
+        self.arenas.iter().map(|a| a.allocations).sum::<u64>() + self.large_allocations
+    }
+
+    /// Frees performed, ever, large ones included.
+    pub fn frees(&self) -> u64 {
+        self.arenas.iter().map(|a| a.frees).sum::<u64>() + self.large_frees
+    }
+
+    /// Live large allocations.
+    pub fn large_live(&self) -> usize {
+        self.large_live
+    }
+
+    /// Usable bytes of live large allocations.
+    pub fn large_bytes(&self) -> usize {
+        self.large_bytes
+    }
+}
+
+fn arena_stats(arena: &Arena, c: &Counters, largest: usize) -> ArenaStats {
+    ArenaStats {
+        id: arena.id,
+        owner: arena.live_owner(),
+        remote_frees: c.remote_frees,
+        queue_full_fallbacks: c.queue_full,
+        adoptions: arena.adoption_count(),
+        allocated_bytes: c.live_bytes,
+        live_blocks: c.live_blocks,
+        free_bytes: c.free_bytes,
+        free_blocks: c.free_blocks,
+        largest_free_block: largest,
+        chunks: c.chunk_count,
+        committed_bytes: c.chunk_count * CHUNK,
+        allocations: c.allocs,
+        frees: c.frees,
+        lock_acquisitions: c.lock_acquisitions,
+        lock_contended: c.lock_contended,
+    }
+}
+
+/// Gathers statistics; the vector is allocated before any lock is taken.
+impl Heap {
+    /// Statistics per arena and in total. Drains every remote queue first
+    /// (each under its arena lock), so pending frees are counted as free.
+    pub fn stats(&self) -> HeapStats {
+        let Some(meta) = self.meta_if_ready() else {
+            return HeapStats::default();
+        };
+        let n = meta.arena_count();
+        let mut arenas = Vec::with_capacity(n);
+        for id in 0..n as u32 {
+            let Some(arena) = meta.arena(id) else {
+                continue;
+            };
+            let st = arena.lock_drained(&meta.region);
+            let (counters, largest) = (st.counters, st.largest_free());
+            drop(st);
+            if arenas.len() < arenas.capacity() {
+                arenas.push(arena_stats(arena, &counters, largest));
+            }
+        }
+        let large = &meta.large;
+        use core::sync::atomic::Ordering::Relaxed;
+        HeapStats {
+            arenas,
+            large_live: large.live.load(Relaxed),
+            large_bytes: large.live_bytes.load(Relaxed),
+            large_allocations: large.allocs.load(Relaxed),
+            large_frees: large.frees.load(Relaxed),
+            committed: meta.region.committed_bytes(),
+            peak_committed: meta.region.peak_committed_bytes(),
+            reserved: meta.region.reserved_bytes(),
+        }
+    }
+}

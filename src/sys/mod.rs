@@ -1,0 +1,27 @@
+//! Sys: every call the allocator makes to the operating system, behind one
+//! small interface (mimalloc's `prim/`, snmalloc's `pal/`).
+//!
+//! | call | used by | for |
+//! | --- | --- | --- |
+//! | [`reserve_aligned`] | `region` | the heap's one `PROT_NONE` + `MAP_NORESERVE` reservation |
+//! | [`commit`] / [`decommit`] | `region` | a chunk's pages while it is handed out / after it comes back |
+//! | [`unreserve`] | `region` | dropping a heap |
+//! | [`futex_wait`] / [`futex_wake`] | `sync` | the arena lock's slow path |
+//! | [`write_stderr`] / [`abort`] | `error` | the one-line abort message |
+//!
+//! Invariant: nothing here allocates, panics or touches memory the caller
+//! did not name; every function is safe to call from inside `malloc`.
+//! Only Linux is implemented (`linux.rs`); other targets fail to compile
+//! with a message rather than with a missing symbol.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "arenalloc runs on Linux only: src/sys/linux.rs is the one port (mmap, mprotect, \
+     madvise, futex, write, abort); a port to another OS implements the same functions \
+     in a sibling file and selects it here"
+);
