@@ -314,29 +314,38 @@ fn gcc_compiles_a_small_program() {
     assert_eq!(stdout(&out), "sum 499500\n");
 }
 
+/// Compiles the C program `tests/c/<name>.c` into `dir` (`-O2
+/// -fno-builtin -pthread -Wall`, plus `extra` flags) and returns the
+/// binary. `-fno-builtin`: the compiler must not fold malloc/free pairs
+/// away or reason about out-of-bounds writes into them.
+fn compile_c(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let bin = dir.join(name);
+    let out = Command::new("cc")
+        .args([
+            "-O2",
+            "-fno-builtin",
+            "-pthread",
+            "-Wall",
+            "-Wno-alloc-size-larger-than",
+        ])
+        .args(extra)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("cc");
+    assert_ok(&out, &format!("cc {name}.c"));
+    bin
+}
+
 /// Compiles `tests/c/stress.c` once.
 fn stress_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = scratch("c-stress");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/stress.c");
-        let bin = dir.join("stress");
-        // -fno-builtin: the compiler must not fold malloc/free pairs away.
-        let out = Command::new("cc")
-            .args([
-                "-O2",
-                "-fno-builtin",
-                "-pthread",
-                "-Wall",
-                "-Wno-alloc-size-larger-than",
-                "-o",
-            ])
-            .arg(&bin)
-            .arg(&src)
-            .output()
-            .expect("cc");
-        assert_ok(&out, "cc stress.c");
-        bin
+        compile_c(&scratch("c-stress"), "stress", &[])
     })
 }
 
@@ -423,3 +432,10 @@ fn malformed_environment_is_reported_and_defaults_used() {
     );
     assert!(s.processes >= 1);
 }
+
+// Issue-specific C cases live in their own files under tests/preload/,
+// sharing the helpers above.
+#[path = "preload/hardening.rs"]
+mod hardening;
+#[path = "preload/limits.rs"]
+mod limits;

@@ -87,6 +87,8 @@ unsafe impl Send for ArenaState {}
 pub(crate) struct Arena {
     /// Index in the heap's arena table; stored in every chunk it owns.
     pub(crate) id: u32,
+    /// The heap's secret (`HeapMeta::secret`), for header checks.
+    pub(crate) secret: u64,
     state: Locked<ArenaState>,
     /// Token of the owning thread, or 0 (module doc).
     owner: AtomicU64,
@@ -119,9 +121,10 @@ impl Arena {
 
     /// A new arena owned by `owner` (a token, or 0). Allocates the remote
     /// queue: call with no heap lock held.
-    pub(crate) fn new(id: u32, queue_capacity: usize, owner: u64) -> Arena {
+    pub(crate) fn new(id: u32, queue_capacity: usize, owner: u64, secret: u64) -> Arena {
         Arena {
             id,
+            secret,
             state: Locked::new(ArenaState {
                 index: FreeIndex::new(),
                 chunks: core::ptr::null_mut(),

@@ -38,6 +38,9 @@ pub(crate) struct HeapMeta {
     pub(crate) config: Config,
     /// Process-unique id: the key of every thread's binding cache.
     pub(crate) id: u64,
+    /// Per-heap random secret keying block-header checks and free-list
+    /// link mangling (`block.rs`); never changes.
+    pub(crate) secret: u64,
     /// The arena table: `config.max_arenas` slots.
     pub(super) arenas: *mut ArenaSlot,
     /// Slots handed to creators so far; a prefix of the table. Raised only
@@ -104,7 +107,12 @@ impl HeapMeta {
         if !room {
             return None;
         }
-        let arena = Arena::new(n as u32, self.config.get_remote_queue_capacity(), owner);
+        let arena = Arena::new(
+            n as u32,
+            self.config.get_remote_queue_capacity(),
+            owner,
+            self.secret,
+        );
         // SAFETY: slot `n` was reserved by us alone and is inside the table;
         // it is published with `ready` only after it is written.
         unsafe {
@@ -175,6 +183,7 @@ pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
         addr_of_mut!((*meta).config).write(config);
         addr_of_mut!((*meta).arenas).write(base.add(arenas_offset).cast());
         addr_of_mut!((*meta).id).write(registry::new_heap_id());
+        addr_of_mut!((*meta).secret).write(crate::sys::random_u64(base as u64));
         addr_of_mut!((*meta).arenas_reserved).write(AtomicUsize::new(0));
         addr_of_mut!((*meta).arena_lock).write(RawLock::new());
         let pool = base as usize + pool_offset;

@@ -109,6 +109,37 @@ pub(crate) fn futex_wake(word: &AtomicU32) {
     }
 }
 
+/// 64 random bits from the kernel (`getrandom(2)`, non-blocking), mixed
+/// with `salt`; if the kernel has none to give (early boot, seccomp), the
+/// time-stamp counter and the salt, which still differ between processes
+/// and heaps. Never blocks, never fails.
+pub(crate) fn random_u64(salt: u64) -> u64 {
+    let mut word = 0u64;
+    // SAFETY: the buffer is a live, writable u64; getrandom writes at most
+    // its 8 bytes.
+    let got = unsafe {
+        libc::getrandom(
+            (&mut word as *mut u64).cast(),
+            core::mem::size_of::<u64>(),
+            libc::GRND_NONBLOCK,
+        )
+    };
+    if got != core::mem::size_of::<u64>() as isize {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a live, writable timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        word = (ts.tv_sec as u64) << 30 ^ ts.tv_nsec as u64 ^ (&ts as *const _ as u64);
+    }
+    // splitmix64's finaliser over the two, so neither shows through.
+    let mut z = word ^ salt.rotate_left(29);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Writes `bytes` to file descriptor 2 with one `write(2)`; a short or
 /// failed write is ignored (the callers abort next).
 pub(crate) fn write_stderr(bytes: &[u8]) {

@@ -8,6 +8,7 @@
 //! | [`unreserve`] | `region` | dropping a heap |
 //! | [`futex_wait`] / [`futex_wake`] | `sync` | the arena lock's slow path |
 //! | [`write_stderr`] / [`abort`] | `error` | the one-line abort message |
+//! | [`random_u64`] | `heap::meta` | the per-heap secret of header checks |
 //!
 //! Invariant: nothing here allocates, panics or touches memory the caller
 //! did not name; every function is safe to call from inside `malloc`.
