@@ -29,6 +29,7 @@
 //! | [`DEFAULT_MAX_ARENAS`] | 128 | `Config` | arenas before threads share (lock contention) |
 //! | [`MAX_ARENAS`] | 4096 | `Config` | the most arenas a heap table has room for |
 //! | [`DEFAULT_REMOTE_QUEUE_CAPACITY`] | 256 | `Config` | queue-full fallbacks against queue memory per arena |
+//! | [`MAX_REMOTE_QUEUE_CAPACITY`] | 65536 | `Config` | the largest queue: its 1 MiB buffer is the internal pool's most per arena |
 
 /// log2 of the chunk size (see the table above).
 pub(crate) const CHUNK_SHIFT: u32 = 22;
@@ -67,6 +68,14 @@ pub const DEFAULT_MAX_ARENAS: usize = 128;
 pub const MAX_ARENAS: usize = 4096;
 /// Default capacity of each arena's remote-free queue.
 pub const DEFAULT_REMOTE_QUEUE_CAPACITY: usize = 256;
+/// The largest remote-queue capacity a heap uses; larger settings are
+/// clamped to it. A queue of this many slots has a buffer of a stamp and a
+/// value per slot (`MpmcQueue::buffer_bytes`), [`LARGE_THRESHOLD`] bytes:
+/// the most the internal pool sets aside per arena (`heap::pool`), so a
+/// heap that is its own global allocator can always build its queues, and
+/// no buffer-size computation can overflow (`heap` checks both at compile
+/// time).
+pub const MAX_REMOTE_QUEUE_CAPACITY: usize = LARGE_THRESHOLD / (2 * core::mem::size_of::<usize>());
 
 /// How a heap is set up.
 ///
@@ -108,7 +117,8 @@ impl Config {
         self
     }
 
-    /// Slots in each arena's remote-free queue (at least 1).
+    /// Slots in each arena's remote-free queue (clamped to
+    /// `1..=MAX_REMOTE_QUEUE_CAPACITY`, that is 1 to 65536).
     pub const fn remote_queue_capacity(mut self, n: usize) -> Config {
         self.remote_queue_capacity = n;
         self
@@ -153,7 +163,9 @@ impl Config {
         Config {
             max_arenas: given.max_arenas.clamp(1, MAX_ARENAS),
             region_size: region.next_multiple_of(CHUNK),
-            remote_queue_capacity: given.remote_queue_capacity.max(1),
+            remote_queue_capacity: given
+                .remote_queue_capacity
+                .clamp(1, MAX_REMOTE_QUEUE_CAPACITY),
             at_init: None,
         }
     }

@@ -459,3 +459,62 @@ fn many_heaps_coexist_and_drop() {
         }
     }
 }
+
+#[test]
+fn allocation_containing_names_the_start_and_usable_size() {
+    let heap = small_heap();
+    let p = heap.malloc(100);
+    let big = heap.malloc(2 * LARGE_THRESHOLD);
+    let usable = heap.usable_size(p).unwrap();
+    for off in [0, 1, 48, usable - 1] {
+        assert_eq!(
+            heap.allocation_containing(p.wrapping_add(off)),
+            Some((p, usable)),
+            "offset {off}"
+        );
+    }
+    assert_eq!(
+        heap.allocation_containing(p.wrapping_sub(16)),
+        None,
+        "header"
+    );
+    let (start, big_usable) = heap
+        .allocation_containing(big.wrapping_add(LARGE_THRESHOLD))
+        .unwrap();
+    assert!(start == big && big_usable >= 2 * LARGE_THRESHOLD);
+    let local = 0u8;
+    assert_eq!(heap.allocation_containing(&local), None);
+    assert_eq!(heap.allocation_containing(std::ptr::null()), None);
+    free(&heap, p).unwrap();
+    free(&heap, big).unwrap();
+    assert_eq!(heap.allocation_containing(p), None);
+    assert_eq!(heap.allocation_containing(big), None);
+}
+
+/// A remote-queue capacity past `MAX_REMOTE_QUEUE_CAPACITY` (65536) is
+/// clamped when the heap initialises: it used to abort the first `malloc`
+/// (a queue buffer of 16 TiB), and its buffer size could overflow.
+#[test]
+fn config_remote_queue_capacity_beyond_the_maximum_is_clamped() {
+    for capacity in [1usize << 40, usize::MAX, 65_537] {
+        let config = Config::new()
+            .region_size(256 << 20)
+            .max_arenas(2)
+            .remote_queue_capacity(capacity);
+        let heap = Heap::with_config(config);
+        let p = heap.malloc(100);
+        assert!(!p.is_null(), "capacity {capacity}");
+        assert_eq!(
+            heap.config().get_remote_queue_capacity(),
+            capacity,
+            "the configuration keeps what was given"
+        );
+        // A free from a thread with no binding goes through the queue.
+        let addr = p as usize;
+        std::thread::scope(|s| s.spawn(|| free(&heap, addr as *mut u8)).join().unwrap()).unwrap();
+        let stats = heap.stats();
+        assert_eq!(stats.arenas()[0].remote_frees, 1, "capacity {capacity}");
+        assert_eq!(stats.live_blocks(), 0);
+        heap.check().unwrap();
+    }
+}

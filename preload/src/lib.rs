@@ -337,8 +337,11 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-/// C11 `aligned_alloc` (glibc 2.36 semantics): NULL with `EINVAL` unless
-/// `align` is a power of two.
+/// C11 `aligned_alloc`: NULL with `EINVAL` unless `align` is a power of
+/// two (so for 0 and 3 too). These are C17's semantics (an alignment the
+/// implementation does not support gives NULL) as glibc implements them
+/// from 2.38 on; glibc 2.36 and 2.37 instead round such an alignment up,
+/// as `memalign` does, and return a block.
 #[no_mangle]
 pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     if !align.is_power_of_two() {
@@ -384,15 +387,14 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
     }
 }
 
-/// glibc `malloc_usable_size`: 0 for NULL or for a pointer that is not a
-/// live block's start.
+/// glibc `malloc_usable_size`: the usable size of the live block `p`
+/// starts; 0 for NULL or for any other pointer — an interior one included
+/// (glibc reads garbage there; the Rust `usable_size` accepts interior
+/// pointers, the C API does not).
 #[no_mangle]
 pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
-    if p.is_null() {
-        return 0;
-    }
-    match heap().usable_size(p.cast()) {
-        Some(n) if heap().is_allocated(p.cast()) => n,
+    match heap().allocation_containing(p.cast()) {
+        Some((start, usable)) if start == p.cast() => usable,
         _ => 0,
     }
 }

@@ -49,16 +49,23 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::arena::{self, Arena};
+use crate::arena::{self, Arena, ArenaState};
 use crate::block::{self, GRANULE};
-use crate::config::Config;
+use crate::config::{Config, LARGE_THRESHOLD, MAX_REMOTE_QUEUE_CAPACITY};
 use crate::error::{abort_on_free_error, FreeError};
 use crate::large;
+use crate::region::ChunkUse;
+use crate::sync::MpmcQueue;
 use crate::thread::cache;
 
 use bind::Bound;
 pub(crate) use meta::HeapMeta;
 use meta::{create_meta, locate, Owner};
+
+// The largest remote queue's buffer fits the internal pool's share of an
+// arena, and computing its size cannot overflow (a compile error if it did):
+// what lets `Config::resolved` clamp the capacity instead of failing.
+const _: () = assert!(MpmcQueue::buffer_bytes(MAX_REMOTE_QUEUE_CAPACITY) <= LARGE_THRESHOLD);
 
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -211,7 +218,7 @@ impl Heap {
             }
             // SAFETY: `ptr` is in a large slot; the caller gives it up.
             Owner::Large => unsafe { large::free(&meta.region, &meta.large, ptr) },
-            // Internal-pool blocks are never reclaimed (`internal_alloc`).
+            // A live pool block goes back on its class's free list (pool.rs).
             Owner::Pool(..) => Ok(()),
         }
     }
@@ -230,22 +237,26 @@ impl Heap {
         match locate(meta, ptr as usize)? {
             Owner::Pool(..) => Ok(()),
             Owner::Arena(arena) => {
-                let st = arena.lock();
-                // SAFETY: `ptr` is in one of `arena`'s chunks; lock held.
-                let found = unsafe { st.find_containing(ptr as usize) };
-                let start = match found {
-                    Some(b) => block::block_to_payload(b),
-                    None => {
-                        // Classify with the block-start rules, at the granule.
-                        let aligned = (ptr as usize & !(GRANULE - 1)) as *mut u8;
-                        // SAFETY: as above; `aligned` is in the same chunk.
-                        let err = unsafe { st.find_live(aligned) }
-                            .err()
-                            .unwrap_or(FreeError::NotAllocated);
-                        return Err(err);
+                let found = with_chunk_pinned(meta, arena, ptr as usize, |st| {
+                    // SAFETY: `ptr` is in a chunk of `arena`, pinned, lock
+                    // held (`with_chunk_pinned`).
+                    match unsafe { st.find_containing(ptr as usize) } {
+                        Some(b) => Ok(block::block_to_payload(b)),
+                        None => {
+                            // Classify with the block-start rules, at the
+                            // granule.
+                            let aligned = (ptr as usize & !(GRANULE - 1)) as *mut u8;
+                            // SAFETY: as above; `aligned` is in the same chunk.
+                            let err = unsafe { st.find_live(aligned) }
+                                .err()
+                                .unwrap_or(FreeError::NotAllocated);
+                            Err(err)
+                        }
                     }
-                };
-                drop(st);
+                });
+                // A chunk that left the arena meanwhile was free at some
+                // instant of this call: what `locate` says of a free slot.
+                let start = found.unwrap_or(Err(FreeError::DoubleFree))?;
                 // SAFETY: `start` is the payload of the live block the caller
                 // gives up (a racing free of it is excluded by the contract).
                 unsafe { self.free(start) }
@@ -350,6 +361,10 @@ impl Heap {
     }
 
     // ----- pointer queries ----------------------------------------------------
+    //
+    // They answer for any pointer at any time, while other threads allocate
+    // and free: see `with_chunk_pinned` for how an arena chunk's memory is
+    // kept readable, and `large::containing` for large runs.
 
     /// Whether `ptr` points into the payload of a live block of this heap.
     pub fn is_allocated(&self, ptr: *const u8) -> bool {
@@ -361,15 +376,37 @@ impl Heap {
         self.containing(ptr).map(|(_, usable)| usable)
     }
 
+    /// The live allocation whose payload contains `ptr` (its start, an
+    /// interior pointer or its last byte): `(start, usable size)`, where
+    /// `start` is the pointer the allocating call returned. `None` for any
+    /// other pointer. C's `malloc_usable_size`, which answers only for
+    /// `start` itself, is `Some((s, n)) if s == ptr`.
+    ///
+    /// ```
+    /// let heap = arenalloc::Heap::new();
+    /// let p = heap.malloc(100);
+    /// let (start, usable) = heap.allocation_containing(p.wrapping_add(60)).unwrap();
+    /// assert!(start == p && usable >= 100);
+    /// # unsafe { heap.free(p) }.unwrap();
+    /// ```
+    pub fn allocation_containing(&self, ptr: *const u8) -> Option<(*mut u8, usize)> {
+        self.containing(ptr)
+            .map(|(payload, usable)| (payload as *mut u8, usable))
+    }
+
     /// `(payload, usable)` of the live block containing `ptr`.
     fn containing(&self, ptr: *const u8) -> Option<(usize, usize)> {
         let meta = self.meta_if_ready()?;
         match locate(meta, ptr as usize).ok()? {
             Owner::Pool(payload, usable) => Some((payload, usable)),
-            Owner::Arena(arena) => {
-                let st = arena.lock();
-                // SAFETY: `ptr` is in one of `arena`'s chunks; lock held; a
-                // found block is a valid live header.
+            // The chunk left the arena after `locate` read the map: then
+            // there was an instant, during this call, at which it was free
+            // and no block contained `ptr`, and `None` is that instant's
+            // answer.
+            Owner::Arena(arena) => with_chunk_pinned(meta, arena, ptr as usize, |st| {
+                // SAFETY: `ptr` is in a chunk of `arena` whose memory is
+                // pinned, and the lock is held (`with_chunk_pinned`); a found
+                // block is a valid live header.
                 unsafe {
                     let b = st.find_containing(ptr as usize)?;
                     Some((
@@ -377,7 +414,8 @@ impl Heap {
                         block::block_to_usable((*b).size()),
                     ))
                 }
-            }
+            })
+            .flatten(),
             Owner::Large => large::containing(&meta.region, ptr as usize),
         }
     }
@@ -448,6 +486,44 @@ impl Heap {
             }
         }
     }
+}
+
+/// Runs `f` on `arena`'s locked state while the chunk holding `addr` is
+/// pinned: still `arena`'s, committed, and not released until `f` returns.
+/// `None`, without calling `f`, if the chunk left the arena after `locate`
+/// read the map. For the queries and error paths that may name any
+/// address, not for the alloc/free fast path.
+///
+/// Why: `locate` reads the chunk map without a lock, and a chunk that
+/// empties is unlinked under the arena lock but handed back to the region
+/// — marked `Free`, then purged and made `PROT_NONE` — after that lock is
+/// released (`remote.rs`). Holding the arena lock alone therefore does not
+/// keep the chunk readable: a bitmap read after the lock is taken can
+/// fault. So `f` runs:
+/// 1. under the arena lock, so the chunk's blocks and bitmap are those of
+///    one consistent state (only this lock's holder changes them; a remote
+///    claim changes one flag with a compare-exchange); and
+/// 2. inside `Region::with_map_stable`, after the map entry is re-read as
+///    `Arena(arena.id)`: the region marks a slot `Free` under that lock
+///    before it decommits it, so a slot still marked as `arena`'s there is
+///    committed and stays so until the lock is let go. Its contents are
+///    valid too: a chunk can become `arena`'s again only through a grow
+///    under the arena lock, which we hold; a chunk unlinked but not yet
+///    released still reads as one free block, so it answers "not live".
+///
+/// The lock order is kept: the region lock is taken while the arena lock
+/// is held (arena → region), never the reverse. `f` runs under both locks:
+/// it must not allocate, and it does not (queries only read).
+fn with_chunk_pinned<R>(
+    meta: &HeapMeta,
+    arena: &Arena,
+    addr: usize,
+    f: impl FnOnce(&ArenaState) -> R,
+) -> Option<R> {
+    let st = arena.lock();
+    let region = &meta.region;
+    let idx = region.chunk_index(addr);
+    region.with_map_stable(|| (region.chunk_use(idx) == ChunkUse::Arena(arena.id)).then(|| f(&st)))
 }
 
 impl Default for Heap {
