@@ -154,11 +154,21 @@ fn bench_fragments(c: &mut Criterion) {
 fn bench_pairs(c: &mut Criterion) {
     let mut group = c.benchmark_group("pairs");
     let heap = Heap::with_config(Config::new().region_size(PAIRS_REGION));
+    // The same heap with the heap-corruption checks on: their cost, side by
+    // side (README "Safety").
+    let hardened = Heap::with_config(Config::new().region_size(PAIRS_REGION).hardened(true));
     for size in PAIR_SIZES {
         let layout = Layout::from_size_align(size, 16).expect("valid layout");
         group.bench_with_input(BenchmarkId::new("arenalloc", size), &size, |b, &size| {
             b.iter(|| heap_pair(&heap, size));
         });
+        group.bench_with_input(
+            BenchmarkId::new("arenalloc_hardened", size),
+            &size,
+            |b, &size| {
+                b.iter(|| heap_pair(&hardened, size));
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("arenalloc_global", size),
             &layout,
@@ -186,8 +196,10 @@ fn bench_pairs(c: &mut Criterion) {
     }
     group.finish();
     // Every pair was freed: nothing is live, and the heap is consistent.
-    assert_eq!(heap.stats().live_blocks(), 0);
-    heap.check().expect("heap invariants after the pairs");
+    for h in [&heap, &hardened] {
+        assert_eq!(h.stats().live_blocks(), 0);
+        h.check().expect("heap invariants after the pairs");
+    }
 }
 
 criterion_group! {

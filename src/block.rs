@@ -1,42 +1,55 @@
-//! Block: the on-heap layout of every block an arena hands out or keeps free.
+//! Block: the on-heap layout of every block an arena hands out or keeps free,
+//! and the checks that make a corrupted one detectable.
 //!
 //! ```text
 //!  block start (16-byte aligned)                               next block
 //!  |                                                           |
 //!  v                                                           v
 //!  +-----------+--------------+---------------------------------+-----------+
-//!  | prev_size | size | R | F  | payload (live)                  | prev_size | ...
+//!  | prev_word | size_flags    | payload (live)                  | prev_word | ...
 //!  |  8 bytes  |   8 bytes     |   or  next, prev links (free)   |  = footer |
 //!  +-----------+--------------+---------------------------------+-----------+
 //!  <------------ HEADER -------><------- size - HEADER ----------->
 //!
-//!  size_flags word:  63 ............... 4 | 3 | 2              | 1 | 0
-//!                    block size (incl.    | 0 | REMOTE_PENDING | 0 | FREE
-//!                    header), multiple of GRANULE
+//!  size_flags:  63 .......... 32 | 31 ... 22 | 21 ............ 4 | 3 | 2              | 1 | 0
+//!               check value      | zero      | block size / 16   | 0 | REMOTE_PENDING | 0 | FREE
 //! ```
 //!
 //! * `size` counts the whole block, header included; it is a multiple of
-//!   [`GRANULE`] and at least [`MIN_BLOCK`], so bits 0–3 are free for flags.
+//!   [`GRANULE`], at least [`MIN_BLOCK`] and below a chunk (22 bits), so
+//!   bits 0–3 are free for flags and bits 22–31 are always zero.
+//! * The **check value** (bits 32–63) is a keyed hash of the block's address,
+//!   its size and its flags under the heap's secret ([`Key`]; scudo's
+//!   checksummed headers): an overflow from the block before, an underflow
+//!   into this one, or a size made larger or zeroed fails it (the odds that
+//!   random bytes pass are 2^-32). Every header the allocator acts on is
+//!   read through [`Header::read`], which verifies it.
 //! * `FREE`: this block is free and sits in exactly one bin of its arena.
-//! * `prev_size`: 0 while the physically previous block is live (or there
-//!   is none); its size while it is free — that block's footer (boundary
-//!   tag), which is what makes coalescing with the previous neighbour O(1).
-//!   Keeping "previous is free" here rather than as a flag of `size_flags`
-//!   means the owner never writes a word that a foreign thread may be
-//!   compare-exchanging: no locked instruction on the alloc or free path
-//!   beyond the arena lock's own.
+//! * `prev_word`: the **mangled** `prev_size` — 0 while the physically
+//!   previous block is live (or there is none); its size while it is free:
+//!   that block's footer (boundary tag), which is what makes coalescing with
+//!   the previous neighbour O(1). It is stored XORed with a mask derived
+//!   from the address and the secret ([`Key::prev_mask`]), so bytes a
+//!   program writes over it decode to a size that fails the cross-check
+//!   against the block it names. Keeping "previous is free" here rather
+//!   than as a flag of `size_flags` means the owner never writes a word
+//!   that a foreign thread may be compare-exchanging: no locked instruction
+//!   on the alloc or free path beyond the arena lock's own.
 //! * `REMOTE_PENDING`: a live block that a foreign thread has freed and
 //!   queued for its owner (see `remote.rs`). Set only by that thread's
-//!   compare-exchange from a live, non-pending word; cleared when the owner
-//!   frees the block. `FREE ⇒ !REMOTE_PENDING`.
-//! * A free block keeps its bin links in the first 16 payload bytes, which is
-//!   why the smallest block is `HEADER + LINKS`.
+//!   compare-exchange from a live, non-pending, verified word; cleared when
+//!   the owner frees the block. `FREE ⇒ !REMOTE_PENDING`.
+//! * A free block keeps its bin links in the first 16 payload bytes, each
+//!   **safe-linked** (glibc's `PROTECT_PTR`, keyed): stored XORed with
+//!   [`Key::link_mask`] of the slot's address, and validated when taken
+//!   (`bins.rs`). That is why the smallest block is `HEADER + LINKS`.
 //! * The payload starts `HEADER` bytes after the block, so a 16-aligned block
 //!   gives the 16-aligned payload `malloc` promises.
 //!
 //! Invariants, with `next = block + size`:
-//! `F(block) ⇔ next.prev_size != 0`, and then `next.prev_size == size`;
-//! never `F(block) && F(next)` (free neighbours are always coalesced).
+//! `F(block) ⇔ prev_size(next) != 0`, and then `prev_size(next) == size`;
+//! never `F(block) && F(next)` (free neighbours are always coalesced); every
+//! header of a chunk verifies under the arena's key.
 //!
 //! `size_flags` is an `AtomicUsize`: a thread validating a foreign free reads
 //! it and sets `REMOTE_PENDING` with a compare-exchange while the owner may
@@ -47,6 +60,8 @@
 //! block's contents; the flag word only arbitrates who frees the block.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::CHUNK_SHIFT;
 
 /// Allocation granule: block sizes and block starts are multiples of it.
 pub(crate) const GRANULE: usize = 16;
@@ -61,23 +76,138 @@ pub(crate) const MIN_BLOCK: usize = HEADER + LINKS;
 pub(crate) const FREE: usize = 1 << 0;
 /// A foreign thread freed this live block and queued it for the owner.
 pub(crate) const REMOTE_PENDING: usize = 1 << 2;
-/// Every flag bit; the rest of the word is the size.
+/// Every flag bit.
 pub(crate) const FLAG_MASK: usize = GRANULE - 1;
+/// Bits of `size_flags` that hold the size.
+const SIZE_MASK: usize = ((1 << CHUNK_SHIFT) - 1) & !FLAG_MASK;
+/// Where the check value starts in `size_flags`.
+const CHECK_SHIFT: u32 = 32;
+/// Bits below the check value that must be zero (above the size).
+const ZERO_MASK: usize = ((1 << CHECK_SHIFT) - 1) & !(SIZE_MASK | FLAG_MASK);
 
 /// The block header (see the module doc for the picture).
 #[repr(C)]
 pub(crate) struct Header {
-    /// Size of the previous block if it is free, else 0 (module doc).
-    pub(crate) prev_size: usize,
-    /// `size | REMOTE_PENDING | FREE`.
+    /// `prev_size ^ key.prev_mask(address)` (module doc); read and written
+    /// only under the arena lock, through [`Header::prev_size`] and
+    /// [`Header::set_prev_size`].
+    prev_word: usize,
+    /// `check << 32 | size | REMOTE_PENDING | FREE`.
     size_flags: AtomicUsize,
 }
 
-/// Doubly linked bin list, stored in a free block's payload.
+/// Doubly linked bin list, stored in a free block's payload; both words are
+/// safe-linked (`Key::link_mask`), so read them only through `bins.rs`.
 #[repr(C)]
 pub(crate) struct Links {
-    pub(crate) next: *mut Header,
-    pub(crate) prev: *mut Header,
+    pub(crate) next: usize,
+    pub(crate) prev: usize,
+}
+
+/// A verified `size_flags` word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Word {
+    /// Block size, header included.
+    pub(crate) size: usize,
+    /// `FREE | REMOTE_PENDING` bits.
+    pub(crate) flags: usize,
+}
+
+impl Word {
+    #[inline]
+    pub(crate) fn is_free(self) -> bool {
+        self.flags & FREE != 0
+    }
+
+    /// Live and not freed by anyone yet.
+    #[inline]
+    pub(crate) fn is_live(self) -> bool {
+        self.flags & (FREE | REMOTE_PENDING) == 0
+    }
+
+    #[inline]
+    pub(crate) fn is_remote_pending(self) -> bool {
+        self.flags & REMOTE_PENDING != 0
+    }
+}
+
+/// The heap's secret as one arena uses it: keys the header check values,
+/// the `prev_size` mangling and the free-list link mangling. Copied into
+/// every arena at creation; never changes.
+///
+/// `Key(0)` means the checks are off (`Config::hardened(false)`, the
+/// default: they cost 25-50 % on the locked path, README "Safety"): headers
+/// then carry no check value, nothing is mangled, and every verification
+/// below is one predictable branch. A hardened key is never 0.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Key(u64);
+
+impl Key {
+    /// The key of a heap with this secret: checking iff `hardened`.
+    pub(crate) fn new(secret: u64, hardened: bool) -> Key {
+        Key(if hardened { secret | 1 } else { 0 })
+    }
+
+    /// Whether this key checks (hardened heap).
+    #[inline(always)]
+    pub(crate) fn hardened(self) -> bool {
+        self.0 != 0
+    }
+
+    /// The 32-bit check value of a header at `addr` whose low word is `low`
+    /// (size and flags): the top half of one odd multiplication of the three
+    /// XORed together. `low` enters at bit 32, where flipping an input bit
+    /// flips the same product bit, so any change to the size or flags alone
+    /// changes the check value; the address and the secret reach it through
+    /// the carries (a header copied elsewhere, or forged without the secret,
+    /// passes with odds near 2^-32).
+    #[inline(always)]
+    fn check(self, addr: usize, low: usize) -> usize {
+        let x = addr as u64 ^ self.0 ^ (low as u64) << CHECK_SHIFT;
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> CHECK_SHIFT) as usize
+    }
+
+    /// The `size_flags` word of a header at `addr`.
+    #[inline(always)]
+    pub(crate) fn pack(self, addr: usize, size: usize, flags: usize) -> usize {
+        debug_assert!(size & !SIZE_MASK == 0 && flags & !FLAG_MASK == 0);
+        let low = size | flags;
+        if !self.hardened() {
+            return low;
+        }
+        self.check(addr, low) << CHECK_SHIFT | low
+    }
+
+    /// `word`'s size and flags, if it is a valid header word for `addr`
+    /// (always, for a key that does not check).
+    #[inline(always)]
+    pub(crate) fn unpack(self, addr: usize, word: usize) -> Option<Word> {
+        let low = word & (SIZE_MASK | FLAG_MASK);
+        let ok = !self.hardened()
+            || (word & ZERO_MASK == 0 && word >> CHECK_SHIFT == self.check(addr, low));
+        ok.then_some(Word {
+            size: low & SIZE_MASK,
+            flags: low & FLAG_MASK,
+        })
+    }
+
+    /// What `prev_size` of the header at `addr` is XORed with.
+    #[inline(always)]
+    pub(crate) fn prev_mask(self, addr: usize) -> usize {
+        if !self.hardened() {
+            return 0;
+        }
+        (self.0 ^ (addr as u64).rotate_left(23)) as usize
+    }
+
+    /// What a free-list link stored at `slot` is XORed with.
+    #[inline(always)]
+    pub(crate) fn link_mask(self, slot: usize) -> usize {
+        if !self.hardened() {
+            return 0;
+        }
+        (self.0.rotate_left(32) ^ (slot as u64).rotate_left(41)) as usize
+    }
 }
 
 const _: () = assert!(
@@ -86,6 +216,10 @@ const _: () = assert!(
 );
 const _: () = assert!(MIN_BLOCK % GRANULE == 0);
 const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | REMOTE_PENDING));
+const _: () = assert!(
+    usize::BITS == 64 && (CHUNK_SHIFT as usize) < CHECK_SHIFT as usize,
+    "the check value needs the upper half of a 64-bit size word"
+);
 
 /// Rounds `n` up to a multiple of `align` (a power of two); `None` on overflow.
 #[inline]
@@ -127,60 +261,88 @@ pub(crate) const fn block_to_usable(block_size: usize) -> usize {
 }
 
 impl Header {
-    /// Block size, header included.
+    /// This header's address.
+    #[inline(always)]
+    fn addr(&self) -> usize {
+        self as *const Header as usize
+    }
+
+    /// Size and flags, if the header verifies under `key`; `None` means
+    /// it was overwritten (heap corruption).
+    #[inline]
+    pub(crate) fn read(&self, key: Key) -> Option<Word> {
+        crate::sync::model_point();
+        key.unpack(self.addr(), self.size_flags.load(Ordering::Relaxed))
+    }
+
+    /// Block size as stored, unverified: for walks that bound themselves
+    /// by the chunk's sentinel and report what they find (`dump`, `svg`).
     #[inline]
     pub(crate) fn size(&self) -> usize {
-        self.size_flags.load(Ordering::Relaxed) & !FLAG_MASK
+        self.size_flags.load(Ordering::Relaxed) & SIZE_MASK
     }
 
-    #[inline]
-    pub(crate) fn flags(&self) -> usize {
-        self.size_flags.load(Ordering::Relaxed) & FLAG_MASK
-    }
-
+    /// `FREE` as stored, unverified (see `size`).
     #[inline]
     pub(crate) fn is_free(&self) -> bool {
-        self.flags() & FREE != 0
+        self.size_flags.load(Ordering::Relaxed) & FREE != 0
     }
 
+    /// Overwrites size and flags (with their check value).
     #[inline]
-    pub(crate) fn prev_is_free(&self) -> bool {
-        self.prev_size != 0
-    }
-
-    /// Overwrites size and flags.
-    #[inline]
-    pub(crate) fn set(&self, size: usize, flags: usize) {
+    pub(crate) fn set(&self, key: Key, size: usize, flags: usize) {
         crate::sync::model_point();
-        debug_assert!(size & FLAG_MASK == 0 && flags & !FLAG_MASK == 0);
-        self.size_flags.store(size | flags, Ordering::Relaxed);
+        self.size_flags
+            .store(key.pack(self.addr(), size, flags), Ordering::Relaxed);
     }
 
-    /// Whether this is a live block nobody has freed yet.
+    /// The size of the previous block if it is free, else 0 — decoded, not
+    /// yet cross-checked against that block.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the arena lock (`prev_word` is a plain field).
     #[inline]
-    pub(crate) fn is_live(&self) -> bool {
-        self.flags() & (FREE | REMOTE_PENDING) == 0
+    pub(crate) unsafe fn prev_size(this: *const Header, key: Key) -> usize {
+        // SAFETY: a field read through the raw pointer, under the lock.
+        unsafe { (*this).prev_word ^ key.prev_mask(this as usize) }
     }
 
+    /// Records the size of the free previous block (0: it is live). A
+    /// plain store to `prev_word` only: `this` may be live and its
+    /// `size_flags` under a foreign compare-exchange.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a valid header; the caller holds its arena's lock.
     #[inline]
-    pub(crate) fn is_remote_pending(&self) -> bool {
-        self.flags() & REMOTE_PENDING != 0
+    pub(crate) unsafe fn set_prev_size(this: *mut Header, key: Key, size: usize) {
+        // SAFETY: a field write through the raw pointer (no reference to
+        // the whole header is made), under the lock.
+        unsafe { (*this).prev_word = size ^ key.prev_mask(this as usize) };
     }
 
-    /// Marks a live block `REMOTE_PENDING`; fails if it is free or already
-    /// pending. At most one caller wins for each time the block is live.
+    /// Marks a live block `REMOTE_PENDING`; fails if it is free, already
+    /// pending, the sentinel, or does not verify (the caller then takes the
+    /// lock, where the block is classified exactly). At most one caller wins
+    /// for each time the block is live.
     #[inline]
-    pub(crate) fn claim_remote_mt(&self) -> bool {
+    pub(crate) fn claim_remote_mt(&self, key: Key) -> bool {
         crate::sync::model_point();
+        let addr = self.addr();
         let mut word = self.size_flags.load(Ordering::Relaxed);
         loop {
             crate::sync::model_point();
-            if word & (FREE | REMOTE_PENDING) != 0 || word & !FLAG_MASK == 0 {
+            let Some(w) = key.unpack(addr, word) else {
+                return false;
+            };
+            if !w.is_live() || w.size == 0 {
                 return false;
             }
+            let claimed = key.pack(addr, w.size, w.flags | REMOTE_PENDING);
             match self.size_flags.compare_exchange_weak(
                 word,
-                word | REMOTE_PENDING,
+                claimed,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
@@ -191,67 +353,22 @@ impl Header {
     }
 }
 
-/// The physically next block (or the chunk's end sentinel).
-///
-/// # Safety
-///
-/// `block` is a block header inside a chunk; its size is current.
+/// The block `size` bytes after `block` (its physical successor when
+/// `size` is its verified size; the chunk's end sentinel at most).
 #[inline]
-pub(crate) unsafe fn next_block(block: *mut Header) -> *mut Header {
-    // SAFETY: the caller guarantees `block` is a valid header; a block never
-    // extends past its chunk's end sentinel, so `block + size` stays inside.
-    unsafe { block.cast::<u8>().add((*block).size()).cast() }
+pub(crate) fn block_after(block: *mut Header, size: usize) -> *mut Header {
+    block.cast::<u8>().wrapping_add(size).cast()
 }
 
-/// The physically previous block.
-///
-/// # Safety
-///
-/// `block` is a valid header whose previous block is free (so `prev_size`
-/// is a footer).
+/// The block `size` bytes before `block` (its predecessor when `size` is a
+/// verified `prev_size`).
 #[inline]
-pub(crate) unsafe fn prev_block(block: *mut Header) -> *mut Header {
-    // SAFETY: a free predecessor means `prev_size` is the size of the block just
-    // before, which lies in the same chunk.
-    unsafe { block.cast::<u8>().sub((*block).prev_size).cast() }
-}
-
-/// Writes `block`'s boundary tag: the next block learns that its predecessor
-/// is free and how big it is.
-///
-/// # Safety
-///
-/// `block` is a free block header whose size is current.
-#[inline]
-pub(crate) unsafe fn write_footer(block: *mut Header) {
-    // SAFETY: the next block (or the sentinel) is a valid header in the same
-    // chunk, and the caller holds the arena lock that guards both.
-    unsafe {
-        let next = next_block(block);
-        (*next).prev_size = (*block).size();
-    }
-}
-
-/// Records that `block`'s previous block is live. A plain store to
-/// `prev_size` only: `block` may be live and its `size_flags` under a foreign
-/// compare-exchange.
-///
-/// # Safety
-///
-/// `block` is a valid header; the caller holds its arena's lock.
-#[inline]
-pub(crate) unsafe fn set_prev_live(block: *mut Header) {
-    // SAFETY: a field write through the raw pointer (no reference to the
-    // whole header is made); `prev_size` is only ever touched under the lock.
-    unsafe { (*block).prev_size = 0 };
+pub(crate) fn block_before(block: *mut Header, size: usize) -> *mut Header {
+    block.cast::<u8>().wrapping_sub(size).cast()
 }
 
 /// The bin links of a free block.
-///
-/// # Safety
-///
-/// `block` is a free block of at least `MIN_BLOCK` bytes.
 #[inline]
-pub(crate) unsafe fn links(block: *mut Header) -> *mut Links {
+pub(crate) fn links(block: *mut Header) -> *mut Links {
     block_to_payload(block).cast()
 }

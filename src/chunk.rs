@@ -22,6 +22,8 @@
 //!   finds the block containing it (interior-pointer queries).
 //! * A chunk handed out by the region is zero-filled, so a new chunk's
 //!   bitmap starts empty without being written.
+//! * Every header in the chunk, the sentinel's included, verifies under the
+//!   arena's key (`block.rs`).
 //!
 //! The bitmap words are `core::sync::atomic::AtomicU64` used with `Relaxed`
 //! ordering: they are written only under the owning arena's lock, and a
@@ -32,7 +34,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::block::{self, Header, GRANULE, HEADER};
+use crate::block::{self, Header, Key, GRANULE, HEADER};
 
 pub(crate) use crate::config::{CHUNK, CHUNK_SHIFT};
 /// Granules per chunk, one bitmap bit each.
@@ -156,7 +158,7 @@ impl ChunkHeader {
 ///
 /// `base` is a `CHUNK`-aligned chunk just handed out by the region: committed,
 /// zero-filled and owned by the caller alone.
-pub(crate) unsafe fn init(base: *mut u8, arena_id: u32) -> *mut Header {
+pub(crate) unsafe fn init(base: *mut u8, arena_id: u32, key: Key) -> *mut Header {
     let chunk = base.cast::<ChunkHeader>();
     // SAFETY: (1) the chunk is committed and exclusively ours, so writing its
     // header fields is sound; (2) the bitmap is already zero (fresh chunk),
@@ -166,12 +168,12 @@ pub(crate) unsafe fn init(base: *mut u8, arena_id: u32) -> *mut Header {
         (*chunk).next = core::ptr::null_mut();
         (*chunk).prev = core::ptr::null_mut();
         let first = (*chunk).first_block();
-        (*first).prev_size = 0;
-        (*first).set(CHUNK_DATA, block::FREE);
+        Header::set_prev_size(first, key, 0);
+        (*first).set(key, CHUNK_DATA, block::FREE);
         (*chunk).set_start(first as usize);
         let sentinel = (*chunk).sentinel();
-        (*sentinel).set(0, 0);
-        block::write_footer(first);
+        (*sentinel).set(key, 0, 0);
+        Header::set_prev_size(sentinel, key, CHUNK_DATA);
         first
     }
 }

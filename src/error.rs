@@ -2,7 +2,9 @@
 //! ([`HeapError`]), and the one-line abort the unchecked APIs use.
 //!
 //! Invariant: reporting never allocates and never panics. The abort message
-//! is formatted into a stack buffer and written with one `write(2)` call.
+//! is formatted into a stack buffer (no index can fail: every copy is
+//! bounds-checked with `get`) and written with one `write(2)` call, so it
+//! is safe with any heap lock held.
 
 use core::fmt;
 
@@ -78,6 +80,11 @@ pub enum HeapErrorKind {
     BadLarge,
     /// A remote-free queue entry is not a live block of its arena.
     BadRemoteEntry,
+    /// A block header's check value, size or flags do not verify
+    /// (overwritten by the program: an overflow or underflow).
+    BadHeader,
+    /// A free-list link fails its safe-linking check or its back link.
+    BadLink,
 }
 
 /// An invariant violation found by `Heap::check`.
@@ -106,6 +113,74 @@ impl fmt::Display for HeapError {
 
 impl std::error::Error for HeapError {}
 
+/// What kind of heap corruption the allocator met (the part of the abort
+/// message in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Corruption {
+    /// A block header's check value, size or flags do not verify.
+    Header,
+    /// A `prev_size` boundary tag does not match the block before it.
+    PrevSize,
+    /// A free-list link fails its safe-linking check or its back link.
+    Link,
+}
+
+impl Corruption {
+    fn what(self) -> &'static str {
+        match self {
+            Corruption::Header => "header check failed",
+            Corruption::PrevSize => "prev_size corrupt",
+            Corruption::Link => "free-list link corrupt",
+        }
+    }
+}
+
+/// Prints `arenalloc: heap corruption at 0x<addr> (<what>)` on stderr and
+/// aborts the process: what every inconsistency the allocator meets on its
+/// own paths ends in, the checked API included (a corrupt heap is not an
+/// input error a caller could handle). Allocates nothing, takes no lock,
+/// so it may run with any heap lock held.
+#[cold]
+#[inline(never)]
+pub(crate) fn abort_on_corruption(addr: usize, what: Corruption) -> ! {
+    let mut line = Line::new();
+    line.push(b"arenalloc: heap corruption at ");
+    line.push(&hex(addr));
+    line.push(b" (");
+    line.push(what.what().as_bytes());
+    line.push(b")\n");
+    crate::sys::write_stderr(line.bytes());
+    crate::sys::abort()
+}
+
+/// A message line assembled in a stack buffer (no allocation).
+struct Line {
+    buf: [u8; 160],
+    len: usize,
+}
+
+impl Line {
+    fn new() -> Line {
+        Line {
+            buf: [0; 160],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let room = self.buf.len() - self.len;
+        let n = bytes.len().min(room);
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+            self.len += n;
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
 /// Prints `arenalloc: <what> 0x<ptr><why>` on stderr and aborts the process.
 /// Used by the APIs that cannot return an error (`GlobalAlloc`, `realloc`,
 /// the C API).
@@ -113,19 +188,13 @@ impl std::error::Error for HeapError {}
 #[inline(never)]
 pub(crate) fn abort_on_free_error(err: FreeError, ptr: *const u8) -> ! {
     let (what, why) = err.message();
-    let mut buf = [0u8; 160];
-    let mut len = 0;
-    let mut push = |bytes: &[u8]| {
-        let n = bytes.len().min(buf.len() - len);
-        buf[len..len + n].copy_from_slice(&bytes[..n]);
-        len += n;
-    };
-    push(b"arenalloc: ");
-    push(what.as_bytes());
-    push(&hex(ptr as usize));
-    push(why.as_bytes());
-    push(b"\n");
-    crate::sys::write_stderr(&buf[..len]);
+    let mut line = Line::new();
+    line.push(b"arenalloc: ");
+    line.push(what.as_bytes());
+    line.push(&hex(ptr as usize));
+    line.push(why.as_bytes());
+    line.push(b"\n");
+    crate::sys::write_stderr(line.bytes());
     crate::sys::abort()
 }
 
@@ -155,7 +224,7 @@ struct HexBuf {
 impl core::ops::Deref for HexBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 }
 

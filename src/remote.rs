@@ -55,7 +55,7 @@ impl Arena {
             (b as usize) >= (*c).first_block() as usize
                 && b < (*c).sentinel()
                 && (*c).is_start(b as usize)
-                && (*b).claim_remote_mt()
+                && (*b).claim_remote_mt(self.key)
         }
     }
 
@@ -104,19 +104,19 @@ impl Arena {
         // held; the block freed is one `find_*` proved live (or pending and
         // claimed by us).
         let empty = unsafe {
-            let b = if claimed {
+            let (b, w) = if claimed {
                 st.counters.queue_full += 1;
                 match st.find_claimed(ptr) {
-                    Some(b) => b,
+                    Some(found) => found,
                     None => {
                         drop(st);
                         abort_on_free_error(FreeError::DoubleFree, ptr)
                     }
                 }
             } else {
-                st.find_live(ptr)?
+                st.find_live_word(ptr)?
             };
-            st.free(b)
+            st.free(region, b, w.size)
         };
         drop(st);
         if let Some(chunk) = empty {
@@ -175,9 +175,9 @@ impl Arena {
                 return Err(addr);
             }
             // SAFETY: `addr` is aligned and in one of our chunks; lock held.
-            let b = unsafe { st.find_claimed(addr as *mut u8) }.ok_or(addr)?;
-            // SAFETY: `b` is a pending (hence live) block of ours.
-            if let Some(chunk) = unsafe { st.free(b) } {
+            let (b, w) = unsafe { st.find_claimed(addr as *mut u8) }.ok_or(addr)?;
+            // SAFETY: `b` is a pending (hence live) block of ours of `w.size`.
+            if let Some(chunk) = unsafe { st.free(region, b, w.size) } {
                 // SAFETY: the arena unlinked the empty chunk; nothing refers
                 // to it.
                 unsafe { region.release(region.chunk_index(chunk as usize), 1) };

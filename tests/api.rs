@@ -30,8 +30,10 @@ fn bytes<'a>(p: *mut u8, n: usize) -> &'a mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(p, n) }
 }
 
+/// The test heap: hardened, as every test suite runs it (the checks are
+/// off by default only for speed).
 fn small_heap() -> Heap {
-    Heap::with_config(Config::new().region_size(256 << 20))
+    Heap::with_config(Config::new().region_size(256 << 20).hardened(true))
 }
 
 #[test]

@@ -62,10 +62,17 @@ fn cases() -> u32 {
 
 /// Two arenas in 64 MiB; one arena in 24 MiB, which multi-MiB requests
 /// exhaust often (metadata takes one of its six chunks).
-fn configs() -> [Config; 2] {
+fn configs() -> [Config; 3] {
     [
+        Config::new()
+            .region_size(64 << 20)
+            .max_arenas(2)
+            .hardened(true),
+        Config::new()
+            .region_size(24 << 20)
+            .max_arenas(1)
+            .hardened(true),
         Config::new().region_size(64 << 20).max_arenas(2),
-        Config::new().region_size(24 << 20).max_arenas(1),
     ]
 }
 

@@ -33,10 +33,11 @@ use std::thread;
 mod common;
 use common::{mix, soak_env, Rng};
 
-use arenalloc::Heap;
+use arenalloc::{Config, Heap};
 
+/// Hardened, as the test suites run (`tests/global_alloc.rs` keeps the defaults).
 #[global_allocator]
-static HEAP: Heap = Heap::new();
+static HEAP: Heap = Heap::with_config(Config::new().hardened(true));
 
 /// Worker threads alive at once.
 const THREADS: usize = 64;

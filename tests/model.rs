@@ -193,10 +193,15 @@ fn run(heap: &Heap, ops: &[Op]) {
 }
 
 /// The configurations every sequence runs on.
+/// Hardened (as the test suites run), one arena, and the defaults (checks
+/// off): the model must hold in both modes.
 fn configs() -> [Config; 3] {
     [
-        Config::new().region_size(2 << 30),
-        Config::new().region_size(4 * CHUNK).max_arenas(1),
+        Config::new().region_size(2 << 30).hardened(true),
+        Config::new()
+            .region_size(4 * CHUNK)
+            .max_arenas(1)
+            .hardened(true),
         Config::new(),
     ]
 }
@@ -217,7 +222,7 @@ proptest! {
 /// and coalescing at scale.
 #[test]
 fn long_churn_with_many_live_blocks() {
-    let heap = Heap::with_config(Config::new().region_size(4 << 30));
+    let heap = Heap::with_config(Config::new().region_size(4 << 30).hardened(true));
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         rng ^= rng << 13;

@@ -94,6 +94,8 @@ fn run(dir: &Path, cmd: &mut Command) -> (Output, Stats) {
         .current_dir(dir)
         .env("LD_PRELOAD", library())
         .env("ARENALLOC_STATS", &stats)
+        // Real programs run hardened: the checks must not fire on them.
+        .env("ARENALLOC_HARDENED", "1")
         .output()
         .expect("spawn");
     let s = read_stats(&stats);
@@ -344,9 +346,7 @@ fn compile_c(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
 /// Compiles `tests/c/stress.c` once.
 fn stress_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        compile_c(&scratch("c-stress"), "stress", &[])
-    })
+    BIN.get_or_init(|| compile_c(&scratch("c-stress"), "stress", &[]))
 }
 
 #[test]

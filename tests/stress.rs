@@ -537,7 +537,10 @@ fn rayon_default_config() {
 fn rayon_one_arena() {
     rayon_stress(
         "rayon_one_arena",
-        Config::new().max_arenas(1).region_size(REGION),
+        Config::new()
+            .max_arenas(1)
+            .region_size(REGION)
+            .hardened(true),
         Expect {
             max_arenas: 1,
             remote_frees: false,
@@ -550,7 +553,10 @@ fn rayon_one_arena() {
 fn rayon_two_arenas() {
     rayon_stress(
         "rayon_two_arenas",
-        Config::new().max_arenas(2).region_size(REGION),
+        Config::new()
+            .max_arenas(2)
+            .region_size(REGION)
+            .hardened(true),
         Expect {
             max_arenas: 2,
             remote_frees: true,
@@ -563,7 +569,10 @@ fn rayon_two_arenas() {
 fn rayon_one_slot_remote_queue() {
     rayon_stress(
         "rayon_one_slot_remote_queue",
-        Config::new().remote_queue_capacity(1).region_size(REGION),
+        Config::new()
+            .remote_queue_capacity(1)
+            .region_size(REGION)
+            .hardened(true),
         Expect {
             max_arenas: WORKERS + 1,
             remote_frees: true,
@@ -695,7 +704,10 @@ fn thread_churn_four_slot_remote_queue() {
 fn thread_churn_two_arenas() {
     thread_churn(
         "thread_churn_two_arenas",
-        Config::new().max_arenas(2).region_size(REGION),
+        Config::new()
+            .max_arenas(2)
+            .region_size(REGION)
+            .hardened(true),
         2,
     );
 }

@@ -15,7 +15,8 @@
 //!   pool (see `arenalloc`'s `heap/bind.rs`), so there is no recursion.
 //! * The heap is built on first use from the environment, read with
 //!   `getenv` (which allocates nothing): `ARENALLOC_MAX_ARENAS`,
-//!   `ARENALLOC_REGION_SIZE` (bytes, with an optional K/M/G/T suffix) and
+//!   `ARENALLOC_REGION_SIZE` (bytes, with an optional K/M/G/T suffix),
+//!   `ARENALLOC_HARDENED=1` (heap-corruption checks, `Config::hardened`) and
 //!   `ARENALLOC_STATS=1` (a statistics table on stderr at exit;
 //!   `ARENALLOC_STATS=/some/file` appends it to that file instead, for
 //!   programs whose stderr is checked). A malformed value is reported once
@@ -116,6 +117,13 @@ fn config_from_env(mut config: Config) -> Config {
             ),
         }
     }
+    if let Some(v) = env(c"ARENALLOC_HARDENED") {
+        match v {
+            b"1" => config = config.hardened(true),
+            b"0" => config = config.hardened(false),
+            _ => report_malformed(b"ARENALLOC_HARDENED", v, b"0 or 1"),
+        }
+    }
     config
 }
 
@@ -127,24 +135,25 @@ fn parse_size(v: &[u8], suffixes: bool) -> Option<usize> {
         return None;
     }
     let mut n: usize = 0;
-    for &b in &v[..digits] {
+    let (number, rest) = v.split_at(digits.min(v.len()));
+    for &b in number {
         n = n.checked_mul(10)?.checked_add(usize::from(b - b'0'))?;
     }
-    let rest = &v[digits..];
     if rest.is_empty() {
         return Some(n);
     }
     if !suffixes {
         return None;
     }
-    let shift = match rest[0].to_ascii_uppercase() {
+    let (&unit, tail) = rest.split_first()?;
+    let shift = match unit.to_ascii_uppercase() {
         b'K' => 10,
         b'M' => 20,
         b'G' => 30,
         b'T' => 40,
         _ => return None,
     };
-    match &rest[1..] {
+    match tail {
         b"" | b"B" | b"b" | b"iB" | b"IB" | b"ib" => n.checked_mul(1usize << shift),
         _ => None,
     }
@@ -156,7 +165,7 @@ fn report_malformed(name: &[u8], value: &[u8], expected: &[u8]) {
     line.push(b"arenalloc: ignoring malformed ");
     line.push(name);
     line.push(b"=\"");
-    line.push(&value[..value.len().min(64)]);
+    line.push(value.get(..64).unwrap_or(value));
     line.push(b"\" (expected ");
     line.push(expected);
     line.push(b"); using the default\n");
@@ -178,7 +187,9 @@ impl Line {
 
     fn push(&mut self, bytes: &[u8]) {
         let n = bytes.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+        }
         self.len += n;
     }
 

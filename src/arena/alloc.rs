@@ -8,10 +8,20 @@
 //! starts, and the counters move with every block that changes state. All
 //! functions require the arena lock (`&mut ArenaState` is only reachable
 //! through the guard).
+//!
+//! Hardening: every header acted on is read verified ([`ArenaState::hdr`]);
+//! every `prev_size` followed is cross-checked against the block it names
+//! ([`ArenaState::prev_of`]), and every boundary tag overwritten is first
+//! checked to hold what the block before it implies
+//! ([`ArenaState::expect_prev_size`]). These touch only words the path
+//! reads or writes anyway; a mismatch aborts with the one-line
+//! `heap corruption` message (`error.rs`).
 
 use super::ArenaState;
-use crate::block::{self, Header, GRANULE, HEADER, MIN_BLOCK};
+use crate::bins::Ctx;
+use crate::block::{self, Header, Word, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{self, ChunkHeader, CHUNK_DATA};
+use crate::error::{abort_on_corruption, Corruption};
 use crate::region::Region;
 
 impl ArenaState {
@@ -30,67 +40,139 @@ impl ArenaState {
         size: usize,
         align: usize,
     ) -> *mut u8 {
+        debug_assert_eq!(id, self.id);
         let Some(need) = block::request_to_block_size(size) else {
             return core::ptr::null_mut();
         };
         // SAFETY: the caller holds the lock; `take*` return free blocks of
         // our chunks, removed from the index, that `carve` then owns.
         unsafe {
-            let b = if align <= GRANULE {
-                self.take(region, id, need)
+            let taken = if align <= GRANULE {
+                self.take(region, need)
             } else {
-                self.take_aligned(region, id, need, align)
+                self.take_aligned(region, need, align)
             };
-            if b.is_null() {
+            let Some((b, have)) = taken else {
                 return core::ptr::null_mut();
-            }
-            self.carve(b, need);
+            };
+            self.carve(b, have, need);
             self.counters.allocs += 1;
             block::block_to_payload(b)
         }
     }
 
-    /// Frees the live block `b`. Returns a chunk that became empty and that
-    /// the caller must hand back to the region after dropping the lock.
+    /// Frees the live block `b` of `size` bytes. Returns a chunk that became
+    /// empty and that the caller must hand back to the region after
+    /// dropping the lock.
     ///
     /// # Safety
     ///
-    /// `b` is a live block of this arena (validated by `find_live`); the
-    /// caller holds the lock.
+    /// `b` is a live block of this arena of `size` bytes (its header
+    /// verified by `find_live_word` or `find_claimed`); the caller holds the
+    /// lock.
     #[inline]
-    pub(crate) unsafe fn free(&mut self, b: *mut Header) -> Option<*mut ChunkHeader> {
+    pub(crate) unsafe fn free(
+        &mut self,
+        region: &Region,
+        b: *mut Header,
+        size: usize,
+    ) -> Option<*mut ChunkHeader> {
+        self.counters.live_blocks -= 1;
+        self.counters.live_bytes -= block::block_to_usable(size);
+        self.counters.frees += 1;
         // SAFETY: `b` is live and ours (caller).
-        unsafe {
-            self.counters.live_blocks -= 1;
-            self.counters.live_bytes -= block::block_to_usable((*b).size());
-            self.counters.frees += 1;
-            self.release_block(b)
+        unsafe { self.release_block(region, b, size) }
+    }
+
+    // ----- the checks ----------------------------------------------------------
+
+    /// The validation context of this arena's index.
+    #[inline(always)]
+    pub(crate) fn cx<'r>(&self, region: &'r Region) -> Ctx<'r> {
+        Ctx {
+            key: self.key,
+            id: self.id,
+            region,
         }
     }
 
-    /// Removes from the index (or makes, from a new chunk) a free block of
-    /// at least `need` bytes.
-    unsafe fn take(&mut self, region: &Region, id: u32, need: usize) -> *mut Header {
-        // SAFETY: lock held (caller); the index holds free blocks only.
-        let b = unsafe { self.index.take_first_fit(need) };
-        if !b.is_null() {
-            // SAFETY: `b` was a free block of the index.
-            self.note_unlinked(unsafe { (*b).size() });
-            return b;
+    /// `b`'s verified header, or the corruption abort.
+    #[inline(always)]
+    pub(crate) fn hdr(&self, b: *mut Header) -> Word {
+        // SAFETY: callers pass headers at block starts (start bit, tiling
+        // or a verified size) of our committed chunks, under the lock.
+        match unsafe { (*b).read(self.key) } {
+            Some(w) => w,
+            None => abort_on_corruption(b as usize, Corruption::Header),
         }
-        self.grow(region, id)
+    }
+
+    /// The free block before `b` and its size, cross-checked: `prev_size`
+    /// must name a block inside the chunk, starting at a start bit, whose
+    /// header verifies as free with exactly that size. `None` when the
+    /// block before is live.
+    #[inline(always)]
+    fn prev_of(&self, b: *mut Header) -> Option<(*mut Header, usize)> {
+        // SAFETY: `b` is a block of ours; the lock is held.
+        let size = unsafe { Header::prev_size(b, self.key) };
+        if size == 0 {
+            return None;
+        }
+        if !self.key.hardened() {
+            return Some((block::block_before(b, size), size));
+        }
+        let c = chunk::chunk_of(b as usize);
+        // SAFETY: `c` is our committed chunk; `first_block` only computes.
+        let first = unsafe { (*c).first_block() } as usize;
+        let prev = block::block_before(b, size);
+        let plausible = size % GRANULE == 0 && size >= MIN_BLOCK && (b as usize) - first >= size;
+        // SAFETY: once plausible, `prev` is a 16-aligned address between
+        // the chunk's first block and `b`: committed memory of ours.
+        if plausible && unsafe { (*c).is_start(prev as usize) } {
+            // SAFETY: a start bit marks a header inside our chunk.
+            if let Some(w) = unsafe { (*prev).read(self.key) } {
+                if w.is_free() && w.size == size {
+                    return Some((prev, size));
+                }
+            }
+        }
+        abort_on_corruption(b as usize, Corruption::PrevSize)
+    }
+
+    /// Aborts unless `next`'s boundary tag says what the block before it
+    /// implies: `expected` is that block's size if it is free, else 0.
+    #[inline(always)]
+    fn expect_prev_size(&self, next: *mut Header, expected: usize) {
+        // SAFETY: `next` is a block (or the sentinel) of ours; lock held.
+        if self.key.hardened() && unsafe { Header::prev_size(next, self.key) } != expected {
+            abort_on_corruption(next as usize, Corruption::PrevSize);
+        }
+    }
+
+    // ----- taking a block --------------------------------------------------------
+
+    /// Removes from the index (or makes, from a new chunk) a free block of
+    /// at least `need` bytes; returns it and its size.
+    unsafe fn take(&mut self, region: &Region, need: usize) -> Option<(*mut Header, usize)> {
+        let cx = self.cx(region);
+        // SAFETY: lock held (caller); the index holds free blocks only.
+        match unsafe { self.index.take_first_fit(&cx, need) } {
+            Some((b, have)) => {
+                self.note_unlinked(have);
+                Some((b, have))
+            }
+            None => self.grow(region).map(|b| (b, CHUNK_DATA)),
+        }
     }
 
     /// Takes a fresh chunk from the region; returns its one free block,
     /// accounted as taken (not in the index).
     #[cold]
-    fn grow(&mut self, region: &Region, id: u32) -> *mut Header {
-        let Some(base) = region.acquire_arena_chunk(id) else {
-            return core::ptr::null_mut();
-        };
+    fn grow(&mut self, region: &Region) -> Option<*mut Header> {
+        let base = region.acquire_arena_chunk(self.id)?;
         // SAFETY: the region just handed us this chunk: committed, zeroed,
         // ours alone.
-        let first = unsafe { chunk::init(base, id) };
+        let first = unsafe { chunk::init(base, self.id, self.key) };
         let c = base.cast::<ChunkHeader>();
         // SAFETY: `c` is the fresh chunk; the current head, if any, is one of
         // ours; the lock is held.
@@ -102,7 +184,7 @@ impl ArenaState {
         }
         self.chunks = c;
         self.counters.chunk_count += 1;
-        first
+        Some(first)
     }
 
     /// Like `take`, then splits off a free front gap so that the returned
@@ -110,22 +192,18 @@ impl ArenaState {
     unsafe fn take_aligned(
         &mut self,
         region: &Region,
-        id: u32,
         need: usize,
         align: usize,
-    ) -> *mut Header {
+    ) -> Option<(*mut Header, usize)> {
         // SAFETY: lock held; see `take`.
-        let b = unsafe { self.take(region, id, need + align + MIN_BLOCK) };
-        if b.is_null() {
-            return b;
-        }
+        let (b, size) = unsafe { self.take(region, need + align + MIN_BLOCK) }?;
         let start = b as usize;
         let mut aligned = ((start + HEADER + align - 1) & !(align - 1)) - HEADER;
         if aligned != start && aligned - start < MIN_BLOCK {
             aligned += align;
         }
         if aligned == start {
-            return b;
+            return Some((b, size));
         }
         let gap = aligned - start;
         let nb = aligned as *mut Header;
@@ -134,71 +212,91 @@ impl ArenaState {
         // after it lie inside it; (2) `b`'s previous block is live (no two
         // free blocks touch), so the gap block's `prev_size` stays 0.
         unsafe {
-            let size = (*b).size();
-            (*b).set(gap, block::FREE);
-            (*nb).set(size - gap, 0);
+            // `carve` will find `nb`'s footer where `b`'s was.
+            let next = block::block_after(b, size);
+            self.expect_prev_size(next, size);
+            Header::set_prev_size(next, self.key, size - gap);
+            (*b).set(self.key, gap, block::FREE);
+            (*nb).set(self.key, size - gap, 0);
+            Header::set_prev_size(nb, self.key, gap);
             (*chunk::chunk_of(aligned)).set_start(aligned);
-            block::write_footer(b);
-            self.link_free(b);
+            self.link_free(b, gap);
         }
-        nb
+        Some((nb, size - gap))
     }
 
-    /// Marks `b` (a taken free block) live at `need` bytes, splitting off
-    /// the tail as a free block when it is big enough.
-    unsafe fn carve(&mut self, b: *mut Header, need: usize) {
+    /// Marks `b` (a taken free block of `have` bytes) live at `need` bytes,
+    /// splitting off the tail as a free block when it is big enough.
+    unsafe fn carve(&mut self, b: *mut Header, have: usize, need: usize) {
+        let key = self.key;
+        let next = block::block_after(b, have);
+        // `b` was free: the block after it must carry its footer.
+        self.expect_prev_size(next, have);
         // SAFETY: `b` is a block we hold under the lock; the tail and the
         // next block lie in the same chunk.
         unsafe {
-            let size = (*b).size();
-            if size - need >= MIN_BLOCK {
-                (*b).set(need, 0);
-                let rest = b.cast::<u8>().add(need).cast::<Header>();
-                block::set_prev_live(rest);
-                (*rest).set(size - need, block::FREE);
+            let size = if have - need >= MIN_BLOCK {
+                (*b).set(key, need, 0);
+                let rest = block::block_after(b, need);
+                Header::set_prev_size(rest, key, 0);
+                (*rest).set(key, have - need, block::FREE);
                 (*chunk::chunk_of(rest as usize)).set_start(rest as usize);
-                block::write_footer(rest);
-                self.link_free(rest);
+                Header::set_prev_size(next, key, have - need);
+                self.link_free(rest, have - need);
+                need
             } else {
-                (*b).set(size, 0);
-                block::set_prev_live(block::next_block(b));
-            }
+                (*b).set(key, have, 0);
+                Header::set_prev_size(next, key, 0);
+                have
+            };
             self.counters.live_blocks += 1;
-            self.counters.live_bytes += block::block_to_usable((*b).size());
+            self.counters.live_bytes += block::block_to_usable(size);
         }
     }
 
-    /// Makes block `b` free: coalesces with both neighbours and indexes the
-    /// result, or unlinks its chunk if the chunk is now empty and another
-    /// empty one is already kept. Does not touch the live counters.
-    unsafe fn release_block(&mut self, b: *mut Header) -> Option<*mut ChunkHeader> {
+    // ----- giving a block back -----------------------------------------------------
+
+    /// Makes block `b` of `size` bytes free: coalesces with both
+    /// neighbours and indexes the result, or unlinks its chunk if the chunk
+    /// is now empty and another empty one is already kept. Does not touch
+    /// the live counters.
+    unsafe fn release_block(
+        &mut self,
+        region: &Region,
+        b: *mut Header,
+        size: usize,
+    ) -> Option<*mut ChunkHeader> {
+        let key = self.key;
+        let c = chunk::chunk_of(b as usize);
+        let mut start = b;
+        let mut total = size;
+        let next = block::block_after(b, size);
+        let nw = self.hdr(next);
+        // `b` is live: the block after it must not think otherwise.
+        self.expect_prev_size(next, 0);
         // SAFETY: `b` is a block of one of our chunks, held under the lock;
-        // its neighbours' headers are valid (tiling invariant), and a
-        // neighbour flagged free is in the index.
+        // its neighbours were verified (header check, cross-checked
+        // prev_size), and a neighbour flagged free is in the index.
         unsafe {
-            let c = chunk::chunk_of(b as usize);
-            let mut start = b;
-            let mut size = (*b).size();
-            let next = block::next_block(b);
-            if (*next).is_free() {
-                self.unlink_free(next);
-                size += (*next).size();
+            if nw.is_free() {
+                self.expect_prev_size(block::block_after(next, nw.size), nw.size);
+                self.unlink_free(region, next, nw.size);
+                total += nw.size;
                 (*c).clear_start(next as usize);
             }
-            if (*b).prev_is_free() {
-                let prev = block::prev_block(b);
-                self.unlink_free(prev);
-                size += (*prev).size();
+            if let Some((prev, psize)) = self.prev_of(b) {
+                self.unlink_free(region, prev, psize);
+                total += psize;
                 (*c).clear_start(b as usize);
                 start = prev;
             }
-            (*start).set(size, block::FREE);
-            block::write_footer(start);
-            if size == CHUNK_DATA && self.counters.empty_chunks >= 1 {
+            (*start).set(key, total, block::FREE);
+            Header::set_prev_size(block::block_after(start, total), key, total);
+            if total == CHUNK_DATA && self.counters.empty_chunks >= 1 {
                 self.unlink_chunk(c);
                 return Some(c);
             }
-            self.link_free(start);
+            self.link_free(start, total);
             None
         }
     }
@@ -220,6 +318,8 @@ impl ArenaState {
         self.counters.chunk_count -= 1;
     }
 
+    // ----- resizing in place ---------------------------------------------------------
+
     /// Resizes live block `b` in place to hold `size` payload bytes:
     /// shrinks by splitting off the tail, grows into a free next block.
     /// Returns whether it succeeded (the block is unchanged if not).
@@ -227,53 +327,66 @@ impl ArenaState {
     /// # Safety
     ///
     /// `b` is a live block of this arena; the lock is held.
-    pub(crate) unsafe fn resize_in_place(&mut self, b: *mut Header, size: usize) -> bool {
+    pub(crate) unsafe fn resize_in_place(
+        &mut self,
+        region: &Region,
+        b: *mut Header,
+        size: usize,
+    ) -> bool {
         let Some(need) = block::request_to_block_size(size) else {
             return false;
         };
         if need > CHUNK_DATA {
             return false;
         }
-        // SAFETY: `b` is live and ours; its next block is a valid header.
+        let key = self.key;
+        let mut have = self.hdr(b).size;
+        // SAFETY: `b` is live and ours; its next block was verified.
         unsafe {
-            let have = (*b).size();
             if need > have {
-                let next = block::next_block(b);
-                if !(*next).is_free() || have + (*next).size() < need {
+                let next = block::block_after(b, have);
+                let nw = self.hdr(next);
+                self.expect_prev_size(next, 0);
+                if !nw.is_free() || have + nw.size < need {
                     return false;
                 }
-                let grown = have + (*next).size();
-                self.unlink_free(next);
+                let grown = have + nw.size;
+                let after = block::block_after(next, nw.size);
+                self.expect_prev_size(after, nw.size);
+                self.unlink_free(region, next, nw.size);
                 (*chunk::chunk_of(b as usize)).clear_start(next as usize);
-                (*b).set(grown, 0);
-                block::set_prev_live(block::next_block(b));
+                (*b).set(key, grown, 0);
+                Header::set_prev_size(after, key, 0);
                 self.counters.live_bytes += grown - have;
+                have = grown;
             }
-            self.shrink(b, need);
+            self.shrink(region, b, have, need);
         }
         true
     }
 
-    /// Splits the tail off live block `b` beyond `need` bytes, if it is at
-    /// least a minimum block, and frees it.
-    unsafe fn shrink(&mut self, b: *mut Header, need: usize) {
+    /// Splits the tail off live block `b` of `have` bytes beyond `need`
+    /// bytes, if it is at least a minimum block, and frees it.
+    unsafe fn shrink(&mut self, region: &Region, b: *mut Header, have: usize, need: usize) {
+        if have - need < MIN_BLOCK {
+            return;
+        }
+        let key = self.key;
         // SAFETY: `b` is live and ours; the tail lies inside it.
         unsafe {
-            let have = (*b).size();
-            if have - need < MIN_BLOCK {
-                return;
-            }
-            (*b).set(need, 0);
-            let rest = b.cast::<u8>().add(need).cast::<Header>();
-            block::set_prev_live(rest);
-            (*rest).set(have - need, 0);
+            (*b).set(key, need, 0);
+            let rest = block::block_after(b, need);
+            Header::set_prev_size(rest, key, 0);
+            (*rest).set(key, have - need, 0);
             (*chunk::chunk_of(rest as usize)).set_start(rest as usize);
             self.counters.live_bytes -= have - need;
             // The rest cannot empty the chunk: `b` stays live in it.
-            let released = self.release_block(rest);
+            let released = self.release_block(region, rest, have - need);
             debug_assert!(released.is_none());
         }
     }
+
+    // ----- index bookkeeping ---------------------------------------------------------
 
     /// Index bookkeeping for a free block taken out by the index itself.
     #[inline]
@@ -286,25 +399,22 @@ impl ArenaState {
     }
 
     #[inline]
-    unsafe fn unlink_free(&mut self, b: *mut Header) {
-        // SAFETY: `b` is a free block in the index (caller).
-        unsafe {
-            self.index.remove(b);
-            self.note_unlinked((*b).size());
-        }
+    unsafe fn unlink_free(&mut self, region: &Region, b: *mut Header, size: usize) {
+        let cx = self.cx(region);
+        // SAFETY: `b` is a verified free block of `size` bytes in the index
+        // (caller).
+        unsafe { self.index.remove(&cx, b, size) };
+        self.note_unlinked(size);
     }
 
     #[inline]
-    unsafe fn link_free(&mut self, b: *mut Header) {
-        // SAFETY: `b` is a free block in no bin (caller).
-        unsafe {
-            let size = (*b).size();
-            self.index.insert(b);
-            self.counters.free_blocks += 1;
-            self.counters.free_bytes += size;
-            if size == CHUNK_DATA {
-                self.counters.empty_chunks += 1;
-            }
+    unsafe fn link_free(&mut self, b: *mut Header, size: usize) {
+        // SAFETY: `b` is a free block of `size` bytes in no bin (caller).
+        unsafe { self.index.insert(self.key, b, size) };
+        self.counters.free_blocks += 1;
+        self.counters.free_bytes += size;
+        if size == CHUNK_DATA {
+            self.counters.empty_chunks += 1;
         }
     }
 }

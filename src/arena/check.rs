@@ -10,7 +10,7 @@
 use super::{ArenaState, Counters};
 use crate::bins::{self, BINS};
 use crate::block::{self, Header, HEADER, MIN_BLOCK};
-use crate::chunk::{self, ChunkHeader, CHUNK_DATA};
+use crate::chunk::{ChunkHeader, CHUNK_DATA};
 use crate::error::{HeapError, HeapErrorKind};
 use crate::region::{ChunkUse, Region};
 
@@ -70,7 +70,7 @@ impl ArenaState {
         Ok(())
     }
 
-    /// Walks one chunk: tiling, flags, footers, start bits.
+    /// Walks one chunk: header checks, tiling, flags, footers, start bits.
     unsafe fn check_chunk(
         &self,
         c: *mut ChunkHeader,
@@ -84,50 +84,50 @@ impl ArenaState {
                 kind,
             })
         };
+        let key = self.key;
         // SAFETY: `c` is a committed chunk of ours (caller); every header
         // read is at an address the walk has proven lies before the sentinel.
         unsafe {
             let end = (*c).sentinel();
             let mut b = (*c).first_block();
-            let mut prev_free = false;
+            let mut prev_free = 0;
             let mut blocks = 0;
             while b < end {
-                let size = (*b).size();
-                if size < MIN_BLOCK || b as usize + size > end as usize {
+                let Some(w) = (*b).read(key) else {
+                    return err(HeapErrorKind::BadHeader, b);
+                };
+                if w.size < MIN_BLOCK || b as usize + w.size > end as usize {
                     return err(HeapErrorKind::BadTiling, b);
                 }
                 if !(*c).is_start(b as usize) {
                     return err(HeapErrorKind::BitmapMismatch, b);
                 }
-                if (*b).prev_is_free() != prev_free {
+                if Header::prev_size(b, key) != prev_free {
                     return err(HeapErrorKind::FooterMismatch, b);
                 }
-                let free = (*b).is_free();
-                if free {
-                    if prev_free {
+                if w.is_free() {
+                    if prev_free != 0 {
                         return err(HeapErrorKind::AdjacentFree, b);
                     }
-                    if (*block::next_block(b)).prev_size != size {
-                        return err(HeapErrorKind::FooterMismatch, b);
-                    }
                     walked.free_blocks += 1;
-                    walked.free_bytes += size;
-                    if size == CHUNK_DATA {
+                    walked.free_bytes += w.size;
+                    if w.size == CHUNK_DATA {
                         walked.empty_chunks += 1;
                     }
+                    prev_free = w.size;
                 } else {
                     walked.live_blocks += 1;
-                    walked.live_bytes += block::block_to_usable(size);
+                    walked.live_bytes += block::block_to_usable(w.size);
+                    prev_free = 0;
                 }
-                prev_free = free;
                 blocks += 1;
-                b = block::next_block(b);
+                b = block::block_after(b, w.size);
             }
-            if b != end
-                || (*end).size() != 0
-                || (*end).is_free()
-                || (*end).prev_is_free() != prev_free
-            {
+            let sentinel_ok = matches!((*end).read(key), Some(w) if w.size == 0 && !w.is_free());
+            if !sentinel_ok {
+                return err(HeapErrorKind::BadHeader, end);
+            }
+            if b != end || Header::prev_size(end, key) != prev_free {
                 return err(HeapErrorKind::BadTiling, end);
             }
             if (*c).count_starts() != blocks {
@@ -137,8 +137,9 @@ impl ArenaState {
         Ok(())
     }
 
-    /// Every bin entry is a free block of that bin, lists are well linked,
-    /// and together the bins hold exactly the `free_blocks` the walk found.
+    /// Every bin entry is a free block of that bin, lists are well linked
+    /// (safe-linked words decode to blocks that link back), and together the
+    /// bins hold exactly the `free_blocks` the walk found.
     fn check_bins(&self, region: &Region, free_blocks: usize, id: u32) -> Result<(), HeapError> {
         let err = |kind, addr: *mut Header| {
             Err(HeapError {
@@ -147,6 +148,7 @@ impl ArenaState {
                 kind,
             })
         };
+        let cx = self.cx(region);
         let mut entries = 0;
         for bin in 0..BINS {
             let mut b = self.index.head(bin);
@@ -159,26 +161,23 @@ impl ArenaState {
                 if entries > free_blocks {
                     return err(HeapErrorKind::BinMismatch, b);
                 }
-                let ba = b as usize;
-                if !region.contains(ba)
-                    || region.chunk_use(region.chunk_index(ba)) != ChunkUse::Arena(id)
-                {
-                    return err(HeapErrorKind::BinMismatch, b);
+                // Links are followed only once `b` is proven a verified
+                // free block in one of our committed chunks.
+                if !cx.is_our_free_block(b as usize) {
+                    return err(HeapErrorKind::BadLink, b);
                 }
-                // SAFETY: the region map says `b` lies in one of our
-                // committed chunks, so its chunk header and the header at
-                // `b` are readable; links are followed only once the start
-                // bit and FREE flag show `b` really is a free block.
+                // SAFETY: as just proven; the lock is held.
                 unsafe {
-                    let c = chunk::chunk_of(ba);
-                    if !(*c).is_start(ba) || !(*b).is_free() || bins::bin_of((*b).size()) != bin {
+                    let size = self.hdr(b).size;
+                    if bins::bin_of(size) != bin {
                         return err(HeapErrorKind::BinMismatch, b);
                     }
-                    if (*block::links(b)).prev != prev {
-                        return err(HeapErrorKind::BinMismatch, b);
+                    let (next, back) = bins::links_of(self.key, b);
+                    if back != prev {
+                        return err(HeapErrorKind::BadLink, b);
                     }
                     prev = b;
-                    b = (*block::links(b)).next;
+                    b = next;
                 }
             }
         }
@@ -189,17 +188,23 @@ impl ArenaState {
     }
 
     /// Size of the largest free block (walks the highest non-empty bin).
-    pub(crate) fn largest_free(&self) -> usize {
+    pub(crate) fn largest_free(&self, region: &Region) -> usize {
+        let cx = self.cx(region);
         let Some(bin) = self.index.highest_nonempty() else {
             return 0;
         };
         let mut best = 0;
         let mut b = self.index.head(bin);
         while !b.is_null() {
-            // SAFETY: bin lists hold free blocks of our chunks (lock held).
+            // SAFETY: bin lists hold free blocks of our chunks (lock held);
+            // `stats` runs this on a heap `check` has not vetted, so a link
+            // that fails the check ends the walk instead of being followed.
             unsafe {
-                best = best.max((*b).size());
-                b = (*block::links(b)).next;
+                if !cx.is_our_free_block(b as usize) {
+                    break;
+                }
+                best = best.max(self.hdr(b).size);
+                b = bins::links_of(self.key, b).0;
             }
         }
         best
@@ -225,7 +230,7 @@ impl ArenaState {
                     if size < MIN_BLOCK {
                         break;
                     }
-                    b = block::next_block(b);
+                    b = block::block_after(b, size);
                 }
                 c = (*c).next;
             }

@@ -7,12 +7,14 @@
 //! that address (`chunk.rs`); every function requires the arena lock.
 
 use super::ArenaState;
-use crate::block::{self, Header};
+use crate::block::{self, Header, Word};
 use crate::chunk;
 use crate::error::FreeError;
 
 impl ArenaState {
-    /// The live block whose payload is `ptr`, or why `ptr` is not one.
+    /// The live block whose payload is `ptr`, or why `ptr` is not one. A
+    /// header that does not verify aborts (heap corruption), whatever the
+    /// caller.
     ///
     /// # Safety
     ///
@@ -20,17 +22,33 @@ impl ArenaState {
     /// is held.
     #[inline]
     pub(crate) unsafe fn find_live(&self, ptr: *mut u8) -> Result<*mut Header, FreeError> {
+        // SAFETY: forwarded.
+        unsafe { self.find_live_word(ptr) }.map(|(b, _)| b)
+    }
+
+    /// `find_live`, with the block's verified header word (so the free path
+    /// verifies it once).
+    ///
+    /// # Safety
+    ///
+    /// As for `find_live`.
+    #[inline]
+    pub(crate) unsafe fn find_live_word(
+        &self,
+        ptr: *mut u8,
+    ) -> Result<(*mut Header, Word), FreeError> {
         let b = block::payload_to_block(ptr);
         let c = chunk::chunk_of(ptr as usize);
         // SAFETY: the chunk is ours, so its header and bitmap are valid, and
-        // a set start bit means a valid block header sits at `b`.
+        // a set start bit means a block header sits at `b`.
         unsafe {
             if (b as usize) < (*c).first_block() as usize || b >= (*c).sentinel() {
                 return Err(FreeError::NotAllocated);
             }
             if (*c).is_start(b as usize) {
-                return if (*b).is_live() {
-                    Ok(b)
+                let w = self.hdr(b);
+                return if w.is_live() {
+                    Ok((b, w))
                 } else {
                     Err(FreeError::DoubleFree)
                 };
@@ -39,10 +57,15 @@ impl ArenaState {
             // freed and coalesced into a neighbour (a double free); inside a
             // live block means an interior pointer.
             match (*c).block_at_or_before(b as usize) {
-                Some(s) if (*s).is_free() && (b as usize) < s as usize + (*s).size() => {
-                    Err(FreeError::DoubleFree)
+                Some(s) => {
+                    let w = self.hdr(s);
+                    if w.is_free() && (b as usize) < s as usize + w.size {
+                        Err(FreeError::DoubleFree)
+                    } else {
+                        Err(FreeError::NotAllocated)
+                    }
                 }
-                _ => Err(FreeError::NotAllocated),
+                None => Err(FreeError::NotAllocated),
             }
         }
     }
@@ -53,14 +76,17 @@ impl ArenaState {
     /// # Safety
     ///
     /// As for `find_live`.
-    pub(crate) unsafe fn find_claimed(&self, ptr: *mut u8) -> Option<*mut Header> {
+    pub(crate) unsafe fn find_claimed(&self, ptr: *mut u8) -> Option<(*mut Header, Word)> {
         let b = block::payload_to_block(ptr);
         let c = chunk::chunk_of(ptr as usize);
         // SAFETY: as in `find_live`.
         unsafe {
             let inside = (b as usize) >= (*c).first_block() as usize && b < (*c).sentinel();
-            let pending = inside && (*c).is_start(b as usize) && (*b).is_remote_pending();
-            (pending && !(*b).is_free()).then_some(b)
+            if !(inside && (*c).is_start(b as usize)) {
+                return None;
+            }
+            let w = self.hdr(b);
+            (w.is_remote_pending() && !w.is_free()).then_some((b, w))
         }
     }
 
@@ -71,11 +97,12 @@ impl ArenaState {
     /// `addr` lies in a chunk of this arena; the lock is held.
     pub(crate) unsafe fn find_containing(&self, addr: usize) -> Option<*mut Header> {
         let c = chunk::chunk_of(addr);
-        // SAFETY: the chunk is ours; a set start bit marks a valid header.
+        // SAFETY: the chunk is ours; a set start bit marks a header.
         unsafe {
             let s = (*c).block_at_or_before(addr)?;
+            let w = self.hdr(s);
             let payload = block::block_to_payload(s) as usize;
-            let inside = (*s).is_live() && addr >= payload && addr < s as usize + (*s).size();
+            let inside = w.is_live() && addr >= payload && addr < s as usize + w.size;
             inside.then_some(s)
         }
     }

@@ -37,7 +37,7 @@ mod check;
 mod lookup;
 
 use crate::bins::FreeIndex;
-use crate::block::{GRANULE, HEADER, MIN_BLOCK};
+use crate::block::{Key, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
 use crate::sync::{AtomicU64, Locked, LockedGuard, MpmcQueue, Ordering};
 use crate::thread::registry;
@@ -73,6 +73,10 @@ pub(crate) struct Counters {
 
 /// Everything the arena lock guards.
 pub(crate) struct ArenaState {
+    /// The arena's id (as in `Arena::id`), for chunk-map checks.
+    id: u32,
+    /// The heap's secret as this arena's header and link checks use it.
+    key: Key,
     index: FreeIndex,
     /// Head of the list of owned chunks.
     chunks: *mut ChunkHeader,
@@ -87,8 +91,9 @@ unsafe impl Send for ArenaState {}
 pub(crate) struct Arena {
     /// Index in the heap's arena table; stored in every chunk it owns.
     pub(crate) id: u32,
-    /// The heap's secret (`HeapMeta::secret`), for header checks.
-    pub(crate) secret: u64,
+    /// The heap's secret (`HeapMeta::secret`) as a header key, for the
+    /// lock-free claim of a remote free (`remote.rs`).
+    pub(crate) key: Key,
     state: Locked<ArenaState>,
     /// Token of the owning thread, or 0 (module doc).
     owner: AtomicU64,
@@ -121,11 +126,13 @@ impl Arena {
 
     /// A new arena owned by `owner` (a token, or 0). Allocates the remote
     /// queue: call with no heap lock held.
-    pub(crate) fn new(id: u32, queue_capacity: usize, owner: u64, secret: u64) -> Arena {
+    pub(crate) fn new(id: u32, queue_capacity: usize, owner: u64, key: Key) -> Arena {
         Arena {
             id,
-            secret,
+            key,
             state: Locked::new(ArenaState {
+                id,
+                key,
                 index: FreeIndex::new(),
                 chunks: core::ptr::null_mut(),
                 counters: Counters::default(),

@@ -219,7 +219,7 @@ impl Heap {
             // SAFETY: `ptr` is in a large slot; the caller gives it up.
             Owner::Large => unsafe { large::free(&meta.region, &meta.large, ptr) },
             // A live pool block goes back on its class's free list (pool.rs).
-            Owner::Pool(..) => Ok(()),
+            Owner::Pool(..) => meta.pool_free(ptr as usize),
         }
     }
 
@@ -322,7 +322,7 @@ impl Heap {
                     }
                 };
                 // SAFETY: `b` is live and ours; lock held.
-                if unsafe { st.resize_in_place(b, size) } {
+                if unsafe { st.resize_in_place(&meta.region, b, size) } {
                     return ptr;
                 }
                 // SAFETY: `b` is a valid live header.

@@ -61,7 +61,7 @@ impl Heap {
             let mut entries = Vec::with_capacity(count + 64);
             let mut truncated = false;
             let st = arena.lock_drained(&meta.region);
-            let (counters, largest) = (st.counters, st.largest_free());
+            let (counters, largest) = (st.counters, st.largest_free(&meta.region));
             let mut last_chunk = core::ptr::null_mut();
             st.for_each_block(|c, b| {
                 if entries.len() + 2 > entries.capacity() {
