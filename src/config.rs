@@ -29,6 +29,8 @@
 //! | [`DEFAULT_MAX_ARENAS`] | 128 | `Config` | arenas before threads share (lock contention) |
 //! | [`MAX_ARENAS`] | 4096 | `Config` | the most arenas a heap table has room for |
 //! | [`DEFAULT_REMOTE_QUEUE_CAPACITY`] | 256 | `Config` | queue-full fallbacks against queue memory per arena |
+//! | [`DEFAULT_OWNER_CACHE`] | 256 KiB | `Config` | lock acquisitions saved against memory parked in owner caches |
+//! | [`MAX_OWNER_CACHE`] | 4 MiB | `Config` | the most an owner cache may park |
 //! | [`MAX_REMOTE_QUEUE_CAPACITY`] | 65536 | `Config` | the largest queue: its 1 MiB buffer is the internal pool's most per arena |
 
 /// log2 of the chunk size (see the table above).
@@ -66,6 +68,10 @@ pub const DEFAULT_REGION_SIZE: usize = 64 << 30;
 pub const DEFAULT_MAX_ARENAS: usize = 128;
 /// Most arenas a heap supports.
 pub const MAX_ARENAS: usize = 4096;
+/// Default bytes of each arena's owner cache.
+pub const DEFAULT_OWNER_CACHE: usize = 256 << 10;
+/// Most bytes an owner cache may hold (a chunk's worth).
+pub const MAX_OWNER_CACHE: usize = CHUNK;
 /// Default capacity of each arena's remote-free queue.
 pub const DEFAULT_REMOTE_QUEUE_CAPACITY: usize = 256;
 /// The largest remote-queue capacity a heap uses; larger settings are
@@ -89,6 +95,7 @@ pub struct Config {
     region_size: usize,
     remote_queue_capacity: usize,
     hardened: bool,
+    owner_cache: usize,
     at_init: Option<fn(Config) -> Config>,
 }
 
@@ -101,6 +108,7 @@ impl Config {
             region_size: DEFAULT_REGION_SIZE,
             remote_queue_capacity: DEFAULT_REMOTE_QUEUE_CAPACITY,
             hardened: false,
+            owner_cache: DEFAULT_OWNER_CACHE,
             at_init: None,
         }
     }
@@ -150,6 +158,20 @@ impl Config {
         self
     }
 
+    /// Bytes each arena's owner may keep in its lock-free owner cache of
+    /// small blocks (`arena/cache.rs`); 0 turns the cache off, which leaves
+    /// per-thread locked arenas: the middle level of the lock-granularity
+    /// lesson. The preload library reads `ARENALLOC_OWNER_CACHE`.
+    pub const fn owner_cache(mut self, bytes: usize) -> Config {
+        self.owner_cache = bytes;
+        self
+    }
+
+    /// The configured owner-cache size, as given.
+    pub const fn get_owner_cache(&self) -> usize {
+        self.owner_cache
+    }
+
     /// Whether heap-corruption checks are on, as given.
     pub const fn get_hardened(&self) -> bool {
         self.hardened
@@ -187,6 +209,7 @@ impl Config {
                 .remote_queue_capacity
                 .clamp(1, MAX_REMOTE_QUEUE_CAPACITY),
             hardened: given.hardened,
+            owner_cache: given.owner_cache.min(MAX_OWNER_CACHE),
             at_init: None,
         }
     }
@@ -200,6 +223,7 @@ impl PartialEq for Config {
             && self.region_size == other.region_size
             && self.remote_queue_capacity == other.remote_queue_capacity
             && self.hardened == other.hardened
+            && self.owner_cache == other.owner_cache
             && self.at_init.is_some() == other.at_init.is_some()
     }
 }
