@@ -14,6 +14,9 @@
 //!
 //! Invariants:
 //! * The reservation is `PROT_NONE` + `MAP_NORESERVE`: address space only.
+//!   It is as large as asked when the OS grants that, else the largest size
+//!   halving finds (`Region::reserve_at_most`, which also respects
+//!   `RLIMIT_AS`); `len` is what was granted.
 //!   A chunk is committed (`PROT_READ|PROT_WRITE`) exactly while it is
 //!   handed out; on return it is purged (`MADV_DONTNEED`) and protected
 //!   again, so RSS follows the live set and a stale pointer into a returned
@@ -144,6 +147,54 @@ impl MetaLayout {
 }
 
 impl Region {
+    /// Reserves a region of at most `len` bytes (a multiple of `CHUNK`) and
+    /// commits its first `meta_bytes(size)` bytes, where `meta_bytes(size)`
+    /// is the metadata a region of `size` bytes needs (`None`: a region
+    /// that small cannot hold its metadata and one chunk). Returns the base
+    /// and the size granted; `None` when even the smallest region that
+    /// holds its metadata is refused.
+    ///
+    /// The first size tried is `len`, capped under a finite `RLIMIT_AS`
+    /// (`ulimit -v`) at half of what the limit leaves beside the mappings
+    /// the process has now — the program needs address space for its own
+    /// mappings too, and a reservation the limit forbids would only fail.
+    /// On refusal (the limit, a kernel with less address space than asked)
+    /// the size halves, down to that smallest region. So a heap starts
+    /// wherever the process can map anything at all, and `reserved_bytes`
+    /// says what it got.
+    pub(crate) fn reserve_at_most(
+        len: usize,
+        meta_bytes: impl Fn(usize) -> Option<usize>,
+    ) -> Option<(*mut u8, usize)> {
+        let len = len & !(CHUNK - 1);
+        // The smallest region that holds its own metadata (its map grows
+        // with it, by 4 bytes and a bit per chunk: a few steps at most).
+        let mut floor = 2 * CHUNK;
+        while meta_bytes(floor).is_none() {
+            floor = floor.checked_add(CHUNK)?;
+            if floor > len {
+                return None;
+            }
+        }
+        let mut size = len;
+        if let Some(limit) = sys::address_space_limit() {
+            let used = sys::address_space_used().unwrap_or(0);
+            size = size.min(limit.saturating_sub(used) / 2);
+        }
+        size = (size & !(CHUNK - 1)).max(floor);
+        loop {
+            if let Some(meta) = meta_bytes(size) {
+                if let Some(base) = Region::reserve(size, meta) {
+                    return Some((base, size));
+                }
+            }
+            if size == floor {
+                return None;
+            }
+            size = ((size / 2) & !(CHUNK - 1)).max(floor);
+        }
+    }
+
     /// Reserves `len` bytes (a multiple of `CHUNK`) of address space, aligned
     /// to `CHUNK`, and commits the first `meta_bytes` of it for metadata.
     /// Returns the base, or `None` when the OS refuses.
@@ -396,7 +447,7 @@ impl Region {
         }
         let mut i = slots.hint;
         while i + n <= self.chunks {
-            let misalign = (base_slot + i + skew) % align_chunks;
+            let misalign = (base_slot + i + skew) % align_chunks.max(1);
             if misalign != 0 {
                 i += align_chunks - misalign;
                 continue;

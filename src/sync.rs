@@ -6,8 +6,10 @@
 //! the loom models must see goes through this module: the arena lock
 //! ([`RawLock`] and the [`Locked`] cell it guards), the atomics of arena
 //! state, the remote-free queue ([`MpmcQueue`]), scheduling points for the
-//! models ([`model_point`]), [`yield_now`] and the thread-local binding
-//! cache ([`shim_thread_local!`]). Memory whose races are argued elsewhere
+//! models ([`model_point`]), [`yield_now`], the thread-local binding
+//! cache ([`shim_thread_local!`]) and the thread-exit hook that releases a
+//! thread's registry slot ([`shim_thread_exit!`]: a `pthread` key under
+//! std, so that binding allocates nothing per thread). Memory whose races are argued elsewhere
 //! and not modelled (the chunk allocation-start bitmaps, the region's chunk
 //! map, the thread registry, the heap's one-time initialisation) uses
 //! `core::sync::atomic` directly and says so in its module doc.
@@ -75,6 +77,157 @@ pub(crate) fn yield_now() {
     std::thread::yield_now();
     #[cfg(arenalloc_loom)]
     loom::thread::yield_now();
+}
+
+// ----- thread exit -----------------------------------------------------------
+
+/// Declares `static $name: ThreadExit` whose [`ThreadExit::arm`] makes
+/// `$hook(value)` (a `fn(usize)` that must not panic) run once when the
+/// calling thread exits.
+///
+/// Under std this is one process-wide `pthread` key whose destructor gets
+/// the armed value back from glibc, and *not* a `thread_local!` with a
+/// `Drop`: std registers such a destructor with `__cxa_thread_atexit_impl`,
+/// which `calloc`s a list node per thread — and when the heap is `malloc`,
+/// that node comes from the heap's never-growing internal pool, because
+/// the thread is binding at that moment. Storing a value under a key
+/// allocates nothing (`sys::thread_key_set`). Under loom it is the
+/// `thread_local!` guard the models can see.
+#[cfg(not(arenalloc_loom))]
+macro_rules! shim_thread_exit {
+    ($(#[$meta:meta])* static $name:ident = $hook:path;) => {
+        $(#[$meta])*
+        static $name: $crate::sync::ThreadExit = {
+            extern "C" fn at_exit(value: *mut core::ffi::c_void) {
+                $hook(value as usize)
+            }
+            $crate::sync::ThreadExit::new(at_exit)
+        };
+    };
+}
+#[cfg(arenalloc_loom)]
+macro_rules! shim_thread_exit {
+    ($(#[$meta:meta])* static $name:ident = $hook:path;) => {
+        $(#[$meta])*
+        static $name: $crate::sync::ThreadExit = $crate::sync::ThreadExit::new($hook);
+    };
+}
+pub(crate) use shim_thread_exit;
+
+/// A thread-exit hook (see [`shim_thread_exit!`]).
+///
+/// | `key` word | meaning |
+/// | --- | --- |
+/// | `KEY_NONE` | no key yet (or creating one failed: the next `arm` retries) |
+/// | `KEY_BUSY` | a thread is creating the key (a few instructions, no allocation) |
+/// | `k` (`< 2^32`) | the key: published with `Release`, read with `Acquire` |
+///
+/// A `core` atomic, not loom's (a `static` must be const-constructed); the
+/// models use the loom variant below instead. The destructor is a function
+/// of this crate: a library that links arenalloc and is `dlclose`d while
+/// threads that armed the hook still run would leave glibc a dangling
+/// destructor (std's TLS destructors pin the library; a key does not).
+#[cfg(not(arenalloc_loom))]
+pub(crate) struct ThreadExit {
+    key: core::sync::atomic::AtomicU64,
+    dtor: extern "C" fn(*mut core::ffi::c_void),
+}
+
+#[cfg(not(arenalloc_loom))]
+const KEY_NONE: u64 = u64::MAX;
+#[cfg(not(arenalloc_loom))]
+const KEY_BUSY: u64 = u64::MAX - 1;
+
+#[cfg(not(arenalloc_loom))]
+impl ThreadExit {
+    pub(crate) const fn new(dtor: extern "C" fn(*mut core::ffi::c_void)) -> ThreadExit {
+        ThreadExit {
+            key: core::sync::atomic::AtomicU64::new(KEY_NONE),
+            dtor,
+        }
+    }
+
+    /// Makes the hook run with `value` (non-zero) when the calling thread
+    /// exits, replacing a value armed before; `false` if that cannot be
+    /// arranged (every `pthread` key taken, or glibc out of memory for a
+    /// key past its first 32). Never allocates for a key among the first
+    /// 32, which ours is unless the program created that many before its
+    /// first allocation.
+    pub(crate) fn arm(&self, value: usize) -> bool {
+        debug_assert!(value != 0, "a null value never reaches the destructor");
+        match self.key() {
+            Some(key) => crate::sys::thread_key_set(key, value),
+            None => false,
+        }
+    }
+
+    /// The key, created on first use.
+    fn key(&self) -> Option<crate::sys::ThreadKey> {
+        use core::sync::atomic::Ordering as O;
+        loop {
+            match self.key.load(O::Acquire) {
+                KEY_NONE => {
+                    if self
+                        .key
+                        .compare_exchange(KEY_NONE, KEY_BUSY, O::Acquire, O::Acquire)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let key = crate::sys::thread_key_create(self.dtor);
+                    let word = key.map_or(KEY_NONE, u64::from);
+                    self.key.store(word, O::Release);
+                    return key;
+                }
+                // Another thread is in pthread_key_create: it finishes
+                // without needing anything from us.
+                KEY_BUSY => yield_now(),
+                key => return crate::sys::ThreadKey::try_from(key).ok(),
+            }
+        }
+    }
+}
+
+/// A thread-exit hook (see [`shim_thread_exit!`]): under loom, the value
+/// is kept by a `thread_local!` guard whose `Drop` runs the hook, so the
+/// models see thread exit where loom ends each thread. A thread holds one
+/// armed hook (the crate has one: the registry's).
+#[cfg(arenalloc_loom)]
+pub(crate) struct ThreadExit {
+    hook: fn(usize),
+}
+
+#[cfg(arenalloc_loom)]
+struct ExitGuard {
+    armed: core::cell::Cell<Option<(fn(usize), usize)>>,
+}
+
+#[cfg(arenalloc_loom)]
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if let Some((hook, value)) = self.armed.take() {
+            hook(value);
+        }
+    }
+}
+
+#[cfg(arenalloc_loom)]
+loom::thread_local! {
+    static EXIT_GUARD: ExitGuard = ExitGuard { armed: core::cell::Cell::new(None) };
+}
+
+#[cfg(arenalloc_loom)]
+impl ThreadExit {
+    pub(crate) const fn new(hook: fn(usize)) -> ThreadExit {
+        ThreadExit { hook }
+    }
+
+    /// As under std: `false` if the thread's TLS is already gone.
+    pub(crate) fn arm(&self, value: usize) -> bool {
+        EXIT_GUARD
+            .try_with(|g| g.armed.set(Some((self.hook, value))))
+            .is_ok()
+    }
 }
 
 // ----- a cell with loom's interface ------------------------------------

@@ -2,10 +2,17 @@
 //! region, and the O(1) answer to "who owns this pointer".
 //!
 //! ```text
-//!  +----------+---------------------------+---------------+-----------+----------------+
-//!  | HeapMeta | arena table (max_arenas)  | internal pool | chunk map | free-slot bits |   metadata chunk(s)
-//!  +----------+---------------------------+---------------+-----------+----------------+
+//!  +----------+--------------------------+---------------+-------------+-----------+----------------+
+//!  | HeapMeta | arena table (max_arenas) | internal pool | pool bitmaps | chunk map | free-slot bits |   metadata chunk(s)
+//!  +----------+--------------------------+---------------+-------------+-----------+----------------+
+//!  <-------------------- prefix: fixed by the Config ---------------------><-- grow with the region -->
 //! ```
+//!
+//! The region is as large as the configuration asks if the OS grants it,
+//! else smaller (`Region::reserve_at_most`: under `RLIMIT_AS` it starts from
+//! half of what the limit leaves, and halves on refusal); the chunk map and
+//! free-slot bits are laid out for the size actually granted, which
+//! `config.region_size` then holds and `stats` reports.
 //!
 //! Invariants:
 //! * Arenas `0..arenas_reserved` of the table are reserved; a reserved slot
@@ -20,6 +27,7 @@ use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::arena::Arena;
+use crate::block::GRANULE;
 use crate::chunk::CHUNK;
 use crate::config::Config;
 use crate::error::FreeError;
@@ -28,13 +36,14 @@ use crate::region::{ChunkUse, MetaLayout, Region};
 use crate::sync::RawLock;
 use crate::thread::registry;
 
-use super::pool::pool_bytes;
+use super::pool::{pool_bitmap_bytes, pool_bytes, Pool};
 
 /// Everything a heap keeps, stored at the start of its own region.
 pub(crate) struct HeapMeta {
     pub(crate) region: Region,
     pub(crate) large: LargeStats,
-    /// The configuration in force (clamped).
+    /// The configuration in force (clamped; `region_size` is the size
+    /// granted, which may be less than asked).
     pub(crate) config: Config,
     /// Process-unique id: the key of every thread's binding cache.
     pub(crate) id: u64,
@@ -48,12 +57,8 @@ pub(crate) struct HeapMeta {
     arenas_reserved: AtomicUsize,
     /// Serialises slot reservation (never held while allocating).
     pub(super) arena_lock: RawLock,
-    /// Start of the internal pool.
-    pub(super) pool_start: usize,
-    /// Bump pointer of the internal pool (next free byte).
-    pub(super) pool_next: AtomicUsize,
-    /// End of the internal pool.
-    pub(super) pool_end: usize,
+    /// The internal pool (`pool.rs`) and its bitmaps, in the prefix.
+    pub(super) pool: Pool,
 }
 
 /// One entry of the arena table: `ready` is set (`Release`) once `arena`
@@ -111,7 +116,7 @@ impl HeapMeta {
             n as u32,
             self.config.get_remote_queue_capacity(),
             owner,
-            self.secret,
+            crate::block::Key::new(self.secret, self.config.get_hardened()),
         );
         // SAFETY: slot `n` was reserved by us alone and is inside the table;
         // it is published with `ready` only after it is written.
@@ -128,7 +133,8 @@ impl HeapMeta {
 pub(super) enum Owner<'a> {
     Arena(&'a Arena),
     Large,
-    /// A block of the internal pool: `(payload, usable)`.
+    /// A live block of the internal pool: `(payload, usable)`; its header
+    /// verified (`pool.rs`).
     Pool(usize, usize),
 }
 
@@ -145,51 +151,68 @@ pub(super) fn locate(meta: &HeapMeta, addr: usize) -> Result<Owner<'_>, FreeErro
             .ok_or(FreeError::NotAllocated),
         ChunkUse::LargeHead | ChunkUse::LargeTail(_) => Ok(Owner::Large),
         ChunkUse::Free => Err(FreeError::DoubleFree),
-        ChunkUse::Meta => meta
-            .pool_block(addr)
-            .map(|(p, u)| Owner::Pool(p, u))
-            .ok_or(FreeError::NotAllocated),
+        // Only the payload of a live pool block is one; a freed one is
+        // `DoubleFree`; the rest of the metadata is `NotAllocated`.
+        ChunkUse::Meta => meta.pool_lookup(addr).map(|(p, u)| Owner::Pool(p, u)),
     }
 }
 
-/// Reserves a region for `config` and builds the metadata in it; null if
-/// the OS refuses or the region cannot even hold its metadata.
+/// Reserves a region for `config` — as large as it asks, or smaller if
+/// that is what the OS grants (module doc) — and builds the metadata in it;
+/// null if the OS refuses even the smallest region that holds its metadata.
 pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
-    let chunks = config.get_region_size() / CHUNK;
     let arenas_offset =
         core::mem::size_of::<HeapMeta>().next_multiple_of(core::mem::align_of::<ArenaSlot>());
     let pool_offset = (arenas_offset + config.get_max_arenas() * core::mem::size_of::<ArenaSlot>())
         .next_multiple_of(64);
-    let prefix = pool_offset + pool_bytes(&config);
-    let layout = MetaLayout::new(prefix, chunks);
-    if layout.total.div_ceil(CHUNK) >= chunks {
+    let pool_len = pool_bytes(&config);
+    if pool_len / GRANULE >= u32::MAX as usize {
         return ptr::null_mut();
     }
-    let Some(base) = Region::reserve(config.get_region_size(), layout.total) else {
+    let pool_bits_offset = (pool_offset + pool_len).next_multiple_of(64);
+    let prefix = pool_bits_offset + pool_bitmap_bytes(pool_len);
+    // The chunk map and free-slot bits depend on the region's size: one
+    // layout per size tried, and the one for the size granted is used.
+    let layout_for = |len: usize| {
+        let chunks = len / CHUNK;
+        let layout = MetaLayout::new(prefix, chunks);
+        (layout.total.div_ceil(CHUNK) < chunks).then_some(layout)
+    };
+    let reserved = Region::reserve_at_most(config.get_region_size(), |len| {
+        layout_for(len).map(|l| l.total)
+    });
+    let Some((base, len)) = reserved else {
         return ptr::null_mut();
     };
+    let Some(layout) = layout_for(len) else {
+        // `reserve_at_most` grants only sizes `layout_for` accepts.
+        // SAFETY: the reservation was just made and nothing uses it.
+        unsafe { crate::sys::unreserve(base, len) };
+        return ptr::null_mut();
+    };
+    let config = config.region_size(len);
     let meta = base.cast::<HeapMeta>();
     // SAFETY: (1) the metadata chunks are committed, zeroed and ours alone;
     // (2) every field is written exactly once before `meta` is published;
-    // (3) `layout` was computed for this region's size.
+    // (3) `layout` was computed for this region's size, `len`; (4) the pool
+    // and its bitmaps lie in the prefix, inside the committed metadata,
+    // GRANULE- and 64-aligned, and `pool_len / GRANULE` fits a u32.
     unsafe {
-        Region::init_in_place(
-            addr_of_mut!((*meta).region),
-            base,
-            config.get_region_size(),
-            &layout,
-        );
+        Region::init_in_place(addr_of_mut!((*meta).region), base, len, &layout);
         addr_of_mut!((*meta).large).write(LargeStats::default());
         addr_of_mut!((*meta).config).write(config);
         addr_of_mut!((*meta).arenas).write(base.add(arenas_offset).cast());
         addr_of_mut!((*meta).id).write(registry::new_heap_id());
-        addr_of_mut!((*meta).secret).write(crate::sys::random_u64(base as u64));
+        let secret = crate::sys::random_u64(base as u64);
+        addr_of_mut!((*meta).secret).write(secret);
         addr_of_mut!((*meta).arenas_reserved).write(AtomicUsize::new(0));
         addr_of_mut!((*meta).arena_lock).write(RawLock::new());
-        let pool = base as usize + pool_offset;
-        addr_of_mut!((*meta).pool_start).write(pool);
-        addr_of_mut!((*meta).pool_next).write(AtomicUsize::new(pool));
-        addr_of_mut!((*meta).pool_end).write(pool + pool_bytes(&config));
+        addr_of_mut!((*meta).pool).write(Pool::new(
+            base as usize + pool_offset,
+            pool_len,
+            base.add(pool_bits_offset),
+            secret,
+        ));
     }
     meta
 }

@@ -59,6 +59,10 @@ pub struct HeapStats {
     committed: usize,
     peak_committed: usize,
     reserved: usize,
+    pool_used: usize,
+    pool_live: usize,
+    pool_capacity: usize,
+    pool_allocations: u64,
 }
 
 impl HeapStats {
@@ -107,9 +111,35 @@ impl HeapStats {
         self.peak_committed
     }
 
-    /// Bytes of address space reserved.
+    /// Bytes of address space reserved: the configured region size, or
+    /// less if that is all the OS granted (an `RLIMIT_AS`, `ulimit -v`).
     pub fn reserved_bytes(&self) -> usize {
         self.reserved
+    }
+
+    /// Bytes of the internal pool (the memory that serves allocations made
+    /// while a thread binds, such as each arena's queue buffer) carved into
+    /// blocks so far, live or kept on a free list for reuse: the figure
+    /// that must stay below [`pool_capacity_bytes`](Self::pool_capacity_bytes).
+    /// It grows with the most pool blocks ever live at once, not with the
+    /// number of threads a process ever ran.
+    pub fn pool_used_bytes(&self) -> usize {
+        self.pool_used
+    }
+
+    /// Bytes of live internal-pool blocks, headers included.
+    pub fn pool_live_bytes(&self) -> usize {
+        self.pool_live
+    }
+
+    /// Bytes the internal pool has (fixed when the heap initialises).
+    pub fn pool_capacity_bytes(&self) -> usize {
+        self.pool_capacity
+    }
+
+    /// Internal-pool blocks handed out, ever (reused ones included).
+    pub fn pool_allocations(&self) -> u64 {
+        self.pool_allocations
     }
 
     /// Allocations served, ever, large ones included.
@@ -169,13 +199,14 @@ impl Heap {
                 continue;
             };
             let st = arena.lock_drained(&meta.region);
-            let (counters, largest) = (st.counters, st.largest_free());
+            let (counters, largest) = (st.counters, st.largest_free(&meta.region));
             drop(st);
             if arenas.len() < arenas.capacity() {
                 arenas.push(arena_stats(arena, &counters, largest));
             }
         }
         let large = &meta.large;
+        let pool = meta.pool_stats();
         use core::sync::atomic::Ordering::Relaxed;
         HeapStats {
             arenas,
@@ -186,6 +217,10 @@ impl Heap {
             committed: meta.region.committed_bytes(),
             peak_committed: meta.region.peak_committed_bytes(),
             reserved: meta.region.reserved_bytes(),
+            pool_used: pool.used,
+            pool_live: pool.live,
+            pool_capacity: pool.capacity,
+            pool_allocations: pool.allocations,
         }
     }
 }

@@ -153,3 +153,84 @@ pub(crate) fn abort() -> ! {
     // SAFETY: abort(3) has no preconditions and does not return.
     unsafe { libc::abort() }
 }
+
+/// A thread-specific-data key: what [`thread_key_create`] hands out.
+pub(crate) type ThreadKey = libc::pthread_key_t;
+
+/// Creates a process-wide `pthread` key whose destructor `dtor` glibc
+/// calls at the exit of every thread that stored a non-null value under
+/// it, with that value (after setting it to null). `None` if every key is
+/// taken (`PTHREAD_KEYS_MAX`). Allocates nothing: glibc claims a slot of
+/// its static key table with an atomic compare-exchange.
+pub(crate) fn thread_key_create(dtor: extern "C" fn(*mut libc::c_void)) -> Option<ThreadKey> {
+    let mut key: ThreadKey = 0;
+    // SAFETY: `key` is a live, writable key; `dtor` is a function that
+    // lives as long as the program text (this crate is never unloaded
+    // while threads run: see `sync::ThreadExit`).
+    let r = unsafe { libc::pthread_key_create(&mut key, Some(dtor)) };
+    (r == 0).then_some(key)
+}
+
+/// Stores `value` under `key` for the calling thread; `false` if glibc
+/// could not. For a key below `PTHREAD_KEY_2NDLEVEL_SIZE` (32) the value
+/// goes into the thread descriptor itself and nothing is allocated; for a
+/// higher key, the thread's first store into each 32-key group `calloc`s
+/// that group's block (512 bytes), which glibc frees at thread exit, and
+/// fails with `ENOMEM` if that allocation does.
+pub(crate) fn thread_key_set(key: ThreadKey, value: usize) -> bool {
+    // SAFETY: `key` came from `thread_key_create` and is never deleted;
+    // the value is an integer that glibc only stores and hands back.
+    unsafe { libc::pthread_setspecific(key, value as *const libc::c_void) == 0 }
+}
+
+/// The soft address-space limit (`RLIMIT_AS`, what `ulimit -v` sets) in
+/// bytes, or `None` if there is none (or it cannot be read).
+pub(crate) fn address_space_limit() -> Option<usize> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX))
+}
+
+/// Bytes of address space the process has mapped now (`VmSize`: the first
+/// field of `/proc/self/statm`, in pages), read with `open`/`read` into a
+/// stack buffer; `None` if `/proc` is not there.
+pub(crate) fn address_space_used() -> Option<usize> {
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/statm".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes; `fd`
+    // is ours and closed exactly once.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let text = buf.get(..usize::try_from(n).ok()?)?;
+    let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut pages: usize = 0;
+    for &b in text.get(..digits)? {
+        pages = pages.checked_mul(10)?.checked_add(usize::from(b - b'0'))?;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages.checked_mul(usize::try_from(page).ok()?)
+}

@@ -9,9 +9,13 @@
 //! | [`futex_wait`] / [`futex_wake`] | `sync` | the arena lock's slow path |
 //! | [`write_stderr`] / [`abort`] | `error` | the one-line abort message |
 //! | [`random_u64`] | `heap::meta` | the per-heap secret of header checks |
+//! | [`thread_key_create`] / [`thread_key_set`] | `sync` | the thread-exit hook that releases a registry slot, without a TLS destructor (which would allocate) |
+//! | [`address_space_limit`] / [`address_space_used`] | `region` | sizing the reservation under `RLIMIT_AS` (`ulimit -v`) |
 //!
 //! Invariant: nothing here allocates, panics or touches memory the caller
 //! did not name; every function is safe to call from inside `malloc`.
+//! (One exception, in glibc: [`thread_key_set`] on a key past the first 32
+//! `calloc`s a block, which glibc frees at thread exit.)
 //! Only Linux is implemented (`linux.rs`); other targets fail to compile
 //! with a message rather than with a missing symbol.
 

@@ -3,10 +3,19 @@
 //! A thread that binds to an arena claims a slot in a global registry of
 //! `MAX_THREADS` generation counters. Its token is
 //! `(slot + 1) << 32 | generation`, where an odd generation means "alive".
-//! At thread exit a TLS destructor bumps the slot's generation (to even), so
-//! every token of that thread dies at once — without touching any heap, which
-//! may already be gone. An arena's owner is a token; the owner is alive iff
-//! the registry still holds that generation. No hashing, no global lock.
+//! At thread exit a hook bumps the slot's generation (to even), so every
+//! token of that thread dies at once — without touching any heap, which may
+//! already be gone. An arena's owner is a token; the owner is alive iff the
+//! registry still holds that generation. No hashing, no global lock.
+//!
+//! The exit hook is `sync::shim_thread_exit!` — a `pthread` key whose value
+//! is the slot — and not a `thread_local!` with a destructor: std registers
+//! those through glibc's `__cxa_thread_atexit_impl`, which `calloc`s a node
+//! per thread, and a token is claimed while the thread binds, when the
+//! heap serves its own allocations from the internal pool. That node, one
+//! per thread ever bound, exhausted the pool after ~12,500 threads (issue
+//! 9, item 1). Claiming a token allocates nothing now, so the number of
+//! threads a process may ever create is unbounded.
 //!
 //! | slot value | meaning |
 //! | --- | --- |
@@ -66,8 +75,20 @@ fn claim_slot() -> u64 {
 
 /// Gives the slot of `token` back: every copy of the token dies.
 fn release_slot(token: u64) {
-    let slot = (token >> 32) as usize - 1;
-    REGISTRY[slot].store((token as u32).wrapping_add(1), Ordering::Release);
+    release_slot_index((token >> 32) as usize - 1);
+}
+
+/// Gives slot `slot` back if it is held. Only its holder releases a held
+/// (odd) slot and claimants touch only free (even) ones, so the load and
+/// the store cannot race with another write.
+fn release_slot_index(slot: usize) {
+    let Some(word) = REGISTRY.get(slot) else {
+        return;
+    };
+    let g = word.load(Ordering::Relaxed);
+    if g % 2 == 1 {
+        word.store(g.wrapping_add(1), Ordering::Release);
+    }
 }
 
 /// Token states of a thread's identity.
@@ -84,46 +105,44 @@ struct Identity {
     ordinal: Cell<usize>,
 }
 
-/// Releases the thread's registry slot at thread exit. It keeps its own
-/// copy of the token: thread-local destructors run in no fixed order, so
-/// `IDENTITY` may be gone already (under loom it is dropped too).
-struct ExitGuard {
-    token: Cell<u64>,
-}
-
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        let _ = IDENTITY.try_with(|c| c.token.set(TOKEN_DEAD));
-        let token = self.token.get();
-        if token != TOKEN_NONE {
-            release_slot(token);
-        }
-    }
-}
-
 crate::sync::shim_thread_local! {
     static IDENTITY: Identity = Identity { token: Cell::new(TOKEN_NONE), ordinal: Cell::new(0) };
 }
-crate::sync::shim_thread_local! {
-    static EXIT: ExitGuard = ExitGuard { token: Cell::new(TOKEN_NONE) };
+
+crate::sync::shim_thread_exit! {
+    /// Releases the thread's registry slot at thread exit; armed with the
+    /// slot index + 1 (never 0) when the thread claims it. It gets its own
+    /// copy of the slot: exit hooks run in no fixed order, so `IDENTITY`
+    /// may be gone already (under loom it is dropped too).
+    static EXIT = release_at_exit;
+}
+
+/// The exit hook: marks the thread dead (so that an allocation made by a
+/// later exit hook claims no new slot, which nothing would release) and
+/// releases its slot.
+fn release_at_exit(slot_plus_one: usize) {
+    let _ = IDENTITY.try_with(|c| c.token.set(TOKEN_DEAD));
+    release_slot_index(slot_plus_one.wrapping_sub(1));
 }
 
 /// This thread's token, claiming a registry slot (and arming the exit
-/// guard) on first use; 0 if the thread cannot own arenas (exiting, TLS
-/// gone, or the registry full).
+/// hook) on first use; 0 if the thread cannot own arenas (exiting, TLS
+/// gone, the registry full, or the hook impossible to arm). Allocates
+/// nothing, unless the program had created 32 `pthread` keys before its
+/// first allocation (`sync::ThreadExit::arm`); glibc frees that block at
+/// thread exit.
 pub(crate) fn token() -> u64 {
     IDENTITY
         .try_with(|c| match c.token.get() {
             TOKEN_DEAD => 0,
             TOKEN_NONE => {
-                // Arm the destructor first: if that is impossible the
-                // thread is exiting and must not claim a slot it would leak.
-                let armed = EXIT.try_with(|guard| {
-                    let t = claim_slot();
-                    guard.token.set(t);
-                    t
-                });
-                let t = armed.unwrap_or(0);
+                let mut t = claim_slot();
+                // A slot whose release cannot be arranged would leak when
+                // the thread exits: give it back at once.
+                if t != 0 && !EXIT.arm((t >> 32) as usize) {
+                    release_slot(t);
+                    t = 0;
+                }
                 c.token.set(if t == 0 { TOKEN_DEAD } else { t });
                 t
             }
