@@ -85,6 +85,18 @@ impl Ctx<'_> {
         p % GRANULE == 0 && (FIRST_BLOCK..SENTINEL).contains(&offset) && self.region.contains(p)
     }
 
+    /// Whether `p` is a block start in one of this arena's committed chunks
+    /// (region map and start bit; its header is the caller's to verify).
+    pub(crate) fn is_our_block(&self, p: usize) -> bool {
+        if !self.is_plausible_link(p)
+            || self.region.chunk_use(self.region.chunk_index(p)) != ChunkUse::Arena(self.id)
+        {
+            return false;
+        }
+        // SAFETY: the map says `p`'s chunk is ours, so it is committed.
+        unsafe { (*chunk::chunk_of(p)).is_start(p) }
+    }
+
     /// Whether `p` is a free block of this arena whose header verifies: the
     /// full test `check` applies to every bin entry. Reads memory only once
     /// the region map proves `p` lies in one of our (committed) chunks.

@@ -11,8 +11,8 @@
 //!  +-----------+--------------+---------------------------------+-----------+
 //!  <------------ HEADER -------><------- size - HEADER ----------->
 //!
-//!  size_flags:  63 .......... 32 | 31 ... 22 | 21 ............ 4 | 3 | 2              | 1 | 0
-//!               check value      | zero      | block size / 16   | 0 | REMOTE_PENDING | 0 | FREE
+//!  size_flags:  63 .......... 32 | 31 ... 22 | 21 ............ 4 | 3 | 2              | 1      | 0
+//!               check value      | zero      | block size / 16   | 0 | REMOTE_PENDING | CACHED | FREE
 //! ```
 //!
 //! * `size` counts the whole block, header included; it is a multiple of
@@ -25,6 +25,10 @@
 //!   random bytes pass are 2^-32). Every header the allocator acts on is
 //!   read through [`Header::read`], which verifies it.
 //! * `FREE`: this block is free and sits in exactly one bin of its arena.
+//! * `CACHED`: this block sits in exactly one list of its arena's owner
+//!   cache. To the index it is allocated (neighbours do not coalesce with
+//!   it, `prev_size` after it is 0); to the user it is not live: freeing it
+//!   is a double free. `CACHED ⇒ !FREE && !REMOTE_PENDING`.
 //! * `prev_word`: the **mangled** `prev_size` — 0 while the physically
 //!   previous block is live (or there is none); its size while it is free:
 //!   that block's footer (boundary tag), which is what makes coalescing with
@@ -74,6 +78,9 @@ pub(crate) const MIN_BLOCK: usize = HEADER + LINKS;
 
 /// This block is free (it is in a bin).
 pub(crate) const FREE: usize = 1 << 0;
+/// The block sits in its arena's owner cache (`arena/cache.rs`): carved,
+/// not free in the index, not live for the user.
+pub(crate) const CACHED: usize = 1 << 1;
 /// A foreign thread freed this live block and queued it for the owner.
 pub(crate) const REMOTE_PENDING: usize = 1 << 2;
 /// Every flag bit.
@@ -119,10 +126,15 @@ impl Word {
         self.flags & FREE != 0
     }
 
-    /// Live and not freed by anyone yet.
+    /// Live and not freed by anyone yet (not free, not cached, not pending).
     #[inline]
     pub(crate) fn is_live(self) -> bool {
-        self.flags & (FREE | REMOTE_PENDING) == 0
+        self.flags & (FREE | CACHED | REMOTE_PENDING) == 0
+    }
+
+    #[inline]
+    pub(crate) fn is_cached(self) -> bool {
+        self.flags & CACHED != 0
     }
 
     #[inline]
@@ -215,7 +227,7 @@ const _: () = assert!(
     "the header must keep payloads 16-aligned"
 );
 const _: () = assert!(MIN_BLOCK % GRANULE == 0);
-const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | REMOTE_PENDING));
+const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | CACHED | REMOTE_PENDING));
 const _: () = assert!(
     usize::BITS == 64 && (CHUNK_SHIFT as usize) < CHECK_SHIFT as usize,
     "the check value needs the upper half of a 64-bit size word"
@@ -286,6 +298,12 @@ impl Header {
     #[inline]
     pub(crate) fn is_free(&self) -> bool {
         self.size_flags.load(Ordering::Relaxed) & FREE != 0
+    }
+
+    /// `CACHED` as stored, unverified (see `size`).
+    #[inline]
+    pub(crate) fn is_cached(&self) -> bool {
+        self.size_flags.load(Ordering::Relaxed) & CACHED != 0
     }
 
     /// Overwrites size and flags (with their check value).

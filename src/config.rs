@@ -18,9 +18,11 @@
 //! | --- | --- | --- | --- |
 //! | [`CHUNK_SHIFT`], [`CHUNK`] | 22, 4 MiB | `chunk`, `region` | chunk-map size and hand-over rate against memory pinned per arena |
 //! | [`LARGE_THRESHOLD`] | 1 MiB | `large`, `heap` | arena fragmentation against a syscall per large allocation |
+//! | [`LARGE_CACHE_RUNS`], [`LARGE_CACHE_BYTES`], [`LARGE_CACHE_AGE_MS`] | 8, 64 MiB, 1 s | `large` | syscalls per large malloc/free against committed memory held by freed runs |
 //! | [`SMALL_LIMIT`] | 1 KiB | `bins` | exact-size bins (one per 16 bytes) below it, 8 per power of two above |
 //! | [`SUBBIN_BITS`] | 3 (8 sub-bins) | `bins` | bitmap words against first-fit waste above `SMALL_LIMIT` |
 //! | [`DRAIN_BATCH`] | 64 | `remote` | remote frees applied per lock acquisition on the owner's path |
+//! | [`REMOTE_BATCH`], [`REMOTE_BATCH_BYTES`] | 32, 64 KiB | `remote` | remote frees per queue entry against frees held back (pending) |
 //! | [`SPINS_BEFORE_SLEEP`] | 100 | `sync` | spinning on a held arena lock before `futex_wait` |
 //! | [`POOL_SLACK`] | 64 KiB | `heap::pool` | internal-pool bytes beyond the queue buffers, for runtime allocations made while a thread binds |
 //! | [`MAX_THREADS`] | 4096 | `thread::registry` | threads that can own an arena at once (more share) |
@@ -29,7 +31,10 @@
 //! | [`DEFAULT_MAX_ARENAS`] | 128 | `Config` | arenas before threads share (lock contention) |
 //! | [`MAX_ARENAS`] | 4096 | `Config` | the most arenas a heap table has room for |
 //! | [`DEFAULT_REMOTE_QUEUE_CAPACITY`] | 256 | `Config` | queue-full fallbacks against queue memory per arena |
-//! | [`DEFAULT_OWNER_CACHE`] | 256 KiB | `Config` | lock acquisitions saved against memory parked in owner caches |
+//! | [`DEFAULT_OWNER_CACHE`] | 1 MiB | `Config` | lock acquisitions saved against memory parked in owner caches |
+//! | [`CACHE_MAX_REQUEST`] | 1 KiB | `arena::cache` | requests served lock-free (one class per 16 bytes) |
+//! | [`CACHE_CLASS_LIMIT`] | 64 | `arena::cache` | blocks one class parks before a flush (of half of them) |
+//! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
 //! | [`MAX_OWNER_CACHE`] | 4 MiB | `Config` | the most an owner cache may park |
 //! | [`MAX_REMOTE_QUEUE_CAPACITY`] | 65536 | `Config` | the largest queue: its 1 MiB buffer is the internal pool's most per arena |
 
@@ -42,6 +47,12 @@ pub const CHUNK: usize = 1 << CHUNK_SHIFT;
 pub(crate) const MAX_REGION_SIZE: usize = 1 << 49;
 /// Requests above this many bytes are served as whole-chunk runs.
 pub const LARGE_THRESHOLD: usize = 1 << 20;
+/// Freed large runs kept committed for reuse, at most...
+pub(crate) const LARGE_CACHE_RUNS: usize = 8;
+/// ...and at most this many bytes of them...
+pub(crate) const LARGE_CACHE_BYTES: usize = 64 << 20;
+/// ...for at most this long.
+pub(crate) const LARGE_CACHE_AGE_MS: u64 = 1000;
 /// Block sizes below this have a bin each.
 pub(crate) const SMALL_LIMIT: usize = 1024;
 /// log2 of the number of sub-bins per power of two above `SMALL_LIMIT`.
@@ -49,6 +60,10 @@ pub(crate) const SUBBIN_BITS: u32 = 3;
 /// Remote-queue entries an arena drains per lock acquisition on its
 /// alloc/free path.
 pub(crate) const DRAIN_BATCH: usize = 64;
+/// Claimed remote frees one batch holds before it is pushed...
+pub(crate) const REMOTE_BATCH: usize = 32;
+/// ...or bytes: what an owner keeps claimed but unsent per target.
+pub(crate) const REMOTE_BATCH_BYTES: usize = 64 << 10;
 /// Spins on a held arena lock before a waiter goes to sleep: critical
 /// sections are short.
 pub(crate) const SPINS_BEFORE_SLEEP: u32 = 100;
@@ -68,8 +83,17 @@ pub const DEFAULT_REGION_SIZE: usize = 64 << 30;
 pub const DEFAULT_MAX_ARENAS: usize = 128;
 /// Most arenas a heap supports.
 pub const MAX_ARENAS: usize = 4096;
+/// Largest request (payload bytes) the owner cache serves: one exact-size
+/// class per 16 bytes up to here.
+pub(crate) const CACHE_MAX_REQUEST: usize = 1024;
+/// Most blocks one class of an owner cache holds.
+pub(crate) const CACHE_CLASS_LIMIT: u32 = 64;
+/// Most blocks one refill carves under one lock acquisition...
+pub(crate) const CACHE_REFILL: usize = 32;
+/// ...and most bytes: small classes refill many blocks, large ones few.
+pub(crate) const CACHE_REFILL_BYTES: usize = 8 << 10;
 /// Default bytes of each arena's owner cache.
-pub const DEFAULT_OWNER_CACHE: usize = 256 << 10;
+pub const DEFAULT_OWNER_CACHE: usize = 1 << 20;
 /// Most bytes an owner cache may hold (a chunk's worth).
 pub const MAX_OWNER_CACHE: usize = CHUNK;
 /// Default capacity of each arena's remote-free queue.

@@ -85,6 +85,10 @@ pub enum HeapErrorKind {
     BadHeader,
     /// A free-list link fails its safe-linking check or its back link.
     BadLink,
+    /// An owner-cache list holds something other than cached blocks of its
+    /// class of this arena, or its counts disagree with the blocks marked
+    /// cached.
+    BadCache,
 }
 
 /// An invariant violation found by `Heap::check`.

@@ -22,12 +22,24 @@
 //! * the region map marks the head `LargeHead` and chunk `head + d` as
 //!   `LargeTail(d)` for `0 < d < chunks`;
 //! * the counters in [`LargeStats`] equal what a walk of the map finds.
+//!
+//! **The run cache.** A freed run is not given back to the region at once:
+//! up to `LARGE_CACHE_RUNS` runs and `LARGE_CACHE_BYTES` stay committed,
+//! their header `DEAD` and their map entries kept (so a second free of the
+//! pointer is still a `DoubleFree`, and queries still say "not allocated"),
+//! and the next large request that fits takes one back with no system call
+//! (the excess tail chunks of a bigger run go back to the region). A run
+//! older than `LARGE_CACHE_AGE_MS` goes back to the region on the next
+//! large operation, and every cached run does when the region has no run to
+//! give. A cached run is not zero: `alloc(.., zeroed = true)` clears it.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::chunk::{CHUNK, CHUNK_SHIFT};
+use crate::config::{LARGE_CACHE_AGE_MS, LARGE_CACHE_BYTES, LARGE_CACHE_RUNS};
 use crate::error::{FreeError, HeapError, HeapErrorKind};
 use crate::region::{ChunkUse, Region};
+use crate::sync::Locked;
 
 pub(crate) use crate::config::LARGE_THRESHOLD;
 
@@ -48,18 +60,155 @@ const LARGE_HEADER: usize = 64;
 const _: () = assert!(core::mem::size_of::<LargeHeader>() <= LARGE_HEADER);
 
 /// Counters of the large path (`Relaxed`: statistics only; `check` walks the
-/// map while no allocation runs, which is when they must agree).
-#[derive(Default)]
+/// map while no allocation runs, which is when they must agree), and its
+/// run cache.
 pub(crate) struct LargeStats {
     pub(crate) live: AtomicUsize,
     pub(crate) live_bytes: AtomicUsize,
     pub(crate) allocs: AtomicU64,
     pub(crate) frees: AtomicU64,
+    /// Freed runs kept committed for reuse (module doc).
+    cache: Locked<RunCache>,
 }
 
-/// Allocates `size` bytes aligned to `align` as a chunk run; null when the
-/// region has no such run. The payload is zero-filled (fresh chunks).
-pub(crate) fn alloc(region: &Region, stats: &LargeStats, size: usize, align: usize) -> *mut u8 {
+impl Default for LargeStats {
+    fn default() -> LargeStats {
+        LargeStats {
+            live: AtomicUsize::new(0),
+            live_bytes: AtomicUsize::new(0),
+            allocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            cache: Locked::new(RunCache {
+                runs: [CachedRun::EMPTY; LARGE_CACHE_RUNS],
+                bytes: 0,
+            }),
+        }
+    }
+}
+
+/// One cached run: its head slot, its length in chunks, when it was freed.
+#[derive(Clone, Copy)]
+struct CachedRun {
+    head: usize,
+    chunks: usize,
+    freed_ns: u64,
+}
+
+impl CachedRun {
+    const EMPTY: CachedRun = CachedRun {
+        head: 0,
+        chunks: 0,
+        freed_ns: 0,
+    };
+}
+
+/// The run cache, under its lock (taken with no arena lock held; it may
+/// take the region lock).
+struct RunCache {
+    runs: [CachedRun; LARGE_CACHE_RUNS],
+    /// Bytes of the cached runs.
+    bytes: usize,
+}
+
+impl LargeStats {
+    /// Bytes of runs in the cache (statistics).
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.cache.lock().0.bytes
+    }
+
+    /// The raw lock of the run cache, for `fork` handlers.
+    pub(crate) fn raw_lock(&self) -> &crate::sync::RawLock {
+        self.cache.raw()
+    }
+
+    /// Takes a cached run of at least `chunks` chunks (best fit), giving
+    /// its excess back to the region; `None` if none fits.
+    fn take(&self, region: &Region, chunks: usize) -> Option<usize> {
+        let (mut cache, _) = self.cache.lock();
+        let best = (0..LARGE_CACHE_RUNS)
+            .filter(|&i| cache.runs[i].chunks >= chunks)
+            .min_by_key(|&i| cache.runs[i].chunks)?;
+        let run = cache.runs[best];
+        cache.runs[best] = CachedRun::EMPTY;
+        cache.bytes -= run.chunks << CHUNK_SHIFT;
+        drop(cache);
+        if run.chunks > chunks {
+            // SAFETY: the tail chunks were part of the cached run we now
+            // hold alone; nothing refers to them.
+            unsafe { region.release(run.head + chunks, run.chunks - chunks) };
+        }
+        Some(run.head)
+    }
+
+    /// Keeps the freed run `head..head+chunks` if it fits; returns whether
+    /// it did. Expires old runs on the way.
+    fn put(&self, region: &Region, head: usize, chunks: usize) -> bool {
+        let now = crate::sys::monotonic_ns();
+        let bytes = chunks << CHUNK_SHIFT;
+        let mut expired = [CachedRun::EMPTY; LARGE_CACHE_RUNS];
+        let kept = {
+            let (mut cache, _) = self.cache.lock();
+            for (i, run) in cache.runs.iter_mut().enumerate() {
+                if run.chunks != 0
+                    && now.saturating_sub(run.freed_ns) > LARGE_CACHE_AGE_MS * 1_000_000
+                {
+                    expired[i] = *run;
+                    *run = CachedRun::EMPTY;
+                }
+            }
+            cache.bytes -= expired
+                .iter()
+                .map(|r| r.chunks << CHUNK_SHIFT)
+                .sum::<usize>();
+            let slot = cache.runs.iter().position(|r| r.chunks == 0);
+            match slot {
+                Some(i) if cache.bytes + bytes <= LARGE_CACHE_BYTES => {
+                    cache.runs[i] = CachedRun {
+                        head,
+                        chunks,
+                        freed_ns: now,
+                    };
+                    cache.bytes += bytes;
+                    true
+                }
+                _ => false,
+            }
+        };
+        for run in expired.iter().filter(|r| r.chunks != 0) {
+            // SAFETY: an expired run was ours alone in the cache.
+            unsafe { region.release(run.head, run.chunks) };
+        }
+        kept
+    }
+
+    /// Gives every cached run back to the region (it has nothing else to
+    /// give); returns whether there was one.
+    pub(crate) fn release_all(&self, region: &Region) -> bool {
+        let runs = {
+            let (mut cache, _) = self.cache.lock();
+            cache.bytes = 0;
+            core::mem::replace(&mut cache.runs, [CachedRun::EMPTY; LARGE_CACHE_RUNS])
+        };
+        let mut any = false;
+        for run in runs.iter().filter(|r| r.chunks != 0) {
+            // SAFETY: the run was ours alone in the cache.
+            unsafe { region.release(run.head, run.chunks) };
+            any = true;
+        }
+        any
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` as a chunk run — a cached one
+/// when one fits — null when the region has no such run. With `zeroed` the
+/// payload reads as zero (fresh chunks are; a cached run is cleared).
+pub(crate) fn alloc(
+    region: &Region,
+    stats: &LargeStats,
+    size: usize,
+    align: usize,
+    zeroed: bool,
+) -> *mut u8 {
     let (offset, align_chunks, skew) = if align >= CHUNK {
         (CHUNK, align >> CHUNK_SHIFT, 1)
     } else {
@@ -69,8 +218,26 @@ pub(crate) fn alloc(region: &Region, stats: &LargeStats, size: usize, align: usi
         return core::ptr::null_mut();
     };
     let chunks = total.div_ceil(CHUNK).max(1);
-    let Some(head) = region.acquire_large_run(chunks, align_chunks, skew) else {
-        return core::ptr::null_mut();
+    // Cached runs start at any chunk: only chunk-or-less alignment reuses.
+    let cached = if align_chunks == 1 {
+        stats.take(region, chunks)
+    } else {
+        None
+    };
+    let fresh = cached.is_none();
+    let head = match cached {
+        Some(head) => head,
+        None => match region.acquire_large_run(chunks, align_chunks, skew) {
+            Some(head) => head,
+            // The region has no such run: the cached ones go back first.
+            None if stats.release_all(region) => {
+                match region.acquire_large_run(chunks, align_chunks, skew) {
+                    Some(head) => head,
+                    None => return core::ptr::null_mut(),
+                }
+            }
+            None => return core::ptr::null_mut(),
+        },
     };
     let base = region.chunk_addr(head);
     let header = base.cast::<LargeHeader>();
@@ -88,7 +255,13 @@ pub(crate) fn alloc(region: &Region, stats: &LargeStats, size: usize, align: usi
     stats.live.fetch_add(1, Ordering::Relaxed);
     stats.live_bytes.fetch_add(usable, Ordering::Relaxed);
     stats.allocs.fetch_add(1, Ordering::Relaxed);
-    base.wrapping_add(offset)
+    let payload = base.wrapping_add(offset);
+    if zeroed && !fresh {
+        // SAFETY: the run is ours and committed; `usable` bytes follow the
+        // payload inside it.
+        unsafe { core::ptr::write_bytes(payload, 0, usable) };
+    }
+    payload
 }
 
 /// The head slot of the large run containing slot `idx`, if it is one.
@@ -141,8 +314,10 @@ pub(crate) unsafe fn free(
     stats.live.fetch_sub(1, Ordering::Relaxed);
     stats.live_bytes.fetch_sub(usable, Ordering::Relaxed);
     stats.frees.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: we won the header, so the run is ours alone to give back.
-    unsafe { region.release(head, chunks) };
+    if !stats.put(region, head, chunks) {
+        // SAFETY: we won the header, so the run is ours alone to give back.
+        unsafe { region.release(head, chunks) };
+    }
     Ok(())
 }
 

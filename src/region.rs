@@ -292,6 +292,19 @@ impl Region {
         addr.wrapping_sub(self.base) < self.len
     }
 
+    /// Whether `addr` lies in an arena chunk of arena `id`: the free fast
+    /// path's ownership test (one range check, one map load, one compare).
+    #[inline(always)]
+    pub(crate) fn is_arena_chunk(&self, addr: usize, id: u32) -> bool {
+        self.contains(addr) && {
+            let idx = self.chunk_index(addr);
+            // SAFETY: `idx < chunks` (`contains`), and the map has `chunks`
+            // entries that live as long as the region.
+            let word = unsafe { (*self.map.add(idx)).load(Ordering::Acquire) };
+            word == ChunkUse::Arena(id).encode()
+        }
+    }
+
     /// Slot index of an address inside the region.
     #[inline]
     pub(crate) fn chunk_index(&self, addr: usize) -> usize {

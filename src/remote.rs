@@ -22,19 +22,45 @@
 //!    (`config::DRAIN_BATCH`): each entry must be a pending block of the
 //!    arena, and is freed and coalesced like a local free.
 //!
-//! Invariant: every pointer in the queue is a block of the queue's arena
-//! whose header has `REMOTE_PENDING` set, and every such block is either in
-//! the queue or in the hands of a thread between steps 1 and 2. So no free
-//! is lost: after all threads join, draining every queue leaves each block
-//! live or free.
+//! **Batches.** A thread that owns an arena (and uses its owner cache)
+//! does not push each claimed block: it keeps one batch per target arena in
+//! its own arena ([`Arena::batch_remote_mt`]; snmalloc's remote batching),
+//! a list threaded through the claimed blocks' first payload words
+//! (safe-linked), and pushes a whole batch as one queue entry (tagged with
+//! `BATCH_TAG`) when it holds `REMOTE_BATCH` blocks or `REMOTE_BATCH_BYTES`,
+//! when a different target needs the slot, and whenever the owner takes a
+//! slow path ([`Arena::flush_batches`]: cache refill and flush, binding,
+//! adoption — so an exited owner's batches go out with its adopter). The
+//! claim stays per block and immediate, so double frees are still caught at
+//! once; a full queue makes the flusher free the batch under the target's
+//! lock.
+//!
+//! Invariant: every pointer in the queue is a block (or the head of a batch
+//! of blocks) of the queue's arena whose header has `REMOTE_PENDING` set,
+//! and every such block is in the queue, in exactly one arena's unsent
+//! batch, or in the hands of a thread between steps 1 and 2. So no free is
+//! lost: after all threads join, flushing every batch and draining every
+//! queue leaves each block live or free; until then `stats` counts the
+//! blocks of unsent batches as pending (freed by the user, not yet free).
 
-use crate::arena::{Arena, ArenaGuard, ArenaState};
-use crate::block;
-use crate::block::GRANULE;
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::arena::{Arena, ArenaGuard, ArenaState, BATCH_SLOTS};
+use crate::block::{self, GRANULE};
 use crate::chunk;
-use crate::config::DRAIN_BATCH;
+use crate::config::{DRAIN_BATCH, REMOTE_BATCH, REMOTE_BATCH_BYTES};
 use crate::error::{abort_on_free_error, FreeError};
 use crate::region::{ChunkUse, Region};
+
+/// Low bit of a queue entry: the entry is the head of a batch (a list
+/// through the blocks' first payload words), not one block.
+const BATCH_TAG: usize = 1;
+
+/// The link word of a block in a batch (its first payload word).
+#[inline(always)]
+fn batch_link(payload: usize) -> *mut usize {
+    payload as *mut usize
+}
 
 impl Arena {
     /// Step 1 of a remote free: validates `ptr` as a live
@@ -127,6 +153,147 @@ impl Arena {
         Ok(())
     }
 
+    /// Whether `addr` is a 16-aligned address in a chunk the region map
+    /// gives to this arena.
+    #[inline]
+    fn is_our_chunk(&self, region: &Region, addr: usize) -> bool {
+        region.contains(addr)
+            && addr % GRANULE == 0
+            && region.chunk_use(region.chunk_index(addr)) == ChunkUse::Arena(self.id)
+    }
+
+    /// Frees the pending block whose payload is `addr` (a queue entry or a
+    /// member of a batch) under the lock; `Err(addr)` if it is not one.
+    fn free_pending(&self, st: &mut ArenaState, region: &Region, addr: usize) -> Result<(), usize> {
+        if !self.is_our_chunk(region, addr) {
+            return Err(addr);
+        }
+        // SAFETY: `addr` is aligned and in one of our chunks; lock held.
+        let (b, w) = unsafe { st.find_claimed(addr as *mut u8) }.ok_or(addr)?;
+        // SAFETY: `b` is a pending (hence live) block of ours of `w.size`.
+        if let Some(chunk) = unsafe { st.free(region, b, w.size) } {
+            // SAFETY: the arena unlinked the empty chunk; nothing refers to it.
+            unsafe { region.release(region.chunk_index(chunk as usize), 1) };
+        }
+        st.counters.remote_frees += 1;
+        Ok(())
+    }
+
+    /// A remote free by the owner of this arena (`self`) of `ptr`, a block
+    /// of `target`: claims it at once, then adds it to this arena's batch
+    /// for `target`, flushing that batch when it is full (module doc).
+    /// `arena_of` names the arenas of this heap by id.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns `self`'s cache (`cache_is_mine`); `ptr` is
+    /// `GRANULE`-aligned in a chunk the region map gives to `target`.
+    pub(crate) unsafe fn batch_remote_mt<'a>(
+        &self,
+        region: &Region,
+        target: &'a Arena,
+        ptr: *mut u8,
+        arena_of: impl Fn(u32) -> Option<&'a Arena>,
+    ) -> Result<(), FreeError> {
+        // SAFETY: forwarded.
+        if !unsafe { target.claim_mt(ptr) } {
+            // SAFETY: forwarded; the lock decides what `ptr` is.
+            return unsafe { target.free_locked(region, ptr, false) };
+        }
+        let b = block::payload_to_block(ptr);
+        // SAFETY: we hold the claim, so the header is stable and ours to
+        // read; the size is the one the claim verified.
+        let size = unsafe { (*b).size() };
+        let Some(slot) = self.batches.get(target.id as usize % BATCH_SLOTS) else {
+            return Ok(());
+        };
+        let tag = target.id + 1;
+        if slot.target.load(Relaxed) != tag && slot.head.load(Relaxed) != 0 {
+            self.flush_batch(region, slot, &arena_of);
+        }
+        slot.target.store(tag, Relaxed);
+        let link = batch_link(ptr as usize);
+        // SAFETY: the user gave the block up and our claim keeps everybody
+        // else off it until the batch is drained: its payload is ours.
+        unsafe { *link = slot.head.load(Relaxed) ^ target.key.link_mask(link as usize) };
+        slot.head.store(ptr as usize, Relaxed);
+        let count = slot.count.load(Relaxed) + 1;
+        let bytes = slot.bytes.load(Relaxed) + size;
+        slot.count.store(count, Relaxed);
+        slot.bytes.store(bytes, Relaxed);
+        if count >= REMOTE_BATCH || bytes >= REMOTE_BATCH_BYTES {
+            self.flush_batch(region, slot, &arena_of);
+        }
+        Ok(())
+    }
+
+    /// Hands every unsent batch of this arena to its target. Called by the
+    /// owner on its slow paths and by an adopter right after adoption.
+    pub(crate) fn flush_batches<'a>(
+        &self,
+        region: &Region,
+        arena_of: impl Fn(u32) -> Option<&'a Arena>,
+    ) {
+        for slot in &self.batches {
+            if slot.head.load(Relaxed) != 0 {
+                self.flush_batch(region, slot, &arena_of);
+            }
+        }
+    }
+
+    /// Pushes one batch as one queue entry of its target; if the queue is
+    /// full, frees the batch under the target's lock.
+    fn flush_batch<'a>(
+        &self,
+        region: &Region,
+        slot: &crate::arena::Batch,
+        arena_of: &impl Fn(u32) -> Option<&'a Arena>,
+    ) {
+        let head = slot.head.load(Relaxed);
+        let target = slot.target.load(Relaxed).wrapping_sub(1);
+        slot.head.store(0, Relaxed);
+        slot.count.store(0, Relaxed);
+        slot.bytes.store(0, Relaxed);
+        if head == 0 {
+            return;
+        }
+        let Some(t) = arena_of(target) else {
+            // A batch names only arenas that exist (they stay until drop).
+            abort_on_free_error(FreeError::NotAllocated, head as *const u8)
+        };
+        if t.queue().push(head | BATCH_TAG).is_ok() {
+            return;
+        }
+        let mut st = t.lock_and_drain_some(region);
+        let mut addr = head;
+        while addr != 0 {
+            let slot = batch_link(addr);
+            // SAFETY: `addr` is a block we claimed and batched; its first
+            // payload word is its link.
+            let next = unsafe { *slot ^ t.key.link_mask(slot as usize) };
+            st.counters.queue_full += 1;
+            if t.free_pending(&mut st, region, addr).is_err() {
+                drop(st);
+                abort_on_free_error(FreeError::DoubleFree, addr as *const u8);
+            }
+            // `free_pending` counted a drained remote free: the block took
+            // the fallback instead.
+            st.counters.remote_frees -= 1;
+            addr = next;
+        }
+    }
+
+    /// Blocks and bytes of this arena's unsent batches bound for arena
+    /// `target` (racy reads; exact when quiescent).
+    pub(crate) fn batched_for(&self, target: u32) -> (usize, usize) {
+        self.batches
+            .iter()
+            .filter(|s| s.target.load(Relaxed) == target + 1 && s.head.load(Relaxed) != 0)
+            .fold((0, 0), |(n, b), s| {
+                (n + s.count.load(Relaxed), b + s.bytes.load(Relaxed))
+            })
+    }
+
     /// Takes the lock and drains a bounded batch if the queue has entries:
     /// the alloc/free path.
     #[inline]
@@ -165,25 +332,30 @@ impl Arena {
     ) -> Result<usize, usize> {
         let mut n = 0;
         while n < limit {
-            let Some(addr) = self.queue().pop() else {
+            let Some(entry) = self.queue().pop() else {
                 break;
             };
-            let owned = region.contains(addr)
-                && addr % GRANULE == 0
-                && region.chunk_use(region.chunk_index(addr)) == ChunkUse::Arena(self.id);
-            if !owned {
-                return Err(addr);
+            let mut addr = entry & !BATCH_TAG;
+            let batch = entry & BATCH_TAG != 0;
+            loop {
+                // The next link is read before the block is freed (freeing
+                // reuses its payload for bin links).
+                let next = if batch && self.is_our_chunk(region, addr) {
+                    let slot = batch_link(addr);
+                    // SAFETY: `addr` is a pending block of ours (checked
+                    // again by `free_pending`); its first payload word is
+                    // the batch link.
+                    unsafe { *slot ^ self.key.link_mask(slot as usize) }
+                } else {
+                    0
+                };
+                self.free_pending(st, region, addr)?;
+                n += 1;
+                if next == 0 {
+                    break;
+                }
+                addr = next;
             }
-            // SAFETY: `addr` is aligned and in one of our chunks; lock held.
-            let (b, w) = unsafe { st.find_claimed(addr as *mut u8) }.ok_or(addr)?;
-            // SAFETY: `b` is a pending (hence live) block of ours of `w.size`.
-            if let Some(chunk) = unsafe { st.free(region, b, w.size) } {
-                // SAFETY: the arena unlinked the empty chunk; nothing refers
-                // to it.
-                unsafe { region.release(region.chunk_index(chunk as usize), 1) };
-            }
-            st.counters.remote_frees += 1;
-            n += 1;
         }
         Ok(n)
     }

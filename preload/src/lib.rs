@@ -214,7 +214,9 @@ extern "C" fn print_stats() {
         "arenalloc: stats at exit (pid {})\n\
          arenalloc:   allocations {:>14}   frees {:>14}   remote frees {:>12}\n\
          arenalloc:   live blocks {:>14}   live bytes {:>9}   peak committed {:>10}\n\
-         arenalloc:   arenas used {:>14}   adoptions {:>10}   contended locks {:>9}\n",
+         arenalloc:   arenas used {:>14}   adoptions {:>10}   contended locks {:>9}\n\
+         arenalloc:   pool used {:>16}   pool size {:>10}   reserved bytes {:>10}\n\
+         arenalloc:   cached blocks {:>12}   cached bytes {:>7}   large cached {:>12}\n",
         std::process::id(),
         s.allocations(),
         s.frees(),
@@ -225,6 +227,12 @@ extern "C" fn print_stats() {
         s.arenas().len(),
         adoptions,
         contended,
+        s.pool_used_bytes(),
+        s.pool_capacity_bytes(),
+        s.reserved_bytes(),
+        s.cached_blocks(),
+        s.cached_bytes(),
+        s.large_cached_bytes(),
     );
     let fd = match env(c"ARENALLOC_STATS") {
         Some(path) if path.starts_with(b"/") => {

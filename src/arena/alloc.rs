@@ -84,6 +84,21 @@ impl ArenaState {
         unsafe { self.release_block(region, b, size) }
     }
 
+    /// Carves one `need`-byte block (a block size, 16-aligned payload) for
+    /// the owner cache's refill; null when the region is exhausted.
+    pub(crate) fn carve_small(&mut self, region: &Region, need: usize) -> *mut u8 {
+        // SAFETY: the lock is held (`&mut self` comes from the guard); `take`
+        // returns a free block of ours removed from the index.
+        unsafe {
+            let Some((b, have)) = self.take(region, need) else {
+                return core::ptr::null_mut();
+            };
+            self.carve(b, have, need);
+            self.counters.allocs += 1;
+            block::block_to_payload(b)
+        }
+    }
+
     // ----- the checks ----------------------------------------------------------
 
     /// The validation context of this arena's index.

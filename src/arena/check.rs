@@ -17,7 +17,18 @@ use crate::region::{ChunkUse, Region};
 impl ArenaState {
     /// Proves this arena's invariants (module doc), returning the first
     /// violation found.
-    pub(crate) fn check(&self, region: &Region, id: u32) -> Result<(), HeapError> {
+    ///
+    /// `cached` is what the owner cache's own walk (`Arena::check_cache`)
+    /// found, and `pending` how many of this arena's blocks other owners
+    /// hold in unsent batches (the queue was just drained): the chunk walk
+    /// must meet exactly that many `CACHED` and `REMOTE_PENDING` headers.
+    pub(crate) fn check(
+        &self,
+        region: &Region,
+        id: u32,
+        cached: usize,
+        pending: usize,
+    ) -> Result<(), HeapError> {
         let err = |kind, addr: usize| {
             Err(HeapError {
                 arena: Some(id),
@@ -32,8 +43,11 @@ impl ArenaState {
             queue_full: self.counters.queue_full,
             lock_acquisitions: self.counters.lock_acquisitions,
             lock_contended: self.counters.lock_contended,
+            to_cache: self.counters.to_cache,
+            from_cache: self.counters.from_cache,
             ..Counters::default()
         };
+        let (mut cached_headers, mut pending_headers) = (0, 0);
         let mut c = self.chunks;
         let mut prev_chunk: *mut ChunkHeader = core::ptr::null_mut();
         while !c.is_null() {
@@ -51,13 +65,21 @@ impl ArenaState {
             }
             walked.chunk_count += 1;
             // SAFETY: as above.
-            unsafe { self.check_chunk(c, &mut walked, id)? };
+            let (cached, pending) = unsafe { self.check_chunk(c, &mut walked, id)? };
+            cached_headers += cached;
+            pending_headers += pending;
             prev_chunk = c;
             // SAFETY: as above.
             c = unsafe { (*c).next };
             if walked.chunk_count > region.chunk_count() {
                 return err(HeapErrorKind::ChunkNotOwned, ca);
             }
+        }
+        if cached_headers != cached {
+            return err(HeapErrorKind::BadCache, 0);
+        }
+        if pending_headers != pending {
+            return err(HeapErrorKind::BadRemoteEntry, 0);
         }
         self.check_bins(region, walked.free_blocks, id)?;
         if walked != self.counters {
@@ -71,12 +93,14 @@ impl ArenaState {
     }
 
     /// Walks one chunk: header checks, tiling, flags, footers, start bits.
+    /// Returns how many blocks it found marked `CACHED` and
+    /// `REMOTE_PENDING`.
     unsafe fn check_chunk(
         &self,
         c: *mut ChunkHeader,
         walked: &mut Counters,
         id: u32,
-    ) -> Result<(), HeapError> {
+    ) -> Result<(usize, usize), HeapError> {
         let err = |kind, addr: *mut Header| {
             Err(HeapError {
                 arena: Some(id),
@@ -85,6 +109,7 @@ impl ArenaState {
             })
         };
         let key = self.key;
+        let (mut cached, mut pending) = (0, 0);
         // SAFETY: `c` is a committed chunk of ours (caller); every header
         // read is at an address the walk has proven lies before the sentinel.
         unsafe {
@@ -116,6 +141,15 @@ impl ArenaState {
                     }
                     prev_free = w.size;
                 } else {
+                    if w.is_cached() {
+                        if w.flags != block::CACHED {
+                            return err(HeapErrorKind::BadCache, b);
+                        }
+                        cached += 1;
+                    }
+                    if w.is_remote_pending() {
+                        pending += 1;
+                    }
                     walked.live_blocks += 1;
                     walked.live_bytes += block::block_to_usable(w.size);
                     prev_free = 0;
@@ -134,7 +168,7 @@ impl ArenaState {
                 return err(HeapErrorKind::BitmapMismatch, c.cast());
             }
         }
-        Ok(())
+        Ok((cached, pending))
     }
 
     /// Every bin entry is a free block of that bin, lists are well linked

@@ -54,12 +54,14 @@ impl ArenaState {
                 };
             }
             // Not a block start: inside a free block means the block was
-            // freed and coalesced into a neighbour (a double free); inside a
-            // live block means an interior pointer.
+            // freed and coalesced into a neighbour (a double free) — and so
+            // does inside a cached block, carved from such free memory for
+            // the owner cache and handed to nobody; inside a live block
+            // means an interior pointer.
             match (*c).block_at_or_before(b as usize) {
                 Some(s) => {
                     let w = self.hdr(s);
-                    if w.is_free() && (b as usize) < s as usize + w.size {
+                    if (w.is_free() || w.is_cached()) && (b as usize) < s as usize + w.size {
                         Err(FreeError::DoubleFree)
                     } else {
                         Err(FreeError::NotAllocated)

@@ -33,12 +33,17 @@
 //! `Arena::new`, with no lock held) and nothing here panics.
 
 mod alloc;
+pub(crate) mod cache;
 mod check;
 mod lookup;
+
+pub(crate) use cache::Push;
 
 use crate::bins::FreeIndex;
 use crate::block::{Key, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
+use core::sync::atomic::{AtomicU32, AtomicUsize};
+
 use crate::sync::{AtomicU64, Locked, LockedGuard, MpmcQueue, Ordering};
 use crate::thread::registry;
 
@@ -65,6 +70,12 @@ pub(crate) struct Counters {
     pub(crate) remote_frees: u64,
     /// Remote frees that found the queue full and took the lock, ever.
     pub(crate) queue_full: u64,
+    /// Of `allocs`, blocks carved into the owner cache rather than handed
+    /// to the user.
+    pub(crate) to_cache: u64,
+    /// Of `frees`, blocks flushed from the owner cache rather than freed
+    /// by the user.
+    pub(crate) from_cache: u64,
     /// Times the lock was taken (counted under it: no extra atomic).
     pub(crate) lock_acquisitions: u64,
     /// Times the lock was found held by another thread.
@@ -99,6 +110,13 @@ pub(crate) struct Arena {
     owner: AtomicU64,
     /// Times a thread adopted this arena (`Relaxed`: statistics only).
     adoptions: AtomicU64,
+    /// The owner cache: touched only by the owning thread, lock-free
+    /// (`cache.rs`).
+    cache: cache::OwnerCache,
+    /// Remote frees this arena's owner has claimed and not yet handed to
+    /// their arenas, one batch per target (`remote.rs`); owner-private like
+    /// the cache.
+    pub(crate) batches: [Batch; BATCH_SLOTS],
     /// Blocks freed by other threads, waiting for the lock holder. In a
     /// cell only so that a `fork` child may replace it (`reset_after_fork`).
     remote: core::cell::UnsafeCell<MpmcQueue>,
@@ -108,6 +126,36 @@ pub(crate) struct Arena {
 // through shared references except in `reset_after_fork`, whose caller
 // guarantees that no other thread exists.
 unsafe impl Sync for Arena {}
+
+/// Batches of remote frees one owner keeps, by target arena id modulo
+/// this many.
+pub(crate) const BATCH_SLOTS: usize = 8;
+
+/// One batch of claimed remote frees bound for one arena: an intrusive
+/// list through the blocks' first payload words (safe-linked). Written only
+/// by the owner of the arena that holds it, with relaxed plain stores;
+/// `stats`/`check` read it racily (exact when quiescent).
+pub(crate) struct Batch {
+    /// Target arena id + 1; 0: empty.
+    pub(crate) target: AtomicU32,
+    /// Payload address of the first block (0: empty).
+    pub(crate) head: AtomicUsize,
+    /// Blocks in the list.
+    pub(crate) count: AtomicUsize,
+    /// Their bytes, headers included.
+    pub(crate) bytes: AtomicUsize,
+}
+
+impl Batch {
+    const fn new() -> Batch {
+        Batch {
+            target: AtomicU32::new(0),
+            head: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        }
+    }
+}
 
 /// The arena lock, held.
 pub(crate) type ArenaGuard<'a> = LockedGuard<'a, ArenaState>;
@@ -126,10 +174,18 @@ impl Arena {
 
     /// A new arena owned by `owner` (a token, or 0). Allocates the remote
     /// queue: call with no heap lock held.
-    pub(crate) fn new(id: u32, queue_capacity: usize, owner: u64, key: Key) -> Arena {
+    pub(crate) fn new(
+        id: u32,
+        queue_capacity: usize,
+        owner: u64,
+        key: Key,
+        cache_bytes: usize,
+    ) -> Arena {
         Arena {
             id,
             key,
+            cache: cache::OwnerCache::new(cache_bytes),
+            batches: [const { Batch::new() }; BATCH_SLOTS],
             state: Locked::new(ArenaState {
                 id,
                 key,
@@ -149,6 +205,12 @@ impl Arena {
         // SAFETY: the queue is replaced only by `reset_after_fork`, when no
         // other thread exists and no reference to it is live.
         unsafe { &*self.remote.get() }
+    }
+
+    /// The owner word as stored (a token or 0), for the owner-cache test.
+    #[inline(always)]
+    pub(crate) fn owner_token(&self) -> u64 {
+        self.owner.load(Ordering::Relaxed)
     }
 
     /// The owner's token if that thread is alive.

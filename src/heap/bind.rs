@@ -62,7 +62,10 @@ impl HeapMeta {
                 return Some(a);
             }
             if let Some(a) = self.arenas().find(|a| a.try_adopt(token)) {
-                // Adoption drains what was freed into the arena meanwhile.
+                // Adoption sends out the batches of remote frees the last
+                // owner left unsent, and drains what was freed into the
+                // arena meanwhile.
+                a.flush_batches(&self.region, |id| self.arena(id));
                 drop(a.lock_drained(&self.region));
                 return Some(a);
             }

@@ -3,7 +3,7 @@
 //! library calls these from `pthread_atfork` handlers.
 //!
 //! Invariant: `fork_prepare` takes every heap lock in the lock order (the
-//! arena table, each arena by id, the region) and the same set is released
+//! arena table, each arena by id, the large-run cache, the region) and the same set is released
 //! by `fork_parent` / `fork_child`; the child then replaces any remote queue
 //! a push in flight may have left half-written.
 
@@ -39,6 +39,7 @@ impl Heap {
             };
             arena.raw_lock().lock();
         }
+        meta.large.raw_lock().lock();
         meta.region.raw_lock().lock();
     }
 
@@ -81,6 +82,7 @@ impl Heap {
         // arena count could not change while it held the table lock.
         unsafe {
             meta.region.raw_lock().unlock();
+            meta.large.raw_lock().unlock();
             for arena in meta.arenas() {
                 arena.raw_lock().unlock();
             }

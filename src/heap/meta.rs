@@ -117,6 +117,12 @@ impl HeapMeta {
             self.config.get_remote_queue_capacity(),
             owner,
             crate::block::Key::new(self.secret, self.config.get_hardened()),
+            // One arena is the one-lock baseline: no cache in front of it.
+            if self.config.get_max_arenas() == 1 {
+                0
+            } else {
+                self.config.get_owner_cache()
+            },
         );
         // SAFETY: slot `n` was reserved by us alone and is inside the table;
         // it is published with `ready` only after it is written.

@@ -49,9 +49,10 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::arena::{self, Arena, ArenaState};
+use crate::arena::cache::CACHE_MAX_BLOCK;
+use crate::arena::{self, Arena, ArenaState, Push};
 use crate::block::{self, GRANULE};
-use crate::config::{Config, LARGE_THRESHOLD, MAX_REMOTE_QUEUE_CAPACITY};
+use crate::config::{Config, CACHE_MAX_REQUEST, LARGE_THRESHOLD, MAX_REMOTE_QUEUE_CAPACITY};
 use crate::error::{abort_on_free_error, FreeError};
 use crate::large;
 use crate::region::ChunkUse;
@@ -137,12 +138,27 @@ impl Heap {
                     Bound::None => return ptr::null_mut(),
                 },
             };
+            if align <= GRANULE && size <= CACHE_MAX_REQUEST && arena.cache_is_mine() {
+                let need = block::request_to_block_size(size).unwrap_or(CACHE_MAX_BLOCK);
+                // SAFETY: the cache is ours (just checked) and `need` is a
+                // block size the cache holds (`size <= CACHE_MAX_REQUEST`).
+                return unsafe {
+                    match arena.cache_pop(&meta.region, need) {
+                        Some(p) => p,
+                        None => {
+                            // A slow path: unsent remote frees go out too.
+                            arena.flush_batches(&meta.region, |id| meta.arena(id));
+                            arena.cache_refill(&meta.region, need)
+                        }
+                    }
+                };
+            }
             let mut st = arena.lock_and_drain_some(&meta.region);
             // SAFETY: `arena_serves` holds, the lock is held, and the region
             // and id are this arena's.
             unsafe { st.alloc(&meta.region, arena.id, size, align) }
         } else {
-            large::alloc(&meta.region, &meta.large, size, align)
+            large::alloc(&meta.region, &meta.large, size, align, false)
         }
     }
 
@@ -162,9 +178,15 @@ impl Heap {
     }
 
     fn alloc_zeroed_impl(&self, size: usize, align: usize) -> *mut u8 {
+        if !arena::arena_serves(size, align) {
+            // Fresh runs are already zero; `large` clears a reused one.
+            return match self.meta() {
+                Some(meta) => large::alloc(&meta.region, &meta.large, size, align, true),
+                None => ptr::null_mut(),
+            };
+        }
         let p = self.alloc_impl(size, align);
-        // Large runs come straight from the region, already zero.
-        if !p.is_null() && arena::arena_serves(size, align) {
+        if !p.is_null() {
             // SAFETY: `p` is a fresh allocation of at least `size` bytes.
             unsafe { ptr::write_bytes(p, 0, size) };
         }
@@ -198,6 +220,29 @@ impl Heap {
             return Ok(());
         }
         let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
+        // The fast path: a small block of the caller's own arena goes on its
+        // owner cache, with no lock and no arena-table lookup.
+        if let Some(a) = cache::cached_arena(meta.id) {
+            // SAFETY: the binding matched this heap's id: an arena of it.
+            let arena = unsafe { &*a };
+            let addr = ptr as usize;
+            if addr % GRANULE == 0
+                && meta.region.is_arena_chunk(addr, arena.id)
+                && arena.cache_is_mine()
+            {
+                // SAFETY: the cache is ours; `ptr` is aligned and in one of
+                // `arena`'s chunks.
+                match unsafe { arena.cache_push(ptr) } {
+                    Push::Done => return Ok(()),
+                    Push::Full(b, size) => {
+                        arena.flush_batches(&meta.region, |id| meta.arena(id));
+                        // SAFETY: a live block of ours the caller gives up.
+                        return unsafe { arena.cache_flush(&meta.region, b, size) };
+                    }
+                    Push::Locked => {}
+                }
+            }
+        }
         match locate(meta, ptr as usize)? {
             Owner::Arena(arena) => {
                 if ptr as usize % GRANULE != 0 {
@@ -210,11 +255,23 @@ impl Heap {
                     || meta.config.get_max_arenas() == 1;
                 if local {
                     // SAFETY: `ptr` is aligned and in one of `arena`'s chunks.
-                    unsafe { arena.free_locked(&meta.region, ptr, false) }
-                } else {
-                    // SAFETY: as above.
-                    unsafe { arena.free_remote_mt(&meta.region, ptr) }
+                    return unsafe { arena.free_locked(&meta.region, ptr, false) };
                 }
+                // A foreign block: batched by a thread that owns an arena
+                // (and its cache), pushed one by one by any other.
+                if let Some(mine) = cache::cached_arena(meta.id) {
+                    // SAFETY: the binding matched this heap's id.
+                    let mine = unsafe { &*mine };
+                    if mine.cache_is_mine() {
+                        // SAFETY: we own `mine`'s cache; `ptr` is aligned
+                        // and in a chunk the map gives to `arena`.
+                        return unsafe {
+                            mine.batch_remote_mt(&meta.region, arena, ptr, |id| meta.arena(id))
+                        };
+                    }
+                }
+                // SAFETY: as above.
+                unsafe { arena.free_remote_mt(&meta.region, ptr) }
             }
             // SAFETY: `ptr` is in a large slot; the caller gives it up.
             Owner::Large => unsafe { large::free(&meta.region, &meta.large, ptr) },
@@ -235,7 +292,7 @@ impl Heap {
         }
         let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
         match locate(meta, ptr as usize)? {
-            Owner::Pool(..) => Ok(()),
+            Owner::Pool(payload, _) => meta.pool_free(payload),
             Owner::Arena(arena) => {
                 let found = with_chunk_pinned(meta, arena, ptr as usize, |st| {
                     // SAFETY: `ptr` is in a chunk of `arena`, pinned, lock

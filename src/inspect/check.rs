@@ -4,8 +4,9 @@
 //! It proves what `docs/DESIGN.md` lists: every arena's chunks tile
 //! exactly, no two free blocks touch, every free block is in exactly one bin
 //! of its size, headers, footers and start bitmaps agree, every remote-queue
-//! entry is a pending block of its arena, counters equal what the walk
-//! counts, and large runs agree with the chunk map and their counters.
+//! entry is a pending block of its arena, every owner-cache entry is a
+//! cached block of its class in exactly one list, counters equal what the
+//! walk counts, and large runs agree with the chunk map and their counters.
 //! Exact when no other thread is using the heap; each arena is checked
 //! under its own lock (so the walk allocates nothing and can run inside a
 //! global allocator).
@@ -31,7 +32,16 @@ impl Heap {
                     kind,
                 });
             }
-            st.check(&meta.region, arena.id)?;
+            let cached = arena
+                .check_cache(&meta.region)
+                .map_err(|addr| HeapError {
+                    arena: Some(arena.id),
+                    addr,
+                    kind: HeapErrorKind::BadCache,
+                })?
+                .0;
+            let pending = meta.arenas().map(|a| a.batched_for(arena.id).0).sum();
+            st.check(&meta.region, arena.id, cached, pending)?;
         }
         check_large(meta)
     }

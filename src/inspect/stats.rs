@@ -7,8 +7,9 @@
 //! under the lock.
 
 use crate::arena::{Arena, Counters};
+use crate::block::HEADER;
 use crate::chunk::CHUNK;
-use crate::heap::Heap;
+use crate::heap::{Heap, HeapMeta};
 
 /// Statistics of one arena, taken under its lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,13 @@ pub struct ArenaStats {
     pub queue_full_fallbacks: u64,
     /// Times a new thread adopted the arena after its owner exited.
     pub adoptions: u64,
+    /// Blocks parked in the arena's owner cache (not live, not free).
+    pub cached_blocks: usize,
+    /// Bytes of those blocks, headers included.
+    pub cached_bytes: usize,
+    /// Blocks of this arena that other threads freed and hold in unsent
+    /// remote-free batches (freed for the user, not yet free here).
+    pub pending_blocks: usize,
 }
 
 /// Statistics of a heap: per arena, large allocations, and totals.
@@ -56,6 +64,7 @@ pub struct HeapStats {
     large_bytes: usize,
     large_allocations: u64,
     large_frees: u64,
+    large_cached: usize,
     committed: usize,
     peak_committed: usize,
     reserved: usize,
@@ -84,6 +93,16 @@ impl HeapStats {
     /// Free blocks in arena chunks.
     pub fn free_blocks(&self) -> usize {
         self.arenas.iter().map(|a| a.free_blocks).sum()
+    }
+
+    /// Blocks parked in owner caches.
+    pub fn cached_blocks(&self) -> usize {
+        self.arenas.iter().map(|a| a.cached_blocks).sum()
+    }
+
+    /// Bytes parked in owner caches, headers included.
+    pub fn cached_bytes(&self) -> usize {
+        self.arenas.iter().map(|a| a.cached_bytes).sum()
     }
 
     /// The largest free block of any arena (header included).
@@ -157,31 +176,59 @@ impl HeapStats {
         self.large_live
     }
 
+    /// Bytes of freed large runs kept committed for reuse (the large-run
+    /// cache; counted in `committed_bytes`).
+    pub fn large_cached_bytes(&self) -> usize {
+        self.large_cached
+    }
+
     /// Usable bytes of live large allocations.
     pub fn large_bytes(&self) -> usize {
         self.large_bytes
     }
 }
 
-fn arena_stats(arena: &Arena, c: &Counters, largest: usize) -> ArenaStats {
+/// One arena's statistics from its counters (taken under its lock) and its
+/// owner cache: cached blocks are carved (live to the index) but not the
+/// user's, so they move from the live figures to their own, and the cache's
+/// refills and flushes are not counted as the user's allocations and frees.
+fn arena_stats(arena: &Arena, c: &Counters, largest: usize, pending: (usize, usize)) -> ArenaStats {
+    let cache = arena.cache_counts();
+    let (pending_blocks, pending_bytes) = pending;
     ArenaStats {
         id: arena.id,
         owner: arena.live_owner(),
         remote_frees: c.remote_frees,
         queue_full_fallbacks: c.queue_full,
         adoptions: arena.adoption_count(),
-        allocated_bytes: c.live_bytes,
-        live_blocks: c.live_blocks,
+        allocated_bytes: c
+            .live_bytes
+            .saturating_sub(cache.bytes.saturating_sub(cache.blocks * HEADER))
+            .saturating_sub(pending_bytes.saturating_sub(pending_blocks * HEADER)),
+        live_blocks: c
+            .live_blocks
+            .saturating_sub(cache.blocks)
+            .saturating_sub(pending_blocks),
         free_bytes: c.free_bytes,
         free_blocks: c.free_blocks,
         largest_free_block: largest,
         chunks: c.chunk_count,
         committed_bytes: c.chunk_count * CHUNK,
-        allocations: c.allocs,
-        frees: c.frees,
+        allocations: (c.allocs - c.to_cache) + cache.pops,
+        frees: (c.frees - c.from_cache) + cache.pushes + pending_blocks as u64,
         lock_acquisitions: c.lock_acquisitions,
         lock_contended: c.lock_contended,
+        cached_blocks: cache.blocks,
+        cached_bytes: cache.bytes,
+        pending_blocks,
     }
+}
+
+/// Blocks and bytes of arena `id` held in any owner's unsent batches.
+fn pending_for(meta: &HeapMeta, id: u32) -> (usize, usize) {
+    meta.arenas()
+        .map(|a| a.batched_for(id))
+        .fold((0, 0), |(n, b), (n2, b2)| (n + n2, b + b2))
 }
 
 /// Gathers statistics; the vector is allocated before any lock is taken.
@@ -202,7 +249,12 @@ impl Heap {
             let (counters, largest) = (st.counters, st.largest_free(&meta.region));
             drop(st);
             if arenas.len() < arenas.capacity() {
-                arenas.push(arena_stats(arena, &counters, largest));
+                arenas.push(arena_stats(
+                    arena,
+                    &counters,
+                    largest,
+                    pending_for(meta, arena.id),
+                ));
             }
         }
         let large = &meta.large;
@@ -214,6 +266,7 @@ impl Heap {
             large_bytes: large.live_bytes.load(Relaxed),
             large_allocations: large.allocs.load(Relaxed),
             large_frees: large.frees.load(Relaxed),
+            large_cached: large.cached_bytes(),
             committed: meta.region.committed_bytes(),
             peak_committed: meta.region.peak_committed_bytes(),
             reserved: meta.region.reserved_bytes(),

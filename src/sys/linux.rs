@@ -140,6 +140,22 @@ pub(crate) fn random_u64(salt: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Nanoseconds on the monotonic clock (through the vDSO: no system call
+/// in steady state). 0 if the clock cannot be read.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
 /// Writes `bytes` to file descriptor 2 with one `write(2)`; a short or
 /// failed write is ignored (the callers abort next).
 pub(crate) fn write_stderr(bytes: &[u8]) {

@@ -8,6 +8,7 @@
 //! | [`unreserve`] | `region` | dropping a heap |
 //! | [`futex_wait`] / [`futex_wake`] | `sync` | the arena lock's slow path |
 //! | [`write_stderr`] / [`abort`] | `error` | the one-line abort message |
+//! | [`monotonic_ns`] | `large` | the age of cached large runs |
 //! | [`random_u64`] | `heap::meta` | the per-heap secret of header checks |
 //! | [`thread_key_create`] / [`thread_key_set`] | `sync` | the thread-exit hook that releases a registry slot, without a TLS destructor (which would allocate) |
 //! | [`address_space_limit`] / [`address_space_used`] | `region` | sizing the reservation under `RLIMIT_AS` (`ulimit -v`) |

@@ -151,6 +151,15 @@ pub(crate) fn token() -> u64 {
         .unwrap_or(0)
 }
 
+/// This thread's token if it has one and is not exiting, without claiming
+/// one: the owner-cache test on the fast path (one TLS load). 0 otherwise.
+#[inline]
+pub(crate) fn current_token() -> u64 {
+    IDENTITY
+        .try_with(|c| c.token.get())
+        .map_or(0, |t| if t == TOKEN_DEAD { 0 } else { t })
+}
+
 /// A number that differs between threads, for spreading threads that must
 /// share arenas round-robin. (Not a TLS address: thread stacks, and their
 /// TLS, sit at a fixed stride, so every thread got the same arena.)

@@ -1,0 +1,438 @@
+//! Owner cache: exact-size lists of small blocks that the arena's owning
+//! thread pops and pushes with no lock and no locked instruction — the fast
+//! path in front of the locked first-fit index (glibc's tcache and
+//! mimalloc's page free lists are the models).
+//!
+//! ```text
+//!  malloc(n), n <= CACHE_MAX_REQUEST, caller owns its arena
+//!    pop heads[class(n)] ─ hit ─▶ header CACHED -> live, return       (~20 instructions)
+//!                        └ miss ─▶ lock: carve REFILL blocks, keep 1   (cache_refill)
+//!  free(p), p a live small block of the caller's own arena
+//!    push on heads[class] ─ room ─▶ header live -> CACHED, done
+//!                         └ full ─▶ lock: free half the class (coalescing), push (cache_flush)
+//! ```
+//!
+//! **Where it lives, and why.** In the arena, as owner-private state, not in
+//! thread-local storage: an arena has one owner at a time, so the cache
+//! passes to the adopter with the arena when its thread exits — no
+//! thread-exit flush (which would have to run after TLS teardown began), no
+//! blocks stranded in a dead thread's TLS, and `check()` and `stats()` find
+//! every cached block by walking the arenas they already walk.
+//!
+//! **Who may touch it.** Only the thread whose live token is the arena's
+//! `owner` ([`Arena::cache_is_mine`]: one TLS load and one relaxed load).
+//! The owner word changes only from a dead token to a live one, and a
+//! thread's token reads as dead (`registry::current_token` is 0) from the
+//! start of its exit, so two threads never use one cache at once; the
+//! adopter's acquire of the dead token (the registry release) orders the old
+//! owner's last cache writes before its first. Sharing threads, heaps with
+//! `max_arenas(1)` and `owner_cache(0)` never use it (`limit == 0`).
+//!
+//! **Invariants** (`check()` proves them, under the arena lock, when the
+//! heap is quiescent):
+//! * every block on list `c` is a block of this arena whose header verifies
+//!   with flags exactly `CACHED` and size `c * GRANULE`, and is on exactly
+//!   one list, once (the chunk walk's count of `CACHED` headers equals the
+//!   lists' total);
+//! * `counts[c]` is the length of list `c`, `bytes` the sum of the cached
+//!   block sizes, `bytes <= limit` and `counts[c] <= CLASS_LIMIT`;
+//! * cached blocks count as live in the index's counters (they are carved)
+//!   and are subtracted in `stats()`: the accounting equation becomes
+//!   `user live + cached + free = chunks × CHUNK_DATA`.
+//!
+//! Every field is an atomic used with `Relaxed` plain loads and stores (no
+//! read-modify-write): the owner is the only writer, and `stats`/`check`
+//! read from other threads without a data race (exact only when quiescent).
+//! List links live in the first payload word of each cached block, stored
+//! safe-linked (`Key::link_mask`) on a hardened heap.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use super::{Arena, ArenaState};
+use crate::bins::Ctx;
+use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER};
+use crate::chunk;
+use crate::config::{CACHE_CLASS_LIMIT, CACHE_MAX_REQUEST, CACHE_REFILL, CACHE_REFILL_BYTES};
+use crate::error::{abort_on_corruption, Corruption, FreeError};
+use crate::region::Region;
+use crate::thread::registry;
+
+/// The largest block the cache holds: a `CACHE_MAX_REQUEST`-byte request.
+pub(crate) const CACHE_MAX_BLOCK: usize = CACHE_MAX_REQUEST + HEADER;
+/// One list per block size `c * GRANULE`, `c < CLASSES`.
+const CLASSES: usize = CACHE_MAX_BLOCK / GRANULE + 1;
+
+const _: () = assert!(CACHE_MAX_REQUEST % GRANULE == 0 && CACHE_MAX_REQUEST >= 1024);
+
+/// The cache of one arena (module doc).
+pub(crate) struct OwnerCache {
+    /// Head block of each class list (0: empty).
+    heads: [AtomicUsize; CLASSES],
+    /// Length of each class list.
+    counts: [AtomicU32; CLASSES],
+    /// Bytes of all cached blocks, headers included.
+    bytes: AtomicUsize,
+    /// Most bytes the cache may hold; 0: the cache is off.
+    limit: usize,
+    /// Blocks handed to the owner from the cache, ever.
+    pops: AtomicU64,
+    /// Blocks the owner freed into the cache, ever.
+    pushes: AtomicU64,
+}
+
+/// What the statistics need from a cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CacheCounts {
+    pub(crate) blocks: usize,
+    pub(crate) bytes: usize,
+    pub(crate) pops: u64,
+    pub(crate) pushes: u64,
+}
+
+/// The outcome of a fast-path free.
+pub(crate) enum Push {
+    /// The block is in the cache.
+    Done,
+    /// Not a block the cache takes (not live, not small, not ours): the
+    /// caller frees it under the lock, which classifies it exactly.
+    Locked,
+    /// A live small block, but its class or the cache is full.
+    Full(*mut Header, usize),
+}
+
+impl OwnerCache {
+    pub(crate) fn new(limit: usize) -> OwnerCache {
+        OwnerCache {
+            heads: [const { AtomicUsize::new(0) }; CLASSES],
+            counts: [const { AtomicU32::new(0) }; CLASSES],
+            bytes: AtomicUsize::new(0),
+            limit,
+            pops: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+        }
+    }
+
+    /// A snapshot for `stats`.
+    pub(crate) fn counts(&self) -> CacheCounts {
+        CacheCounts {
+            blocks: self.counts.iter().map(|c| c.load(Relaxed) as usize).sum(),
+            bytes: self.bytes.load(Relaxed),
+            pops: self.pops.load(Relaxed),
+            pushes: self.pushes.load(Relaxed),
+        }
+    }
+}
+
+/// The class of a block of `size` bytes, if the cache holds that size.
+#[inline(always)]
+pub(crate) fn class_of(size: usize) -> Option<usize> {
+    let c = size / GRANULE;
+    (size <= CACHE_MAX_BLOCK).then_some(c)
+}
+
+/// The link word of a cached block.
+#[inline(always)]
+fn link_slot(b: usize) -> *const AtomicUsize {
+    (b + HEADER) as *const AtomicUsize
+}
+
+impl Arena {
+    /// Whether the calling thread may use this arena's cache: the cache is
+    /// on and the caller's live token owns the arena.
+    #[inline(always)]
+    pub(crate) fn cache_is_mine(&self) -> bool {
+        if self.cache.limit == 0 {
+            return false;
+        }
+        let me = registry::current_token();
+        me != 0 && self.owner_token() == me
+    }
+
+    /// The fast path of `malloc`: a cached block of exactly `need` bytes,
+    /// made live. `None` on a miss.
+    ///
+    /// # Safety
+    ///
+    /// `self.cache_is_mine()`; `need` is a block size with `class_of(need)`.
+    #[inline(always)]
+    pub(crate) unsafe fn cache_pop(&self, region: &Region, need: usize) -> Option<*mut u8> {
+        // SAFETY: forwarded.
+        unsafe { self.pop_counted(region, need, true) }
+    }
+
+    /// `cache_pop`; `user` says whether the block goes to the user (a pop
+    /// statistics count) or back to the index (a flush).
+    #[inline(always)]
+    unsafe fn pop_counted(&self, region: &Region, need: usize, user: bool) -> Option<*mut u8> {
+        let c = need / GRANULE;
+        let cache = &self.cache;
+        let (head, count) = (cache.heads.get(c)?, cache.counts.get(c)?);
+        let b = head.load(Relaxed);
+        if b == 0 {
+            return None;
+        }
+        let key = self.key;
+        // SAFETY: `b` heads our own list: a cached block of ours (module
+        // invariant), whose first payload word is its link; its chunk holds
+        // a carved block, so it is committed.
+        unsafe {
+            let slot = link_slot(b);
+            let next = (*slot).load(Relaxed) ^ key.link_mask(slot as usize);
+            if key.hardened() {
+                let cx = Ctx {
+                    key,
+                    id: self.id,
+                    region,
+                };
+                let ok = matches!((*(b as *const Header)).read(key), Some(w) if w.flags == CACHED && w.size == need);
+                if !ok {
+                    abort_on_corruption(b, Corruption::Header);
+                }
+                if next != 0 && !cx.is_plausible_link(next) {
+                    abort_on_corruption(b, Corruption::Link);
+                }
+            }
+            head.store(next, Relaxed);
+            count.store(count.load(Relaxed) - 1, Relaxed);
+            cache.bytes.store(cache.bytes.load(Relaxed) - need, Relaxed);
+            if user {
+                cache.pops.store(cache.pops.load(Relaxed) + 1, Relaxed);
+            }
+            (*(b as *const Header)).set(key, need, 0);
+            Some(block::block_to_payload(b as *mut Header))
+        }
+    }
+
+    /// The fast path of `free`: puts `ptr`, if it is a live small block of
+    /// this arena, on its class list.
+    ///
+    /// # Safety
+    ///
+    /// `self.cache_is_mine()`; `ptr` is `GRANULE`-aligned and in a chunk
+    /// the region map gives to this arena.
+    #[inline(always)]
+    pub(crate) unsafe fn cache_push(&self, ptr: *mut u8) -> Push {
+        // SAFETY: forwarded.
+        unsafe { self.push_counted(ptr, true) }
+    }
+
+    /// `cache_push`; `user` says whether the user freed the block (a push
+    /// statistics count) or a refill carved it for the cache.
+    #[inline(always)]
+    unsafe fn push_counted(&self, ptr: *mut u8, user: bool) -> Push {
+        let b = block::payload_to_block(ptr);
+        let ch = chunk::chunk_of(ptr as usize);
+        let key = self.key;
+        // SAFETY: the chunk is ours (caller), so committed while it holds
+        // `ptr`'s block; a set start bit marks a header. A lock holder may
+        // split and merge free neighbours meanwhile but never rewrites a
+        // live block's header, and the header word is an atomic, so reading
+        // it without the lock is sound.
+        // No bounds test is needed before the start bit: no bit is ever set
+        // for the chunk header's granules or the sentinel's, and a `b` just
+        // below the chunk maps to the sentinel's bit.
+        let w = unsafe {
+            if !(*ch).is_start(b as usize) {
+                return Push::Locked;
+            }
+            match (*b).read(key) {
+                Some(w) if w.is_live() => w,
+                _ => return Push::Locked,
+            }
+        };
+        let Some(c) = class_of(w.size) else {
+            return Push::Locked;
+        };
+        let cache = &self.cache;
+        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
+            return Push::Locked;
+        };
+        let n = count.load(Relaxed);
+        let bytes = cache.bytes.load(Relaxed) + w.size;
+        if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
+            return Push::Full(b, w.size);
+        }
+        // SAFETY: `b` is a live block of ours that the caller gives up; its
+        // first payload word becomes the link (a block is at least
+        // `MIN_BLOCK`, so it has one).
+        unsafe {
+            (*b).set(key, w.size, CACHED);
+            let slot = link_slot(b as usize);
+            (*slot).store(head.load(Relaxed) ^ key.link_mask(slot as usize), Relaxed);
+        }
+        head.store(b as usize, Relaxed);
+        count.store(n + 1, Relaxed);
+        cache.bytes.store(bytes, Relaxed);
+        if user {
+            cache.pushes.store(cache.pushes.load(Relaxed) + 1, Relaxed);
+        }
+        Push::Done
+    }
+
+    /// The miss path of `malloc`: under one lock acquisition, carves up to
+    /// `CACHE_REFILL` blocks of `need` bytes, returns one and caches the
+    /// rest. Null when the region is exhausted.
+    ///
+    /// # Safety
+    ///
+    /// As for `cache_pop`.
+    #[cold]
+    pub(crate) unsafe fn cache_refill(&self, region: &Region, need: usize) -> *mut u8 {
+        let mut st = self.lock_and_drain_some(region);
+        let first = st.carve_small(region, need);
+        if first.is_null() {
+            return first;
+        }
+        let c = need / GRANULE;
+        let cache = &self.cache;
+        let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / need)
+            .min((CACHE_REFILL_BYTES / need).clamp(2, CACHE_REFILL) - 1)
+            .min((CACHE_CLASS_LIMIT as usize).saturating_sub(self.cache_count(c)));
+        for _ in 0..room {
+            let p = st.carve_small(region, need);
+            if p.is_null() {
+                break;
+            }
+            st.counters.to_cache += 1;
+            // SAFETY: `p` is a block we just carved, live and ours; we own
+            // the cache (caller).
+            match unsafe { self.push_counted(p, false) } {
+                Push::Done => {}
+                // No room after all (a carve may keep up to 16 bytes more
+                // than `need`, landing in the next class): give it back.
+                _ => {
+                    st.counters.to_cache -= 1;
+                    let b = block::payload_to_block(p);
+                    let size = st.hdr(b).size;
+                    // SAFETY: as above; `p` is live and ours, of `size`.
+                    unsafe { st.free(region, b, size) };
+                    break;
+                }
+            }
+        }
+        first
+    }
+
+    /// The full path of `free`: under the lock, moves half of `b`'s class
+    /// (and, if the cache is over its byte limit, half of every class) back
+    /// to the index — each block freed and coalesced like any free — then
+    /// caches `b`.
+    ///
+    /// # Safety
+    ///
+    /// `self.cache_is_mine()`; `b` is a live block of `size` bytes of this
+    /// arena that the caller gives up.
+    #[cold]
+    pub(crate) unsafe fn cache_flush(
+        &self,
+        region: &Region,
+        b: *mut Header,
+        size: usize,
+    ) -> Result<(), FreeError> {
+        let mut st = self.lock_and_drain_some(region);
+        let c = size / GRANULE;
+        let mut released = [core::ptr::null_mut(); 2];
+        let mut nreleased = 0;
+        let mut flush = |st: &mut ArenaState, class: usize, keep: usize| {
+            while self.cache_count(class) > keep {
+                // SAFETY: we own the cache; a popped block is live and ours.
+                let Some(p) = (unsafe { self.pop_counted(region, class * GRANULE, false) }) else {
+                    break;
+                };
+                st.counters.from_cache += 1;
+                // SAFETY: `p`'s block is live, ours, of `class * GRANULE`.
+                let empty = unsafe { st.free(region, block::payload_to_block(p), class * GRANULE) };
+                if let (Some(ch), true) = (empty, nreleased < released.len()) {
+                    released[nreleased] = ch;
+                    nreleased += 1;
+                }
+            }
+        };
+        flush(&mut st, c, self.cache_count(c) / 2);
+        if self.cache.bytes.load(Relaxed) + size > self.cache.limit {
+            for class in 0..CLASSES {
+                flush(&mut st, class, self.cache_count(class) / 2);
+            }
+        }
+        // SAFETY: `b` is live and ours (caller); `ptr` arithmetic inverse.
+        let pushed = unsafe { self.cache_push(block::block_to_payload(b)) };
+        let result = match pushed {
+            Push::Done => Ok(()),
+            // Still no room (a limit smaller than one block): free it.
+            _ => {
+                // SAFETY: as above.
+                if let Some(ch) = unsafe { st.free(region, b, size) } {
+                    if nreleased < released.len() {
+                        released[nreleased] = ch;
+                        nreleased += 1;
+                    }
+                }
+                Ok(())
+            }
+        };
+        drop(st);
+        for ch in released.into_iter().take(nreleased) {
+            // SAFETY: the arena unlinked these empty chunks under its lock;
+            // nothing refers to them.
+            unsafe { region.release(region.chunk_index(ch as usize), 1) };
+        }
+        result
+    }
+
+    /// Length of class list `c`.
+    #[inline]
+    fn cache_count(&self, c: usize) -> usize {
+        self.cache
+            .counts
+            .get(c)
+            .map_or(0, |n| n.load(Relaxed) as usize)
+    }
+
+    /// What `stats` reports of the cache.
+    pub(crate) fn cache_counts(&self) -> CacheCounts {
+        self.cache.counts()
+    }
+
+    /// Proves the module invariants for this cache (under the arena lock;
+    /// exact when the owner is not running). Returns the number of cached
+    /// blocks and bytes walked, or the first bad entry.
+    pub(crate) fn check_cache(&self, region: &Region) -> Result<(usize, usize), usize> {
+        let key: Key = self.key;
+        let cx = Ctx {
+            key,
+            id: self.id,
+            region,
+        };
+        let (mut blocks, mut bytes) = (0usize, 0usize);
+        for c in 0..CLASSES {
+            let mut b = self.cache.heads.get(c).map_or(0, |h| h.load(Relaxed));
+            let expected = self.cache_count(c);
+            let mut n = 0;
+            while b != 0 {
+                n += 1;
+                if n > expected || !cx.is_our_block(b) {
+                    return Err(b);
+                }
+                // SAFETY: `is_our_block` proved `b` is a block start in one
+                // of our committed chunks.
+                unsafe {
+                    let ok = matches!((*(b as *const Header)).read(key), Some(w) if w.flags == CACHED && w.size == c * GRANULE);
+                    if !ok {
+                        return Err(b);
+                    }
+                    let slot = link_slot(b);
+                    b = (*slot).load(Relaxed) ^ key.link_mask(slot as usize);
+                }
+            }
+            if n != expected {
+                return Err(self.cache.heads.get(c).map_or(0, |h| h.load(Relaxed)));
+            }
+            blocks += n;
+            bytes += n * c * GRANULE;
+        }
+        if bytes != self.cache.bytes.load(Relaxed) || bytes > self.cache.limit {
+            return Err(0);
+        }
+        Ok((blocks, bytes))
+    }
+}
