@@ -19,7 +19,9 @@
 //! RSS and allocator state start clean; the parent gathers one JSON line
 //! from each child and prints a table per workload, each peer's ratio to
 //! arenalloc, and after the fragmentation workload writes arenalloc's heap
-//! map (`heap-map.svg`). See `compare/src/driver/` and the README's
+//! map (`heap-map.svg`); `--sweep-arenas` runs the lock-granularity lesson
+//! instead (one lock, per-thread locked arenas, owner caches) and draws it
+//! (`lock-granularity.svg`). See `compare/src/driver/` and the README's
 //! "Comparison driver" section. The library demo that used to live here is
 //! `cargo run --release --example demo`.
 //!
@@ -39,7 +41,7 @@ use driver::workloads::Scale;
 ///
 /// Allocators: arenalloc, arenalloc-1lock, system, mimalloc, jemalloc,
 /// talc, linked_list. Workloads: larson, prodcons, cache-scratch,
-/// cache-thrash, random, realloc, fragmentation, thread-churn.
+/// cache-thrash, random, realloc, fragmentation, thread-churn, large.
 #[derive(Parser, Debug)]
 #[command(name = "arenalloc-compare", version)]
 pub(crate) struct Args {
@@ -74,10 +76,18 @@ pub(crate) struct Args {
     pub(crate) heap_map: PathBuf,
 
     /// The lock-granularity lesson instead of the comparison: larson and
-    /// prodcons on arenalloc with max_arenas 1, 2, 4 and 8 (8 threads
-    /// unless --threads says otherwise), with each arena's lock counts.
+    /// prodcons on arenalloc at three levels — one lock (max_arenas 1),
+    /// per-thread locked arenas (owner_cache 0, max_arenas 2, 4, 8) and
+    /// owner caches (the default owner_cache, max_arenas 2, 4, 8) — on 8
+    /// threads unless --threads says otherwise: throughput, contention and
+    /// lock acquisitions per op in tables, and a picture (--lock-svg).
     #[arg(long)]
     pub(crate) sweep_arenas: bool,
+
+    /// Where --sweep-arenas draws its lesson: throughput bars and
+    /// contended-% markers per level and arena count.
+    #[arg(long, value_name = "FILE", default_value = "lock-granularity.svg")]
+    pub(crate) lock_svg: PathBuf,
 
     /// Seconds per throughput measurement (overrides the mode's).
     #[arg(long, value_name = "S")]
@@ -103,6 +113,11 @@ pub(crate) struct Args {
     /// Child: arenalloc's arena limit (the sweep).
     #[arg(long, hide = true)]
     pub(crate) max_arenas: Option<usize>,
+
+    /// Child: bytes of each arenalloc arena's owner cache, 0 = off (the
+    /// sweep's levels).
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub(crate) owner_cache: Option<usize>,
 
     /// Child: arenalloc's region size in bytes (for valgrind, which
     /// cannot map the default 64 GiB reservation).

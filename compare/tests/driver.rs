@@ -3,7 +3,10 @@
 //! workload must give a row for every allocator with positive throughput
 //! and RSS, and write a heap map that parses as SVG with one
 //! `<g id="arena-N">` group per arena arenalloc reports; a child that
-//! outlives its timeout must become a failed row, not a hung driver.
+//! outlives its timeout must become a failed row, not a hung driver; the
+//! default run must include every workload (`large` too) and keep the keys
+//! its rows always had; `--sweep-arenas` must measure and name its three
+//! levels and draw them as an SVG with a group of bars per level.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -104,6 +107,267 @@ fn quick_json_has_every_allocator_and_the_heap_map_one_group_per_arena() {
     assert_eq!(groups, ids, "one <g id=\"arena-N\"> per arena");
 }
 
+/// Every workload of a default run, in report order.
+const WORKLOADS: [&str; 9] = [
+    "larson",
+    "prodcons",
+    "cache-scratch",
+    "cache-thrash",
+    "random",
+    "realloc",
+    "fragmentation",
+    "thread-churn",
+    "large",
+];
+
+/// The keys every successful row had before `large` and the three-level
+/// sweep were added; rows may gain keys, never lose these.
+const ROW_KEYS: [&str; 9] = [
+    "allocator",
+    "base_rss_bytes",
+    "ops",
+    "ops_per_sec",
+    "peak_rss_bytes",
+    "seconds",
+    "status",
+    "threads",
+    "workload",
+];
+/// And arenalloc's rows: the per-arena counts and the `check()` verdict.
+const ARENALLOC_KEYS: [&str; 2] = ["arenas", "check"];
+const ARENA_KEYS: [&str; 9] = [
+    "adoptions",
+    "allocations",
+    "chunks",
+    "frees",
+    "id",
+    "lock_acquisitions",
+    "lock_contended",
+    "queue_full_fallbacks",
+    "remote_frees",
+];
+const FRAGMENTATION_KEYS: [&str; 5] = [
+    "final_rss_bytes",
+    "live_after_free_bytes",
+    "peak_live_bytes",
+    "rss_after_alloc_bytes",
+    "rss_after_free_bytes",
+];
+
+/// Reads the `--json` list a run wrote into `dir`.
+fn json_rows(dir: &Path, name: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join(name)).expect("the --json file");
+    let json: Value = serde_json::from_str(&text).expect("the --json file is JSON");
+    json.as_array().expect("a JSON list").clone()
+}
+
+fn missing_keys(row: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .filter(|k| row.get(**k).is_none())
+        .map(|k| k.to_string())
+        .collect()
+}
+
+#[test]
+fn the_default_run_has_every_workload_and_its_rows_keep_their_keys() {
+    let dir = scratch("default");
+    let out = driver(
+        &dir,
+        &[
+            "--quick",
+            "--alloc",
+            "arenalloc,system",
+            "--threads",
+            "1",
+            "--seconds",
+            "0.02",
+            "--json",
+            "out.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows = json_rows(&dir, "out.json");
+    let ran: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["allocator"] == "system")
+        .map(|r| r["workload"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(ran, WORKLOADS, "one row per workload, in report order");
+    assert_eq!(rows.len(), 2 * WORKLOADS.len());
+    for w in WORKLOADS {
+        assert!(stdout.contains(&format!("\n### {w}\n")), "no table for {w}");
+    }
+    for row in &rows {
+        assert_eq!(row["status"], "ok", "{row:#}");
+        let mut keys = ROW_KEYS.to_vec();
+        if row["allocator"] == "arenalloc" {
+            keys.extend(ARENALLOC_KEYS);
+        }
+        if row["workload"] == "fragmentation" {
+            keys.extend(FRAGMENTATION_KEYS);
+        }
+        assert_eq!(missing_keys(row, &keys), Vec::<String>::new(), "{row:#}");
+        for arena in row["arenas"].as_array().into_iter().flatten() {
+            assert_eq!(missing_keys(arena, &ARENA_KEYS), Vec::<String>::new());
+        }
+        // Only the sweep names a level or an arena limit.
+        for k in ["level", "max_arenas", "owner_cache"] {
+            assert!(row.get(k).is_none(), "{k} in a comparison row: {row:#}");
+        }
+    }
+}
+
+#[test]
+fn the_large_workload_reports_throughput_and_peak_rss_for_every_allocator() {
+    let dir = scratch("large");
+    let out = driver(
+        &dir,
+        &[
+            "--quick",
+            "--workload",
+            "large",
+            "--threads",
+            "2",
+            "--seconds",
+            "0.05",
+            "--json",
+            "out.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\n### large\n"), "{}", explain(&out));
+    assert!(
+        stdout.contains("2-8 MiB"),
+        "the table says what it measures"
+    );
+    let rows = json_rows(&dir, "out.json");
+    assert_eq!(rows.len(), ALLOCATORS.len(), "{rows:#?}");
+    for name in ALLOCATORS {
+        let row = rows
+            .iter()
+            .find(|r| r["allocator"] == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {rows:#?}"));
+        assert_eq!(row["status"], "ok", "{row:#}");
+        assert_eq!(row["workload"], "large");
+        assert_eq!(row["threads"], 2);
+        // Each op is one alloc or free of 2-8 MiB: at least one of each.
+        assert!(row["ops"].as_u64().unwrap_or(0) >= 2, "{row:#}");
+        assert!(row["ops_per_sec"].as_f64().unwrap_or(0.0) > 0.0, "{row:#}");
+        let (peak, base) = (
+            row["peak_rss_bytes"].as_u64().unwrap_or(0),
+            row["base_rss_bytes"].as_u64().unwrap_or(0),
+        );
+        assert!(peak > 0 && peak >= base, "{name}: peak {peak}, base {base}");
+    }
+    let arenalloc = rows.iter().find(|r| r["allocator"] == "arenalloc").unwrap();
+    assert_eq!(arenalloc["check"], "ok", "{arenalloc:#}");
+}
+
+#[test]
+fn the_sweep_names_its_three_levels_and_draws_a_group_of_bars_per_level() {
+    let dir = scratch("sweep");
+    let out = driver(
+        &dir,
+        &[
+            "--sweep-arenas",
+            "--quick",
+            "--threads",
+            "2",
+            "--seconds",
+            "0.05",
+            "--json",
+            "out.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("three levels side by side"),
+        "{}",
+        explain(&out)
+    );
+
+    // (level, arena limits, owner cache on) of every sweep point.
+    let levels: [(&str, &[u64], bool); 3] = [
+        ("one-lock", &[1], false),
+        ("locked-arenas", &[2, 4, 8], false),
+        ("owner-caches", &[2, 4, 8], true),
+    ];
+    let rows = json_rows(&dir, "out.json");
+    assert_eq!(rows.len(), 2 * 7, "larson and prodcons x 7 points");
+    for w in ["larson", "prodcons"] {
+        for (level, limits, cached) in levels {
+            let mine: Vec<&Value> = rows
+                .iter()
+                .filter(|r| r["workload"] == w && r["level"] == level)
+                .collect();
+            let got: Vec<u64> = mine
+                .iter()
+                .map(|r| r["max_arenas"].as_u64().unwrap())
+                .collect();
+            assert_eq!(got, limits, "{w} {level}: {rows:#?}");
+            for r in mine {
+                assert_eq!(r["status"], "ok", "{r:#}");
+                assert_eq!(r["check"], "ok", "{r:#}");
+                assert_eq!(r["allocator"], "arenalloc");
+                let cache = r["owner_cache"].as_u64().expect("owner_cache");
+                assert_eq!(cache > 0, cached, "{r:#}");
+                let arenas = r["arenas"].as_array().expect("arenas");
+                assert!(!arenas.is_empty() && arenas.len() <= limits[limits.len() - 1] as usize);
+                if level == "one-lock" {
+                    // One arena, no cache: every timed call took the lock.
+                    assert_eq!(arenas.len(), 1, "{r:#}");
+                    let locks = arenas[0]["lock_acquisitions"].as_u64().unwrap();
+                    assert!(locks >= r["ops"].as_u64().unwrap(), "{r:#}");
+                }
+            }
+        }
+    }
+
+    let path = dir.join("lock-granularity.svg");
+    let svg = std::fs::read_to_string(&path).expect("lock-granularity.svg");
+    assert!(svg.len() < 50 << 10, "{} bytes", svg.len());
+    let groups = svg_groups(&svg).unwrap_or_else(|e| panic!("lock-granularity.svg: {e}"));
+    for (level, limits, _) in levels {
+        let id = format!("level-{level}");
+        let g: Vec<&Group> = groups.iter().filter(|g| g.id == id).collect();
+        assert_eq!(g.len(), 1, "one <g id=\"{id}\">: {groups:?}");
+        // A throughput bar per arena limit in each workload's panel.
+        assert_eq!(g[0].rects, 2 * limits.len(), "{id}: {groups:?}");
+    }
+    for text in ["larson", "prodcons", "Mops/s", "contended", "one lock"] {
+        assert!(svg.contains(text), "the picture lacks {text:?}");
+    }
+
+    // --lock-svg moves the picture.
+    let out = driver(
+        &dir,
+        &[
+            "--sweep-arenas",
+            "--quick",
+            "--workload",
+            "larson",
+            "--threads",
+            "1",
+            "--seconds",
+            "0.02",
+            "--lock-svg",
+            "moved.svg",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let moved = std::fs::read_to_string(dir.join("moved.svg")).expect("moved.svg");
+    let groups = svg_groups(&moved).unwrap_or_else(|e| panic!("moved.svg: {e}"));
+    let bars: usize = groups
+        .iter()
+        .filter(|g| g.id.starts_with("level-"))
+        .map(|g| g.rects)
+        .sum();
+    assert_eq!(bars, 7, "one panel (larson), 7 points: {groups:?}");
+}
+
 #[test]
 fn a_child_past_its_timeout_is_a_failed_row() {
     let dir = scratch("timeout");
@@ -145,8 +409,28 @@ fn unknown_names_are_refused() {
 /// Checks that `svg` is well-formed XML whose root is an `<svg>` in the SVG
 /// namespace, and returns the N of every `<g id="arena-N">`, in order.
 fn svg_arena_groups(svg: &str) -> Result<Vec<u64>, String> {
+    svg_groups(svg)?
+        .into_iter()
+        .filter_map(|g| g.id.strip_prefix("arena-").map(str::to_string))
+        .map(|n| n.parse::<u64>().map_err(|e| format!("id arena-{n}: {e}")))
+        .collect()
+}
+
+/// A `<g id="...">` of an SVG: its id and how many `<rect>` elements it
+/// holds (at any depth).
+#[derive(Debug, PartialEq)]
+struct Group {
+    id: String,
+    rects: usize,
+}
+
+/// Checks that `svg` is well-formed XML whose root is an `<svg>` in the SVG
+/// namespace, and returns every `<g>` with an id, in document order.
+fn svg_groups(svg: &str) -> Result<Vec<Group>, String> {
     let mut stack: Vec<String> = Vec::new();
-    let mut groups = Vec::new();
+    // For each open element: the index in `groups` of the group it opens.
+    let mut open_groups: Vec<Option<usize>> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     let mut roots = 0;
     let mut rest = svg;
     while let Some(lt) = rest.find('<') {
@@ -169,6 +453,7 @@ fn svg_arena_groups(svg: &str) -> Result<Vec<u64>, String> {
         let tag = &rest[1..gt];
         rest = &rest[gt + 1..];
         if let Some(name) = tag.strip_prefix('/') {
+            open_groups.pop();
             match stack.pop() {
                 Some(open) if open == name.trim() => continue,
                 other => return Err(format!("</{name}> closes {other:?}")),
@@ -199,15 +484,24 @@ fn svg_arena_groups(svg: &str) -> Result<Vec<u64>, String> {
                 return Err(format!("root xmlns is {ns:?}"));
             }
         }
+        if name == "rect" {
+            for g in open_groups.iter().flatten() {
+                groups[*g].rects += 1;
+            }
+        }
+        let mut opens = None;
         if name == "g" {
             if let Some((_, id)) = attrs.iter().find(|(k, _)| k == "id") {
-                if let Some(n) = id.strip_prefix("arena-") {
-                    groups.push(n.parse::<u64>().map_err(|e| format!("id {id}: {e}"))?);
-                }
+                opens = Some(groups.len());
+                groups.push(Group {
+                    id: id.clone(),
+                    rects: 0,
+                });
             }
         }
         if !self_closing {
             stack.push(name.to_string());
+            open_groups.push(opens);
         }
     }
     check_text(rest)?;
@@ -289,6 +583,12 @@ fn check_text(s: &str) -> Result<(), String> {
 fn the_checker_rejects_broken_svg() {
     let good = r#"<svg xmlns="http://www.w3.org/2000/svg"><g id="arena-0"><text>a &lt; b</text></g><g id="arena-1"/></svg>"#;
     assert_eq!(svg_arena_groups(good), Ok(vec![0, 1]));
+    let nested = r#"<svg xmlns="http://www.w3.org/2000/svg"><rect/><g id="a"><rect/><g id="b"><rect/></g></g><g><rect/></g></svg>"#;
+    let ids = |id: &str, rects| Group {
+        id: id.into(),
+        rects,
+    };
+    assert_eq!(svg_groups(nested), Ok(vec![ids("a", 2), ids("b", 1)]));
     for bad in [
         r#"<svg xmlns="http://www.w3.org/2000/svg"><text>a < b</text></svg>"#,
         r#"<svg xmlns="http://www.w3.org/2000/svg"><g></svg>"#,

@@ -13,7 +13,7 @@ use std::path::Path;
 use arenalloc::Heap;
 use serde_json::{json, Map, Value};
 
-use super::peers::{self, Visit};
+use super::peers::{self, Overrides, Visit};
 use super::workloads::{rss_now, rss_peak, Params, Workload};
 use crate::Args;
 
@@ -56,7 +56,12 @@ pub(crate) fn main(args: &Args) -> i32 {
         params: &params,
         svg: args.svg.as_deref(),
     };
-    let mut row = match peers::with_allocator(alloc, args.max_arenas, args.region_size, job) {
+    let tune = Overrides {
+        max_arenas: args.max_arenas,
+        owner_cache: args.owner_cache,
+        region_size: args.region_size,
+    };
+    let mut row = match peers::with_allocator(alloc, tune, job) {
         Ok(Ok(row)) => row,
         Ok(Err(e)) | Err(e) => {
             eprintln!("{e}");
@@ -68,6 +73,9 @@ pub(crate) fn main(args: &Args) -> i32 {
     row.insert("threads".into(), json!(params.threads));
     if let Some(n) = args.max_arenas {
         row.insert("max_arenas".into(), json!(n));
+    }
+    if let Some(bytes) = args.owner_cache {
+        row.insert("owner_cache".into(), json!(bytes));
     }
     row.insert("base_rss_bytes".into(), json!(base_rss));
     let seen = row

@@ -8,6 +8,7 @@
 //!  wait, kill after --timeout                 run workload W on N threads (workloads.rs)
 //!  parse the one JSON line  ◀──────────────── print {ops_per_sec, peak_rss_bytes, ...}
 //!  tables, ratios, --json (report.rs)         and exit at once
+//!  --sweep-arenas: lesson tables, SVG (sweep.rs)
 //! ```
 //!
 //! Invariants: a child measures exactly one allocator on one workload, so
@@ -20,4 +21,5 @@ pub(crate) mod child;
 pub(crate) mod parent;
 pub(crate) mod peers;
 pub(crate) mod report;
+pub(crate) mod sweep;
 pub(crate) mod workloads;

@@ -1,6 +1,7 @@
 //! The parent side: plans the jobs, runs each in a fresh child process
 //! (one at a time, each with a timeout), shows progress on stderr, and
-//! hands the results to `report.rs`.
+//! hands the results to `report.rs` (to `sweep.rs` for `--sweep-arenas`,
+//! which also writes the lesson's picture, `--lock-svg`).
 //!
 //! Invariant: every planned job yields exactly one row — the child's JSON
 //! line, or a failed row saying why (exit status and the end of its
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::peers::ALLOCATORS;
 use super::report;
+use super::sweep::{self, Point};
 use super::workloads::{Scale, Workload};
 use crate::Args;
 
@@ -27,14 +29,12 @@ pub(crate) struct Plan {
     pub(crate) workloads: Vec<Workload>,
     pub(crate) allocators: Vec<&'static str>,
     pub(crate) threads: Vec<usize>,
-    /// `Some(limits)`: the lock-granularity sweep over these `max_arenas`.
-    pub(crate) sweep: Option<Vec<usize>>,
+    /// `Some(points)`: the lock-granularity sweep over these points.
+    pub(crate) sweep: Option<Vec<Point>>,
     timeout: Duration,
     heap_map: PathBuf,
+    lock_svg: PathBuf,
 }
-
-/// The `max_arenas` values of `--sweep-arenas`.
-const SWEEP_ARENAS: [usize; 4] = [1, 2, 4, 8];
 
 /// The entries of `all` that `asked` names (`--workload`, `--alloc`), in
 /// the order asked, each once; a name not in `all` is an error listing
@@ -82,7 +82,7 @@ impl Plan {
         if allocators.is_empty() {
             allocators = all_allocators.to_vec();
         }
-        let sweep = args.sweep_arenas.then(|| SWEEP_ARENAS.to_vec());
+        let sweep = args.sweep_arenas.then(sweep::points);
         if sweep.is_some() {
             let sweepable = [Workload::Larson, Workload::ProdCons];
             if workloads.is_empty() {
@@ -126,6 +126,7 @@ impl Plan {
             sweep,
             timeout: Duration::from_secs_f64(args.timeout.max(1.0)),
             heap_map: args.heap_map.clone(),
+            lock_svg: args.lock_svg.clone(),
         })
     }
 
@@ -143,7 +144,8 @@ struct Spec {
     workload: Workload,
     alloc: &'static str,
     threads: usize,
-    max_arenas: Option<usize>,
+    /// The sweep's point, if this is a sweep.
+    point: Option<Point>,
     svg: Option<PathBuf>,
 }
 
@@ -164,7 +166,10 @@ pub(crate) fn main(args: &Args) -> i32 {
         }
     };
     let heap_map = absolute(&plan.heap_map);
-    let variants = plan.sweep.clone().unwrap_or_else(|| vec![0]);
+    let variants: Vec<Option<Point>> = match &plan.sweep {
+        Some(points) => points.iter().copied().map(Some).collect(),
+        None => vec![None],
+    };
     let per_workload = plan.threads.len() * plan.repeat * plan.allocators.len() * variants.len();
     let total = (per_workload * plan.workloads.len()) as u64;
 
@@ -195,12 +200,18 @@ pub(crate) fn main(args: &Args) -> i32 {
                             workload,
                             alloc,
                             threads,
-                            max_arenas: plan.sweep.is_some().then_some(v),
+                            point: v,
                             svg,
                         };
-                        let arenas = spec
-                            .max_arenas
-                            .map(|n| format!(" max_arenas={n}"))
+                        let arenas = v
+                            .map(|p| {
+                                format!(
+                                    " {} max_arenas={} owner_cache={}",
+                                    p.level.id(),
+                                    p.max_arenas,
+                                    p.owner_cache
+                                )
+                            })
                             .unwrap_or_default();
                         pb.set_message(format!("{} {alloc}{arenas} x{threads}", workload.name()));
                         let row = run_child(&exe, &spec, &plan);
@@ -223,7 +234,7 @@ pub(crate) fn main(args: &Args) -> i32 {
         let rows = report::medians(runs);
         pb.suspend(|| {
             if plan.sweep.is_some() {
-                report::print_sweep(workload, &plan, &rows);
+                sweep::print_sweep(workload, &plan, &rows);
             } else {
                 report::print_workload(workload, &plan, &rows);
             }
@@ -231,7 +242,16 @@ pub(crate) fn main(args: &Args) -> i32 {
         all.extend(rows);
     }
     pb.finish_and_clear();
-    if plan.sweep.is_none() {
+    let mut lesson_drawn = false;
+    if plan.sweep.is_some() {
+        sweep::print_lesson(&plan, &all);
+        let svg = sweep::render_svg(&plan, &all, svg_threads);
+        if let Err(e) = sweep::write_svg(&plan.lock_svg, &svg) {
+            eprintln!("arenalloc: cannot write {}: {e}", plan.lock_svg.display());
+            return 2;
+        }
+        lesson_drawn = true;
+    } else {
         println!("{}", report::summary(&plan, &all));
     }
     let failed = all.iter().filter(|r| r["status"] != "ok").count();
@@ -245,6 +265,13 @@ pub(crate) fn main(args: &Args) -> i32 {
             "Heap map of arenalloc after the fragmentation workload's free phase ({} threads): {}",
             svg_threads,
             plan.heap_map.display()
+        );
+    }
+    if lesson_drawn {
+        println!(
+            "Lock granularity, the three levels drawn ({}): {}",
+            report::threads_label(svg_threads),
+            plan.lock_svg.display()
         );
     }
     if let Some(path) = &args.json {
@@ -269,8 +296,18 @@ fn absolute(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_owned())
 }
 
-/// Runs one child and returns its row (module doc).
+/// Runs one child and returns its row (module doc); a sweep's row also
+/// names its level (`level`).
 fn run_child(exe: &Path, spec: &Spec, plan: &Plan) -> Value {
+    let mut row = child_row(exe, spec, plan);
+    if let (Some(p), Some(obj)) = (spec.point, row.as_object_mut()) {
+        obj.insert("level".into(), json!(p.level.id()));
+    }
+    row
+}
+
+/// The child's JSON line, or a failed row saying why.
+fn child_row(exe: &Path, spec: &Spec, plan: &Plan) -> Value {
     let mut cmd = Command::new(exe);
     cmd.arg("--child")
         .args(["--alloc", spec.alloc])
@@ -288,8 +325,9 @@ fn run_child(exe: &Path, spec: &Spec, plan: &Plan) -> Value {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(n) = spec.max_arenas {
-        cmd.args(["--max-arenas", &n.to_string()]);
+    if let Some(p) = spec.point {
+        cmd.args(["--max-arenas", &p.max_arenas.to_string()])
+            .args(["--owner-cache", &p.owner_cache.to_string()]);
     }
     if let Some(svg) = &spec.svg {
         cmd.arg("--svg").arg(svg);
@@ -304,8 +342,9 @@ fn run_child(exe: &Path, spec: &Spec, plan: &Plan) -> Value {
             "status": status,
             "error": error,
         });
-        if let Some(n) = spec.max_arenas {
-            row["max_arenas"] = json!(n);
+        if let Some(p) = spec.point {
+            row["max_arenas"] = json!(p.max_arenas);
+            row["owner_cache"] = json!(p.owner_cache);
         }
         row
     };

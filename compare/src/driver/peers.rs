@@ -16,13 +16,18 @@
 //! `System`), so the harness's own allocations — thread spawns, channels,
 //! result vectors — never land in the allocator being measured.
 //!
+//! The hidden child flags `--max-arenas`, `--owner-cache` and
+//! `--region-size` ([`Overrides`]) make the two arenalloc entries build
+//! their heap at run time with those settings instead (the
+//! lock-granularity sweep's points, valgrind's small region).
+//!
 //! Invariant: talc and linked_list_allocator get their region exactly once
 //! per process (a child measures one allocator); nothing here frees it.
 
 use std::alloc::{GlobalAlloc, System};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arenalloc::{Config, Heap, DEFAULT_MAX_ARENAS};
+use arenalloc::{Config, Heap};
 
 /// Every allocator the driver knows, in table order: `(name, description)`.
 pub(crate) const ALLOCATORS: [(&str, &str); 7] = [
@@ -74,39 +79,72 @@ pub(crate) trait Visit {
     ) -> Self::Out;
 }
 
-/// Runs `v` with the allocator called `name`; for `arenalloc`,
-/// `max_arenas` picks a heap with that arena limit instead of the default
-/// one (the lock-granularity sweep). `region_size`, if given, replaces
-/// arenalloc's default region size (a heap built at run time then stands
-/// in for the static one).
+/// The hidden child flags that change arenalloc's configuration
+/// (`--max-arenas`, `--owner-cache`, `--region-size`): each `None` keeps
+/// the allocator's own setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Overrides {
+    /// Arena limit (the lock-granularity sweep); ignored by
+    /// `arenalloc-1lock`, whose limit is its point.
+    pub(crate) max_arenas: Option<usize>,
+    /// Bytes of each arena's owner cache, 0 = off (the sweep's levels).
+    pub(crate) owner_cache: Option<usize>,
+    /// Region size in bytes (for valgrind, which cannot map the default
+    /// 64 GiB reservation).
+    pub(crate) region_size: Option<usize>,
+}
+
+impl Overrides {
+    /// `base` with every override that is set applied.
+    fn apply(self, base: Config) -> Config {
+        let mut c = base;
+        if let Some(n) = self.max_arenas {
+            c = c.max_arenas(n);
+        }
+        if let Some(bytes) = self.owner_cache {
+            c = c.owner_cache(bytes);
+        }
+        if let Some(bytes) = self.region_size {
+            c = c.region_size(bytes);
+        }
+        c
+    }
+}
+
+/// Runs `v` with the allocator called `name`. For the two arenalloc
+/// entries, `tune` (when anything is set) builds a heap at run time with
+/// those settings over the entry's own configuration, standing in for the
+/// static heap; the other allocators ignore it.
 pub(crate) fn with_allocator<V: Visit>(
     name: &str,
-    max_arenas: Option<usize>,
-    region_size: Option<usize>,
+    tune: Overrides,
     v: V,
 ) -> Result<V::Out, String> {
-    let custom = |config: Config| -> &'static Heap {
-        let config = match region_size {
-            Some(bytes) => config.region_size(bytes),
-            None => config,
-        };
-        Box::leak(Box::new(Heap::with_config(config)))
+    let custom = |tune: Overrides, base: Config| -> &'static Heap {
+        Box::leak(Box::new(Heap::with_config(tune.apply(base))))
     };
-    Ok(match (name, max_arenas, region_size) {
-        ("arenalloc", None, None) => v.visit(&ARENALLOC, Some(&ARENALLOC)),
-        ("arenalloc", n, _) => {
-            let heap = custom(Config::new().max_arenas(n.unwrap_or(DEFAULT_MAX_ARENAS)));
+    // arenalloc-1lock keeps its one lock whatever the limit asked.
+    let one_lock = Overrides {
+        max_arenas: None,
+        ..tune
+    };
+    Ok(match name {
+        "arenalloc" if tune == Overrides::default() => v.visit(&ARENALLOC, Some(&ARENALLOC)),
+        "arenalloc" => {
+            let heap = custom(tune, Config::new());
             v.visit(heap, Some(heap))
         }
-        ("arenalloc-1lock", _, None) => v.visit(&ARENALLOC_1LOCK, Some(&ARENALLOC_1LOCK)),
-        ("arenalloc-1lock", _, Some(_)) => {
-            let heap = custom(Config::new().max_arenas(1));
+        "arenalloc-1lock" if one_lock == Overrides::default() => {
+            v.visit(&ARENALLOC_1LOCK, Some(&ARENALLOC_1LOCK))
+        }
+        "arenalloc-1lock" => {
+            let heap = custom(one_lock, Config::new().max_arenas(1));
             v.visit(heap, Some(heap))
         }
-        ("system", ..) => v.visit(&System, None),
-        ("mimalloc", ..) => v.visit(&mimalloc::MiMalloc, None),
-        ("jemalloc", ..) => v.visit(&tikv_jemallocator::Jemalloc, None),
-        ("talc", ..) => {
+        "system" => v.visit(&System, None),
+        "mimalloc" => v.visit(&mimalloc::MiMalloc, None),
+        "jemalloc" => v.visit(&tikv_jemallocator::Jemalloc, None),
+        "talc" => {
             let base = backing_region()?;
             // SAFETY: the region is fresh, readable and writable, used by
             // nothing else, and never unmapped (it lives until exit).
@@ -114,7 +152,7 @@ pub(crate) fn with_allocator<V: Visit>(
             claimed.ok_or("talc refused the region")?;
             v.visit(&TALC, None)
         }
-        ("linked_list", ..) => {
+        "linked_list" => {
             let base = backing_region()?;
             // SAFETY: as for talc; `init` is called once on an empty heap.
             unsafe { LINKED_LIST.lock().init(base, BACKING_REGION) };

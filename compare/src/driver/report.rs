@@ -1,7 +1,8 @@
 //! What the parent prints: a header naming the machine and the mode, a
 //! table per workload (ops/s per thread count and peak RSS, each peer's
 //! ratio to arenalloc), the fragmentation numbers, a summary of the
-//! ratios, and the lock-granularity sweep.
+//! ratios. The lock-granularity sweep's tables are `sweep.rs`'s, built
+//! with this file's [`Table`].
 //!
 //! Every table is GitHub markdown with padded columns, readable in a
 //! terminal and pasteable into the README as is. A ratio is always
@@ -13,25 +14,26 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::parent::Plan;
+use super::sweep;
 use super::workloads::Workload;
 
 /// A markdown table; the first column is left-aligned, the others right.
-struct Table {
-    head: Vec<String>,
-    rows: Vec<Vec<String>>,
+pub(crate) struct Table {
+    pub(crate) head: Vec<String>,
+    pub(crate) rows: Vec<Vec<String>>,
 }
 
 impl Table {
     /// A table with these column headings and no rows yet: every table's
     /// header is built here.
-    fn new<S: Into<String>>(head: impl IntoIterator<Item = S>) -> Table {
+    pub(crate) fn new<S: Into<String>>(head: impl IntoIterator<Item = S>) -> Table {
         Table {
             head: head.into_iter().map(Into::into).collect(),
             rows: Vec::new(),
         }
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let n = self.head.len();
         let width = |i: usize| {
             self.rows
@@ -73,7 +75,7 @@ impl Table {
 }
 
 /// Operations per second, in millions, to three significant digits.
-fn mops(rate: f64) -> String {
+pub(crate) fn mops(rate: f64) -> String {
     let m = rate / 1e6;
     if m >= 100.0 {
         format!("{m:.0}")
@@ -96,7 +98,7 @@ fn mib(bytes: u64) -> String {
     }
 }
 
-fn threads_label(t: usize) -> String {
+pub(crate) fn threads_label(t: usize) -> String {
     if t == 1 {
         "1 thread".into()
     } else {
@@ -104,11 +106,11 @@ fn threads_label(t: usize) -> String {
     }
 }
 
-fn ok(row: &Value) -> bool {
+pub(crate) fn ok(row: &Value) -> bool {
     row["status"] == "ok"
 }
 
-fn rate(row: &Value) -> f64 {
+pub(crate) fn rate(row: &Value) -> f64 {
     row["ops_per_sec"].as_f64().unwrap_or(0.0)
 }
 
@@ -116,17 +118,12 @@ fn bytes(row: &Value, key: &str) -> u64 {
     row[key].as_u64().unwrap_or(0)
 }
 
-/// The row of `alloc` at `threads` (and `max_arenas`, for the sweep).
-fn find<'a>(
-    rows: &'a [Value],
-    alloc: &str,
-    threads: usize,
-    arenas: Option<usize>,
-) -> Option<&'a Value> {
+/// The row of `alloc` at `threads` in a comparison (not sweep) run.
+fn find<'a>(rows: &'a [Value], alloc: &str, threads: usize) -> Option<&'a Value> {
     rows.iter().find(|r| {
         r["allocator"] == alloc
             && r["threads"].as_u64() == Some(threads as u64)
-            && r["max_arenas"].as_u64() == arenas.map(|n| n as u64)
+            && r["max_arenas"].is_null()
     })
 }
 
@@ -179,8 +176,11 @@ pub(crate) fn header(plan: &Plan) -> String {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     let threads: Vec<String> = plan.threads.iter().map(|t| t.to_string()).collect();
-    let what = if plan.sweep.is_some() {
-        "lock-granularity sweep (arenalloc, max_arenas 1, 2, 4, 8)".to_string()
+    let what = if let Some(points) = &plan.sweep {
+        format!(
+            "lock-granularity sweep (arenalloc: {})",
+            sweep::describe(points)
+        )
     } else {
         format!("{} allocator(s)", plan.allocators.len())
     };
@@ -234,8 +234,13 @@ pub(crate) fn medians(runs: Vec<Value>) -> Vec<Value> {
     let mut groups: HashMap<String, Vec<Value>> = HashMap::new();
     for r in runs {
         let key = format!(
-            "{}/{}/{}/{}",
-            r["workload"], r["allocator"], r["threads"], r["max_arenas"]
+            "{}/{}/{}/{}/{}/{}",
+            r["workload"],
+            r["allocator"],
+            r["threads"],
+            r["level"],
+            r["max_arenas"],
+            r["owner_cache"]
         );
         if !groups.contains_key(&key) {
             order.push(key.clone());
@@ -273,12 +278,12 @@ pub(crate) fn print_workload(w: Workload, plan: &Plan, rows: &[Value]) {
     for &a in &plan.allocators {
         let mut cells = vec![a.to_string()];
         for &n in &plan.threads {
-            let base = find(rows, "arenalloc", n, None);
-            cells.push(rate_cell(find(rows, a, n, None), base));
+            let base = find(rows, "arenalloc", n);
+            cells.push(rate_cell(find(rows, a, n), base));
         }
         cells.push(rss_cell(
-            find(rows, a, max_t, None),
-            find(rows, "arenalloc", max_t, None),
+            find(rows, a, max_t),
+            find(rows, "arenalloc", max_t),
             "peak_rss_bytes",
         ));
         t.rows.push(cells);
@@ -303,7 +308,7 @@ fn print_fragmentation(plan: &Plan, rows: &[Value]) {
     ]);
     for &n in &plan.threads {
         for &a in &plan.allocators {
-            let Some(r) = find(rows, a, n, None).filter(|r| ok(r)) else {
+            let Some(r) = find(rows, a, n).filter(|r| ok(r)) else {
                 continue;
             };
             let live = bytes(r, "peak_live_bytes").max(1);
@@ -376,92 +381,4 @@ pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
         "\n### summary: each peer against arenalloc over every workload × thread count\n\n{}\n",
         t.render()
     )
-}
-
-/// The lock-count columns that end both sweep tables (all arenas summed,
-/// and each arena).
-const LOCK_COLUMNS: [&str; 5] = [
-    "lock acquisitions",
-    "contended",
-    "contended %",
-    "remote frees",
-    "queue-full fallbacks",
-];
-
-/// The cells under [`LOCK_COLUMNS`]; `count` reads one counter (one
-/// arena's, or the sum over all arenas).
-fn lock_cells(count: impl Fn(&str) -> u64) -> [String; 5] {
-    let (locks, contended) = (count("lock_acquisitions"), count("lock_contended"));
-    [
-        locks.to_string(),
-        contended.to_string(),
-        format!("{:.2}", 100.0 * contended as f64 / locks.max(1) as f64),
-        count("remote_frees").to_string(),
-        count("queue_full_fallbacks").to_string(),
-    ]
-}
-
-/// The sweep of one workload: throughput against `max_arenas`, and each
-/// arena's lock counts.
-pub(crate) fn print_sweep(w: Workload, plan: &Plan, rows: &[Value]) {
-    let limits = plan.sweep.clone().unwrap_or_default();
-    for &n in &plan.threads {
-        let mut t = Table::new(
-            ["max_arenas", "Mops/s", "÷ max_arenas=1", "curve"]
-                .into_iter()
-                .chain(LOCK_COLUMNS),
-        );
-        let mut per_arena = Table::new(["max_arenas", "arena"].into_iter().chain(LOCK_COLUMNS));
-        let best = limits
-            .iter()
-            .filter_map(|&m| find(rows, "arenalloc", n, Some(m)))
-            .map(rate)
-            .fold(0.0, f64::max);
-        let one = find(rows, "arenalloc", n, Some(1))
-            .filter(|r| ok(r))
-            .map(rate);
-        for &m in &limits {
-            let Some(r) = find(rows, "arenalloc", n, Some(m)) else {
-                continue;
-            };
-            if !ok(r) {
-                t.rows.push(vec![
-                    m.to_string(),
-                    r["status"].as_str().unwrap_or("failed").into(),
-                ]);
-                continue;
-            }
-            let arenas = r["arenas"].as_array().cloned().unwrap_or_default();
-            let sum = |k: &str| {
-                arenas
-                    .iter()
-                    .map(|a| a[k].as_u64().unwrap_or(0))
-                    .sum::<u64>()
-            };
-            let bar = ((rate(r) / best.max(1.0)) * 30.0).round() as usize;
-            let head = [
-                m.to_string(),
-                mops(rate(r)),
-                one.map_or("-".into(), |o| format!("{:.2}", rate(r) / o)),
-                "#".repeat(bar),
-            ];
-            t.rows
-                .push(head.into_iter().chain(lock_cells(sum)).collect());
-            for a in &arenas {
-                let count = |k: &str| a[k].as_u64().unwrap_or(0);
-                let head = [m.to_string(), a["id"].to_string()];
-                per_arena
-                    .rows
-                    .push(head.into_iter().chain(lock_cells(count)).collect());
-            }
-        }
-        println!(
-            "\n### lock granularity: {}, {}\n\n{}\n\n{}\n\nEach arena:\n\n{}",
-            w.name(),
-            threads_label(n),
-            w.describe(),
-            t.render(),
-            per_arena.render()
-        );
-    }
 }

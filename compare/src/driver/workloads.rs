@@ -1,6 +1,7 @@
 //! The workloads, modelled on the standard allocator benchmarks (larson,
-//! xmalloc, Hoard's cache-scratch and cache-thrash, mstress), written once
-//! against any `GlobalAlloc` and monomorphised per allocator.
+//! xmalloc, Hoard's cache-scratch and cache-thrash, mstress) plus a loop
+//! of 2-8 MiB blocks (`large`), written once against any `GlobalAlloc`
+//! and monomorphised per allocator.
 //!
 //! Invariants:
 //! * Only worker threads call the measured allocator (and, for
@@ -79,11 +80,12 @@ pub(crate) enum Workload {
     Realloc,
     Fragmentation,
     ThreadChurn,
+    Large,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 8] = [
+    pub(crate) const ALL: [Workload; 9] = [
         Workload::Larson,
         Workload::ProdCons,
         Workload::CacheScratch,
@@ -92,6 +94,7 @@ impl Workload {
         Workload::Realloc,
         Workload::Fragmentation,
         Workload::ThreadChurn,
+        Workload::Large,
     ];
 
     /// The name used on the command line and in the JSON.
@@ -105,6 +108,7 @@ impl Workload {
             Workload::Realloc => "realloc",
             Workload::Fragmentation => "fragmentation",
             Workload::ThreadChurn => "thread-churn",
+            Workload::Large => "large",
         }
     }
 
@@ -119,6 +123,7 @@ impl Workload {
             Workload::Realloc => "realloc growth: each thread grows 8 buffers by 1.5-2x with realloc up to a random limit of 256 B-256 KiB, writes the new tail's pages, then frees and restarts them",
             Workload::Fragmentation => "fragmentation: the threads allocate a mixed live set (60% 16-256 B, 30% 256 B-4 KiB, 10% 4-32 KiB, every byte written), free all of the newer half and 7 blocks of every 8 of the older half, then allocate as many bytes again in 256 B-8 KiB blocks; reports peak live bytes, peak RSS, and RSS after the free phase",
             Workload::ThreadChurn => "thread churn: generations of short-lived threads, each making 2,000 random 16-2048 B replacements, freeing 64 blocks left by its predecessor (a thread that has exited) and leaving 64 for its successor",
+            Workload::Large => "large blocks: each thread allocates and frees blocks of 2-8 MiB (uniform sizes), touching the first and last page of each, keeping up to 4 alive and freeing them in random order",
         }
     }
 
@@ -144,6 +149,7 @@ impl Workload {
             Workload::Realloc => realloc_growth(a, p),
             Workload::Fragmentation => return fragmentation(a, p, after_free),
             Workload::ThreadChurn => thread_churn(a, p),
+            Workload::Large => large(a, p),
         };
         Outcome {
             ops,
@@ -616,6 +622,56 @@ fn thread_churn<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
     // SAFETY: every thread has joined; the array holds the only copies.
     unsafe { free_slots(a, &handoff) };
     (ops.into_inner(), seconds)
+}
+
+/// Sizes of the large workload's blocks: above every allocator's
+/// small-block limit (arenalloc's `LARGE_THRESHOLD` is 1 MiB, glibc's
+/// default mmap threshold 128 KiB to 32 MiB), around arenalloc's 4 MiB
+/// chunk.
+const LARGE_MIN: usize = 2 << 20;
+const LARGE_MAX: usize = 8 << 20;
+/// Most blocks a large-workload thread keeps alive.
+const LARGE_LIVE: usize = 4;
+
+/// Large blocks: alloc/free loops of 2-8 MiB blocks, up to
+/// [`LARGE_LIVE`] alive per thread, freed in random order. What it
+/// measures is each allocator's large path (arenalloc's chunk runs,
+/// glibc's and the others' `mmap`/`munmap` or cached spans) and, in peak
+/// RSS, how many touched pages of freed blocks each one keeps.
+fn large<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
+    timed(p.threads, p.seconds, |id, clock| {
+        let mut rng = Rng::new(id as u64 + 500);
+        // Live blocks in `live[..n]`, in no particular order.
+        let mut live = [ptr::null_mut::<u8>(); LARGE_LIVE];
+        let mut n = 0;
+        // Between iterations: `live[i]` for `i < n` is a distinct live
+        // block of this thread's, its only copy; the rest are stale.
+        clock.go();
+        let mut ops = 0;
+        while clock.running() {
+            // Allocate when nothing is alive, free when all 4 are, else
+            // toss a coin; the victim is a random live block.
+            if n == 0 || (n < LARGE_LIVE && rng.next() & 1 == 0) {
+                // The tag and the last byte, which `alloc_tagged` writes,
+                // touch the block's first and last page.
+                live[n] = alloc_tagged(a, rng.range(LARGE_MIN, LARGE_MAX));
+                n += 1;
+            } else {
+                let i = rng.range(0, n - 1);
+                n -= 1;
+                live.swap(i, n);
+                // SAFETY: our live block, removed from `live` before the free.
+                unsafe { free_tagged(a, live[n]) };
+            }
+            ops += 1;
+        }
+        let stopped = Instant::now();
+        for &b in &live[..n] {
+            // SAFETY: our remaining live blocks, freed once.
+            unsafe { free_tagged(a, b) };
+        }
+        (ops, stopped)
+    })
 }
 
 // ----- fragmentation -------------------------------------------------------
