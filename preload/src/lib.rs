@@ -16,7 +16,8 @@
 //! * The heap is built on first use from the environment, read with
 //!   `getenv` (which allocates nothing): `ARENALLOC_MAX_ARENAS`,
 //!   `ARENALLOC_REGION_SIZE` (bytes, with an optional K/M/G/T suffix),
-//!   `ARENALLOC_HARDENED=1` (heap-corruption checks, `Config::hardened`) and
+//!   `ARENALLOC_HARDENED=1` (heap-corruption checks, `Config::hardened`),
+//!   `ARENALLOC_OWNER_CACHE` (bytes per arena's owner cache, 0 = off) and
 //!   `ARENALLOC_STATS=1` (a statistics table on stderr at exit;
 //!   `ARENALLOC_STATS=/some/file` appends it to that file instead, for
 //!   programs whose stderr is checked). A malformed value is reported once
@@ -114,6 +115,16 @@ fn config_from_env(mut config: Config) -> Config {
                 b"ARENALLOC_REGION_SIZE",
                 v,
                 b"bytes with an optional K/M/G/T suffix, at least 8M",
+            ),
+        }
+    }
+    if let Some(v) = env(c"ARENALLOC_OWNER_CACHE") {
+        match parse_size(v, true) {
+            Some(n) => config = config.owner_cache(n),
+            None => report_malformed(
+                b"ARENALLOC_OWNER_CACHE",
+                v,
+                b"bytes with an optional K/M/G/T suffix (0: off)",
             ),
         }
     }

@@ -141,11 +141,14 @@ impl Arena {
     /// on and the caller's live token owns the arena.
     #[inline(always)]
     pub(crate) fn cache_is_mine(&self) -> bool {
-        if self.cache.limit == 0 {
-            return false;
-        }
-        let me = registry::current_token();
-        me != 0 && self.owner_token() == me
+        self.cache_is_mine_with(registry::current_token())
+    }
+
+    /// `cache_is_mine` for a caller that has already read its live token
+    /// (`me`, 0 if none) with its binding, in the same TLS access.
+    #[inline(always)]
+    pub(crate) fn cache_is_mine_with(&self, me: u64) -> bool {
+        self.cache.limit != 0 && me != 0 && self.owner_token() == me
     }
 
     /// The fast path of `malloc`: a cached block of exactly `need` bytes,

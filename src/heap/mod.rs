@@ -128,17 +128,17 @@ impl Heap {
             return ptr::null_mut();
         };
         if arena::arena_serves(size, align) {
-            let arena = match cache::cached_arena(meta.id) {
+            let (arena, me) = match cache::binding(meta.id) {
                 // SAFETY: the cache matched this heap's id, so the pointer is
                 // an arena of this (live) heap.
-                Some(a) => unsafe { &*a },
+                Some((a, me)) => (unsafe { &*a }, me),
                 None => match self.bind_slow(meta) {
-                    Bound::Arena(a) => a,
+                    Bound::Arena(a) => (a, crate::thread::registry::current_token()),
                     Bound::Internal => return meta.internal_alloc(size, align),
                     Bound::None => return ptr::null_mut(),
                 },
             };
-            if align <= GRANULE && size <= CACHE_MAX_REQUEST && arena.cache_is_mine() {
+            if align <= GRANULE && size <= CACHE_MAX_REQUEST && arena.cache_is_mine_with(me) {
                 let need = block::request_to_block_size(size).unwrap_or(CACHE_MAX_BLOCK);
                 // SAFETY: the cache is ours (just checked) and `need` is a
                 // block size the cache holds (`size <= CACHE_MAX_REQUEST`).
@@ -222,13 +222,13 @@ impl Heap {
         let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
         // The fast path: a small block of the caller's own arena goes on its
         // owner cache, with no lock and no arena-table lookup.
-        if let Some(a) = cache::cached_arena(meta.id) {
+        if let Some((a, me)) = cache::binding(meta.id) {
             // SAFETY: the binding matched this heap's id: an arena of it.
             let arena = unsafe { &*a };
             let addr = ptr as usize;
             if addr % GRANULE == 0
                 && meta.region.is_arena_chunk(addr, arena.id)
-                && arena.cache_is_mine()
+                && arena.cache_is_mine_with(me)
             {
                 // SAFETY: the cache is ours; `ptr` is aligned and in one of
                 // `arena`'s chunks.

@@ -30,7 +30,7 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::config::MAX_THREADS;
+use crate::config::{BINDING_WAYS, MAX_THREADS};
 
 /// The registry of thread slots (see the module doc's table).
 static REGISTRY: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
@@ -96,17 +96,55 @@ const TOKEN_NONE: u64 = 0;
 /// The thread's exit has begun (or no slot was free): it owns nothing more.
 const TOKEN_DEAD: u64 = u64::MAX;
 
-/// What the registry keeps per thread: const-initialised and without a
-/// destructor, so it stays readable after the thread's other TLS is gone.
-struct Identity {
+/// Everything the crate keeps per thread, in ONE thread local: the token
+/// and ordinal (this module's) and the arena bindings (`thread::cache`'s,
+/// opaque words here). One thread local, so that the fast path pays one
+/// TLS access — in a shared library (`libarenalloc.so`) each is a call to
+/// `__tls_get_addr`. Const-initialised and without a destructor, so it
+/// stays readable after the thread's other TLS is gone.
+pub(crate) struct ThreadState {
     token: Cell<u64>,
     /// This thread's place in the order threads first needed to share an
     /// arena (0: not yet), for spreading sharers round-robin.
     ordinal: Cell<usize>,
+    /// Heap ids of the cached bindings (0: none), most recent first.
+    pub(crate) heaps: [Cell<u64>; BINDING_WAYS],
+    /// The bound arenas, as addresses (`thread::cache` gives them a type).
+    pub(crate) arenas: [Cell<usize>; BINDING_WAYS],
+    /// The heap this thread is binding to right now (0: none).
+    pub(crate) binding: Cell<u64>,
+}
+
+impl ThreadState {
+    const fn new() -> ThreadState {
+        ThreadState {
+            token: Cell::new(TOKEN_NONE),
+            ordinal: Cell::new(0),
+            heaps: [const { Cell::new(0) }; BINDING_WAYS],
+            arenas: [const { Cell::new(0) }; BINDING_WAYS],
+            binding: Cell::new(0),
+        }
+    }
+
+    /// The token if the thread has one and is not exiting, else 0 (as
+    /// `current_token`).
+    #[inline(always)]
+    pub(crate) fn live_token(&self) -> u64 {
+        match self.token.get() {
+            TOKEN_DEAD => 0,
+            t => t,
+        }
+    }
 }
 
 crate::sync::shim_thread_local! {
-    static IDENTITY: Identity = Identity { token: Cell::new(TOKEN_NONE), ordinal: Cell::new(0) };
+    static IDENTITY: ThreadState = ThreadState::new();
+}
+
+/// Runs `f` on this thread's state; `None` once it is gone.
+#[inline(always)]
+pub(crate) fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
+    IDENTITY.try_with(f).ok()
 }
 
 crate::sync::shim_thread_exit! {
