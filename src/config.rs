@@ -33,6 +33,7 @@
 //! | [`DEFAULT_REMOTE_QUEUE_CAPACITY`] | 256 | `Config` | queue-full fallbacks against queue memory per arena |
 //! | [`DEFAULT_OWNER_CACHE`] | 1 MiB | `Config` | lock acquisitions saved against memory parked in owner caches |
 //! | [`CACHE_MAX_REQUEST`] | 1 KiB | `arena::cache` | requests served lock-free (one class per 16 bytes) |
+//! | [`CACHE_DRAIN`] | 256 | `arena::cache` | remote frees taken back (onto the cache) per refill |
 //! | [`CACHE_CLASS_LIMIT`] | 64 | `arena::cache` | blocks one class parks before a flush (of half of them) |
 //! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
 //! | [`MAX_OWNER_CACHE`] | 4 MiB | `Config` | the most an owner cache may park |
@@ -92,6 +93,8 @@ pub(crate) const CACHE_CLASS_LIMIT: u32 = 64;
 pub(crate) const CACHE_REFILL: usize = 32;
 /// ...and most bytes: small classes refill many blocks, large ones few.
 pub(crate) const CACHE_REFILL_BYTES: usize = 8 << 10;
+/// Remote frees an owner drains per cache refill, straight onto its cache.
+pub(crate) const CACHE_DRAIN: usize = 256;
 /// Default bytes of each arena's owner cache.
 pub const DEFAULT_OWNER_CACHE: usize = 1 << 20;
 /// Most bytes an owner cache may hold (a chunk's worth).

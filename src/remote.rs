@@ -162,6 +162,28 @@ impl Arena {
             && region.chunk_use(region.chunk_index(addr)) == ChunkUse::Arena(self.id)
     }
 
+    /// Puts the pending block at `addr` on the owner cache if it fits there;
+    /// returns whether it did (else the caller frees it).
+    ///
+    /// # Safety
+    ///
+    /// The caller owns this arena's cache and holds the lock (`st`).
+    unsafe fn cache_pending(&self, st: &mut ArenaState, region: &Region, addr: usize) -> bool {
+        if !self.is_our_chunk(region, addr) {
+            return false;
+        }
+        // SAFETY: `addr` is aligned and in one of our chunks; lock held.
+        let Some((b, w)) = (unsafe { st.find_claimed(addr as *mut u8) }) else {
+            return false;
+        };
+        // SAFETY: `b` is a pending block of ours; we own the cache.
+        let cached = unsafe { self.cache_adopt_pending(b, w.size) };
+        if cached {
+            st.counters.remote_frees += 1;
+        }
+        cached
+    }
+
     /// Frees the pending block whose payload is `addr` (a queue entry or a
     /// member of a batch) under the lock; `Err(addr)` if it is not one.
     fn free_pending(&self, st: &mut ArenaState, region: &Region, addr: usize) -> Result<(), usize> {
@@ -330,6 +352,25 @@ impl Arena {
         region: &Region,
         limit: usize,
     ) -> Result<usize, usize> {
+        // SAFETY: `to_cache` is false: nothing is asked of the caller.
+        unsafe { self.drain_into(st, region, limit, false) }
+    }
+
+    /// `drain`; with `to_cache`, a drained block that fits the owner cache
+    /// goes onto it as it is (still carved, now `CACHED`) instead of being
+    /// freed into the index and carved again: remote frees come back to the
+    /// owner as ready blocks, as mimalloc's thread-free lists do.
+    ///
+    /// # Safety
+    ///
+    /// With `to_cache`, the caller owns this arena's cache.
+    pub(crate) unsafe fn drain_into(
+        &self,
+        st: &mut ArenaState,
+        region: &Region,
+        limit: usize,
+        to_cache: bool,
+    ) -> Result<usize, usize> {
         let mut n = 0;
         while n < limit {
             let Some(entry) = self.queue().pop() else {
@@ -349,7 +390,9 @@ impl Arena {
                 } else {
                     0
                 };
-                self.free_pending(st, region, addr)?;
+                if !(to_cache && unsafe { self.cache_pending(st, region, addr) }) {
+                    self.free_pending(st, region, addr)?;
+                }
                 n += 1;
                 if next == 0 {
                     break;

@@ -52,7 +52,9 @@ use super::{Arena, ArenaState};
 use crate::bins::Ctx;
 use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER};
 use crate::chunk;
-use crate::config::{CACHE_CLASS_LIMIT, CACHE_MAX_REQUEST, CACHE_REFILL, CACHE_REFILL_BYTES};
+use crate::config::{
+    CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_MAX_REQUEST, CACHE_REFILL, CACHE_REFILL_BYTES,
+};
 use crate::error::{abort_on_corruption, Corruption, FreeError};
 use crate::region::Region;
 use crate::thread::registry;
@@ -281,7 +283,17 @@ impl Arena {
     /// As for `cache_pop`.
     #[cold]
     pub(crate) unsafe fn cache_refill(&self, region: &Region, need: usize) -> *mut u8 {
-        let mut st = self.lock_and_drain_some(region);
+        let mut st = self.lock();
+        // Remote frees first: they come back as ready blocks (`drain_into`).
+        // SAFETY: we own the cache (caller) and hold the lock.
+        if let Err(bad) = unsafe { self.drain_into(&mut st, region, CACHE_DRAIN, true) } {
+            drop(st);
+            crate::error::abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
+        }
+        // SAFETY: we own the cache; `need` is a class size.
+        if let Some(p) = unsafe { self.cache_pop(region, need) } {
+            return p;
+        }
         let first = st.carve_small(region, need);
         if first.is_null() {
             return first;
@@ -380,6 +392,42 @@ impl Arena {
             unsafe { region.release(region.chunk_index(ch as usize), 1) };
         }
         result
+    }
+
+    /// Takes the pending (remotely freed, drained) block `b` of `size`
+    /// bytes onto the cache if its class has room: the user freed it, so it
+    /// counts as a push. Returns whether it did.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the cache and holds the arena lock; `b` is a pending
+    /// block of ours of `size` bytes.
+    pub(crate) unsafe fn cache_adopt_pending(&self, b: *mut Header, size: usize) -> bool {
+        let Some(c) = class_of(size) else {
+            return false;
+        };
+        let cache = &self.cache;
+        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
+            return false;
+        };
+        let n = count.load(Relaxed);
+        let bytes = cache.bytes.load(Relaxed) + size;
+        if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
+            return false;
+        }
+        let key = self.key;
+        // SAFETY: `b` is pending, so nobody but the lock holder (us) may
+        // touch it; its first payload word becomes the link.
+        unsafe {
+            (*b).set(key, size, CACHED);
+            let slot = link_slot(b as usize);
+            (*slot).store(head.load(Relaxed) ^ key.link_mask(slot as usize), Relaxed);
+        }
+        head.store(b as usize, Relaxed);
+        count.store(n + 1, Relaxed);
+        cache.bytes.store(bytes, Relaxed);
+        cache.pushes.store(cache.pushes.load(Relaxed) + 1, Relaxed);
+        true
     }
 
     /// Length of class list `c`.
