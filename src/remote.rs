@@ -390,7 +390,10 @@ impl Arena {
                 } else {
                     0
                 };
-                if !(to_cache && unsafe { self.cache_pending(st, region, addr) }) {
+                // SAFETY: `to_cache` only when the caller owns the cache
+                // (this function's contract); the lock is held (`st`).
+                let cached = to_cache && unsafe { self.cache_pending(st, region, addr) };
+                if !cached {
                     self.free_pending(st, region, addr)?;
                 }
                 n += 1;
