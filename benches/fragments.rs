@@ -4,12 +4,17 @@
 //! * `fragments`: one `malloc` + `free` in a heap that holds N free
 //!   fragments that cannot coalesce (N = 10 … 1,000,000), for a request that
 //!   no fragment fits (`miss_200B`: a first-fit list would walk past all N)
-//!   and for one that a fragment fits exactly (`fit_64B`). DESIGN.md asks
-//!   for this curve to be flat.
+//!   and for one that a fragment fits exactly (`fit_64B`), with the owner
+//!   cache off so that the index itself is measured. DESIGN.md asks for
+//!   this curve to be flat.
 //! * `pairs`: `malloc` + `free` of 16 … 4096 bytes through
-//!   [`Heap::malloc`]/[`Heap::free`] (`arenalloc`), through the heap's
-//!   `GlobalAlloc` impl (`arenalloc_global`), and through
-//!   [`std::alloc::System`] (`system`), side by side in one group.
+//!   [`Heap::malloc`]/[`Heap::free`] (`arenalloc`: the owner cache's fast
+//!   path up to 1 KiB), through the heap's `GlobalAlloc` impl
+//!   (`arenalloc_global`), with the heap-corruption checks on
+//!   (`arenalloc_hardened`), without the owner cache (`arenalloc_locked`:
+//!   the locked index on every call) and both (`arenalloc_locked_hardened`),
+//!   and through [`std::alloc::System`] (`system`), side by side in one
+//!   group.
 //!
 //! Reproduce (numbers and the machine they came from: `benches/README.md`):
 //!
@@ -71,7 +76,8 @@ fn chunk_count(heap: &Heap) -> usize {
 /// between two live blocks (or a live block and the chunk start), none able
 /// to coalesce. Checks the count and the heap's invariants.
 fn fragmented(n: usize) -> Fragmented {
-    let heap = Heap::with_config(Config::new().region_size(FRAGMENT_REGION));
+    // The index itself is measured: no owner cache in front of it.
+    let heap = Heap::with_config(Config::new().region_size(FRAGMENT_REGION).owner_cache(0));
     let blocks: Vec<*mut u8> = (0..2 * n).map(|_| heap.malloc(FRAGMENT_PAYLOAD)).collect();
     assert!(blocks.iter().all(|p| !p.is_null()), "heap exhausted");
     for &p in blocks.iter().step_by(2) {
@@ -154,21 +160,31 @@ fn bench_fragments(c: &mut Criterion) {
 fn bench_pairs(c: &mut Criterion) {
     let mut group = c.benchmark_group("pairs");
     let heap = Heap::with_config(Config::new().region_size(PAIRS_REGION));
-    // The same heap with the heap-corruption checks on: their cost, side by
-    // side (README "Safety").
+    // The same heap with the heap-corruption checks on (their cost, README
+    // "Safety"), and without the owner cache (the locked index alone: the
+    // fast path's gain), side by side.
     let hardened = Heap::with_config(Config::new().region_size(PAIRS_REGION).hardened(true));
+    let locked = Heap::with_config(Config::new().region_size(PAIRS_REGION).owner_cache(0));
+    let locked_hardened = Heap::with_config(
+        Config::new()
+            .region_size(PAIRS_REGION)
+            .owner_cache(0)
+            .hardened(true),
+    );
     for size in PAIR_SIZES {
         let layout = Layout::from_size_align(size, 16).expect("valid layout");
         group.bench_with_input(BenchmarkId::new("arenalloc", size), &size, |b, &size| {
             b.iter(|| heap_pair(&heap, size));
         });
-        group.bench_with_input(
-            BenchmarkId::new("arenalloc_hardened", size),
-            &size,
-            |b, &size| {
-                b.iter(|| heap_pair(&hardened, size));
-            },
-        );
+        for (name, h) in [
+            ("arenalloc_hardened", &hardened),
+            ("arenalloc_locked", &locked),
+            ("arenalloc_locked_hardened", &locked_hardened),
+        ] {
+            group.bench_with_input(BenchmarkId::new(name, size), &size, |b, &size| {
+                b.iter(|| heap_pair(h, size));
+            });
+        }
         group.bench_with_input(
             BenchmarkId::new("arenalloc_global", size),
             &layout,
@@ -196,7 +212,7 @@ fn bench_pairs(c: &mut Criterion) {
     }
     group.finish();
     // Every pair was freed: nothing is live, and the heap is consistent.
-    for h in [&heap, &hardened] {
+    for h in [&heap, &hardened, &locked, &locked_hardened] {
         assert_eq!(h.stats().live_blocks(), 0);
         h.check().expect("heap invariants after the pairs");
     }
