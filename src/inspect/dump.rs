@@ -1,6 +1,14 @@
 //! Dump: [`Heap::dump`], a readable text map of the heap — each arena's
 //! chunks and blocks (runs of equal blocks folded), then the large runs.
 //!
+//! A block is printed in one of three states, read from its header's flags
+//! as stored (unverified: a dump reports what it finds, it never aborts):
+//! `live` (the user's), `free` (in the index) or `cached` (parked in its
+//! arena's owner cache, `arena/cache.rs`: carved, so not free, but not the
+//! user's either). Live and cached blocks show their usable size, free
+//! blocks their whole size. The arena line's live and cached figures are
+//! [`Heap::stats`]'s, taken just before the walk.
+//!
 //! Invariant: no heap lock is held while this allocates or writes to the
 //! caller's writer (either could re-enter the heap when it is the global
 //! allocator). Each arena's entry buffer is sized under its lock, allocated
@@ -10,10 +18,54 @@
 
 use std::io::{self, Write};
 
-use crate::block::{self, HEADER};
+use crate::block::{self, Header, HEADER};
 use crate::chunk::CHUNK;
 use crate::heap::Heap;
 use crate::large;
+
+/// The state a block is printed (and, in `svg.rs`, drawn) in (module doc).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Live,
+    Free,
+    Cached,
+}
+
+impl State {
+    /// The state of the block at `b`, from its flags as stored.
+    ///
+    /// # Safety
+    ///
+    /// `b` is a block header of a chunk of an arena whose lock the caller
+    /// holds (what `for_each_block` hands out).
+    pub(super) unsafe fn of(b: *const Header) -> State {
+        // SAFETY: forwarded; the raw accessors only load the atomic word.
+        let (free, cached) = unsafe { ((*b).is_free(), (*b).is_cached()) };
+        match (free, cached) {
+            (true, _) => State::Free,
+            (false, true) => State::Cached,
+            (false, false) => State::Live,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            State::Live => "live",
+            State::Free => "free",
+            State::Cached => "cached",
+        }
+    }
+
+    /// What a block of `size` bytes in this state is printed as: the usable
+    /// size of a block that is (or, cached, will be) handed out, the whole
+    /// size of a free one.
+    fn shown_size(self, size: usize) -> usize {
+        match self {
+            State::Free => size,
+            State::Live | State::Cached => size.saturating_sub(HEADER),
+        }
+    }
+}
 
 /// One line of a dump.
 #[derive(Clone, Copy)]
@@ -22,7 +74,7 @@ enum Entry {
     Block {
         payload: usize,
         size: usize,
-        free: bool,
+        state: State,
     },
 }
 
@@ -74,15 +126,22 @@ impl Heap {
                 }
                 // SAFETY: `for_each_block` hands out headers of our chunks
                 // while the lock is held.
-                let (size, free) = unsafe { ((*b).size(), (*b).is_free()) };
+                let (size, state) = unsafe { ((*b).size(), State::of(b)) };
                 entries.push(Entry::Block {
                     payload: block::block_to_payload(b) as usize,
                     size,
-                    free,
+                    state,
                 });
                 true
             });
             drop(st);
+            // The index counts cached blocks as live (they are carved); the
+            // user's live figures and the cache's are what `stats` says.
+            let figures = s.arenas().iter().find(|a| a.id == id);
+            let live_blocks = figures.map_or(counters.live_blocks, |a| a.live_blocks);
+            let live_bytes = figures.map_or(counters.live_bytes, |a| a.allocated_bytes);
+            let (cached_blocks, cached_bytes) =
+                figures.map_or((0, 0), |a| (a.cached_blocks, a.cached_bytes));
             let (locks, contended) = (counters.lock_acquisitions, counters.lock_contended);
             let owner = match arena.live_owner() {
                 Some(t) => format!("owned by thread token {t:#x}"),
@@ -90,13 +149,15 @@ impl Heap {
             };
             writeln!(
             out,
-            "arena {id} ({owner}): {} chunk(s); {} live in {} block(s); {} free in {} block(s), largest {}; lock taken {locks} times ({contended} contended); {} remote frees, {} queue-full fallbacks, {} adoptions",
+            "arena {id} ({owner}): {} chunk(s); {} live in {} block(s); {} free in {} block(s), largest {}; {} cached in {} block(s); lock taken {locks} times ({contended} contended); {} remote frees, {} queue-full fallbacks, {} adoptions",
             counters.chunk_count,
-            Bytes(counters.live_bytes),
-            counters.live_blocks,
+            Bytes(live_bytes),
+            live_blocks,
             Bytes(counters.free_bytes),
             counters.free_blocks,
             Bytes(largest),
+            Bytes(cached_bytes),
+            cached_blocks,
             counters.remote_frees,
             counters.queue_full,
             arena.adoption_count(),
@@ -146,21 +207,16 @@ fn write_entries(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
             Entry::Block {
                 payload,
                 size,
-                free,
+                state,
             } => {
                 let same = entries[i + 1..]
                     .iter()
-                    .take_while(|e| matches!(e, Entry::Block { size: s, free: f, .. } if *s == size && *f == free))
+                    .take_while(|e| matches!(e, Entry::Block { size: s, state: t, .. } if *s == size && *t == state))
                     .count();
-                let state = if free { "free" } else { "live" };
-                let usable = if free { size } else { size - HEADER };
-                writeln!(out, "    {payload:#x}  {state}  {:>10}", Bytes(usable))?;
+                let (name, shown) = (state.name(), Bytes(state.shown_size(size)));
+                writeln!(out, "    {payload:#x}  {name:<6}  {shown:>10}")?;
                 if same >= 2 {
-                    writeln!(
-                        out,
-                        "    ... {same} more {state} block(s) of {}",
-                        Bytes(usable)
-                    )?;
+                    writeln!(out, "    ... {same} more {name} block(s) of {shown}")?;
                     i += same;
                 }
             }

@@ -1,5 +1,7 @@
 //! Heap map picture: [`Heap::render_svg`] draws every arena of a heap, chunk
-//! by chunk, as an SVG image whose blocks are coloured live or free.
+//! by chunk, as an SVG image whose blocks are coloured live, free or cached
+//! (parked in the arena's owner cache, `arena/cache.rs`: neither the user's
+//! nor free in the index).
 //!
 //! ```text
 //!  arena 0 (owned): 3 chunks, 12.0 MiB live in 9,811 blocks, ...    <g id="arena-0">
@@ -17,11 +19,12 @@
 //!   of that arena, which then says so; it never grows under the lock.
 //! * **The output is bounded, whatever the number of blocks.** Blocks are
 //!   folded into *segments* while the arena is walked: adjacent blocks of
-//!   the same state merge into one run; a run of at least [`MIN_SOLID`]
-//!   bytes is drawn as its own rectangle; shorter runs are pooled into a
-//!   *mixed* segment of at most [`MAX_MIXED`] bytes, coloured by its share
-//!   of live bytes. A chunk therefore yields at most [`MAX_SEGMENTS`]
-//!   rectangles, and at most [`MAX_ROWS`] chunks are drawn in all (the
+//!   the same state (live, free, cached) merge into one run; a run of at
+//!   least [`MIN_SOLID`] bytes is drawn as its own rectangle, in its
+//!   state's colour; shorter runs are pooled into a *mixed* segment of at
+//!   most [`MAX_MIXED`] bytes, coloured by its share of live bytes (cached
+//!   bytes in it count as not live: they are not the user's). A chunk
+//!   therefore yields at most [`MAX_SEGMENTS`] rectangles, and at most [`MAX_ROWS`] chunks are drawn in all (the
 //!   rest are counted in their arena's caption): a heap of a million blocks
 //!   renders to well under a megabyte.
 //! * There is exactly one `<g id="arena-N">` group per arena that exists,
@@ -34,7 +37,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use super::dump::Bytes;
+use super::dump::{Bytes, State};
 use crate::arena::Counters;
 use crate::chunk::{CHUNK, FIRST_BLOCK};
 use crate::heap::Heap;
@@ -66,14 +69,17 @@ const ROW_GAP: u32 = 3;
 const LABEL_WIDTH: u32 = 64;
 /// Height of an arena caption line.
 const CAPTION: u32 = 18;
+/// Height of an arena's caption (two lines: who and how busy, then what it
+/// holds) and the gap below it.
+const ARENA_CAPTION: u32 = 2 * CAPTION + 4;
 const MARGIN: u32 = 10;
 /// Narrowest rectangle drawn: a lone live block in a free chunk stays visible.
 const MIN_PX: f64 = 0.75;
 
-/// Colours, by CSS class: live, free, four shades of mixed (live share up to
-/// 25 %, 50 %, 75 %, below 100 %), chunk header + start bitmap.
+/// Colours, by CSS class: live, free, cached, four shades of mixed (live
+/// share up to 25 %, 50 %, 75 %, below 100 %), chunk header + start bitmap.
 const STYLE: &str = "text{font:11px sans-serif;fill:#222}.l{fill:#2b63a6}.f{fill:#e3e3e3}\
-.m1{fill:#c3d1e6}.m2{fill:#95b0d6}.m3{fill:#6a8fc4}.m4{fill:#4676b5}.h{fill:#505050}";
+.c{fill:#e8a33d}.m1{fill:#c3d1e6}.m2{fill:#95b0d6}.m3{fill:#6a8fc4}.m4{fill:#4676b5}.h{fill:#505050}";
 
 /// One rectangle of a chunk row, in bytes from the chunk's base.
 #[derive(Clone, Copy)]
@@ -82,12 +88,16 @@ struct Segment {
     len: u32,
     /// Bytes of live blocks (headers included) inside the segment.
     live: u32,
+    /// Bytes of cached blocks (headers included) inside the segment.
+    cached: u32,
 }
 
 impl Segment {
-    /// The CSS class: live, free, or a mixed shade by live share.
+    /// The CSS class: live, free, cached, or a mixed shade by live share.
     fn class(&self) -> &'static str {
-        if self.live == 0 {
+        if self.cached >= self.len {
+            "c"
+        } else if self.live == 0 {
             "f"
         } else if self.live >= self.len {
             "l"
@@ -117,6 +127,11 @@ struct ArenaPicture {
     id: u32,
     owned: bool,
     counters: Counters,
+    /// The user's live blocks and their usable bytes, and the cached blocks
+    /// and their bytes: what `stats` says of this arena (the index counts
+    /// cached blocks as live, since they are carved).
+    live: (usize, usize),
+    cached: (usize, usize),
     rows: Vec<Row>,
     segments: Vec<Segment>,
     /// The buffers filled up (the arena grew since they were sized, or the
@@ -127,10 +142,10 @@ struct ArenaPicture {
 /// Folds one chunk's blocks into segments (module doc). Pushes only into
 /// spare capacity: never allocates.
 struct Painter {
-    /// Current run of equal-state blocks: start, length, live.
-    run: Option<(usize, usize, bool)>,
-    /// Pending mixed segment: start, length, live bytes.
-    mixed: Option<(usize, usize, usize)>,
+    /// Current run of equal-state blocks: start, length, state.
+    run: Option<(usize, usize, State)>,
+    /// Pending mixed segment: start, length, live bytes, cached bytes.
+    mixed: Option<(usize, usize, usize, usize)>,
 }
 
 impl Painter {
@@ -142,42 +157,43 @@ impl Painter {
     }
 
     /// Adds the block at `start` (offset in the chunk) of `size` bytes.
-    fn block(&mut self, out: &mut Vec<Segment>, start: usize, size: usize, live: bool) {
+    fn block(&mut self, out: &mut Vec<Segment>, start: usize, size: usize, state: State) {
         match self.run {
-            Some((s, len, l)) if l == live && s + len == start => {
-                self.run = Some((s, len + size, l));
+            Some((s, len, st)) if st == state && s + len == start => {
+                self.run = Some((s, len + size, st));
             }
             _ => {
                 self.finish_run(out);
-                self.run = Some((start, size, live));
+                self.run = Some((start, size, state));
             }
         }
     }
 
     fn finish_run(&mut self, out: &mut Vec<Segment>) {
-        let Some((start, len, live)) = self.run.take() else {
+        let Some((start, len, state)) = self.run.take() else {
             return;
         };
-        let live_bytes = if live { len } else { 0 };
+        let live = if state == State::Live { len } else { 0 };
+        let cached = if state == State::Cached { len } else { 0 };
         if len >= MIN_SOLID {
             self.flush_mixed(out);
-            push(out, start, len, live_bytes);
+            push(out, start, len, live, cached);
             return;
         }
         match self.mixed {
-            Some((s, l, lb)) if l + len <= MAX_MIXED && s + l == start => {
-                self.mixed = Some((s, l + len, lb + live_bytes));
+            Some((s, l, lb, cb)) if l + len <= MAX_MIXED && s + l == start => {
+                self.mixed = Some((s, l + len, lb + live, cb + cached));
             }
             _ => {
                 self.flush_mixed(out);
-                self.mixed = Some((start, len, live_bytes));
+                self.mixed = Some((start, len, live, cached));
             }
         }
     }
 
     fn flush_mixed(&mut self, out: &mut Vec<Segment>) {
-        if let Some((start, len, live)) = self.mixed.take() {
-            push(out, start, len, live);
+        if let Some((start, len, live, cached)) = self.mixed.take() {
+            push(out, start, len, live, cached);
         }
     }
 
@@ -190,13 +206,14 @@ impl Painter {
 
 /// Appends a segment if there is spare capacity (callers reserve
 /// `MAX_SEGMENTS` per chunk, so there always is).
-fn push(out: &mut Vec<Segment>, start: usize, len: usize, live: usize) {
+fn push(out: &mut Vec<Segment>, start: usize, len: usize, live: usize, cached: usize) {
     if out.len() < out.capacity() {
         // Offsets and lengths are below CHUNK <= u32::MAX (const assert).
         out.push(Segment {
             start: start as u32,
             len: len as u32,
             live: live as u32,
+            cached: cached as u32,
         });
     }
 }
@@ -204,9 +221,10 @@ fn push(out: &mut Vec<Segment>, start: usize, len: usize, live: usize) {
 impl Heap {
     /// Writes an SVG picture of the heap: one `<g id="arena-N">` group per
     /// arena, one row per 4 MiB chunk, live blocks dark, free blocks light,
-    /// stretches of small interleaved blocks shaded by their live share,
-    /// and a legend. The file stays small however many blocks there are
-    /// (at most 256 chunk rows, a bounded number of rectangles per row).
+    /// blocks parked in an owner cache orange, stretches of small
+    /// interleaved blocks shaded by their live share, and a legend. The
+    /// file stays small however many blocks there are (at most 256 chunk
+    /// rows, a bounded number of rectangles per row).
     ///
     /// No heap lock is held while the picture is written, so `out` may
     /// allocate from this very heap. Exact only while no other thread uses
@@ -234,6 +252,9 @@ impl Heap {
         let Some(meta) = self.meta_if_ready() else {
             return (Vec::new(), (0, 0));
         };
+        // The user's figures of each arena, as `stats` reports them (it
+        // allocates before it locks, like everything here).
+        let stats = self.stats();
         let mut pictures = Vec::with_capacity(meta.arena_count());
         let mut rows_left = MAX_ROWS;
         for arena in meta.arenas() {
@@ -266,12 +287,12 @@ impl Heap {
                         first: segments.len(),
                         count: 0,
                     });
-                    push(&mut segments, 0, FIRST_BLOCK, 0);
+                    push(&mut segments, 0, FIRST_BLOCK, 0, 0);
                 }
                 // SAFETY: `for_each_block` hands out headers of this arena's
                 // chunks while its lock is held.
-                let (size, free) = unsafe { ((*b).size(), (*b).is_free()) };
-                painter.block(&mut segments, b as usize - base, size, !free);
+                let (size, state) = unsafe { ((*b).size(), State::of(b)) };
+                painter.block(&mut segments, b as usize - base, size, state);
                 true
             });
             if current != 0 {
@@ -280,6 +301,11 @@ impl Heap {
             }
             let owned = arena.live_owner().is_some();
             drop(st);
+            let figures = stats.arenas().iter().find(|a| a.id == arena.id);
+            let live = figures.map_or((counters.live_blocks, counters.live_bytes), |a| {
+                (a.live_blocks, a.allocated_bytes)
+            });
+            let cached = figures.map_or((0, 0), |a| (a.cached_blocks, a.cached_bytes));
             truncated |= rows.len() < counters.chunk_count;
             rows_left -= rows.len();
             // Rows in address order: arenas' chunks interleave in the region.
@@ -288,6 +314,8 @@ impl Heap {
                 id: arena.id,
                 owned,
                 counters,
+                live,
+                cached,
                 rows,
                 segments,
                 truncated,
@@ -320,7 +348,7 @@ fn write_svg(
     let legend_top = MARGIN + 3 * CAPTION;
     let first_arena = legend_top + CAPTION + 8;
     let height = first_arena
-        + pictures.len() as u32 * (CAPTION + 4)
+        + pictures.len() as u32 * ARENA_CAPTION
         + rows * (ROW_HEIGHT + ROW_GAP)
         + MARGIN
         + CAPTION;
@@ -338,6 +366,7 @@ fn write_svg(
     // Title: totals over the captured arenas.
     let total =
         |f: fn(&Counters) -> usize| -> usize { pictures.iter().map(|p| f(&p.counters)).sum() };
+    let total_of = |f: fn(&ArenaPicture) -> usize| -> usize { pictures.iter().map(f).sum() };
     writeln!(
         out,
         r#"<text x="{MARGIN}" y="{}" style="font-weight:bold">arenalloc heap map: {} arena(s), {} chunk(s) of {}</text>"#,
@@ -348,12 +377,14 @@ fn write_svg(
     )?;
     writeln!(
         out,
-        r#"<text x="{MARGIN}" y="{}">{} live in {} block(s), {} free in {} block(s); {} in {} large allocation(s) (not drawn)</text>"#,
+        r#"<text x="{MARGIN}" y="{}">{} live in {} block(s), {} free in {} block(s), {} cached in {} block(s); {} in {} large allocation(s) (not drawn)</text>"#,
         MARGIN + 12 + CAPTION,
-        Bytes(total(|c| c.live_bytes)),
-        total(|c| c.live_blocks),
+        Bytes(total_of(|p| p.live.1)),
+        total_of(|p| p.live.0),
         Bytes(total(|c| c.free_bytes)),
         total(|c| c.free_blocks),
+        Bytes(total_of(|p| p.cached.1)),
+        total_of(|p| p.cached.0),
         Bytes(large.1),
         large.0,
     )?;
@@ -364,9 +395,10 @@ fn write_svg(
     )?;
 
     // Legend.
-    let legend: [(&str, &str); 7] = [
+    let legend: [(&str, &str); 8] = [
         ("l", "live"),
         ("f", "free"),
+        ("c", "cached"),
         ("m1", "mixed: &lt;25% live"),
         ("m2", "&lt;50%"),
         ("m3", "&lt;75%"),
@@ -391,6 +423,7 @@ fn write_svg(
     let mut y = first_arena;
     for p in pictures {
         let c = &p.counters;
+        let ((live_blocks, live_bytes), (cached_blocks, cached_bytes)) = (p.live, p.cached);
         writeln!(
             out,
             r#"<g id="arena-{}" transform="translate({MARGIN},{y})">"#,
@@ -407,18 +440,25 @@ fn write_svg(
         };
         writeln!(
             out,
-            r#"<text x="0" y="12"><tspan style="font-weight:bold">arena {}</tspan> ({}): {} chunk(s){drawn}; {} live in {} block(s), {} free in {} block(s); lock taken {} times ({} contended)</text>"#,
+            r#"<text x="0" y="12"><tspan style="font-weight:bold">arena {}</tspan> ({}): {} chunk(s){drawn}; lock taken {} times ({} contended)</text>"#,
             p.id,
             if p.owned { "owned" } else { "no live owner" },
             c.chunk_count,
-            Bytes(c.live_bytes),
-            c.live_blocks,
-            Bytes(c.free_bytes),
-            c.free_blocks,
             c.lock_acquisitions,
             c.lock_contended,
         )?;
-        let mut ry = CAPTION + 4;
+        writeln!(
+            out,
+            r#"<text x="0" y="{}">{} live in {} block(s), {} free in {} block(s), {} cached in {} block(s)</text>"#,
+            12 + CAPTION,
+            Bytes(live_bytes),
+            live_blocks,
+            Bytes(c.free_bytes),
+            c.free_blocks,
+            Bytes(cached_bytes),
+            cached_blocks,
+        )?;
+        let mut ry = ARENA_CAPTION;
         for row in &p.rows {
             writeln!(
                 out,
@@ -439,7 +479,7 @@ fn write_svg(
             ry += ROW_HEIGHT + ROW_GAP;
         }
         writeln!(out, "</g>")?;
-        y += CAPTION + 4 + p.rows.len() as u32 * (ROW_HEIGHT + ROW_GAP);
+        y += ARENA_CAPTION + p.rows.len() as u32 * (ROW_HEIGHT + ROW_GAP);
     }
     if pictures.is_empty() {
         writeln!(
