@@ -1,0 +1,598 @@
+//! The owner cache's contract (`src/arena/cache.rs`): small blocks freed by
+//! their arena's owner park in exact-size lists, lock-free, and come back
+//! from there; while parked they are neither the user's nor free.
+//!
+//! What each test pins down:
+//! * a cached block is not live: `is_allocated` is false, `usable_size` is
+//!   `None`, and freeing it again — from the owner or from any other
+//!   thread — is `DoubleFree`; `stats` counts it apart (`cached_blocks`),
+//!   and `allocations`/`frees` count the user's calls exactly, whatever the
+//!   cache's refills and flushes did under the hood;
+//! * `owner_cache(0)` and `max_arenas(1)` cache nothing;
+//! * churn past the class and byte limits keeps the cache within
+//!   `DEFAULT_OWNER_CACHE`, the heap checks clean, and a malloc after it is
+//!   served from the cache (same address, no lock taken);
+//! * the cache passes with its arena to the thread that adopts it;
+//! * on a hardened heap, a cached block whose link word was overwritten
+//!   aborts the process with the one-line corruption message when the
+//!   cache hands it out (checked in a child process);
+//! * `dump` and `render_svg` show cached blocks in their own state.
+//!
+//! Every test that keeps its heap ends with `check()`, which walks the
+//! caches too. Two tests, `#[ignore]`d, reproduce known bugs of
+//! `arena/cache.rs` (a refill that counts a phantom allocation and free; a
+//! flush that loses the third chunk it empties): run them with
+//! `--include-ignored`; each doc comment says what goes wrong.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::sync::Arc;
+use std::thread;
+
+use arenalloc::{Config, FreeError, Heap, DEFAULT_OWNER_CACHE};
+
+/// Most blocks one class of a cache holds (`CACHE_CLASS_LIMIT`, crate
+/// private, in `src/config.rs`'s table of tunables).
+const CLASS_LIMIT: usize = 64;
+/// The largest request the cache serves (`CACHE_MAX_REQUEST`, same table).
+const CACHE_MAX_REQUEST: usize = 1024;
+
+/// A block address that may cross threads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Block(usize);
+
+impl Block {
+    fn ptr(self) -> *mut u8 {
+        self.0 as *mut u8
+    }
+}
+
+/// Frees through the checked API.
+fn free(heap: &Heap, p: *mut u8) -> Result<(), FreeError> {
+    // SAFETY: the checked API validates `p`; tests never use a block after
+    // freeing it, and re-freeing one is exactly what it must report.
+    unsafe { heap.free(p) }
+}
+
+/// Frees the block containing `p` through the checked API.
+fn free_containing(heap: &Heap, p: *mut u8) -> Result<(), FreeError> {
+    // SAFETY: as for `free`.
+    unsafe { heap.free_containing(p) }
+}
+
+/// `malloc(size)`, filled with a pattern (so that the block is really
+/// handed out and written, as a program would).
+fn malloc_filled(heap: &Heap, size: usize) -> *mut u8 {
+    let p = heap.malloc(size);
+    assert!(!p.is_null(), "malloc({size})");
+    assert_eq!(p as usize % 16, 0);
+    assert!(heap.usable_size(p).unwrap() >= size);
+    // SAFETY: a fresh block of at least `size` bytes.
+    unsafe { p.write_bytes(size as u8, size) };
+    p
+}
+
+/// Small request sizes covering the cache's classes, deterministic.
+fn small_size(i: usize) -> usize {
+    1 + (i.wrapping_mul(2_654_435_761) >> 7) % CACHE_MAX_REQUEST
+}
+
+/// The lock acquisitions of arena `id` so far (each `stats` call takes
+/// every arena's lock once, and counts it).
+fn locks(heap: &Heap, id: usize) -> u64 {
+    heap.stats().arenas()[id].lock_acquisitions
+}
+
+/// Asserts the user's view of the counters: `n_alloc` calls served,
+/// `n_free` frees, `live` blocks live, and the heap's invariants.
+fn assert_counts(heap: &Heap, n_alloc: u64, n_free: u64, live: usize) {
+    heap.check().expect("heap invariants");
+    let s = heap.stats();
+    assert_eq!(s.allocations(), n_alloc, "allocations count user calls");
+    assert_eq!(s.frees(), n_free, "frees count user calls");
+    assert_eq!(s.live_blocks(), live, "live blocks exclude cached ones");
+    assert!(s.cached_bytes() <= DEFAULT_OWNER_CACHE * s.arenas().len());
+}
+
+/// (a) On a default heap, small frees by the owner park their blocks in the
+/// cache; a parked block is not live to any query, and freeing it again is
+/// a double free from the owner and from another thread alike.
+#[test]
+fn owner_frees_park_small_blocks_that_are_not_live() {
+    let heap = Heap::new();
+    const N: usize = 300;
+    let ptrs: Vec<*mut u8> = (0..N)
+        .map(|i| malloc_filled(&heap, small_size(i)))
+        .collect();
+    assert_counts(&heap, N as u64, 0, N);
+    for &p in &ptrs {
+        free(&heap, p).unwrap();
+    }
+    assert_counts(&heap, N as u64, N as u64, 0);
+    let s = heap.stats();
+    assert!(s.cached_blocks() > 0, "small owner frees are cached: {s:?}");
+    assert!(s.cached_bytes() >= s.cached_blocks() * 32);
+    assert_eq!(s.allocated_bytes(), 0, "cached bytes are not the user's");
+    assert_eq!(s.arenas().len(), 1);
+    assert_eq!(s.arenas()[0].cached_blocks, s.cached_blocks());
+
+    // The last block freed is on its class list whatever flushes ran (a
+    // flush frees older blocks, then pushes the one being freed).
+    let last = *ptrs.last().unwrap();
+    assert!(!heap.is_allocated(last));
+    assert!(!heap.is_allocated(last.wrapping_add(1)), "nor inside it");
+    assert_eq!(heap.usable_size(last), None);
+    assert_eq!(heap.allocation_containing(last.wrapping_add(3)), None);
+    assert_eq!(free(&heap, last), Err(FreeError::DoubleFree), "owner");
+    assert_eq!(
+        free_containing(&heap, last.wrapping_add(5)),
+        Err(FreeError::DoubleFree),
+        "owner, interior pointer"
+    );
+    let foreign = Block(last as usize);
+    let shared = &heap;
+    let from_other =
+        thread::scope(|s| s.spawn(move || free(shared, foreign.ptr())).join().unwrap());
+    assert_eq!(from_other, Err(FreeError::DoubleFree), "foreign thread");
+
+    // The refused frees changed nothing.
+    let after = heap.stats();
+    assert_eq!(after.cached_blocks(), s.cached_blocks());
+    assert_eq!(after.cached_bytes(), s.cached_bytes());
+    assert_eq!(after.arenas()[0].remote_frees, 0);
+    assert_counts(&heap, N as u64, N as u64, 0);
+}
+
+/// (b) The same sequence with the cache off, or with one arena (the
+/// one-lock baseline), parks nothing: every free goes to the index.
+#[test]
+fn no_cache_when_off_or_with_one_arena() {
+    for (name, config) in [
+        ("owner_cache(0)", Config::new().owner_cache(0)),
+        ("max_arenas(1)", Config::new().max_arenas(1)),
+    ] {
+        let heap = Heap::with_config(config);
+        const N: usize = 300;
+        let ptrs: Vec<*mut u8> = (0..N)
+            .map(|i| malloc_filled(&heap, small_size(i)))
+            .collect();
+        assert_eq!(
+            heap.stats().cached_blocks(),
+            0,
+            "{name}: refills cache nothing"
+        );
+        for &p in &ptrs {
+            free(&heap, p).unwrap();
+        }
+        let s = heap.stats();
+        assert_eq!(s.cached_blocks(), 0, "{name}");
+        assert_eq!(s.cached_bytes(), 0, "{name}");
+        assert!(s.free_blocks() > 0, "{name}: frees go to the index");
+        let last = *ptrs.last().unwrap();
+        assert!(!heap.is_allocated(last), "{name}");
+        assert_eq!(free(&heap, last), Err(FreeError::DoubleFree), "{name}");
+        let foreign = Block(last as usize);
+        let shared = &heap;
+        let from_other =
+            thread::scope(|s| s.spawn(move || free(shared, foreign.ptr())).join().unwrap());
+        assert_eq!(from_other, Err(FreeError::DoubleFree), "{name}: foreign");
+        assert_counts(&heap, N as u64, N as u64, 0);
+    }
+}
+
+/// (c) Thousands of frees of one size, then churn over every size, stay
+/// within the class and byte limits; afterwards a malloc is served from the
+/// cache: the address freed last, without taking the lock.
+#[test]
+fn churn_past_the_limits_stays_bounded_and_is_reused() {
+    let heap = Heap::new();
+    let (mut n_alloc, mut n_free) = (0u64, 0u64);
+
+    // One size, far past the class limit.
+    let ptrs: Vec<*mut u8> = (0..5000).map(|_| malloc_filled(&heap, 100)).collect();
+    n_alloc += ptrs.len() as u64;
+    for (i, &p) in ptrs.iter().enumerate() {
+        free(&heap, p).unwrap();
+        n_free += 1;
+        if i % 1000 == 999 {
+            // One request size is one class, or two: a carve that would
+            // leave a 16-byte sliver keeps it, and that block is a class up.
+            let s = heap.stats();
+            assert!(s.cached_blocks() <= 2 * CLASS_LIMIT, "one size: {s:?}");
+            assert_counts(&heap, n_alloc, n_free, ptrs.len() - i - 1);
+        }
+    }
+    assert!(heap.stats().cached_blocks() > 0);
+
+    // Every size, interleaved mallocs and frees, far past the byte limit.
+    let mut slots: Vec<Option<(*mut u8, usize)>> = vec![None; 4000];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut live = 0usize;
+    for step in 0..60_000usize {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let slot = (rng as usize >> 12) % slots.len();
+        match slots[slot].take() {
+            Some((p, size)) => {
+                // SAFETY: the block is live and holds `size` bytes of the
+                // pattern `malloc_filled` wrote.
+                assert_eq!(unsafe { *p.add(size - 1) }, size as u8, "contents kept");
+                free(&heap, p).unwrap();
+                n_free += 1;
+                live -= 1;
+            }
+            None => {
+                let size = small_size(rng as usize >> 24);
+                slots[slot] = Some((malloc_filled(&heap, size), size));
+                n_alloc += 1;
+                live += 1;
+            }
+        }
+        if step % 10_000 == 9_999 {
+            assert_counts(&heap, n_alloc, n_free, live);
+        }
+    }
+    // Remember the last block freed, and the request that maps to its
+    // class exactly: its usable size (a carve may have given it 16 bytes
+    // more than asked, which puts it a class up).
+    let mut last = None;
+    for (p, _) in slots.iter_mut().filter_map(Option::take) {
+        let usable = heap.usable_size(p).unwrap();
+        free(&heap, p).unwrap();
+        n_free += 1;
+        last = Some((p, usable));
+    }
+    assert_counts(&heap, n_alloc, n_free, 0);
+    let s = heap.stats();
+    assert!(s.cached_blocks() > 0);
+    assert!(
+        s.cached_bytes() <= DEFAULT_OWNER_CACHE,
+        "byte limit: {} > {DEFAULT_OWNER_CACHE}",
+        s.cached_bytes()
+    );
+    assert!(
+        s.cached_bytes() > DEFAULT_OWNER_CACHE / 2,
+        "the final frees filled the cache to its byte limit (a flush keeps half)"
+    );
+    assert!(s.cached_blocks() <= CLASS_LIMIT * (CACHE_MAX_REQUEST / 16 + 2));
+
+    // Reuse: the block freed last heads its class list; a malloc of its
+    // size pops it without the lock (the only acquisitions between the two
+    // readings are the second `stats` call's own).
+    let (p, size) = last.unwrap();
+    let (before, locks_before) = (heap.stats(), locks(&heap, 0));
+    let q = heap.malloc(size);
+    assert_eq!(q, p, "served from the cache, most recently freed first");
+    assert_eq!(locks(&heap, 0), locks_before + 1, "the pop takes no lock");
+    let after = heap.stats();
+    assert_eq!(after.cached_blocks(), before.cached_blocks() - 1);
+    assert_eq!(after.live_blocks(), 1);
+    assert!(heap.is_allocated(q) && heap.usable_size(q).unwrap() >= size);
+    free(&heap, q).unwrap();
+    assert_counts(&heap, n_alloc + 1, n_free + 1, 0);
+}
+
+/// (d) An owner exits with blocks in its cache; the next thread to bind
+/// adopts the arena, cache included, and is served from it.
+#[test]
+fn adopter_inherits_the_cache_of_an_exited_owner() {
+    let heap = Arc::new(Heap::new());
+    const KEEP: usize = 10;
+    let h = heap.clone();
+    // The owner: 500-byte blocks (KEEP stay live), then 64-byte ones, all
+    // freed into its cache; the 64-byte block freed last heads its list
+    // (the list of its usable size: see the churn test).
+    let (kept, head, head_usable) = thread::spawn(move || {
+        let big: Vec<*mut u8> = (0..200).map(|_| malloc_filled(&h, 500)).collect();
+        let small: Vec<*mut u8> = (0..300).map(|_| malloc_filled(&h, 64)).collect();
+        for &p in &big[KEEP..] {
+            free(&h, p).unwrap();
+        }
+        let kept: Vec<Block> = big[..KEEP].iter().map(|&p| Block(p as usize)).collect();
+        let head = *small.last().unwrap();
+        let usable = h.usable_size(head).unwrap();
+        for &p in &small {
+            free(&h, p).unwrap();
+        }
+        (kept, Block(head as usize), usable)
+    })
+    .join()
+    .unwrap();
+
+    // Orphaned: no live owner, the cache still full and consistent.
+    let orphaned = heap.stats();
+    assert_eq!(orphaned.arenas().len(), 1);
+    assert_eq!(orphaned.arenas()[0].owner, None, "the owner exited");
+    assert!(orphaned.cached_blocks() > 0, "{orphaned:?}");
+    assert!(!heap.is_allocated(head.ptr()));
+    assert_counts(&heap, 500, 490, KEEP);
+
+    let h = heap.clone();
+    thread::spawn(move || {
+        // Binding adopts the orphan; its first small malloc pops the
+        // cache it inherited.
+        let p = h.malloc(head_usable);
+        assert_eq!(p, head.ptr(), "served from the inherited cache");
+        let s = h.stats();
+        assert_eq!(s.arenas().len(), 1, "adopted, not a new arena");
+        assert_eq!(s.arenas()[0].adoptions, 1);
+        assert!(s.arenas()[0].owner.is_some());
+        assert_eq!(s.cached_blocks(), orphaned.cached_blocks() - 1);
+        // The blocks it inherited live are its own now: they free into
+        // its cache like any of its blocks.
+        let cached = s.cached_blocks();
+        for b in &kept {
+            free(&h, b.ptr()).unwrap();
+        }
+        free(&h, p).unwrap();
+        let s = h.stats();
+        assert!(
+            s.cached_blocks() > cached,
+            "frees go to the adopter's cache"
+        );
+        assert_eq!(s.arenas()[0].remote_frees, 0, "local frees, not remote");
+        assert_counts(&h, 501, 501, 0);
+        // And keep serving: churn through the inherited lists.
+        let more: Vec<*mut u8> = (0..400).map(|i| malloc_filled(&h, small_size(i))).collect();
+        for p in more {
+            free(&h, p).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+
+    // Balanced: every allocation freed once, nothing live, caches walked.
+    // (Not the exact 901 each: one refill in this churn carves a block it
+    // cannot cache and counts it as an allocation and a free of the user's;
+    // `refill_that_cannot_cache_a_carved_block_counts_nothing` pins that.)
+    heap.check().expect("heap invariants");
+    let s = heap.stats();
+    assert_eq!(s.allocations(), s.frees(), "balanced");
+    assert!(s.allocations() >= 901);
+    assert_eq!(s.live_blocks(), 0);
+    assert_eq!(s.arenas()[0].adoptions, 1);
+    assert!(s.cached_blocks() > 0);
+    assert!(s.cached_bytes() <= DEFAULT_OWNER_CACHE);
+}
+
+/// Known bug (`Arena::cache_refill`): a refill carves a block for the cache
+/// that the cache then refuses (a carve that kept a 16-byte sliver made it
+/// a class up, and that class is full); it frees it back under the lock,
+/// counting a user allocation and a user free that never happened. Here:
+/// an isolated 80-byte hole serves a 64-byte refill carve while the 80-byte
+/// class is full, and one `malloc(33)` counts as two allocations.
+#[test]
+#[ignore = "known bug in cache_refill's give-back path (see the doc comment)"]
+fn refill_that_cannot_cache_a_carved_block_counts_nothing() {
+    let heap = Heap::new();
+    // 200 blocks of 80 bytes (64-byte requests), back to back.
+    let blocks: Vec<*mut u8> = (0..200).map(|_| malloc_filled(&heap, 64)).collect();
+    // Freeing every other one overflows the class: flushes free the
+    // most recent half into the index, as 80-byte holes between live
+    // neighbours.
+    for &p in blocks.iter().step_by(2) {
+        free(&heap, p).unwrap();
+    }
+    // Fill the 80-byte class to its limit.
+    let mut odd = blocks.iter().skip(1).step_by(2);
+    while heap.stats().cached_blocks() < CLASS_LIMIT {
+        free(&heap, *odd.next().unwrap()).unwrap();
+    }
+    let before = heap.stats();
+    assert!(before.free_blocks() > 1, "holes in the index");
+    // A 64-byte-block refill: the class is empty; the carves take 80-byte
+    // holes (keeping the 16-byte sliver); the second cannot be cached.
+    let p = malloc_filled(&heap, 33);
+    let after = heap.stats();
+    heap.check().unwrap();
+    assert_eq!(after.allocations(), before.allocations() + 1, "one malloc");
+    assert_eq!(after.frees(), before.frees(), "no free");
+    free(&heap, p).unwrap();
+}
+
+/// Known bug (`Arena::cache_flush`): a flush that empties more than two
+/// chunks hands only two back to the region (`released` has two slots);
+/// the third is unlinked from the arena and never released — committed,
+/// on no arena's list, never reused. `check()` does not notice. Here:
+/// four chunks whose only non-free blocks are cached on one class list,
+/// flushed at once.
+#[test]
+#[ignore = "known bug in cache_flush's release of emptied chunks (see the doc comment)"]
+fn flush_that_empties_three_chunks_releases_them_all() {
+    use arenalloc::CHUNK;
+    let heap = Heap::new();
+    let chunk_of = |p: *mut u8| p as usize & !(CHUNK - 1);
+    // 1 KiB blocks over six chunks, the sixth with a few hundred.
+    let mut all: Vec<*mut u8> = Vec::new();
+    let mut chunks: Vec<usize> = Vec::new();
+    while chunks.len() < 6 || all.iter().filter(|&&p| chunk_of(p) == chunks[5]).count() < 300 {
+        let p = malloc_filled(&heap, 1024);
+        if !chunks.contains(&chunk_of(p)) {
+            chunks.push(chunk_of(p));
+        }
+        all.push(p);
+    }
+    assert_eq!(chunks.len(), 6);
+    let in_chunk = |i: usize| -> Vec<*mut u8> {
+        all.iter()
+            .copied()
+            .filter(|&p| chunk_of(p) == chunks[i])
+            .collect()
+    };
+    let (c0, c5) = (in_chunk(0), in_chunk(5));
+    let survivors: Vec<*mut u8> = (1..=4).map(|i| in_chunk(i)[0]).collect();
+    let pads = &c0[..CLASS_LIMIT - 4];
+    // Free all but the survivors and pads; the cache's oldest (bottom)
+    // and newest entries are then blocks of chunk 5.
+    for &p in &c5[..70] {
+        free(&heap, p).unwrap();
+    }
+    for i in 1..=4 {
+        for &p in &in_chunk(i)[1..] {
+            free(&heap, p).unwrap();
+        }
+    }
+    for &p in &c0[pads.len()..] {
+        free(&heap, p).unwrap();
+    }
+    for &p in &c5[70..] {
+        free(&heap, p).unwrap();
+    }
+    // Empty the cache: those blocks are live again, all in chunk 5.
+    let n = heap.stats().cached_blocks();
+    let refill: Vec<*mut u8> = (0..n).map(|_| heap.malloc(1024)).collect();
+    assert!(refill.iter().all(|&p| chunk_of(p) == chunks[5]));
+    assert_eq!(heap.stats().cached_blocks(), 0);
+    let s = heap.stats();
+    let meta = s.committed_bytes() - s.arenas()[0].chunks * CHUNK;
+    // Pads, then the four survivors, fill the class; one more free flushes
+    // the newest half: the survivors first, emptying four chunks.
+    for &p in pads.iter().chain(&survivors) {
+        free(&heap, p).unwrap();
+    }
+    assert_eq!(heap.stats().cached_blocks(), CLASS_LIMIT);
+    free(&heap, refill[0]).unwrap();
+    heap.check().unwrap();
+    let s = heap.stats();
+    assert_eq!(
+        s.arenas()[0].chunks,
+        3,
+        "chunks 0 and 5, and one kept empty"
+    );
+    assert_eq!(
+        s.committed_bytes(),
+        meta + s.arenas()[0].chunks * CHUNK,
+        "every chunk the arena let go of went back to the region"
+    );
+}
+
+/// Set in the child process of `hardened_cache_pop_of_overwritten_link_aborts`.
+const CORRUPT_CHILD: &str = "ARENALLOC_TEST_OWNER_CACHE_CORRUPT";
+/// The one-line message `error::abort_on_corruption` writes.
+const CORRUPTION_PREFIX: &str = "arenalloc: heap corruption at 0x";
+
+/// (e) On a hardened heap, a use-after-free write over a cached block's
+/// link word (its first payload word) is caught when the cache hands the
+/// block out: the process aborts with the corruption line, it does not
+/// hand out the forged pointer or crash on it. Run in a child process (the
+/// test binary re-executed with `CORRUPT_CHILD` set).
+#[test]
+fn hardened_cache_pop_of_overwritten_link_aborts() {
+    const NAME: &str = "hardened_cache_pop_of_overwritten_link_aborts";
+    if std::env::var_os(CORRUPT_CHILD).is_some() {
+        let heap = Heap::with_config(Config::new().hardened(true));
+        let a = malloc_filled(&heap, 64);
+        let b = malloc_filled(&heap, 64);
+        free(&heap, a).unwrap();
+        free(&heap, b).unwrap();
+        assert!(heap.stats().cached_blocks() >= 2);
+        eprintln!("child: corrupting block {:#x}", b as usize - 16);
+        // SAFETY: `b`'s block is parked in the cache: its chunk is mapped
+        // and its first payload word is the (safe-linked) list link. The
+        // write is the use-after-free under test.
+        unsafe { b.cast::<u64>().write(0x4141_4141_4141_4141) };
+        let first = heap.malloc(64);
+        let second = heap.malloc(64);
+        eprintln!("child: survived, got {first:p} and {second:p}");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(CORRUPT_CHILD, "1")
+        .output()
+        .expect("spawn the test binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{:?}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("child: survived"), "{stderr}");
+    let block = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("child: corrupting block "))
+        .expect("the child reached the corruption")
+        .to_string();
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(CORRUPTION_PREFIX))
+        .collect();
+    assert_eq!(reports.len(), 1, "exactly one report: {stderr}");
+    let link = format!("arenalloc: heap corruption at {block} (free-list link corrupt)");
+    let header = reports[0].ends_with(" (header check failed)");
+    assert!(
+        reports[0] == link || header,
+        "expected {link:?} or a header check failure, got {:?}",
+        reports[0]
+    );
+}
+
+/// `dump` prints cached blocks as `cached`, and its arena line counts them
+/// apart from the live ones; the SVG draws a run of them in the cached
+/// colour and has a legend entry for it, keeping one group per arena.
+#[test]
+fn dump_and_svg_show_cached_blocks() {
+    let heap = Heap::new();
+    // Forty 1 KiB blocks carved back to back: freed, they make one run of
+    // cached blocks longer than the SVG's smallest solid rectangle.
+    let ptrs: Vec<*mut u8> = (0..40).map(|_| malloc_filled(&heap, 1024)).collect();
+    let live = malloc_filled(&heap, 48);
+    for &p in &ptrs {
+        free(&heap, p).unwrap();
+    }
+    let s = heap.stats();
+    assert!(s.cached_blocks() >= 40, "{s:?}");
+
+    let mut out = Vec::new();
+    heap.dump(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let has_line = |words: &[&str]| {
+        text.lines()
+            .any(|l| l.split_whitespace().eq(words.iter().copied()))
+    };
+    // The block freed first is the run's first line (each block is printed
+    // with its usable size, as a live one would be).
+    let first = format!("{:#x}", ptrs[0] as usize);
+    assert!(has_line(&[&first, "cached", "1.0", "KiB"]), "{text}");
+    assert!(
+        has_line(&[&format!("{:#x}", live as usize), "live", "48", "B"]),
+        "{text}"
+    );
+    assert!(
+        text.contains("; 48 B live in 1 block(s); "),
+        "the arena line's live figures exclude cached blocks: {text}"
+    );
+    assert!(
+        text.contains(&format!("cached in {} block(s)", s.cached_blocks())),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("{first}  live")), "{text}");
+
+    let mut svg = Vec::new();
+    heap.render_svg(&mut svg).unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(
+        svg.contains(".c{fill:#e8a33d}"),
+        "the cached colour is styled"
+    );
+    assert!(
+        svg.contains(r#"class="c"/><text x="#) && svg.contains(">cached</text>"),
+        "legend entry"
+    );
+    let arena = svg
+        .split(r#"<g id="arena-0""#)
+        .nth(1)
+        .expect("arena 0's group");
+    assert!(
+        arena.contains(r#"class="c"/>"#),
+        "a cached run is drawn in its colour"
+    );
+    assert!(arena.contains(&format!("cached in {} block(s)", s.cached_blocks())));
+    assert_eq!(svg.matches(r#"<g id="arena-"#).count(), s.arenas().len());
+
+    free(&heap, live).unwrap();
+    assert_counts(&heap, 41, 41, 0);
+}
