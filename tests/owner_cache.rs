@@ -19,10 +19,9 @@
 //! * `dump` and `render_svg` show cached blocks in their own state.
 //!
 //! Every test that keeps its heap ends with `check()`, which walks the
-//! caches too. Two tests, `#[ignore]`d, reproduce known bugs of
-//! `arena/cache.rs` (a refill that counts a phantom allocation and free; a
-//! flush that loses the third chunk it empties): run them with
-//! `--include-ignored`; each doc comment says what goes wrong.
+//! caches too. Two tests are regressions of bugs they found in
+//! `arena/cache.rs` (a refill that counted a phantom allocation and free; a
+//! flush that lost the third chunk it emptied).
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
@@ -356,14 +355,14 @@ fn adopter_inherits_the_cache_of_an_exited_owner() {
     assert!(s.cached_bytes() <= DEFAULT_OWNER_CACHE);
 }
 
-/// Known bug (`Arena::cache_refill`): a refill carves a block for the cache
+/// Regression (`Arena::cache_refill`): a refill carves a block for the cache
 /// that the cache then refuses (a carve that kept a 16-byte sliver made it
 /// a class up, and that class is full); it frees it back under the lock,
-/// counting a user allocation and a user free that never happened. Here:
+/// and once counted a user allocation and a user free that never happened
+/// (it now counts the block as cached and flushed). Here:
 /// an isolated 80-byte hole serves a 64-byte refill carve while the 80-byte
 /// class is full, and one `malloc(33)` counts as two allocations.
 #[test]
-#[ignore = "known bug in cache_refill's give-back path (see the doc comment)"]
 fn refill_that_cannot_cache_a_carved_block_counts_nothing() {
     let heap = Heap::new();
     // 200 blocks of 80 bytes (64-byte requests), back to back.
@@ -391,14 +390,13 @@ fn refill_that_cannot_cache_a_carved_block_counts_nothing() {
     free(&heap, p).unwrap();
 }
 
-/// Known bug (`Arena::cache_flush`): a flush that empties more than two
-/// chunks hands only two back to the region (`released` has two slots);
-/// the third is unlinked from the arena and never released — committed,
-/// on no arena's list, never reused. `check()` does not notice. Here:
+/// Regression (`Arena::cache_flush`): a flush that emptied more than two
+/// chunks handed only two back to the region; the third was unlinked from
+/// the arena and never released. Chunks are now released as they empty,
+/// under the lock. Here:
 /// four chunks whose only non-free blocks are cached on one class list,
 /// flushed at once.
 #[test]
-#[ignore = "known bug in cache_flush's release of emptied chunks (see the doc comment)"]
 fn flush_that_empties_three_chunks_releases_them_all() {
     use arenalloc::CHUNK;
     let heap = Heap::new();
@@ -446,9 +444,9 @@ fn flush_that_empties_three_chunks_releases_them_all() {
     assert_eq!(heap.stats().cached_blocks(), 0);
     let s = heap.stats();
     let meta = s.committed_bytes() - s.arenas()[0].chunks * CHUNK;
-    // Pads, then the four survivors, fill the class; one more free flushes
-    // the newest half: the survivors first, emptying four chunks.
-    for &p in pads.iter().chain(&survivors) {
+    // The four survivors, then the pads, fill the class; one more free
+    // flushes the oldest half: the survivors first, emptying four chunks.
+    for &p in survivors.iter().chain(pads) {
         free(&heap, p).unwrap();
     }
     assert_eq!(heap.stats().cached_blocks(), CLASS_LIMIT);

@@ -67,9 +67,9 @@ impl ArenaState {
     ///
     /// # Safety
     ///
-    /// `b` is a live block of this arena of `size` bytes (its header
-    /// verified by `find_live_word` or `find_claimed`); the caller holds the
-    /// lock.
+    /// `b` is a live (or cached) block of this arena of `size` bytes (its
+    /// header verified by `find_live_word` or `find_claimed`, or taken off
+    /// the owner cache); the caller holds the lock.
     #[inline]
     pub(crate) unsafe fn free(
         &mut self,

@@ -132,6 +132,16 @@ pub(crate) fn class_of(size: usize) -> Option<usize> {
     (size <= CACHE_MAX_BLOCK).then_some(c)
 }
 
+/// Gives a chunk a free emptied back to the region (under the arena lock:
+/// arena lock, then region lock, is the lock order).
+fn release_empty(region: &Region, empty: Option<*mut crate::chunk::ChunkHeader>) {
+    if let Some(ch) = empty {
+        // SAFETY: the arena unlinked this empty chunk under its lock;
+        // nothing refers to it.
+        unsafe { region.release(region.chunk_index(ch as usize), 1) };
+    }
+}
+
 /// The link word of a cached block.
 #[inline(always)]
 fn link_slot(b: usize) -> *const AtomicUsize {
@@ -314,13 +324,16 @@ impl Arena {
             match unsafe { self.push_counted(p, false) } {
                 Push::Done => {}
                 // No room after all (a carve may keep up to 16 bytes more
-                // than `need`, landing in the next class): give it back.
+                // than `need`, landing in the next class): give it back,
+                // counted as cached and flushed, so that the user's
+                // allocations and frees stay exact.
                 _ => {
-                    st.counters.to_cache -= 1;
+                    st.counters.from_cache += 1;
                     let b = block::payload_to_block(p);
                     let size = st.hdr(b).size;
                     // SAFETY: as above; `p` is live and ours, of `size`.
-                    unsafe { st.free(region, b, size) };
+                    let empty = unsafe { st.free(region, b, size) };
+                    release_empty(region, empty);
                     break;
                 }
             }
@@ -346,52 +359,92 @@ impl Arena {
     ) -> Result<(), FreeError> {
         let mut st = self.lock_and_drain_some(region);
         let c = size / GRANULE;
-        let mut released = [core::ptr::null_mut(); 2];
-        let mut nreleased = 0;
-        let mut flush = |st: &mut ArenaState, class: usize, keep: usize| {
-            while self.cache_count(class) > keep {
-                // SAFETY: we own the cache; a popped block is live and ours.
-                let Some(p) = (unsafe { self.pop_counted(region, class * GRANULE, false) }) else {
-                    break;
-                };
-                st.counters.from_cache += 1;
-                // SAFETY: `p`'s block is live, ours, of `class * GRANULE`.
-                let empty = unsafe { st.free(region, block::payload_to_block(p), class * GRANULE) };
-                if let (Some(ch), true) = (empty, nreleased < released.len()) {
-                    released[nreleased] = ch;
-                    nreleased += 1;
-                }
-            }
-        };
-        flush(&mut st, c, self.cache_count(c) / 2);
+        // SAFETY: we own the cache (caller) and hold the lock.
+        unsafe { self.flush_class(&mut st, region, c, self.cache_count(c) / 2) };
         if self.cache.bytes.load(Relaxed) + size > self.cache.limit {
             for class in 0..CLASSES {
-                flush(&mut st, class, self.cache_count(class) / 2);
-            }
-        }
-        // SAFETY: `b` is live and ours (caller); `ptr` arithmetic inverse.
-        let pushed = unsafe { self.cache_push(block::block_to_payload(b)) };
-        let result = match pushed {
-            Push::Done => Ok(()),
-            // Still no room (a limit smaller than one block): free it.
-            _ => {
                 // SAFETY: as above.
-                if let Some(ch) = unsafe { st.free(region, b, size) } {
-                    if nreleased < released.len() {
-                        released[nreleased] = ch;
-                        nreleased += 1;
-                    }
-                }
-                Ok(())
+                unsafe { self.flush_class(&mut st, region, class, self.cache_count(class) / 2) };
             }
-        };
-        drop(st);
-        for ch in released.into_iter().take(nreleased) {
-            // SAFETY: the arena unlinked these empty chunks under its lock;
-            // nothing refers to them.
-            unsafe { region.release(region.chunk_index(ch as usize), 1) };
         }
-        result
+        // SAFETY: `b` is live and ours (caller).
+        if !matches!(unsafe { self.cache_push(block::block_to_payload(b)) }, Push::Done) {
+            // Still no room (a limit smaller than one block): free it.
+            // SAFETY: as above.
+            let empty = unsafe { st.free(region, b, size) };
+            release_empty(region, empty);
+        }
+        Ok(())
+    }
+
+    /// Gives all but the `keep` most recently cached blocks of class `c`
+    /// back to the index — the oldest go, whose chunks are the likeliest to
+    /// empty — each freed straight from `CACHED`, never through a live
+    /// header: a foreign free racing the flush finds the block not live,
+    /// fails its claim and is classified under our lock as the double free
+    /// it is. Chunks that empty go back to the region at once (the lock
+    /// order allows it).
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the cache and holds the arena lock (`st`).
+    unsafe fn flush_class(&self, st: &mut ArenaState, region: &Region, c: usize, keep: usize) {
+        let cache = &self.cache;
+        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
+            return;
+        };
+        let n = count.load(Relaxed) as usize;
+        if n <= keep {
+            return;
+        }
+        let size = c * GRANULE;
+        // Walk past the `keep` newest and cut the list there.
+        let mut cur = head.load(Relaxed);
+        let mut last_kept = 0;
+        for _ in 0..keep {
+            last_kept = cur;
+            cur = self.cached_next(region, cur);
+        }
+        if last_kept == 0 {
+            head.store(0, Relaxed);
+        } else {
+            let slot = link_slot(last_kept);
+            // SAFETY: `last_kept` is a cached block of ours: its first
+            // payload word is its link.
+            unsafe { (*slot).store(self.key.link_mask(slot as usize), Relaxed) };
+        }
+        count.store(keep as u32, Relaxed);
+        cache.bytes.store(cache.bytes.load(Relaxed) - (n - keep) * size, Relaxed);
+        while cur != 0 {
+            let next = self.cached_next(region, cur);
+            st.counters.from_cache += 1;
+            // SAFETY: `cur` was on our list: a carved block of ours of
+            // `size` bytes, now off the cache.
+            let empty = unsafe { st.free(region, cur as *mut Header, size) };
+            release_empty(region, empty);
+            cur = next;
+        }
+    }
+
+    /// The block after cached block `b` on its list (0 at the end),
+    /// validated on a hardened heap.
+    #[inline]
+    fn cached_next(&self, region: &Region, b: usize) -> usize {
+        let key = self.key;
+        let slot = link_slot(b);
+        // SAFETY: `b` is a cached block of ours (list invariant).
+        let next = unsafe { (*slot).load(Relaxed) } ^ key.link_mask(slot as usize);
+        if key.hardened() && next != 0 {
+            let cx = Ctx {
+                key,
+                id: self.id,
+                region,
+            };
+            if !cx.is_plausible_link(next) {
+                abort_on_corruption(b, Corruption::Link);
+            }
+        }
+        next
     }
 
     /// Takes the pending (remotely freed, drained) block `b` of `size`
