@@ -18,7 +18,7 @@
 //! | --- | --- | --- | --- |
 //! | [`CHUNK_SHIFT`], [`CHUNK`] | 22, 4 MiB | `chunk`, `region` | chunk-map size and hand-over rate against memory pinned per arena |
 //! | [`LARGE_THRESHOLD`] | 1 MiB | `large`, `heap` | arena fragmentation against a syscall per large allocation |
-//! | [`LARGE_CACHE_RUNS`], [`LARGE_CACHE_BYTES`], [`LARGE_CACHE_AGE_MS`] | 8, 64 MiB, 1 s | `large` | syscalls per large malloc/free against committed memory held by freed runs |
+//! | [`LARGE_CACHE_RUNS`], [`LARGE_CACHE_BYTES`], [`LARGE_CACHE_AGE_MS`] | 16, 128 MiB, 1 s | `large` | syscalls per large malloc/free against committed memory held by freed runs |
 //! | [`SMALL_LIMIT`] | 1 KiB | `bins` | exact-size bins (one per 16 bytes) below it, 8 per power of two above |
 //! | [`SUBBIN_BITS`] | 3 (8 sub-bins) | `bins` | bitmap words against first-fit waste above `SMALL_LIMIT` |
 //! | [`DRAIN_BATCH`] | 64 | `remote` | remote frees applied per lock acquisition on the owner's path |
@@ -49,9 +49,9 @@ pub(crate) const MAX_REGION_SIZE: usize = 1 << 49;
 /// Requests above this many bytes are served as whole-chunk runs.
 pub const LARGE_THRESHOLD: usize = 1 << 20;
 /// Freed large runs kept committed for reuse, at most...
-pub(crate) const LARGE_CACHE_RUNS: usize = 8;
+pub(crate) const LARGE_CACHE_RUNS: usize = 16;
 /// ...and at most this many bytes of them...
-pub(crate) const LARGE_CACHE_BYTES: usize = 64 << 20;
+pub(crate) const LARGE_CACHE_BYTES: usize = 128 << 20;
 /// ...for at most this long.
 pub(crate) const LARGE_CACHE_AGE_MS: u64 = 1000;
 /// Block sizes below this have a bin each.

@@ -121,9 +121,11 @@ impl LargeStats {
         self.cache.raw()
     }
 
-    /// Takes a cached run of at least `chunks` chunks (best fit), giving
-    /// its excess back to the region; `None` if none fits.
-    fn take(&self, region: &Region, chunks: usize) -> Option<usize> {
+    /// Takes a cached run of at least `chunks` chunks (best fit); a run
+    /// more than twice that long gives its excess back to the region, a
+    /// shorter one is used whole (its usable size is larger: no system
+    /// call). Returns the head and the run's length; `None` if none fits.
+    fn take(&self, region: &Region, chunks: usize) -> Option<(usize, usize)> {
         let (mut cache, _) = self.cache.lock();
         let best = (0..LARGE_CACHE_RUNS)
             .filter(|&i| cache.runs[i].chunks >= chunks)
@@ -132,12 +134,13 @@ impl LargeStats {
         cache.runs[best] = CachedRun::EMPTY;
         cache.bytes -= run.chunks << CHUNK_SHIFT;
         drop(cache);
-        if run.chunks > chunks {
+        if run.chunks > 2 * chunks {
             // SAFETY: the tail chunks were part of the cached run we now
             // hold alone; nothing refers to them.
             unsafe { region.release(run.head + chunks, run.chunks - chunks) };
+            return Some((run.head, chunks));
         }
-        Some(run.head)
+        Some((run.head, run.chunks))
     }
 
     /// Keeps the freed run `head..head+chunks` if it fits; returns whether
@@ -217,7 +220,7 @@ pub(crate) fn alloc(
     let Some(total) = size.checked_add(offset) else {
         return core::ptr::null_mut();
     };
-    let chunks = total.div_ceil(CHUNK).max(1);
+    let mut chunks = total.div_ceil(CHUNK).max(1);
     // Cached runs start at any chunk: only chunk-or-less alignment reuses.
     let cached = if align_chunks == 1 {
         stats.take(region, chunks)
@@ -226,7 +229,10 @@ pub(crate) fn alloc(
     };
     let fresh = cached.is_none();
     let head = match cached {
-        Some(head) => head,
+        Some((head, len)) => {
+            chunks = len;
+            head
+        }
         None => match region.acquire_large_run(chunks, align_chunks, skew) {
             Some(head) => head,
             // The region has no such run: the cached ones go back first.
