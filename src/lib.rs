@@ -28,30 +28,37 @@
 //! | arena | a lock plus the free-block index of the chunks it owns | `arena/` |
 //! | block | a 16-byte header plus payload inside a chunk; free or live | `block.rs` |
 //! | bin | one size class of an arena's free-block index | `bins.rs` |
+//! | owner cache | the arena owner's lock-free lists of small blocks, one per 16-byte size | `arena/cache.rs` |
+//! | batch | claimed remote frees an owner holds for one target arena, pushed as one queue entry | `remote.rs` |
 //! | large allocation | a request above 1 MiB: a run of whole chunks | `large.rs` |
 //! | owner | the thread bound to an arena (a token from the registry); the arena's lock alone guards its blocks | `thread/registry.rs` |
 //! | binding | a thread's cached "my arena in heap H" | `thread/cache.rs`, `heap/bind.rs` |
 //! | remote free | a free by a thread that is not the block's arena's owner: claim, queue, drain | `remote.rs` |
 //! | adoption | a thread taking over an arena whose owner exited | `heap/bind.rs` |
-//! | internal pool | bump memory in the metadata chunk for allocations made while binding | `heap/pool.rs` |
+//! | internal pool | memory in the metadata chunk for allocations made while binding, validated and reused | `heap/pool.rs` |
 //!
 //! # Which file to open
 //!
 //! ```text
 //! malloc ─▶ Heap::alloc_impl                                   heap/mod.rs
-//!   ├─ > 1 MiB ─▶ large::alloc ─▶ region.acquire_large_run       large.rs, region.rs
-//!   └─ cache::cached_arena | bind_slow ─▶ choose_arena           thread/cache.rs, heap/bind.rs
-//!        └─ lock_and_drain_some ─▶ ArenaState::alloc              remote.rs, arena/alloc.rs
+//!   ├─ > 1 MiB ─▶ large::alloc: run cache | region.acquire_large_run   large.rs, region.rs
+//!   └─ cache::binding (arena + token, one TLS read) | bind_slow     thread/cache.rs, heap/bind.rs
+//!        ├─ ≤ 1 KiB, owner: Arena::cache_pop (no lock)             arena/cache.rs
+//!        │    └─ miss: cache_refill: lock, drain_into cache, carve a batch
+//!        └─ else: lock_and_drain_some ─▶ ArenaState::alloc         remote.rs, arena/alloc.rs
 //!             take_first_fit (bins) | grow (region chunk) ─▶ carve bins.rs, chunk.rs, block.rs
 //!
-//! local free ─▶ locate (chunk map) ─▶ Arena::free_locked           heap/meta.rs, remote.rs
-//!   └─ lock ─▶ find_live (start bit) ─▶ ArenaState::free           arena/lookup.rs, arena/alloc.rs
-//!        └─ release_block: coalesce both neighbours, index | empty chunk ─▶ region.release
+//! local free ─▶ region.is_arena_chunk(mine) ─▶ Arena::cache_push   region.rs, arena/cache.rs
+//!   │    └─ class full: cache_flush (oldest half back to the index, under the lock)
+//!   └─ else: locate (chunk map) ─▶ Arena::free_locked              heap/meta.rs, remote.rs
+//!        └─ lock ─▶ find_live (start bit) ─▶ ArenaState::free       arena/lookup.rs, arena/alloc.rs
+//!             └─ release_block: coalesce both neighbours, index | empty chunk ─▶ region.release
 //!
-//! remote free ─▶ locate ─▶ Arena::free_remote_mt                    remote.rs
-//!   └─ claim_mt (REMOTE_PENDING CAS) ─▶ queue push                 block.rs, sync.rs
-//!        └─ later, any lock holder: drain ─▶ ArenaState::free
-//!        └─ queue full: free_locked(claimed)
+//! remote free ─▶ locate ─▶ claim_mt (REMOTE_PENDING CAS)            remote.rs, block.rs
+//!   ├─ freeing thread owns an arena: batch_remote_mt (per target) ─▶ queue push of a batch
+//!   └─ else: free_remote_mt ─▶ queue push of the block             sync.rs
+//!        └─ later, the owner's refill: drain_into its cache | any lock holder: drain
+//!        └─ queue full: the freeing thread frees under the owner's lock
 //! ```
 //!
 //! Below the arenas: `sync.rs` (the one shim for concurrency primitives,

@@ -124,6 +124,11 @@ pub(crate) struct Args {
     #[arg(long, hide = true)]
     pub(crate) region_size: Option<usize>,
 
+    /// Child: arenalloc with its heap-corruption checks on
+    /// (`Config::hardened`), to measure what they cost.
+    #[arg(long, hide = true)]
+    pub(crate) hardened: bool,
+
     /// Child: render the heap map to this file after the free phase.
     #[arg(long, hide = true)]
     pub(crate) svg: Option<PathBuf>,

@@ -368,7 +368,8 @@ impl Arena {
             }
         }
         // SAFETY: `b` is live and ours (caller).
-        if !matches!(unsafe { self.cache_push(block::block_to_payload(b)) }, Push::Done) {
+        let pushed = unsafe { self.cache_push(block::block_to_payload(b)) };
+        if !matches!(pushed, Push::Done) {
             // Still no room (a limit smaller than one block): free it.
             // SAFETY: as above.
             let empty = unsafe { st.free(region, b, size) };
@@ -414,7 +415,9 @@ impl Arena {
             unsafe { (*slot).store(self.key.link_mask(slot as usize), Relaxed) };
         }
         count.store(keep as u32, Relaxed);
-        cache.bytes.store(cache.bytes.load(Relaxed) - (n - keep) * size, Relaxed);
+        cache
+            .bytes
+            .store(cache.bytes.load(Relaxed) - (n - keep) * size, Relaxed);
         while cur != 0 {
             let next = self.cached_next(region, cur);
             st.counters.from_cache += 1;

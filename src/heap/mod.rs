@@ -4,17 +4,19 @@
 //! ```text
 //! malloc / GlobalAlloc::alloc ─▶ alloc_impl
 //!    ├─ size > LARGE_THRESHOLD ─▶ large::alloc                       (large.rs)
-//!    └─ arena = cache::cached_arena (one TLS compare)                 (thread/cache.rs)
+//!    └─ (arena, token) = cache::binding (one TLS access)             (thread/cache.rs)
 //!         │     └─ miss ─▶ bind_slow ─▶ choose_arena                  (heap/bind.rs)
+//!         ├─ small, owner: arena.cache_pop | cache_refill             (arena/cache.rs)
 //!         └─ arena.lock_and_drain_some ─▶ ArenaState::alloc          (remote.rs, arena/alloc.rs)
 //!                 take (index first fit | grow: region chunk) ─▶ carve
 //!
-//! free ─▶ locate (region map: one load)                               (heap/meta.rs)
-//!    ├─ large ─▶ large::free
+//! free ─▶ own arena's chunk, owner: arena.cache_push | cache_flush   (arena/cache.rs)
+//!    └─ else locate (region map: one load)                            (heap/meta.rs)
+//!    ├─ large ─▶ large::free (into the run cache)
 //!    ├─ own arena (or max_arenas(1)) ─▶ arena.free_locked              (remote.rs)
 //!    │      lock, drain some, find_live, ArenaState::free (coalesce)   (arena/lookup.rs, alloc.rs)
-//!    └─ foreign arena ─▶ arena.free_remote_mt                          (remote.rs)
-//!           claim_mt (header CAS) ─▶ queue push | full: free_locked
+//!    └─ foreign arena ─▶ mine.batch_remote_mt | arena.free_remote_mt   (remote.rs)
+//!           claim_mt (header CAS) ─▶ batch / queue push | full: free under its lock
 //!
 //! realloc ─▶ resize_in_place (arena or large) | alloc_impl + copy + free
 //! ```
@@ -28,10 +30,11 @@
 //! * `meta` is null until initialisation finished, then never changes until
 //!   `Drop`; `init` goes `UNINIT -> BUSY -> READY` (back to `UNINIT` if the
 //!   OS refuses the reservation, so a later call may retry).
-//! * Allocation fast path: one `Acquire` load of `meta`, one TLS compare,
-//!   the arena lock (uncontended with per-thread arenas), an O(1) bin
-//!   search, a split, the unlock. No syscall, no allocation, no
-//!   formatting, no panic.
+//! * Allocation fast path: one `Acquire` load of `meta`, one TLS access
+//!   (binding and token), the owner test, a list pop: no lock, no locked
+//!   instruction, no syscall, no allocation, no formatting, no panic. The
+//!   locked path behind it: the arena lock (uncontended with per-thread
+//!   arenas), an O(1) bin search, a split, the unlock.
 //! * No lock of the heap is held while anything could call the global
 //!   allocator (`inspect` allocates its buffers before locking and writes
 //!   after unlocking).

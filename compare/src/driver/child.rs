@@ -60,6 +60,7 @@ pub(crate) fn main(args: &Args) -> i32 {
         max_arenas: args.max_arenas,
         owner_cache: args.owner_cache,
         region_size: args.region_size,
+        hardened: args.hardened,
     };
     let mut row = match peers::with_allocator(alloc, tune, job) {
         Ok(Ok(row)) => row,

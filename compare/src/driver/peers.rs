@@ -92,6 +92,8 @@ pub(crate) struct Overrides {
     /// Region size in bytes (for valgrind, which cannot map the default
     /// 64 GiB reservation).
     pub(crate) region_size: Option<usize>,
+    /// Heap-corruption checks on (their cost on the driver's workloads).
+    pub(crate) hardened: bool,
 }
 
 impl Overrides {
@@ -106,6 +108,9 @@ impl Overrides {
         }
         if let Some(bytes) = self.region_size {
             c = c.region_size(bytes);
+        }
+        if self.hardened {
+            c = c.hardened(true);
         }
         c
     }
