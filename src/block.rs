@@ -95,10 +95,12 @@ const ZERO_MASK: usize = ((1 << CHECK_SHIFT) - 1) & !(SIZE_MASK | FLAG_MASK);
 /// The block header (see the module doc for the picture).
 #[repr(C)]
 pub(crate) struct Header {
-    /// `prev_size ^ key.prev_mask(address)` (module doc); read and written
-    /// only under the arena lock, through [`Header::prev_size`] and
-    /// [`Header::set_prev_size`].
-    prev_word: usize,
+    /// `prev_size ^ key.prev_mask(address)` (module doc); written only
+    /// under the arena lock, through [`Header::set_prev_size`], read through
+    /// [`Header::prev_size`] — also without the lock by a hardened owner
+    /// cache checking the block after the one it takes, hence an atomic
+    /// (relaxed: plain moves).
+    prev_word: AtomicUsize,
     /// `check << 32 | size | REMOTE_PENDING | FREE`.
     size_flags: AtomicUsize,
 }
@@ -319,11 +321,11 @@ impl Header {
     ///
     /// # Safety
     ///
-    /// The caller holds the arena lock (`prev_word` is a plain field).
+    /// `this` is a header of a committed chunk of ours.
     #[inline]
     pub(crate) unsafe fn prev_size(this: *const Header, key: Key) -> usize {
-        // SAFETY: a field read through the raw pointer, under the lock.
-        unsafe { (*this).prev_word ^ key.prev_mask(this as usize) }
+        // SAFETY: a field read through the raw pointer (caller).
+        unsafe { (*this).prev_word.load(Ordering::Relaxed) ^ key.prev_mask(this as usize) }
     }
 
     /// Records the size of the free previous block (0: it is live). A
@@ -337,7 +339,11 @@ impl Header {
     pub(crate) unsafe fn set_prev_size(this: *mut Header, key: Key, size: usize) {
         // SAFETY: a field write through the raw pointer (no reference to
         // the whole header is made), under the lock.
-        unsafe { (*this).prev_word = size ^ key.prev_mask(this as usize) };
+        unsafe {
+            (*this)
+                .prev_word
+                .store(size ^ key.prev_mask(this as usize), Ordering::Relaxed)
+        };
     }
 
     /// Marks a live block `REMOTE_PENDING`; fails if it is free, already

@@ -69,8 +69,10 @@ pub(crate) const REMOTE_BATCH_BYTES: usize = 64 << 10;
 /// sections are short.
 pub(crate) const SPINS_BEFORE_SLEEP: u32 = 100;
 /// Internal-pool bytes beyond the arenas' queue buffers, for the few
-/// allocations the runtime may make while a thread binds (a TLS destructor
-/// list, say).
+/// allocations the runtime may make while a thread binds (glibc's
+/// `pthread` key block when a program made 32 keys before its first
+/// allocation, say); freed pool blocks are reused, so this bounds what is
+/// live at once, not what is ever allocated.
 pub(crate) const POOL_SLACK: usize = 64 << 10;
 /// Threads that can own arenas at once; more threads share arenas.
 pub(crate) const MAX_THREADS: usize = 4096;
@@ -147,8 +149,11 @@ impl Config {
         self
     }
 
-    /// Bytes of address space to reserve, metadata included (rounded up to
-    /// whole chunks of 4 MiB; at least two chunks).
+    /// Bytes of address space to reserve at most, metadata included
+    /// (rounded up to whole chunks of 4 MiB; at least two chunks). Under an
+    /// address-space limit (`RLIMIT_AS`), or when the kernel refuses, the
+    /// heap reserves less — halving down to what holds its metadata — and
+    /// `HeapStats::reserved_bytes` says what it got.
     pub const fn region_size(mut self, bytes: usize) -> Config {
         self.region_size = bytes;
         self

@@ -258,6 +258,23 @@ impl Arena {
         let Some(c) = class_of(w.size) else {
             return Push::Locked;
         };
+        if key.hardened() {
+            // A block going onto the cache is not coalesced, so the checks
+            // a free makes of its neighbour are made here: the block after
+            // it must verify and its boundary tag must say "the block
+            // before me is live" — both are stable while the caller holds
+            // `b` live (only a change of `b` rewrites them). An overflow
+            // past `b`'s end is caught at its free, as on the locked path.
+            let next = block::block_after(b, w.size);
+            // SAFETY: `b`'s verified size keeps `next` in the chunk (the
+            // sentinel at most): a header of a committed chunk of ours.
+            let (next_word, tag) = unsafe { ((*next).read(key), Header::prev_size(next, key)) };
+            match next_word {
+                Some(_) if tag == 0 => {}
+                Some(_) => abort_on_corruption(next as usize, Corruption::PrevSize),
+                None => abort_on_corruption(next as usize, Corruption::Header),
+            }
+        }
         let cache = &self.cache;
         let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
             return Push::Locked;
@@ -313,11 +330,20 @@ impl Arena {
         let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / need)
             .min((CACHE_REFILL_BYTES / need).clamp(2, CACHE_REFILL) - 1)
             .min((CACHE_CLASS_LIMIT as usize).saturating_sub(self.cache_count(c)));
-        for _ in 0..room {
+        // Carve the batch first and push it last block first, so that the
+        // next `room` mallocs get ascending addresses, as carved (a program
+        // that allocates a run of blocks gets them side by side).
+        let mut carved = [core::ptr::null_mut::<u8>(); CACHE_REFILL];
+        let mut n = 0;
+        for slot in carved.iter_mut().take(room) {
             let p = st.carve_small(region, need);
             if p.is_null() {
                 break;
             }
+            *slot = p;
+            n += 1;
+        }
+        for &p in carved[..n].iter().rev() {
             st.counters.to_cache += 1;
             // SAFETY: `p` is a block we just carved, live and ours; we own
             // the cache (caller).
@@ -334,7 +360,6 @@ impl Arena {
                     // SAFETY: as above; `p` is live and ours, of `size`.
                     let empty = unsafe { st.free(region, b, size) };
                     release_empty(region, empty);
-                    break;
                 }
             }
         }
