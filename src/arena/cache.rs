@@ -327,8 +327,11 @@ impl Arena {
         }
         let c = need / GRANULE;
         let cache = &self.cache;
-        let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / need)
-            .min((CACHE_REFILL_BYTES / need).clamp(2, CACHE_REFILL) - 1)
+        // `need` is a block size (at least `MIN_BLOCK`); `max(1)` only
+        // spares the division a test for zero it cannot fail.
+        let per = need.max(1);
+        let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
+            .min((CACHE_REFILL_BYTES / per).clamp(2, CACHE_REFILL) - 1)
             .min((CACHE_CLASS_LIMIT as usize).saturating_sub(self.cache_count(c)));
         // Carve the batch first and push it last block first, so that the
         // next `room` mallocs get ascending addresses, as carved (a program
@@ -343,7 +346,7 @@ impl Arena {
             *slot = p;
             n += 1;
         }
-        for &p in carved[..n].iter().rev() {
+        for &p in carved.iter().take(n).rev() {
             st.counters.to_cache += 1;
             // SAFETY: `p` is a block we just carved, live and ours; we own
             // the cache (caller).
