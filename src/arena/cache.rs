@@ -171,14 +171,6 @@ impl Arena {
     /// `self.cache_is_mine()`; `need` is a block size with `class_of(need)`.
     #[inline(always)]
     pub(crate) unsafe fn cache_pop(&self, region: &Region, need: usize) -> Option<*mut u8> {
-        // SAFETY: forwarded.
-        unsafe { self.pop_counted(region, need, true) }
-    }
-
-    /// `cache_pop`; `user` says whether the block goes to the user (a pop
-    /// statistics count) or back to the index (a flush).
-    #[inline(always)]
-    unsafe fn pop_counted(&self, region: &Region, need: usize, user: bool) -> Option<*mut u8> {
         let c = need / GRANULE;
         let cache = &self.cache;
         let (head, count) = (cache.heads.get(c)?, cache.counts.get(c)?);
@@ -210,9 +202,7 @@ impl Arena {
             head.store(next, Relaxed);
             count.store(count.load(Relaxed) - 1, Relaxed);
             cache.bytes.store(cache.bytes.load(Relaxed) - need, Relaxed);
-            if user {
-                cache.pops.store(cache.pops.load(Relaxed) + 1, Relaxed);
-            }
+            cache.pops.store(cache.pops.load(Relaxed) + 1, Relaxed);
             (*(b as *const Header)).set(key, need, 0);
             Some(block::block_to_payload(b as *mut Header))
         }
