@@ -11,8 +11,8 @@
 //!  +-----------+--------------+---------------------------------+-----------+
 //!  <------------ HEADER -------><------- size - HEADER ----------->
 //!
-//!  size_flags:  63 .......... 32 | 31 ... 22 | 21 ............ 4 | 3 | 2              | 1      | 0
-//!               check value      | zero      | block size / 16   | 0 | REMOTE_PENDING | CACHED | FREE
+//!  size_flags:  63 .......... 32 | 31 ... 22 | 21 ............ 4 | 3      | 2              | 1      | 0
+//!               check value      | zero      | block size / 16   | PURGED | REMOTE_PENDING | CACHED | FREE
 //! ```
 //!
 //! * `size` counts the whole block, header included; it is a multiple of
@@ -29,6 +29,11 @@
 //!   cache. To the index it is allocated (neighbours do not coalesce with
 //!   it, `prev_size` after it is 0); to the user it is not live: freeing it
 //!   is a double free. `CACHED ⇒ !FREE && !REMOTE_PENDING`.
+//! * `PURGED`: a free block whose whole pages past its links were handed
+//!   back to the OS (`arena/purge.rs`) and not written since: they read as
+//!   zero and are not resident. `PURGED ⇒ FREE`. Dropped (conservatively:
+//!   the block counts as resident again) when the block merges; kept by the
+//!   remainder when it is split.
 //! * `prev_word`: the **mangled** `prev_size` — 0 while the physically
 //!   previous block is live (or there is none); its size while it is free:
 //!   that block's footer (boundary tag), which is what makes coalescing with
@@ -83,6 +88,9 @@ pub(crate) const FREE: usize = 1 << 0;
 pub(crate) const CACHED: usize = 1 << 1;
 /// A foreign thread freed this live block and queued it for the owner.
 pub(crate) const REMOTE_PENDING: usize = 1 << 2;
+/// With `FREE`: the block's whole pages past its links were purged
+/// (`arena/purge.rs`) and nothing was written there since.
+pub(crate) const PURGED: usize = 1 << 3;
 /// Every flag bit.
 pub(crate) const FLAG_MASK: usize = GRANULE - 1;
 /// Bits of `size_flags` that hold the size.
@@ -101,7 +109,7 @@ pub(crate) struct Header {
     /// cache checking the block after the one it takes, hence an atomic
     /// (relaxed: plain moves).
     prev_word: AtomicUsize,
-    /// `check << 32 | size | REMOTE_PENDING | FREE`.
+    /// `check << 32 | size | PURGED | REMOTE_PENDING | CACHED | FREE`.
     size_flags: AtomicUsize,
 }
 
@@ -137,6 +145,12 @@ impl Word {
     #[inline]
     pub(crate) fn is_cached(self) -> bool {
         self.flags & CACHED != 0
+    }
+
+    /// Free with its interior pages purged (`arena/purge.rs`).
+    #[inline]
+    pub(crate) fn is_purged(self) -> bool {
+        self.flags & PURGED != 0
     }
 
     #[inline]
@@ -229,7 +243,7 @@ const _: () = assert!(
     "the header must keep payloads 16-aligned"
 );
 const _: () = assert!(MIN_BLOCK % GRANULE == 0);
-const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | CACHED | REMOTE_PENDING));
+const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | CACHED | REMOTE_PENDING | PURGED));
 const _: () = assert!(
     usize::BITS == 64 && (CHUNK_SHIFT as usize) < CHECK_SHIFT as usize,
     "the check value needs the upper half of a 64-bit size word"
@@ -300,6 +314,13 @@ impl Header {
     #[inline]
     pub(crate) fn is_free(&self) -> bool {
         self.size_flags.load(Ordering::Relaxed) & FREE != 0
+    }
+
+    /// `PURGED` as stored, unverified (see `size`): for a block the caller
+    /// has already verified or taken from the index.
+    #[inline]
+    pub(crate) fn is_purged(&self) -> bool {
+        self.size_flags.load(Ordering::Relaxed) & PURGED != 0
     }
 
     /// `CACHED` as stored, unverified (see `size`).

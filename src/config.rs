@@ -38,6 +38,8 @@
 //! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
 //! | [`MAX_OWNER_CACHE`] | 4 MiB | `Config` | the most an owner cache may park |
 //! | [`MAX_REMOTE_QUEUE_CAPACITY`] | 65536 | `Config` | the largest queue: its 1 MiB buffer is the internal pool's most per arena |
+//! | [`DEFAULT_PURGE_MS`] | 200 ms | `Config`, `heap::purge` | how long free pages stay resident (reuse without a page fault) against RSS held after a burst |
+//! | [`DEFAULT_PURGE_MIN`] | 64 KiB | `Config`, `arena::purge` | the smallest free block whose pages are purged: syscalls against RSS in small free runs |
 
 /// log2 of the chunk size (see the table above).
 pub(crate) const CHUNK_SHIFT: u32 = 22;
@@ -111,6 +113,27 @@ pub const DEFAULT_REMOTE_QUEUE_CAPACITY: usize = 256;
 /// no buffer-size computation can overflow (`heap` checks both at compile
 /// time).
 pub const MAX_REMOTE_QUEUE_CAPACITY: usize = LARGE_THRESHOLD / (2 * core::mem::size_of::<usize>());
+/// Default decay: free pages are purged between half of this and this long
+/// after they became free (`Config::purge_ms`).
+pub const DEFAULT_PURGE_MS: i64 = 200;
+/// Default smallest free block whose whole pages are purged.
+pub const DEFAULT_PURGE_MIN: usize = 64 << 10;
+/// The page size purging works in (x86-64 and aarch64 Linux base pages;
+/// a larger real page only makes some purges cover less).
+pub(crate) const PAGE: usize = 4096;
+
+/// A smallest-purged-block setting as the heap uses it: whole pages, at
+/// least one, at most a chunk.
+pub(crate) const fn clamp_purge_min(bytes: usize) -> usize {
+    let b = if bytes < PAGE {
+        PAGE
+    } else if bytes > CHUNK {
+        CHUNK
+    } else {
+        bytes
+    };
+    b.next_multiple_of(PAGE)
+}
 
 /// How a heap is set up.
 ///
@@ -125,6 +148,9 @@ pub struct Config {
     remote_queue_capacity: usize,
     hardened: bool,
     owner_cache: usize,
+    purge_ms: i64,
+    purge_min: usize,
+    purge_thread: bool,
     at_init: Option<fn(Config) -> Config>,
 }
 
@@ -138,6 +164,9 @@ impl Config {
             remote_queue_capacity: DEFAULT_REMOTE_QUEUE_CAPACITY,
             hardened: false,
             owner_cache: DEFAULT_OWNER_CACHE,
+            purge_ms: DEFAULT_PURGE_MS,
+            purge_min: DEFAULT_PURGE_MIN,
+            purge_thread: true,
             at_init: None,
         }
     }
@@ -199,6 +228,52 @@ impl Config {
         self
     }
 
+    /// Decay of free memory, in milliseconds (`heap/purge.rs`): free pages
+    /// inside chunks (of blocks of at least `purge_min` bytes), an arena's
+    /// kept empty chunk, remote frees nobody applied and orphaned owner
+    /// caches go back to the OS between half of this and this long after
+    /// they appeared — done by a background thread the heap starts when
+    /// there is something to purge and that exits when there is not.
+    /// `0` purges free pages at once (a `madvise` on every free that makes
+    /// a large free block); `-1` never (only [`Heap::trim`](crate::Heap::trim)).
+    /// The preload library reads `ARENALLOC_PURGE_MS`.
+    pub const fn purge_ms(mut self, ms: i64) -> Config {
+        self.purge_ms = ms;
+        self
+    }
+
+    /// The smallest free block whose whole pages are purged (rounded up to
+    /// at least one page). The preload library reads `ARENALLOC_PURGE_MIN`.
+    pub const fn purge_min(mut self, bytes: usize) -> Config {
+        self.purge_min = bytes;
+        self
+    }
+
+    /// Whether decay may use its background thread (the default). Without
+    /// it, decay runs on the allocating threads' slow paths, so a process
+    /// that goes idle keeps its free pages until it allocates again or calls
+    /// [`Heap::trim`](crate::Heap::trim) — for programs that must not see an
+    /// extra thread. The preload library reads `ARENALLOC_PURGE_THREAD=0`.
+    pub const fn purge_thread(mut self, on: bool) -> Config {
+        self.purge_thread = on;
+        self
+    }
+
+    /// The configured decay, as given.
+    pub const fn get_purge_ms(&self) -> i64 {
+        self.purge_ms
+    }
+
+    /// The configured smallest purged block, as given.
+    pub const fn get_purge_min(&self) -> usize {
+        self.purge_min
+    }
+
+    /// Whether decay may use a background thread, as given.
+    pub const fn get_purge_thread(&self) -> bool {
+        self.purge_thread
+    }
+
     /// The configured owner-cache size, as given.
     pub const fn get_owner_cache(&self) -> usize {
         self.owner_cache
@@ -242,6 +317,10 @@ impl Config {
                 .clamp(1, MAX_REMOTE_QUEUE_CAPACITY),
             hardened: given.hardened,
             owner_cache: given.owner_cache.min(MAX_OWNER_CACHE),
+            // Below -1 means never, like -1; a day is the longest decay.
+            purge_ms: given.purge_ms.clamp(-1, 86_400_000),
+            purge_min: clamp_purge_min(given.purge_min),
+            purge_thread: given.purge_thread,
             at_init: None,
         }
     }
@@ -256,6 +335,9 @@ impl PartialEq for Config {
             && self.remote_queue_capacity == other.remote_queue_capacity
             && self.hardened == other.hardened
             && self.owner_cache == other.owner_cache
+            && self.purge_ms == other.purge_ms
+            && self.purge_min == other.purge_min
+            && self.purge_thread == other.purge_thread
             && self.at_init.is_some() == other.at_init.is_some()
     }
 }

@@ -172,6 +172,8 @@ impl LargeStats {
                         freed_ns: now,
                     };
                     cache.bytes += bytes;
+                    // The decay thread expires it if nobody reuses it.
+                    region.want_decay();
                     true
                 }
                 _ => false,
@@ -182,6 +184,36 @@ impl LargeStats {
             unsafe { region.release(run.head, run.chunks) };
         }
         kept
+    }
+
+    /// Gives back the runs older than `LARGE_CACHE_AGE_MS` (a decay
+    /// tick); returns whether runs are still cached.
+    pub(crate) fn expire(&self, region: &Region) -> bool {
+        let now = crate::sys::monotonic_ns();
+        let mut expired = [CachedRun::EMPTY; LARGE_CACHE_RUNS];
+        let left = {
+            let Some(mut cache) = self.cache.try_lock() else {
+                return true;
+            };
+            for (i, run) in cache.runs.iter_mut().enumerate() {
+                if run.chunks != 0
+                    && now.saturating_sub(run.freed_ns) > LARGE_CACHE_AGE_MS * 1_000_000
+                {
+                    expired[i] = *run;
+                    *run = CachedRun::EMPTY;
+                }
+            }
+            cache.bytes -= expired
+                .iter()
+                .map(|r| r.chunks << CHUNK_SHIFT)
+                .sum::<usize>();
+            cache.bytes != 0
+        };
+        for run in expired.iter().filter(|r| r.chunks != 0) {
+            // SAFETY: an expired run was ours alone in the cache.
+            unsafe { region.release(run.head, run.chunks) };
+        }
+        left
     }
 
     /// Gives every cached run back to the region (it has nothing else to

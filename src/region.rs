@@ -38,7 +38,7 @@
 //! The map and the committed counter use `core` atomics, not loom's: they
 //! are set once per chunk hand-over and the models do not depend on them.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::chunk::{CHUNK, CHUNK_SHIFT};
 use crate::sync::Locked;
@@ -117,6 +117,13 @@ pub(crate) struct Region {
     committed: AtomicUsize,
     /// The most `committed` has ever been.
     peak_committed: AtomicUsize,
+    /// The decay clock: ticks so far (`heap/purge.rs` advances it; arenas
+    /// date their dirty pages by it, `arena/purge.rs`).
+    decay_epoch: AtomicU64,
+    /// Something waits for the decay (dirty pages, a kept empty chunk,
+    /// remote frees nobody applied): the heap's slow paths then start or
+    /// wake the decay thread. Set with a plain store, cleared by the tick.
+    decay_wanted: AtomicBool,
 }
 
 // SAFETY: `map` points into the region's metadata, valid for the region's
@@ -250,6 +257,8 @@ impl Region {
                 }),
                 committed: AtomicUsize::new(meta_chunks * CHUNK),
                 peak_committed: AtomicUsize::new(meta_chunks * CHUNK),
+                decay_epoch: AtomicU64::new(0),
+                decay_wanted: AtomicBool::new(false),
             });
         }
     }
@@ -279,6 +288,37 @@ impl Region {
     /// Holds the region lock without a guard (`fork` handlers).
     pub(crate) fn raw_lock(&self) -> &crate::sync::RawLock {
         self.slots.raw()
+    }
+
+    /// The decay clock's current epoch.
+    #[inline]
+    pub(crate) fn decay_epoch(&self) -> u64 {
+        self.decay_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Advances the decay clock by one tick; returns the new epoch.
+    pub(crate) fn advance_decay_epoch(&self) -> u64 {
+        self.decay_epoch.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Asks for a decay tick (see `decay_wanted`). A load first, so that
+    /// many arenas asking do not bounce the line.
+    #[inline]
+    pub(crate) fn want_decay(&self) {
+        if !self.decay_wanted.load(Ordering::Relaxed) {
+            self.decay_wanted.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a decay tick was asked for.
+    #[inline(always)]
+    pub(crate) fn decay_wanted(&self) -> bool {
+        self.decay_wanted.load(Ordering::Relaxed)
+    }
+
+    /// Takes the request for a decay tick (the tick is about to run).
+    pub(crate) fn take_decay_wanted(&self) -> bool {
+        self.decay_wanted.swap(false, Ordering::SeqCst)
     }
 
     /// Bytes currently committed (metadata plus chunks handed out).

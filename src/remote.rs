@@ -104,7 +104,11 @@ impl Arena {
             return unsafe { self.free_locked(region, ptr, false) };
         }
         match self.queue().push(ptr as usize) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Its owner may be idle: decay applies it if so.
+                region.want_decay();
+                Ok(())
+            }
             // SAFETY: forwarded; we hold the claim on the block.
             Err(_) => unsafe { self.free_locked(region, ptr, true) },
         }
@@ -284,6 +288,7 @@ impl Arena {
             abort_on_free_error(FreeError::NotAllocated, head as *const u8)
         };
         if t.queue().push(head | BATCH_TAG).is_ok() {
+            region.want_decay();
             return;
         }
         let mut st = t.lock_and_drain_some(region);
@@ -303,6 +308,12 @@ impl Arena {
             st.counters.remote_frees -= 1;
             addr = next;
         }
+    }
+
+    /// Whether this arena holds any unsent batch (racy; exact for its
+    /// owner).
+    pub(crate) fn has_batches(&self) -> bool {
+        self.batches.iter().any(|s| s.head.load(Relaxed) != 0)
     }
 
     /// Blocks and bytes of this arena's unsent batches bound for arena

@@ -52,6 +52,10 @@ macro_rules! shim_thread_local {
 }
 pub(crate) use shim_thread_local;
 
+/// Whether the heap may start background threads (the decay thread):
+/// never under loom, whose models own every thread.
+pub(crate) const BACKGROUND_THREADS: bool = !cfg!(arenalloc_loom);
+
 /// A scheduling point for loom where the allocator touches shared words
 /// that live in raw heap memory (block headers), which loom cannot model as
 /// its own atomics: the models then interleave threads at every such access
@@ -382,6 +386,12 @@ impl<T> Locked<T> {
     pub(crate) fn lock(&self) -> (LockedGuard<'_, T>, bool) {
         let contended = self.lock.lock();
         (self.guard(), contended)
+    }
+
+    /// Takes the lock if it is free.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<LockedGuard<'_, T>> {
+        self.lock.try_lock().then(|| self.guard())
     }
 
     /// The raw lock, for `fork` handlers that must hold every lock at once

@@ -128,6 +128,36 @@ fn config_from_env(mut config: Config) -> Config {
             ),
         }
     }
+    if let Some(v) = env(c"ARENALLOC_PURGE_MS") {
+        match v {
+            b"-1" => config = config.purge_ms(-1),
+            _ => match parse_size(v, false) {
+                Some(n) => config = config.purge_ms(n.min(i64::MAX as usize) as i64),
+                None => report_malformed(
+                    b"ARENALLOC_PURGE_MS",
+                    v,
+                    b"milliseconds (0: purge at once, -1: never)",
+                ),
+            },
+        }
+    }
+    if let Some(v) = env(c"ARENALLOC_PURGE_MIN") {
+        match parse_size(v, true) {
+            Some(n) => config = config.purge_min(n),
+            None => report_malformed(
+                b"ARENALLOC_PURGE_MIN",
+                v,
+                b"bytes with an optional K/M/G/T suffix",
+            ),
+        }
+    }
+    if let Some(v) = env(c"ARENALLOC_PURGE_THREAD") {
+        match v {
+            b"1" => config = config.purge_thread(true),
+            b"0" => config = config.purge_thread(false),
+            _ => report_malformed(b"ARENALLOC_PURGE_THREAD", v, b"0 or 1"),
+        }
+    }
     if let Some(v) = env(c"ARENALLOC_HARDENED") {
         match v {
             b"1" => config = config.hardened(true),

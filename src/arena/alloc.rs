@@ -17,7 +17,7 @@
 //! reads or writes anyway; a mismatch aborts with the one-line
 //! `heap corruption` message (`error.rs`).
 
-use super::ArenaState;
+use super::{purge, ArenaState};
 use crate::bins::Ctx;
 use crate::block::{self, Header, Word, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{self, ChunkHeader, CHUNK_DATA};
@@ -52,10 +52,10 @@ impl ArenaState {
             } else {
                 self.take_aligned(region, need, align)
             };
-            let Some((b, have)) = taken else {
+            let Some((b, have, purged)) = taken else {
                 return core::ptr::null_mut();
             };
-            self.carve(b, have, need);
+            self.carve(region, b, have, need, purged);
             self.counters.allocs += 1;
             block::block_to_payload(b)
         }
@@ -90,10 +90,10 @@ impl ArenaState {
         // SAFETY: the lock is held (`&mut self` comes from the guard); `take`
         // returns a free block of ours removed from the index.
         unsafe {
-            let Some((b, have)) = self.take(region, need) else {
+            let Some((b, have, purged)) = self.take(region, need) else {
                 return core::ptr::null_mut();
             };
-            self.carve(b, have, need);
+            self.carve(region, b, have, need, purged);
             self.counters.allocs += 1;
             block::block_to_payload(b)
         }
@@ -167,16 +167,29 @@ impl ArenaState {
     // ----- taking a block --------------------------------------------------------
 
     /// Removes from the index (or makes, from a new chunk) a free block of
-    /// at least `need` bytes; returns it and its size.
-    unsafe fn take(&mut self, region: &Region, need: usize) -> Option<(*mut Header, usize)> {
+    /// at least `need` bytes; returns it, its size and whether it is
+    /// `PURGED` (its purged bytes are no longer counted: the caller's
+    /// `carve` counts what its remainder keeps).
+    unsafe fn take(
+        &mut self,
+        region: &Region,
+        need: usize,
+    ) -> Option<(*mut Header, usize, bool)> {
         let cx = self.cx(region);
         // SAFETY: lock held (caller); the index holds free blocks only.
         match unsafe { self.index.take_first_fit(&cx, need) } {
             Some((b, have)) => {
                 self.note_unlinked(have);
-                Some((b, have))
+                // SAFETY: `b` is the verified free block just taken.
+                let purged = unsafe { (*b).is_purged() };
+                if purged {
+                    self.counters.purged_bytes -= purge::interior(b, have).1;
+                }
+                Some((b, have, purged))
             }
-            None => self.grow(region).map(|b| (b, CHUNK_DATA)),
+            // A fresh chunk's pages past its first header are untouched:
+            // not resident, as if purged.
+            None => self.grow(region).map(|b| (b, CHUNK_DATA, true)),
         }
     }
 
@@ -209,16 +222,16 @@ impl ArenaState {
         region: &Region,
         need: usize,
         align: usize,
-    ) -> Option<(*mut Header, usize)> {
+    ) -> Option<(*mut Header, usize, bool)> {
         // SAFETY: lock held; see `take`.
-        let (b, size) = unsafe { self.take(region, need + align + MIN_BLOCK) }?;
+        let (b, size, purged) = unsafe { self.take(region, need + align + MIN_BLOCK) }?;
         let start = b as usize;
         let mut aligned = ((start + HEADER + align - 1) & !(align - 1)) - HEADER;
         if aligned != start && aligned - start < MIN_BLOCK {
             aligned += align;
         }
         if aligned == start {
-            return Some((b, size));
+            return Some((b, size, purged));
         }
         let gap = aligned - start;
         let nb = aligned as *mut Header;
@@ -235,14 +248,25 @@ impl ArenaState {
             (*nb).set(self.key, size - gap, 0);
             Header::set_prev_size(nb, self.key, gap);
             (*chunk::chunk_of(aligned)).set_start(aligned);
-            self.link_free(b, gap);
+            // The gap's and `nb`'s pages count as resident from here on
+            // (`purged` is dropped: conservative).
+            self.link_free(region, b, gap, false);
         }
-        Some((nb, size - gap))
+        Some((nb, size - gap, false))
     }
 
     /// Marks `b` (a taken free block of `have` bytes) live at `need` bytes,
-    /// splitting off the tail as a free block when it is big enough.
-    unsafe fn carve(&mut self, b: *mut Header, have: usize, need: usize) {
+    /// splitting off the tail as a free block when it is big enough. A
+    /// tail of a `purged` block stays `PURGED`: its whole pages lie past
+    /// its own header and links, so writing those and `b` touched none.
+    unsafe fn carve(
+        &mut self,
+        region: &Region,
+        b: *mut Header,
+        have: usize,
+        need: usize,
+        purged: bool,
+    ) {
         let key = self.key;
         let next = block::block_after(b, have);
         // `b` was free: the block after it must carry its footer.
@@ -254,10 +278,15 @@ impl ArenaState {
                 (*b).set(key, need, 0);
                 let rest = block::block_after(b, need);
                 Header::set_prev_size(rest, key, 0);
-                (*rest).set(key, have - need, block::FREE);
+                let flags = if purged {
+                    block::FREE | block::PURGED
+                } else {
+                    block::FREE
+                };
+                (*rest).set(key, have - need, flags);
                 (*chunk::chunk_of(rest as usize)).set_start(rest as usize);
                 Header::set_prev_size(next, key, have - need);
-                self.link_free(rest, have - need);
+                self.link_free(region, rest, have - need, purged);
                 need
             } else {
                 (*b).set(key, have, 0);
@@ -311,13 +340,13 @@ impl ArenaState {
                 self.unlink_chunk(c);
                 return Some(c);
             }
-            self.link_free(start, total);
+            self.link_free(region, start, total, false);
             None
         }
     }
 
     /// Removes an empty chunk from the list (its one free block is in no bin).
-    unsafe fn unlink_chunk(&mut self, c: *mut ChunkHeader) {
+    pub(super) unsafe fn unlink_chunk(&mut self, c: *mut ChunkHeader) {
         // SAFETY: `c` and its list neighbours are our chunks (lock held).
         unsafe {
             let (next, prev) = ((*c).next, (*c).prev);
@@ -413,23 +442,38 @@ impl ArenaState {
         }
     }
 
+    /// Takes free block `b` out of the index (to merge it or grow into
+    /// it); its pages count as resident from here on.
     #[inline]
-    unsafe fn unlink_free(&mut self, region: &Region, b: *mut Header, size: usize) {
+    pub(super) unsafe fn unlink_free(&mut self, region: &Region, b: *mut Header, size: usize) {
         let cx = self.cx(region);
         // SAFETY: `b` is a verified free block of `size` bytes in the index
         // (caller).
-        unsafe { self.index.remove(&cx, b, size) };
+        unsafe {
+            self.index.remove(&cx, b, size);
+            if (*b).is_purged() {
+                self.counters.purged_bytes -= purge::interior(b, size).1;
+            }
+        }
         self.note_unlinked(size);
     }
 
+    /// Puts free block `b` (its header written, `PURGED` iff `purged`) in
+    /// the index, and tells the decay clock about it (`purge.rs`).
     #[inline]
-    unsafe fn link_free(&mut self, b: *mut Header, size: usize) {
+    unsafe fn link_free(&mut self, region: &Region, b: *mut Header, size: usize, purged: bool) {
         // SAFETY: `b` is a free block of `size` bytes in no bin (caller).
         unsafe { self.index.insert(self.key, b, size) };
         self.counters.free_blocks += 1;
         self.counters.free_bytes += size;
         if size == CHUNK_DATA {
             self.counters.empty_chunks += 1;
+        }
+        if purged {
+            self.counters.purged_bytes += purge::interior(b, size).1;
+        } else if size >= self.purge.min {
+            // SAFETY: as above.
+            unsafe { self.note_dirty(region, b, size) };
         }
     }
 }

@@ -518,6 +518,29 @@ impl Arena {
         self.cache.counts()
     }
 
+    /// Empties the whole cache into the index, every block freed and
+    /// coalesced like a free: for `Heap::trim` and for the reclaim of an
+    /// orphaned arena (`purge.rs`). Returns whether it held anything.
+    ///
+    /// # Safety
+    ///
+    /// The caller has the cache to itself — it owns the arena, or holds
+    /// the `RECLAIMING` owner word of an arena whose owner died — and holds
+    /// the arena lock (`st`).
+    pub(crate) unsafe fn cache_flush_all(&self, st: &mut ArenaState, region: &Region) -> bool {
+        let any = self.cache.bytes.load(Relaxed) != 0;
+        for class in 0..CLASSES {
+            // SAFETY: forwarded.
+            unsafe { self.flush_class(st, region, class, 0) };
+        }
+        any
+    }
+
+    /// Whether the cache holds anything (racy; exact for its owner).
+    pub(crate) fn cache_holds_any(&self) -> bool {
+        self.cache.bytes.load(Relaxed) != 0
+    }
+
     /// Proves the module invariants for this cache (under the arena lock;
     /// exact when the owner is not running). Returns the number of cached
     /// blocks and bytes walked, or the first bad entry.

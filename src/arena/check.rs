@@ -7,7 +7,7 @@
 //! region map) and never step past a chunk's sentinel, so a corrupt heap is
 //! reported, not crashed on. All require the arena lock.
 
-use super::{ArenaState, Counters};
+use super::{purge, ArenaState, Counters};
 use crate::bins::{self, BINS};
 use crate::block::{self, Header, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
@@ -45,9 +45,11 @@ impl ArenaState {
             lock_contended: self.counters.lock_contended,
             to_cache: self.counters.to_cache,
             from_cache: self.counters.from_cache,
+            purges: self.counters.purges,
             ..Counters::default()
         };
         let (mut cached_headers, mut pending_headers) = (0, 0);
+        let mut dirty = false;
         let mut c = self.chunks;
         let mut prev_chunk: *mut ChunkHeader = core::ptr::null_mut();
         while !c.is_null() {
@@ -65,7 +67,7 @@ impl ArenaState {
             }
             walked.chunk_count += 1;
             // SAFETY: as above.
-            let (cached, pending) = unsafe { self.check_chunk(c, &mut walked, id)? };
+            let (cached, pending) = unsafe { self.check_chunk(c, &mut walked, &mut dirty, id)? };
             cached_headers += cached;
             pending_headers += pending;
             prev_chunk = c;
@@ -82,7 +84,7 @@ impl ArenaState {
             return err(HeapErrorKind::BadRemoteEntry, 0);
         }
         self.check_bins(region, walked.free_blocks, id)?;
-        if walked != self.counters {
+        if walked != self.counters || !self.check_purge(walked.purged_bytes, dirty) {
             return err(HeapErrorKind::CounterMismatch, 0);
         }
         let c = &self.counters;
@@ -94,11 +96,13 @@ impl ArenaState {
 
     /// Walks one chunk: header checks, tiling, flags, footers, start bits.
     /// Returns how many blocks it found marked `CACHED` and
-    /// `REMOTE_PENDING`.
+    /// `REMOTE_PENDING`; sets `dirty` if it met a free block decay must
+    /// purge (`purge.rs`).
     unsafe fn check_chunk(
         &self,
         c: *mut ChunkHeader,
         walked: &mut Counters,
+        dirty: &mut bool,
         id: u32,
     ) -> Result<(usize, usize), HeapError> {
         let err = |kind, addr: *mut Header| {
@@ -136,11 +140,19 @@ impl ArenaState {
                     }
                     walked.free_blocks += 1;
                     walked.free_bytes += w.size;
+                    if w.is_purged() {
+                        walked.purged_bytes += purge::interior(b, w.size).1;
+                    } else if self.purgeable(w.size) {
+                        *dirty = true;
+                    }
                     if w.size == CHUNK_DATA {
                         walked.empty_chunks += 1;
                     }
                     prev_free = w.size;
                 } else {
+                    if w.is_purged() {
+                        return err(HeapErrorKind::BadHeader, b);
+                    }
                     if w.is_cached() {
                         if w.flags != block::CACHED {
                             return err(HeapErrorKind::BadCache, b);

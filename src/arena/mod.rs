@@ -36,6 +36,7 @@ mod alloc;
 pub(crate) mod cache;
 mod check;
 mod lookup;
+pub(crate) mod purge;
 
 pub(crate) use cache::Push;
 
@@ -80,6 +81,11 @@ pub(crate) struct Counters {
     pub(crate) lock_acquisitions: u64,
     /// Times the lock was found held by another thread.
     pub(crate) lock_contended: u64,
+    /// Bytes of whole pages inside `PURGED` free blocks: known not to be
+    /// resident (`purge.rs`).
+    pub(crate) purged_bytes: usize,
+    /// Free pages purged, ever (statistics).
+    pub(crate) purges: u64,
 }
 
 /// Everything the arena lock guards.
@@ -92,6 +98,15 @@ pub(crate) struct ArenaState {
     /// Head of the list of owned chunks.
     chunks: *mut ChunkHeader,
     pub(crate) counters: Counters,
+    /// What is purged, and when (`purge.rs`).
+    purge: purge::Policy,
+    /// Decay clock: 0, or one more than the epoch in which a free block of
+    /// at least `purge.min` bytes that is not `PURGED` entered the index
+    /// since the last purge (`purge.rs`).
+    dirty_epoch: u64,
+    /// `lock_acquisitions` as the last decay tick left it: unchanged at the
+    /// next tick means nobody else took the lock in between (idle arena).
+    idle_mark: u64,
 }
 
 // SAFETY: the raw pointers point into chunks this arena owns; the state is
@@ -172,6 +187,14 @@ impl Arena {
         guard
     }
 
+    /// Takes the arena lock if it is free (the decay thread: it never
+    /// waits for a busy arena), counting the acquisition.
+    pub(crate) fn try_lock(&self) -> Option<ArenaGuard<'_>> {
+        let mut guard = self.state.try_lock()?;
+        guard.counters.lock_acquisitions += 1;
+        Some(guard)
+    }
+
     /// A new arena owned by `owner` (a token, or 0). Allocates the remote
     /// queue: call with no heap lock held.
     pub(crate) fn new(
@@ -180,6 +203,7 @@ impl Arena {
         owner: u64,
         key: Key,
         cache_bytes: usize,
+        purge: purge::Policy,
     ) -> Arena {
         Arena {
             id,
@@ -192,6 +216,9 @@ impl Arena {
                 index: FreeIndex::new(),
                 chunks: core::ptr::null_mut(),
                 counters: Counters::default(),
+                purge,
+                dirty_epoch: 0,
+                idle_mark: 0,
             }),
             owner: AtomicU64::new(owner),
             adoptions: AtomicU64::new(0),
@@ -224,11 +251,39 @@ impl Arena {
         token != 0 && self.owner.load(Ordering::Acquire) == token
     }
 
+    /// Takes the owner word from a dead owner for a reclaim (`purge.rs`):
+    /// from here until [`Arena::end_reclaim`] the caller has the dead
+    /// owner's cache and batches to itself, and no thread can adopt the
+    /// arena. `false` if the owner is alive or somebody else got there.
+    pub(crate) fn begin_reclaim(&self) -> bool {
+        let cur = self.owner.load(Ordering::Acquire);
+        if cur == 0 || cur == purge::RECLAIMING || registry::is_alive(cur) {
+            return false;
+        }
+        self.owner
+            .compare_exchange(cur, purge::RECLAIMING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Ends a reclaim: the arena has no owner; the next thread may adopt
+    /// it (and sees the reclaimer's writes to the cache: `Release`).
+    pub(crate) fn end_reclaim(&self) {
+        self.owner.store(0, Ordering::Release);
+    }
+
+    /// In a `fork` child: a reclaim in progress in the parent (whose
+    /// thread did not come along) is over; the arena has no owner.
+    pub(crate) fn abandon_reclaim(&self) {
+        if self.owner.load(Ordering::Relaxed) == purge::RECLAIMING {
+            self.end_reclaim();
+        }
+    }
+
     /// Makes `token` the owner if the arena has no live owner. The caller
     /// must then drain the queue (adoption).
     pub(crate) fn try_adopt(&self, token: u64) -> bool {
         let cur = self.owner.load(Ordering::Acquire);
-        if token == 0 || registry::is_alive(cur) {
+        if token == 0 || cur == purge::RECLAIMING || registry::is_alive(cur) {
             return false;
         }
         let won = self

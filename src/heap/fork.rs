@@ -71,7 +71,10 @@ impl Heap {
         for arena in meta.arenas() {
             // SAFETY: the only thread (caller), holding no queue reference.
             unsafe { arena.reset_after_fork(meta.config.get_remote_queue_capacity()) };
+            // A reclaim the decay thread had begun is abandoned with it.
+            arena.abandon_reclaim();
         }
+        meta.decay_after_fork();
     }
 
     unsafe fn fork_release(&self) {

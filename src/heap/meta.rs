@@ -59,6 +59,14 @@ pub(crate) struct HeapMeta {
     pub(super) arena_lock: RawLock,
     /// The internal pool (`pool.rs`) and its bitmaps, in the prefix.
     pub(super) pool: Pool,
+    /// Most arenas created from now on (`Heap::set_max_arenas`): at most
+    /// `config.max_arenas`, the table's size.
+    pub(super) arena_cap: AtomicUsize,
+    /// The smallest purged block new arenas start with
+    /// (`Heap::set_purge_min`).
+    pub(super) purge_min: AtomicUsize,
+    /// The decay thread's state (`purge.rs`).
+    pub(crate) decay: super::purge::Decay,
 }
 
 /// One entry of the arena table: `ready` is set (`Release`) once `arena`
@@ -103,7 +111,8 @@ impl HeapMeta {
     pub(super) fn create_arena(&self, owner: u64) -> Option<&Arena> {
         self.arena_lock.lock();
         let n = self.arenas_reserved.load(Ordering::Relaxed);
-        let room = n < self.config.get_max_arenas();
+        let cap = self.arena_cap.load(Ordering::Relaxed);
+        let room = n < self.config.get_max_arenas().min(cap);
         if room {
             self.arenas_reserved.store(n + 1, Ordering::Release);
         }
@@ -123,6 +132,10 @@ impl HeapMeta {
             } else {
                 self.config.get_owner_cache()
             },
+            crate::arena::purge::Policy::new(
+                self.config.get_purge_ms(),
+                self.purge_min.load(Ordering::Relaxed),
+            ),
         );
         // SAFETY: slot `n` was reserved by us alone and is inside the table;
         // it is published with `ready` only after it is written.
@@ -219,6 +232,9 @@ pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
             base.add(pool_bits_offset),
             secret,
         ));
+        addr_of_mut!((*meta).arena_cap).write(AtomicUsize::new(config.get_max_arenas()));
+        addr_of_mut!((*meta).purge_min).write(AtomicUsize::new(config.get_purge_min()));
+        addr_of_mut!((*meta).decay).write(super::purge::Decay::new(&config));
     }
     meta
 }

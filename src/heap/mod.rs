@@ -47,6 +47,7 @@ mod bind;
 mod fork;
 mod meta;
 mod pool;
+pub(crate) mod purge;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
@@ -127,6 +128,24 @@ impl Heap {
     /// Allocates `size` bytes aligned to `align` (a power of two >= 16).
     #[inline]
     fn alloc_impl(&self, size: usize, align: usize) -> *mut u8 {
+        self.alloc_with(size, align, true)
+    }
+
+    /// The region had no room: take back what decay would (empty chunks,
+    /// orphaned caches, queued frees, cached large runs) and try once more.
+    #[cold]
+    #[inline(never)]
+    fn alloc_after_reclaim(&self, meta: &HeapMeta, size: usize, align: usize) -> *mut u8 {
+        if meta.reclaim(crate::arena::purge::Step::Space).chunks == 0 {
+            return ptr::null_mut();
+        }
+        self.alloc_with(size, align, false)
+    }
+
+    /// `alloc_impl`; `reclaim` says whether exhaustion may reclaim and
+    /// retry (once).
+    #[inline(always)]
+    fn alloc_with(&self, size: usize, align: usize, reclaim: bool) -> *mut u8 {
         let Some(meta) = self.meta() else {
             return ptr::null_mut();
         };
@@ -145,9 +164,9 @@ impl Heap {
                 let need = block::request_to_block_size(size).unwrap_or(CACHE_MAX_BLOCK);
                 // SAFETY: the cache is ours (just checked) and `need` is a
                 // block size the cache holds (`size <= CACHE_MAX_REQUEST`).
-                return unsafe {
+                let p = unsafe {
                     match arena.cache_pop(&meta.region, need) {
-                        Some(p) => p,
+                        Some(p) => return p,
                         None => {
                             // A slow path: unsent remote frees go out too.
                             arena.flush_batches(&meta.region, |id| meta.arena(id));
@@ -155,14 +174,36 @@ impl Heap {
                         }
                     }
                 };
+                return self.slow_path_done(meta, p, size, align, reclaim);
             }
             let mut st = arena.lock_and_drain_some(&meta.region);
             // SAFETY: `arena_serves` holds, the lock is held, and the region
             // and id are this arena's.
-            unsafe { st.alloc(&meta.region, arena.id, size, align) }
+            let p = unsafe { st.alloc(&meta.region, arena.id, size, align) };
+            drop(st);
+            self.slow_path_done(meta, p, size, align, reclaim)
         } else {
-            large::alloc(&meta.region, &meta.large, size, align, false)
+            let p = large::alloc(&meta.region, &meta.large, size, align, false);
+            self.slow_path_done(meta, p, size, align, reclaim)
         }
+    }
+
+    /// The end of every allocation slow path, with no lock held: a null
+    /// `p` reclaims and retries (if `reclaim`), and decay gets its kick.
+    #[inline(always)]
+    fn slow_path_done(
+        &self,
+        meta: &HeapMeta,
+        p: *mut u8,
+        size: usize,
+        align: usize,
+        reclaim: bool,
+    ) -> *mut u8 {
+        meta.kick_decay();
+        if p.is_null() && reclaim {
+            return self.alloc_after_reclaim(meta, size, align);
+        }
+        p
     }
 
     /// Allocates `size` bytes, 16-byte aligned, like C `malloc`. Null when
@@ -183,10 +224,15 @@ impl Heap {
     fn alloc_zeroed_impl(&self, size: usize, align: usize) -> *mut u8 {
         if !arena::arena_serves(size, align) {
             // Fresh runs are already zero; `large` clears a reused one.
-            return match self.meta() {
-                Some(meta) => large::alloc(&meta.region, &meta.large, size, align, true),
-                None => ptr::null_mut(),
+            let Some(meta) = self.meta() else {
+                return ptr::null_mut();
             };
+            let mut p = large::alloc(&meta.region, &meta.large, size, align, true);
+            if p.is_null() && meta.reclaim(crate::arena::purge::Step::Space).chunks != 0 {
+                p = large::alloc(&meta.region, &meta.large, size, align, true);
+            }
+            meta.kick_decay();
+            return p;
         }
         let p = self.alloc_impl(size, align);
         if !p.is_null() {
@@ -240,12 +286,28 @@ impl Heap {
                     Push::Full(b, size) => {
                         arena.flush_batches(&meta.region, |id| meta.arena(id));
                         // SAFETY: a live block of ours the caller gives up.
-                        return unsafe { arena.cache_flush(&meta.region, b, size) };
+                        let r = unsafe { arena.cache_flush(&meta.region, b, size) };
+                        meta.kick_decay();
+                        return r;
                     }
                     Push::Locked => {}
                 }
             }
         }
+        // SAFETY: forwarded.
+        let r = unsafe { self.free_slow(meta, ptr) };
+        meta.kick_decay();
+        r
+    }
+
+    /// `free` past the owner cache: locate the owner, then a locked,
+    /// remote or large free.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::free`]; `ptr` is not null.
+    #[inline]
+    unsafe fn free_slow(&self, meta: &HeapMeta, ptr: *mut u8) -> Result<(), FreeError> {
         match locate(meta, ptr as usize)? {
             Owner::Arena(arena) => {
                 if ptr as usize % GRANULE != 0 {
@@ -604,6 +666,8 @@ impl Drop for Heap {
         // the region is unmapped last and `m` is not used after.
         unsafe {
             let meta = &*m;
+            // The decay thread reads the heap: it goes first.
+            meta.stop_decay();
             for id in 0..meta.arena_count() {
                 let slot = &mut *meta.arenas.add(id);
                 if *slot.ready.get_mut() {

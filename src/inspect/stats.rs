@@ -30,6 +30,15 @@ pub struct ArenaStats {
     pub chunks: usize,
     /// Bytes committed for those chunks.
     pub committed_bytes: usize,
+    /// Of `committed_bytes`, the whole pages inside purged free blocks
+    /// (`Config::purge_ms`): known not to be resident.
+    pub purged_bytes: usize,
+    /// `committed_bytes - purged_bytes`: an upper bound of the arena's
+    /// resident memory (exact right after a `trim`; pages of a block
+    /// written since it was purged count again).
+    pub resident_bytes: usize,
+    /// Times free pages were purged (`madvise` calls), ever.
+    pub purges: u64,
     /// Allocations served, ever.
     pub allocations: u64,
     /// Frees performed, ever.
@@ -72,6 +81,8 @@ pub struct HeapStats {
     pool_live: usize,
     pool_capacity: usize,
     pool_allocations: u64,
+    decay_threads: u64,
+    decay_running: bool,
 }
 
 impl HeapStats {
@@ -186,6 +197,29 @@ impl HeapStats {
     pub fn large_bytes(&self) -> usize {
         self.large_bytes
     }
+
+    /// Bytes of whole pages inside purged free blocks, over all arenas.
+    pub fn purged_bytes(&self) -> usize {
+        self.arenas.iter().map(|a| a.purged_bytes).sum()
+    }
+
+    /// `committed_bytes - purged_bytes`: an upper bound of the heap's
+    /// resident memory (see [`ArenaStats::resident_bytes`]).
+    pub fn resident_bytes(&self) -> usize {
+        self.committed.saturating_sub(self.purged_bytes())
+    }
+
+    /// Decay threads the heap has started, ever (`heap/purge.rs`: one
+    /// starts when there is something to decay and exits after two idle
+    /// ticks).
+    pub fn decay_threads_started(&self) -> u64 {
+        self.decay_threads
+    }
+
+    /// Whether a decay thread was running when the statistics were taken.
+    pub fn decay_thread_running(&self) -> bool {
+        self.decay_running
+    }
 }
 
 /// One arena's statistics from its counters (taken under its lock) and its
@@ -214,6 +248,9 @@ fn arena_stats(arena: &Arena, c: &Counters, largest: usize, pending: (usize, usi
         largest_free_block: largest,
         chunks: c.chunk_count,
         committed_bytes: c.chunk_count * CHUNK,
+        purged_bytes: c.purged_bytes,
+        resident_bytes: (c.chunk_count * CHUNK).saturating_sub(c.purged_bytes),
+        purges: c.purges,
         allocations: (c.allocs - c.to_cache) + cache.pops,
         frees: (c.frees - c.from_cache) + cache.pushes + pending_blocks as u64,
         lock_acquisitions: c.lock_acquisitions,
@@ -274,6 +311,8 @@ impl Heap {
             pool_live: pool.live,
             pool_capacity: pool.capacity,
             pool_allocations: pool.allocations,
+            decay_threads: meta.decay.threads_started(),
+            decay_running: meta.decay.thread_running(),
         }
     }
 }

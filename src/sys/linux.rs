@@ -68,6 +68,20 @@ pub(crate) unsafe fn decommit(addr: *mut u8, len: usize) {
     }
 }
 
+/// Drops the pages' contents and their residency but keeps them
+/// committed: they read as zero when touched again (`MADV_DONTNEED` on
+/// private anonymous memory; `MADV_FREE` would leave them counted in RSS
+/// until the kernel is short of memory, which is not what decay is for).
+///
+/// # Safety
+///
+/// `addr..addr+len` is a page-aligned range of committed memory of ours
+/// whose contents nobody needs.
+pub(crate) unsafe fn purge(addr: *mut u8, len: usize) {
+    // SAFETY: the caller gives up the contents of the range.
+    unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) };
+}
+
 /// Unmaps a whole reservation.
 ///
 /// # Safety
@@ -96,15 +110,77 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32) {
     }
 }
 
+/// [`futex_wait`] for at most `timeout_ns` nanoseconds.
+pub(crate) fn futex_wait_for(word: &AtomicU32, expected: u32, timeout_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: as in `futex_wait`; `ts` is a live timespec (a relative
+    // timeout for FUTEX_WAIT). ETIMEDOUT is what the caller waits for.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// Starts a detached thread running `main(arg)` with a small stack and
+/// every signal blocked (so no handler of the program ever runs on it).
+/// `false` if the system refuses.
+///
+/// glibc's `pthread_create` allocates (the thread's TLS block) through
+/// `malloc`: call this with no lock of the heap held.
+pub(crate) fn spawn_detached(
+    main: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    arg: *mut libc::c_void,
+) -> bool {
+    // SAFETY: every pointer passed is to a live local or the caller's
+    // argument; the attribute object is initialised before use and
+    // destroyed after; the signal mask is restored before returning.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_attr_init(&mut attr) != 0 {
+            return false;
+        }
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 256 << 10);
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut thread: libc::pthread_t = 0;
+        let ok = libc::pthread_create(&mut thread, &attr, main, arg) == 0;
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        ok
+    }
+}
+
+/// Names the calling thread (at most 15 bytes show) for `ps` and `top`.
+pub(crate) fn name_this_thread(name: &core::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string, which `name` is.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+}
+
 /// Wakes one thread sleeping in [`futex_wait`] on `word`.
 pub(crate) fn futex_wake(word: &AtomicU32) {
+    futex_wake_n(word, 1);
+}
+
+/// Wakes up to `n` threads sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake_n(word: &AtomicU32, n: i32) {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE touches no memory.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
+            n,
         );
     }
 }

@@ -5,10 +5,13 @@
 //! | --- | --- | --- |
 //! | [`reserve_aligned`] | `region` | the heap's one `PROT_NONE` + `MAP_NORESERVE` reservation |
 //! | [`commit`] / [`decommit`] | `region` | a chunk's pages while it is handed out / after it comes back |
+//! | [`purge`] | `arena::purge` | free pages inside a chunk: not resident, still committed |
 //! | [`unreserve`] | `region` | dropping a heap |
 //! | [`futex_wait`] / [`futex_wake`] | `sync` | the arena lock's slow path |
+//! | [`futex_wait_for`] / [`futex_wake_n`] | `heap::purge` | the decay thread's clock, its wake-up and its shutdown |
+//! | [`spawn_detached`] / [`name_this_thread`] | `heap::purge` | the decay thread (glibc's `pthread_create` allocates: called with no heap lock held) |
 //! | [`write_stderr`] / [`abort`] | `error` | the one-line abort message |
-//! | [`monotonic_ns`] | `large` | the age of cached large runs |
+//! | [`monotonic_ns`] | `large`, `heap::purge` | the age of cached large runs; the decay clock without its thread |
 //! | [`random_u64`] | `heap::meta` | the per-heap secret of header checks |
 //! | [`thread_key_create`] / [`thread_key_set`] | `sync` | the thread-exit hook that releases a registry slot, without a TLS destructor (which would allocate) |
 //! | [`address_space_limit`] / [`address_space_used`] | `region` | sizing the reservation under `RLIMIT_AS` (`ulimit -v`) |

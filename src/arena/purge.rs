@@ -1,0 +1,332 @@
+//! Purge: the pages of free memory go back to the OS while the arena keeps
+//! its chunk (jemalloc's dirty-page decay, mimalloc's purge delay).
+//!
+//! ```text
+//!  free block of >= Policy::min bytes, in its bin
+//!  | header | links | ....... whole pages: the interior ....... | part page | next header
+//!                   ^ page boundary                              ^ page boundary
+//!                   '---- MADV_DONTNEED: not resident, reads 0 -'
+//! ```
+//!
+//! **What.** A free block's *interior* ([`interior`]) is the run of whole
+//! pages after its header and bin links up to its end. Purging hands the
+//! interior back with `MADV_DONTNEED` (`sys::purge`) and marks the header
+//! `PURGED`; the block stays in its bin, the chunk stays committed, and
+//! coalescing and the index do not change — a purged page is simply not
+//! resident until something is written there again. Carving a `PURGED`
+//! block keeps the flag on the remainder (its interior lies past the pages
+//! the carve wrote); merging drops it (the merged block counts as resident
+//! and is purged again, which costs the kernel a page-table walk for pages
+//! already gone). A fresh chunk's first block is `PURGED` from the start:
+//! its pages were never touched.
+//!
+//! **When.** `Policy::immediate` (`purge_ms(0)`): as the block enters the
+//! index. `Policy::never` (`purge_ms(-1)`): only `Heap::trim`. Otherwise on
+//! the decay clock (`heap/purge.rs`): the region's epoch advances once per
+//! half decay, an arena remembers the epoch in which it first indexed a
+//! dirty block ([`ArenaState::note_dirty`]), and the first tick at least
+//! one whole epoch later purges it ([`ArenaState::purge_due`]): so a free
+//! page stays resident between half the decay and the decay, and a block
+//! reused within that time costs no page fault.
+//!
+//! Invariants (`check()` proves both, under the lock):
+//! * `counters.purged_bytes` is the sum of `interior(b).1` over the
+//!   arena's `PURGED` free blocks, and `PURGED ⇒ FREE`;
+//! * unless the policy is `never`, an arena with `dirty_epoch == 0` has no
+//!   free block of at least `min` bytes that is not `PURGED`.
+//!
+//! Everything here runs under the arena lock; `madvise` is the only system
+//! call, and it neither allocates nor takes a lock of ours.
+
+use super::{Arena, ArenaState};
+use crate::bins::{self, BINS};
+use crate::block::{Header, FREE, MIN_BLOCK, PURGED};
+use crate::chunk::CHUNK_DATA;
+use crate::config::PAGE;
+use crate::region::Region;
+use crate::sys;
+
+/// What an arena purges, and when; copied from the heap's `Config`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    /// Smallest free block (bytes, header included) whose interior is
+    /// purged; a multiple of `PAGE`.
+    pub(crate) min: usize,
+    /// Purge as a block enters the index (`purge_ms == 0`).
+    pub(crate) immediate: bool,
+    /// Purge only on `Heap::trim` (`purge_ms < 0`).
+    pub(crate) never: bool,
+}
+
+impl Policy {
+    /// The policy of a heap configured with `purge_ms` and `purge_min`
+    /// (already clamped by `Config::resolved`).
+    pub(crate) fn new(purge_ms: i64, purge_min: usize) -> Policy {
+        Policy {
+            min: purge_min,
+            immediate: purge_ms == 0,
+            never: purge_ms < 0,
+        }
+    }
+}
+
+/// The interior of a free block at `b` of `size` bytes: its first byte
+/// and its length (0 when no whole page fits past the links).
+#[inline]
+pub(crate) fn interior(b: *mut Header, size: usize) -> (usize, usize) {
+    let start = (b as usize + MIN_BLOCK).next_multiple_of(PAGE);
+    let end = (b as usize + size) & !(PAGE - 1);
+    (start, end.saturating_sub(start))
+}
+
+/// What one decay step did to an arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Purged {
+    /// Interior bytes handed back with `MADV_DONTNEED`.
+    pub(crate) pages: usize,
+    /// Empty chunks given back to the region.
+    pub(crate) chunks: usize,
+}
+
+impl Purged {
+    /// Whether anything went back to the OS.
+    pub(crate) fn any(self) -> bool {
+        self.pages != 0 || self.chunks != 0
+    }
+
+    /// Both steps' totals.
+    pub(crate) fn add(self, other: Purged) -> Purged {
+        Purged {
+            pages: self.pages + other.pages,
+            chunks: self.chunks + other.chunks,
+        }
+    }
+}
+
+impl ArenaState {
+    /// A free block of at least `purge.min` bytes that is not `PURGED`
+    /// just entered the index: purge it now (`immediate`) or start the
+    /// decay clock.
+    ///
+    /// # Safety
+    ///
+    /// `b` is a free block of `size` bytes of ours, in its bin; the lock
+    /// is held.
+    #[inline]
+    pub(super) unsafe fn note_dirty(&mut self, region: &Region, b: *mut Header, size: usize) {
+        if self.purge.never {
+            return;
+        }
+        if self.purge.immediate {
+            // SAFETY: forwarded.
+            unsafe { self.purge_block(b, size) };
+            return;
+        }
+        if self.dirty_epoch == 0 {
+            self.dirty_epoch = region.decay_epoch() + 1;
+            region.want_decay();
+        }
+    }
+
+    /// Hands `b`'s interior back to the OS and marks it `PURGED`.
+    ///
+    /// # Safety
+    ///
+    /// As for `note_dirty`.
+    unsafe fn purge_block(&mut self, b: *mut Header, size: usize) -> usize {
+        let (start, len) = interior(b, size);
+        if len != 0 {
+            // SAFETY: the interior lies inside a free block of ours, past
+            // its header and links: nothing reads it until it is written.
+            unsafe { sys::purge(start as *mut u8, len) };
+            self.counters.purges += 1;
+        }
+        // SAFETY: `b` is our free block (caller); its size is unchanged.
+        unsafe { (*b).set(self.key, size, FREE | PURGED) };
+        self.counters.purged_bytes += len;
+        len
+    }
+
+    /// Changes the smallest purged block (`Heap::set_purge_min`); a lower
+    /// one makes blocks dirty that were not, so the clock starts.
+    pub(crate) fn set_purge_min(&mut self, region: &Region, min: usize) {
+        if min < self.purge.min && self.dirty_epoch == 0 && !self.purge.never {
+            self.dirty_epoch = region.decay_epoch() + 1;
+            region.want_decay();
+        }
+        self.purge.min = min;
+    }
+
+    /// Whether the decay clock says this arena's dirty blocks are old
+    /// enough to purge at `epoch`.
+    pub(crate) fn purge_due(&self, epoch: u64) -> bool {
+        self.dirty_epoch != 0 && epoch > self.dirty_epoch
+    }
+
+    /// Whether the lock went untaken by anybody else since the last decay
+    /// tick called this; remembers the count for the next tick. (The
+    /// caller's own acquisition is the one it made for this call.)
+    pub(crate) fn idle_since_last_tick(&mut self) -> bool {
+        let now = self.counters.lock_acquisitions;
+        let idle = now == self.idle_mark + 1;
+        self.idle_mark = now;
+        idle
+    }
+
+    /// Purges every free block of at least `purge.min` bytes that is not
+    /// `PURGED` yet (walks the bins that can hold one) and stops the decay
+    /// clock. Returns the interior bytes purged.
+    pub(crate) fn purge_free(&mut self) -> usize {
+        let mut total = 0;
+        for bin in bins::bin_of(self.purge.min)..BINS {
+            let mut b = self.index.head(bin);
+            let mut steps = 0;
+            while !b.is_null() && steps <= self.counters.free_blocks {
+                steps += 1;
+                let w = self.hdr(b);
+                // SAFETY: `b` is a free block of this bin (index
+                // invariant; its header just verified); the lock is held.
+                unsafe {
+                    if w.size >= self.purge.min && !w.is_purged() {
+                        total += self.purge_block(b, w.size);
+                    }
+                    b = bins::links_of(self.key, b).0;
+                }
+            }
+        }
+        self.dirty_epoch = 0;
+        total
+    }
+
+    /// Gives back to the region every empty chunk past the first `keep`
+    /// (`release_block` keeps one to absorb churn; decay, trim and a region
+    /// that ran short take it). Returns how many went back.
+    pub(crate) fn release_empty_chunks(&mut self, region: &Region, keep: usize) -> usize {
+        if self.counters.empty_chunks <= keep {
+            return 0;
+        }
+        let (mut kept, mut released) = (0, 0);
+        let mut c = self.chunks;
+        while !c.is_null() && self.counters.empty_chunks > keep {
+            // SAFETY: the list holds our committed chunks (lock held); the
+            // next link is read before `c` may go back to the region.
+            let (next, first) = unsafe { ((*c).next, (*c).first_block()) };
+            let w = self.hdr(first);
+            if w.is_free() && w.size == CHUNK_DATA {
+                if kept < keep {
+                    kept += 1;
+                } else {
+                    // SAFETY: `first` is the chunk's one free block, in its
+                    // bin; once it is out and the chunk unlinked, nothing
+                    // of ours refers to the chunk.
+                    unsafe {
+                        self.unlink_free(region, first, CHUNK_DATA);
+                        self.unlink_chunk(c);
+                        region.release(region.chunk_index(c as usize), 1);
+                    }
+                    released += 1;
+                }
+            }
+            c = next;
+        }
+        released
+    }
+
+    /// The check of this module's invariants (module doc) over the walk's
+    /// findings: `purged` is the interior bytes of the `PURGED` blocks the
+    /// walk met, `dirty` whether it met a large free block not `PURGED`.
+    pub(crate) fn check_purge(&self, purged: usize, dirty: bool) -> bool {
+        purged == self.counters.purged_bytes
+            && (self.purge.never || self.dirty_epoch != 0 || !dirty)
+    }
+
+    /// Whether a free block of `size` bytes, `PURGED` or not, is one the
+    /// decay must see (for `check`).
+    pub(crate) fn purgeable(&self, size: usize) -> bool {
+        size >= self.purge.min
+    }
+}
+
+const _: () = assert!(MIN_BLOCK < PAGE && PAGE.is_power_of_two());
+
+/// The owner word of an arena under reclaim ([`Arena::begin_reclaim`]): no
+/// thread's token (a registry token's slot field is at most `MAX_THREADS`),
+/// never alive, never adoptable.
+pub(crate) const RECLAIMING: u64 = u64::MAX;
+
+/// How hard one decay step works on an arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A tick of the decay clock: skip a busy arena; apply queued remote
+    /// frees and release empty chunks only if nobody else took the lock
+    /// since the last tick (or the owner is gone); purge dirty pages once
+    /// they are a whole epoch old.
+    Tick(u64),
+    /// The region ran short: take every empty chunk back, wait for locks.
+    Space,
+    /// `Heap::trim`: `Space`, and purge every free page now.
+    Trim,
+}
+
+impl Arena {
+    /// One decay step (see [`Step`]). An arena whose owner died is
+    /// reclaimed first: its unsent batches go out and its cache is emptied
+    /// into the index. Returns what went back to the OS and whether the
+    /// arena still has work for the decay (dirty pages, queued frees, an
+    /// empty chunk kept), which keeps the decay thread ticking.
+    pub(crate) fn decay_step<'a>(
+        &self,
+        region: &Region,
+        step: Step,
+        arena_of: impl Fn(u32) -> Option<&'a Arena>,
+    ) -> (Purged, bool) {
+        let reclaim = (self.cache_holds_any() || self.has_batches()) && self.begin_reclaim();
+        if reclaim {
+            self.flush_batches(region, &arena_of);
+        }
+        let guard = match step {
+            Step::Tick(_) if !reclaim => self.try_lock(),
+            _ => Some(self.lock()),
+        };
+        let Some(mut st) = guard else {
+            return (Purged::default(), true);
+        };
+        let mut out = Purged::default();
+        if reclaim {
+            // SAFETY: the `RECLAIMING` owner word gives us the dead owner's
+            // cache; the lock is held.
+            unsafe { self.cache_flush_all(&mut st, region) };
+        }
+        let idle = st.idle_since_last_tick();
+        let settle = match step {
+            Step::Tick(_) => idle || reclaim || self.live_owner().is_none(),
+            Step::Space | Step::Trim => true,
+        };
+        if settle && !self.queue().is_empty() {
+            if let Err(bad) = self.drain(&mut st, region, usize::MAX) {
+                drop(st);
+                crate::error::abort_on_free_error(
+                    crate::error::FreeError::DoubleFree,
+                    bad as *const u8,
+                );
+            }
+        }
+        let purge_now = match step {
+            Step::Tick(epoch) => st.purge_due(epoch),
+            Step::Space => false,
+            Step::Trim => true,
+        };
+        if purge_now {
+            out.pages = st.purge_free();
+        }
+        if settle {
+            out.chunks = st.release_empty_chunks(region, 0);
+        }
+        let more = st.dirty_epoch != 0 || st.counters.empty_chunks != 0 || !self.queue().is_empty();
+        drop(st);
+        if reclaim {
+            self.end_reclaim();
+        }
+        (out, more)
+    }
+}
