@@ -66,6 +66,7 @@ fn quick_json_has_every_allocator_and_the_heap_map_one_group_per_arena() {
     assert!(out.status.success(), "{}", explain(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("### fragmentation"), "{}", explain(&out));
+    assert!(stdout.contains("RSS 1 s after free"), "{}", explain(&out));
 
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("out.json")).expect("out.json"))
@@ -82,10 +83,17 @@ fn quick_json_has_every_allocator_and_the_heap_map_one_group_per_arena() {
         assert_eq!(row["threads"], 2, "{row:#}");
         let rate = row["ops_per_sec"].as_f64().unwrap_or(0.0);
         assert!(rate > 0.0, "{name}: ops_per_sec {rate}");
-        for key in ["peak_rss_bytes", "peak_live_bytes", "rss_after_free_bytes"] {
+        for key in [
+            "peak_rss_bytes",
+            "peak_live_bytes",
+            "rss_after_free_bytes",
+            "rss_1s_after_free_bytes",
+        ] {
             let v = row[key].as_u64().unwrap_or(0);
             assert!(v > 0, "{name}: {key} = {v}");
         }
+        let later = row["rss_1s_after_free_bytes"].as_u64().unwrap();
+        assert!(later <= row["peak_rss_bytes"].as_u64().unwrap(), "{row:#}");
         // The live set is 16 MiB in quick mode; every byte is written.
         assert!(
             row["peak_rss_bytes"].as_u64().unwrap() >= 16 << 20,
@@ -146,10 +154,11 @@ const ARENA_KEYS: [&str; 9] = [
     "queue_full_fallbacks",
     "remote_frees",
 ];
-const FRAGMENTATION_KEYS: [&str; 5] = [
+const FRAGMENTATION_KEYS: [&str; 6] = [
     "final_rss_bytes",
     "live_after_free_bytes",
     "peak_live_bytes",
+    "rss_1s_after_free_bytes",
     "rss_after_alloc_bytes",
     "rss_after_free_bytes",
 ];

@@ -305,6 +305,8 @@ fn print_fragmentation(plan: &Plan, rows: &[Value]) {
         "RSS after free",
         "live after free",
         "final RSS",
+        "RSS 1 s after free",
+        "1 s ÷ live",
     ]);
     for &n in &plan.threads {
         for &a in &plan.allocators {
@@ -314,6 +316,7 @@ fn print_fragmentation(plan: &Plan, rows: &[Value]) {
             let live = bytes(r, "peak_live_bytes").max(1);
             let base = bytes(r, "base_rss_bytes");
             let peak = bytes(r, "peak_rss_bytes");
+            let later = bytes(r, "rss_1s_after_free_bytes");
             t.rows.push(vec![
                 a.to_string(),
                 n.to_string(),
@@ -323,11 +326,15 @@ fn print_fragmentation(plan: &Plan, rows: &[Value]) {
                 mib(bytes(r, "rss_after_free_bytes")),
                 mib(bytes(r, "live_after_free_bytes")),
                 mib(bytes(r, "final_rss_bytes")),
+                mib(later),
+                format!("{:.2}", later.saturating_sub(base) as f64 / live as f64),
             ]);
         }
     }
     println!(
-        "\nFragmentation memory (RSS ÷ live: peak RSS above the process's RSS at start, over peak live bytes):\n\n{}",
+        "\nFragmentation memory (RSS ÷ live: peak RSS above the process's RSS at start, over peak live bytes; \
+         RSS after free: after the free phase; final RSS: after allocating again; \
+         RSS 1 s after free: 1 s after every block was freed, and its ÷ live likewise):\n\n{}",
         t.render()
     );
 }

@@ -679,7 +679,11 @@ fn large<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> (u64, f64) {
 // Phases, with the workers and the main thread meeting at a barrier at
 // each `|`; the main thread's clock runs only during 1, 2 and 3:
 //
-//   start | 1 allocate | RSS | 2 free 15 of 16 | RSS, heap map | 3 allocate again | RSS, peak | teardown
+//   start | 1 allocate | RSS | 2 free 15 of 16 | RSS, heap map | 3 allocate again | RSS, peak | 4 free all | 1 s | RSS
+//
+// The second after phase 4 is a measurement point, not a wait for
+// anything: it is how much of the freed memory each allocator has given
+// back to the kernel a second after the last free (`rss_1s_after_free`).
 
 /// Reads a field given in kB from a `/proc/self` file, in bytes (0 if
 /// absent).
@@ -716,6 +720,10 @@ fn mixed_size(rng: &mut Rng) -> usize {
         _ => rng.range(4096, 32 << 10),
     }
 }
+
+/// How long after the fragmentation workload freed everything it reads RSS
+/// again (a measurement point: what an allocator keeps once idle).
+const RSS_LATER: Duration = Duration::from_secs(1);
 
 /// Allocates tagged blocks of `size()` until `bytes` are requested, writing
 /// every byte; returns the blocks and the bytes requested.
@@ -789,11 +797,12 @@ fn fragmentation<A: GlobalAlloc + Sync>(
                 );
                 phase.wait();
                 phase.wait();
-                // Untimed: free everything.
+                // Phase 4, untimed: free everything.
                 for Block(b) in blocks.into_iter().chain(kept) {
                     // SAFETY: our live blocks, freed once.
                     unsafe { free_tagged(a, b) };
                 }
+                phase.wait();
             });
         }
         phase.wait();
@@ -816,6 +825,9 @@ fn fragmentation<A: GlobalAlloc + Sync>(
         let final_rss = rss_now();
         let peak_rss = rss_peak(rss_after_alloc.max(final_rss));
         phase.wait();
+        phase.wait();
+        std::thread::sleep(RSS_LATER);
+        let rss_1s_after_free = rss_now();
         let live: Vec<u64> = live.iter().map(|l| l.load(Ordering::Relaxed)).collect();
         Outcome {
             ops: ops.load(Ordering::Relaxed),
@@ -827,6 +839,7 @@ fn fragmentation<A: GlobalAlloc + Sync>(
                 ("rss_after_free_bytes", rss_after_free),
                 ("final_rss_bytes", final_rss),
                 ("peak_rss_bytes", peak_rss),
+                ("rss_1s_after_free_bytes", rss_1s_after_free),
             ],
         }
     })
