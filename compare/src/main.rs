@@ -21,9 +21,11 @@
 //! arenalloc, and after the fragmentation workload writes arenalloc's heap
 //! map (`heap-map.svg`); `--sweep-arenas` runs the lock-granularity lesson
 //! instead (one lock, per-thread locked arenas, owner caches) and draws it
-//! (`lock-granularity.svg`). See `compare/src/driver/` and the README's
-//! "Comparison driver" section. The library demo that used to live here is
-//! `cargo run --release --example demo`.
+//! (`lock-granularity.svg`); the server workload (bursts freed on other
+//! threads, then idle) draws RSS over time (`rss-timeline.svg`). See
+//! `compare/src/driver/` and the README's "Comparison driver" section. The
+//! library demo that used to live here is `cargo run --release --example
+//! demo`.
 //!
 //! The binary's own global allocator stays `System`: the allocators under
 //! test are called through their `GlobalAlloc` values, never installed.
@@ -41,17 +43,20 @@ use driver::workloads::Scale;
 ///
 /// Allocators: arenalloc, arenalloc-1lock, system, mimalloc, jemalloc,
 /// talc, linked_list. Workloads: larson, prodcons, cache-scratch,
-/// cache-thrash, random, realloc, fragmentation, thread-churn, large.
+/// cache-thrash, random, realloc, fragmentation, thread-churn, large,
+/// server (at the largest thread count only).
 #[derive(Parser, Debug)]
 #[command(name = "arenalloc-compare", version)]
 pub(crate) struct Args {
     /// Short CI run (under 2 minutes on 2 cores): threads 1 and 4, 0.15 s
-    /// per measurement, a 16 MiB fragmentation live set.
+    /// per measurement, a 16 MiB fragmentation live set, two 32 MiB server
+    /// bursts.
     #[arg(long, conflicts_with = "full")]
     pub(crate) quick: bool,
 
     /// Every combination: threads 1, 2, 4 and 8, 1 s per measurement,
-    /// each repeated 3 times (median), a 128 MiB fragmentation live set.
+    /// each repeated 3 times (median), a 128 MiB fragmentation live set,
+    /// three 512 MiB server bursts (the default: two of 256 MiB).
     #[arg(long)]
     pub(crate) full: bool,
 
@@ -88,6 +93,11 @@ pub(crate) struct Args {
     /// contended-% markers per level and arena count.
     #[arg(long, value_name = "FILE", default_value = "lock-granularity.svg")]
     pub(crate) lock_svg: PathBuf,
+
+    /// Where the server workload draws RSS over time: a line per
+    /// allocator, the live bytes dashed.
+    #[arg(long, value_name = "FILE", default_value = "rss-timeline.svg")]
+    pub(crate) rss_svg: PathBuf,
 
     /// Seconds per throughput measurement (overrides the mode's).
     #[arg(long, value_name = "S")]

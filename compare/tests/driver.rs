@@ -6,7 +6,10 @@
 //! outlives its timeout must become a failed row, not a hung driver; the
 //! default run must include every workload (`large` too) and keep the keys
 //! its rows always had; `--sweep-arenas` must measure and name its three
-//! levels and draw them as an SVG with a group of bars per level.
+//! levels and draw them as an SVG with a group of bars per level; the
+//! server workload's rows must carry RSS samples in time order and each
+//! burst's figures, and its timeline must be an SVG with one line per
+//! allocator measured.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -116,7 +119,7 @@ fn quick_json_has_every_allocator_and_the_heap_map_one_group_per_arena() {
 }
 
 /// Every workload of a default run, in report order.
-const WORKLOADS: [&str; 9] = [
+const WORKLOADS: [&str; 10] = [
     "larson",
     "prodcons",
     "cache-scratch",
@@ -126,6 +129,7 @@ const WORKLOADS: [&str; 9] = [
     "fragmentation",
     "thread-churn",
     "large",
+    "server",
 ];
 
 /// The keys every successful row had before `large` and the three-level
@@ -161,6 +165,29 @@ const FRAGMENTATION_KEYS: [&str; 6] = [
     "rss_1s_after_free_bytes",
     "rss_after_alloc_bytes",
     "rss_after_free_bytes",
+];
+/// A server row's summary figures and samples.
+const SERVER_KEYS: [&str; 7] = [
+    "bursts",
+    "peak_live_bytes",
+    "peak_rss_bytes",
+    "rss_before_bytes",
+    "sample_every_ms",
+    "sample_fields",
+    "samples",
+];
+/// Each burst's figures in a server row.
+const BURST_KEYS: [&str; 10] = [
+    "allocated_s",
+    "freed_s",
+    "peak_live_bytes",
+    "rss_100ms_at_s",
+    "rss_100ms_bytes",
+    "rss_100ms_per_live",
+    "rss_1s_at_s",
+    "rss_1s_bytes",
+    "rss_1s_per_live",
+    "start_s",
 ];
 
 /// Reads the `--json` list a run wrote into `dir`.
@@ -215,6 +242,12 @@ fn the_default_run_has_every_workload_and_its_rows_keep_their_keys() {
         }
         if row["workload"] == "fragmentation" {
             keys.extend(FRAGMENTATION_KEYS);
+        }
+        if row["workload"] == "server" {
+            keys.extend(SERVER_KEYS);
+        }
+        if row["workload"] == "server" {
+            check_server_row(row);
         }
         assert_eq!(missing_keys(row, &keys), Vec::<String>::new(), "{row:#}");
         for arena in row["arenas"].as_array().into_iter().flatten() {
@@ -377,6 +410,197 @@ fn the_sweep_names_its_three_levels_and_draws_a_group_of_bars_per_level() {
     assert_eq!(bars, 7, "one panel (larson), 7 points: {groups:?}");
 }
 
+/// The allocators a server run measures unless `--alloc` names others:
+/// every one but linked_list, whose frees are quadratic there.
+const SERVER_ALLOCATORS: [&str; 6] = [
+    "arenalloc",
+    "arenalloc-1lock",
+    "system",
+    "mimalloc",
+    "jemalloc",
+    "talc",
+];
+
+/// Checks one server row (`--quick`: 2 bursts of 32 MiB): the samples are
+/// (seconds, RSS, live) triples strictly increasing in time, live never
+/// above a burst's peak and 0 once the last burst's frees finished; every
+/// burst is all written at once (peak RSS at least its live bytes) and
+/// RSS is read 100 ms and 1 s after its frees finished.
+fn check_server_row(row: &Value) {
+    let name = row["allocator"].as_str().unwrap_or("?");
+    assert_eq!(row["status"], "ok", "{row:#}");
+    assert_eq!(
+        missing_keys(row, &SERVER_KEYS),
+        Vec::<String>::new(),
+        "{row:#}"
+    );
+    assert_eq!(
+        row["sample_fields"],
+        serde_json::json!(["seconds", "rss_bytes", "live_bytes"])
+    );
+    let bursts = row["bursts"].as_array().expect("bursts");
+    assert_eq!(bursts.len(), 2, "{name}: two bursts at --quick");
+    let peak_live = row["peak_live_bytes"].as_u64().unwrap();
+    assert!(peak_live >= 32 << 20, "{name}: peak live {peak_live}");
+    let peak_rss = row["peak_rss_bytes"].as_u64().unwrap();
+    assert!(
+        peak_rss >= peak_live,
+        "{name}: peak RSS {peak_rss} < live {peak_live}"
+    );
+    let secs = |b: &Value, k: &str| b[k].as_f64().unwrap_or_else(|| panic!("{name}: {k}"));
+    let mut previous_end = 0.0;
+    for b in bursts {
+        assert_eq!(missing_keys(b, &BURST_KEYS), Vec::<String>::new(), "{b:#}");
+        let (start, allocated, freed) = (
+            secs(b, "start_s"),
+            secs(b, "allocated_s"),
+            secs(b, "freed_s"),
+        );
+        assert!(
+            previous_end < start && start < allocated && allocated <= freed,
+            "{b:#}"
+        );
+        assert!(secs(b, "rss_100ms_at_s") - freed >= 0.1, "{b:#}");
+        assert!(secs(b, "rss_1s_at_s") - freed >= 1.0, "{b:#}");
+        assert!(b["peak_live_bytes"].as_u64().unwrap() <= peak_live, "{b:#}");
+        for k in ["rss_100ms_bytes", "rss_1s_bytes"] {
+            assert!(b[k].as_u64().unwrap_or(0) > 0, "{name}: {k}: {b:#}");
+        }
+        for k in ["rss_100ms_per_live", "rss_1s_per_live"] {
+            let r = b[k].as_f64().unwrap_or(-1.0);
+            assert!((0.0..10.0).contains(&r), "{name}: {k} = {r}");
+        }
+        previous_end = secs(b, "rss_1s_at_s");
+    }
+    let samples = row["samples"].as_array().expect("samples");
+    // The run is over 2 s long; sampled every 5 ms, at most 400 kept.
+    assert!(
+        (100..=400).contains(&samples.len()),
+        "{name}: {} samples",
+        samples.len()
+    );
+    let last_freed = secs(&bursts[1], "freed_s");
+    let mut previous = -1.0;
+    for s in samples {
+        let (t, rss, live) = match s.as_array().map(Vec::as_slice) {
+            Some([t, rss, live]) => (
+                t.as_f64().unwrap(),
+                rss.as_u64().unwrap(),
+                live.as_u64().unwrap(),
+            ),
+            _ => panic!("{name}: sample {s}"),
+        };
+        assert!(
+            t > previous,
+            "{name}: sample at {t} s after one at {previous} s"
+        );
+        previous = t;
+        assert!(rss > 0, "{name}: sample {s}");
+        assert!(
+            live <= peak_live,
+            "{name}: sample {s}, peak live {peak_live}"
+        );
+        if t > last_freed {
+            assert_eq!(live, 0, "{name}: sample {s} after the last frees");
+        }
+    }
+    assert!(
+        previous >= previous_end,
+        "{name}: sampling stops at the end"
+    );
+}
+
+#[test]
+fn the_server_workload_samples_rss_over_time_and_draws_a_line_per_allocator() {
+    let dir = scratch("server");
+    let out = driver(
+        &dir,
+        &[
+            "--quick",
+            "--workload",
+            "server",
+            "--threads",
+            "2",
+            "--json",
+            "out.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\n### server\n"), "{}", explain(&out));
+    assert!(stdout.contains("burst 2 +1 s"), "{}", explain(&out));
+    assert!(
+        stdout.contains("linked_list: not run"),
+        "the table says who was left out: {}",
+        explain(&out)
+    );
+    let rows = json_rows(&dir, "out.json");
+    let ran: Vec<&str> = rows
+        .iter()
+        .map(|r| r["allocator"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(ran, SERVER_ALLOCATORS, "{rows:#?}");
+    for row in &rows {
+        assert_eq!(row["workload"], "server");
+        assert_eq!(row["threads"], 2);
+        check_server_row(row);
+    }
+    let arenalloc = rows.iter().find(|r| r["allocator"] == "arenalloc").unwrap();
+    assert_eq!(arenalloc["check"], "ok", "{arenalloc:#}");
+
+    let svg = std::fs::read_to_string(dir.join("rss-timeline.svg")).expect("rss-timeline.svg");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.len() < 100 << 10, "{} bytes", svg.len());
+    let groups = svg_groups(&svg).unwrap_or_else(|e| panic!("rss-timeline.svg: {e}"));
+    let lines: Vec<(&str, usize)> = groups
+        .iter()
+        .filter_map(|g| Some((g.id.strip_prefix("rss-")?, g.polylines)))
+        .collect();
+    let want: Vec<(&str, usize)> = SERVER_ALLOCATORS.iter().map(|&a| (a, 1)).collect();
+    assert_eq!(lines, want, "one line per allocator: {groups:?}");
+    let live: Vec<&Group> = groups.iter().filter(|g| g.id == "live").collect();
+    assert_eq!(live.len(), 1, "{groups:?}");
+    assert_eq!(live[0].polylines, 1, "one dashed live line");
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        SERVER_ALLOCATORS.len() + 1
+    );
+    for text in ["RSS, MiB", "seconds", "live bytes", "burst 2"] {
+        assert!(svg.contains(text), "the picture lacks {text:?}");
+    }
+
+    // --alloc names linked_list: it runs; --rss-svg moves the picture.
+    let out = driver(
+        &dir,
+        &[
+            "--quick",
+            "--workload",
+            "server",
+            "--alloc",
+            "linked_list",
+            "--threads",
+            "1",
+            "--rss-svg",
+            "moved.svg",
+            "--json",
+            "moved.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let rows = json_rows(&dir, "moved.json");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["allocator"], "linked_list");
+    check_server_row(&rows[0]);
+    let moved = std::fs::read_to_string(dir.join("moved.svg")).expect("moved.svg");
+    let groups = svg_groups(&moved).unwrap_or_else(|e| panic!("moved.svg: {e}"));
+    let ids: Vec<&str> = groups
+        .iter()
+        .filter(|g| g.polylines > 0)
+        .map(|g| g.id.as_str())
+        .collect();
+    assert_eq!(ids, ["live", "rss-linked_list"], "{groups:?}");
+}
+
 #[test]
 fn a_child_past_its_timeout_is_a_failed_row() {
     let dir = scratch("timeout");
@@ -425,12 +649,13 @@ fn svg_arena_groups(svg: &str) -> Result<Vec<u64>, String> {
         .collect()
 }
 
-/// A `<g id="...">` of an SVG: its id and how many `<rect>` elements it
-/// holds (at any depth).
+/// A `<g id="...">` of an SVG: its id and how many `<rect>` and
+/// `<polyline>` elements it holds (at any depth).
 #[derive(Debug, PartialEq)]
 struct Group {
     id: String,
     rects: usize,
+    polylines: usize,
 }
 
 /// Checks that `svg` is well-formed XML whose root is an `<svg>` in the SVG
@@ -493,9 +718,11 @@ fn svg_groups(svg: &str) -> Result<Vec<Group>, String> {
                 return Err(format!("root xmlns is {ns:?}"));
             }
         }
-        if name == "rect" {
-            for g in open_groups.iter().flatten() {
-                groups[*g].rects += 1;
+        for g in open_groups.iter().flatten() {
+            match name {
+                "rect" => groups[*g].rects += 1,
+                "polyline" => groups[*g].polylines += 1,
+                _ => {}
             }
         }
         let mut opens = None;
@@ -505,6 +732,7 @@ fn svg_groups(svg: &str) -> Result<Vec<Group>, String> {
                 groups.push(Group {
                     id: id.clone(),
                     rects: 0,
+                    polylines: 0,
                 });
             }
         }
@@ -592,12 +820,13 @@ fn check_text(s: &str) -> Result<(), String> {
 fn the_checker_rejects_broken_svg() {
     let good = r#"<svg xmlns="http://www.w3.org/2000/svg"><g id="arena-0"><text>a &lt; b</text></g><g id="arena-1"/></svg>"#;
     assert_eq!(svg_arena_groups(good), Ok(vec![0, 1]));
-    let nested = r#"<svg xmlns="http://www.w3.org/2000/svg"><rect/><g id="a"><rect/><g id="b"><rect/></g></g><g><rect/></g></svg>"#;
-    let ids = |id: &str, rects| Group {
+    let nested = r#"<svg xmlns="http://www.w3.org/2000/svg"><rect/><g id="a"><rect/><g id="b"><rect/><polyline points="0,0"/></g></g><g><rect/></g></svg>"#;
+    let ids = |id: &str, rects, polylines| Group {
         id: id.into(),
         rects,
+        polylines,
     };
-    assert_eq!(svg_groups(nested), Ok(vec![ids("a", 2), ids("b", 1)]));
+    assert_eq!(svg_groups(nested), Ok(vec![ids("a", 2, 1), ids("b", 1, 1)]));
     for bad in [
         r#"<svg xmlns="http://www.w3.org/2000/svg"><text>a < b</text></svg>"#,
         r#"<svg xmlns="http://www.w3.org/2000/svg"><g></svg>"#,

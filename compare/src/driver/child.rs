@@ -126,6 +126,9 @@ impl Visit for Job<'_> {
         for (k, v) in outcome.extra {
             row.insert(k.into(), json!(v));
         }
+        for (k, v) in outcome.json {
+            row.insert(k.into(), v);
+        }
         if let Some(e) = svg_error.into_inner().unwrap() {
             return Err(format!("heap map: {e}"));
         }

@@ -9,6 +9,7 @@
 //!  parse the one JSON line  ◀──────────────── print {ops_per_sec, peak_rss_bytes, ...}
 //!  tables, ratios, --json (report.rs)         and exit at once
 //!  --sweep-arenas: lesson tables, SVG (sweep.rs)
+//!  server: RSS table, timeline SVG (timeline.rs)  server: bursts, RSS sampler (server.rs)
 //! ```
 //!
 //! Invariants: a child measures exactly one allocator on one workload, so
@@ -21,5 +22,7 @@ pub(crate) mod child;
 pub(crate) mod parent;
 pub(crate) mod peers;
 pub(crate) mod report;
+pub(crate) mod server;
 pub(crate) mod sweep;
+pub(crate) mod timeline;
 pub(crate) mod workloads;

@@ -1,7 +1,14 @@
 //! The parent side: plans the jobs, runs each in a fresh child process
 //! (one at a time, each with a timeout), shows progress on stderr, and
 //! hands the results to `report.rs` (to `sweep.rs` for `--sweep-arenas`,
-//! which also writes the lesson's picture, `--lock-svg`).
+//! which also writes the lesson's picture, `--lock-svg`; to `timeline.rs`
+//! for the server workload's picture, `--rss-svg`).
+//!
+//! The server workload runs at the plan's largest thread count only (its
+//! result is one RSS timeline per allocator); every other workload runs at
+//! every thread count. A workload may leave an allocator out unless
+//! `--alloc` names it ([`Workload::left_out`]: the server workload and
+//! linked_list, whose frees are quadratic there).
 //!
 //! Invariant: every planned job yields exactly one row — the child's JSON
 //! line, or a failed row saying why (exit status and the end of its
@@ -18,6 +25,7 @@ use serde_json::{json, Value};
 use super::peers::ALLOCATORS;
 use super::report;
 use super::sweep::{self, Point};
+use super::timeline;
 use super::workloads::{Scale, Workload};
 use crate::Args;
 
@@ -28,12 +36,15 @@ pub(crate) struct Plan {
     pub(crate) repeat: usize,
     pub(crate) workloads: Vec<Workload>,
     pub(crate) allocators: Vec<&'static str>,
+    /// Whether `--alloc` chose them (then no workload leaves one out).
+    alloc_asked: bool,
     pub(crate) threads: Vec<usize>,
     /// `Some(points)`: the lock-granularity sweep over these points.
     pub(crate) sweep: Option<Vec<Point>>,
     timeout: Duration,
     heap_map: PathBuf,
     lock_svg: PathBuf,
+    rss_svg: PathBuf,
 }
 
 /// The entries of `all` that `asked` names (`--workload`, `--alloc`), in
@@ -122,12 +133,33 @@ impl Plan {
             repeat: args.repeat.unwrap_or(repeat).max(1),
             workloads,
             allocators,
+            alloc_asked: !args.alloc.is_empty(),
             threads,
             sweep,
             timeout: Duration::from_secs_f64(args.timeout.max(1.0)),
             heap_map: args.heap_map.clone(),
             lock_svg: args.lock_svg.clone(),
+            rss_svg: args.rss_svg.clone(),
         })
+    }
+
+    /// The thread counts workload `w` runs at (module doc).
+    pub(crate) fn threads_of(&self, w: Workload) -> Vec<usize> {
+        match self.threads.iter().copied().max() {
+            Some(max) if w.one_thread_count() => vec![max],
+            _ => self.threads.clone(),
+        }
+    }
+
+    /// The allocators workload `w` runs with: all of the plan's, less
+    /// those it leaves out ([`Workload::left_out`]) unless `--alloc`
+    /// asked for them.
+    pub(crate) fn allocators_of(&self, w: Workload) -> Vec<&'static str> {
+        let mut chosen = self.allocators.clone();
+        if !self.alloc_asked {
+            chosen.retain(|a| w.left_out().iter().all(|(name, _)| name != a));
+        }
+        chosen
     }
 
     pub(crate) fn mode(&self) -> &'static str {
@@ -170,11 +202,15 @@ pub(crate) fn main(args: &Args) -> i32 {
         Some(points) => points.iter().copied().map(Some).collect(),
         None => vec![None],
     };
-    let per_workload = plan.threads.len() * plan.repeat * plan.allocators.len() * variants.len();
-    let total = (per_workload * plan.workloads.len()) as u64;
+    let per_thread_count = plan.repeat * variants.len();
+    let total: usize = plan
+        .workloads
+        .iter()
+        .map(|&w| plan.threads_of(w).len() * plan.allocators_of(w).len() * per_thread_count)
+        .sum();
 
     println!("{}", report::header(&plan));
-    let pb = ProgressBar::new(total).with_style(
+    let pb = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:32}] {pos}/{len} (eta {eta}) {msg}")
             .expect("progress template")
             .progress_chars("=> "),
@@ -184,10 +220,10 @@ pub(crate) fn main(args: &Args) -> i32 {
     let mut map_written = false;
     let svg_threads = plan.threads.iter().copied().max().unwrap_or(1);
     for &workload in &plan.workloads {
-        let mut runs: Vec<Value> = Vec::with_capacity(per_workload);
-        for &threads in &plan.threads {
+        let mut runs: Vec<Value> = Vec::new();
+        for threads in plan.threads_of(workload) {
             for rep in 0..plan.repeat {
-                for &alloc in &plan.allocators {
+                for alloc in plan.allocators_of(workload) {
                     for &v in &variants {
                         let svg = (plan.sweep.is_none()
                             && workload == Workload::Fragmentation
@@ -252,7 +288,18 @@ pub(crate) fn main(args: &Args) -> i32 {
         }
         lesson_drawn = true;
     } else {
-        println!("{}", report::summary(&plan, &all));
+        let summary = report::summary(&plan, &all);
+        if !summary.is_empty() {
+            println!("{summary}");
+        }
+    }
+    let timeline_drawn = plan.sweep.is_none() && plan.workloads.contains(&Workload::Server);
+    if timeline_drawn {
+        let svg = timeline::render_svg(&plan, &all, svg_threads);
+        if let Err(e) = sweep::write_svg(&plan.rss_svg, &svg) {
+            eprintln!("arenalloc: cannot write {}: {e}", plan.rss_svg.display());
+            return 2;
+        }
     }
     let failed = all.iter().filter(|r| r["status"] != "ok").count();
     println!(
@@ -272,6 +319,13 @@ pub(crate) fn main(args: &Args) -> i32 {
             "Lock granularity, the three levels drawn ({}): {}",
             report::threads_label(svg_threads),
             plan.lock_svg.display()
+        );
+    }
+    if timeline_drawn {
+        println!(
+            "RSS over time, the server workload ({}): {}",
+            report::threads_label(svg_threads),
+            plan.rss_svg.display()
         );
     }
     if let Some(path) = &args.json {

@@ -1,8 +1,10 @@
 //! What the parent prints: a header naming the machine and the mode, a
 //! table per workload (ops/s per thread count and peak RSS, each peer's
 //! ratio to arenalloc), the fragmentation numbers, a summary of the
-//! ratios. The lock-granularity sweep's tables are `sweep.rs`'s, built
-//! with this file's [`Table`].
+//! ratios. The lock-granularity sweep's tables are `sweep.rs`'s, the
+//! server workload's `timeline.rs`'s, built with this file's [`Table`].
+//! The summary leaves the server workload out: it measures memory over
+//! time, and its bursts' throughput is mostly page faults.
 //!
 //! Every table is GitHub markdown with padded columns, readable in a
 //! terminal and pasteable into the README as is. A ratio is always
@@ -15,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::parent::Plan;
 use super::sweep;
+use super::timeline;
 use super::workloads::Workload;
 
 /// A markdown table; the first column is left-aligned, the others right.
@@ -89,7 +92,7 @@ pub(crate) fn mops(rate: f64) -> String {
 }
 
 /// Bytes in MiB.
-fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     let m = bytes as f64 / (1 << 20) as f64;
     if m >= 100.0 {
         format!("{m:.0} MiB")
@@ -270,6 +273,11 @@ pub(crate) fn medians(runs: Vec<Value>) -> Vec<Value> {
 
 /// The table of one workload (and, for fragmentation, its memory table).
 pub(crate) fn print_workload(w: Workload, plan: &Plan, rows: &[Value]) {
+    if w == Workload::Server {
+        println!("\n### {}\n\n{}", w.name(), w.describe());
+        timeline::print_table(plan, rows);
+        return;
+    }
     let max_t = plan.threads.iter().copied().max().unwrap_or(1);
     let mut head = vec!["allocator".to_string()];
     head.extend(plan.threads.iter().map(|&t| threads_label(t)));
@@ -339,7 +347,8 @@ fn print_fragmentation(plan: &Plan, rows: &[Value]) {
     );
 }
 
-/// Each peer against arenalloc over every workload × thread count.
+/// Each peer against arenalloc over every workload × thread count (but
+/// the server workload's: module doc); empty when no peer has a pair.
 pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
     let mut t = Table::new([
         "allocator",
@@ -350,7 +359,7 @@ pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
     ]);
     for &a in plan.allocators.iter().filter(|&&a| a != "arenalloc") {
         let (mut log_rate, mut log_rss, mut n, mut faster) = (0.0, 0.0, 0, 0);
-        for &w in &plan.workloads {
+        for &w in plan.workloads.iter().filter(|&&w| w != Workload::Server) {
             for &th in &plan.threads {
                 let pick = |name: &str| {
                     rows.iter().find(|r| {
@@ -383,6 +392,9 @@ pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
             format!("{} of {n}", n - faster),
             format!("{:.2}", (log_rss / n as f64).exp()),
         ]);
+    }
+    if t.rows.is_empty() {
+        return String::new();
     }
     format!(
         "\n### summary: each peer against arenalloc over every workload × thread count\n\n{}\n",

@@ -398,7 +398,7 @@ const LEVEL_GAP: f64 = 0.7;
 const BAR_SHARE: f64 = 0.62;
 
 /// `s` escaped for SVG text and attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -407,7 +407,7 @@ fn esc(s: &str) -> String {
 
 /// The smallest 1, 2, 2.5 or 5 times a power of ten at or above `v`: the
 /// top of an axis with five even steps.
-fn nice_ceil(v: f64) -> f64 {
+pub(crate) fn nice_ceil(v: f64) -> f64 {
     let v = v.max(1e-3);
     let p = 10f64.powf(v.log10().floor());
     [1.0, 2.0, 2.5, 5.0, 10.0]
@@ -418,7 +418,7 @@ fn nice_ceil(v: f64) -> f64 {
 }
 
 /// A tick label: as many decimals as a step of `step` needs.
-fn tick(v: f64, step: f64) -> String {
+pub(crate) fn tick(v: f64, step: f64) -> String {
     let decimals = if step >= 1.0 {
         0
     } else {

@@ -1,6 +1,7 @@
 //! The workloads, modelled on the standard allocator benchmarks (larson,
 //! xmalloc, Hoard's cache-scratch and cache-thrash, mstress) plus a loop
-//! of 2-8 MiB blocks (`large`), written once against any `GlobalAlloc`
+//! of 2-8 MiB blocks (`large`) and bursts freed remotely then left idle
+//! (`server`, in `server.rs`), written once against any `GlobalAlloc`
 //! and monomorphised per allocator.
 //!
 //! Invariants:
@@ -15,13 +16,18 @@
 //!   producing a number.
 //! * An *op* is one allocator call: `alloc`, `dealloc` or `realloc`.
 //!   Throughput workloads run for a fixed time and count ops; fragmentation
-//!   does fixed work and is timed.
+//!   does fixed work and is timed; server does fixed work on a fixed
+//!   schedule and times only its bursts.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{mpsc, Barrier};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::server;
 
 /// Size of a run: quick (CI), the default, or full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,6 +69,9 @@ pub(crate) struct Outcome {
     pub(crate) seconds: f64,
     /// Workload-specific numbers (fragmentation: live bytes, RSS).
     pub(crate) extra: Vec<(&'static str, u64)>,
+    /// Workload-specific structured results (server: the RSS samples and
+    /// each burst's figures), added to the row as they are.
+    pub(crate) json: Vec<(&'static str, Value)>,
 }
 
 /// Called by the fragmentation workload after its free phase, with every
@@ -81,11 +90,12 @@ pub(crate) enum Workload {
     Fragmentation,
     ThreadChurn,
     Large,
+    Server,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 9] = [
+    pub(crate) const ALL: [Workload; 10] = [
         Workload::Larson,
         Workload::ProdCons,
         Workload::CacheScratch,
@@ -95,6 +105,7 @@ impl Workload {
         Workload::Fragmentation,
         Workload::ThreadChurn,
         Workload::Large,
+        Workload::Server,
     ];
 
     /// The name used on the command line and in the JSON.
@@ -109,6 +120,7 @@ impl Workload {
             Workload::Fragmentation => "fragmentation",
             Workload::ThreadChurn => "thread-churn",
             Workload::Large => "large",
+            Workload::Server => "server",
         }
     }
 
@@ -124,12 +136,31 @@ impl Workload {
             Workload::Fragmentation => "fragmentation: the threads allocate a mixed live set (60% 16-256 B, 30% 256 B-4 KiB, 10% 4-32 KiB, every byte written), free all of the newer half and 7 blocks of every 8 of the older half, then allocate as many bytes again in 256 B-8 KiB blocks; reports peak live bytes, peak RSS, and RSS after the free phase",
             Workload::ThreadChurn => "thread churn: generations of short-lived threads, each making 2,000 random 16-2048 B replacements, freeing 64 blocks left by its predecessor (a thread that has exited) and leaving 64 for its successor",
             Workload::Large => "large blocks: each thread allocates and frees blocks of 2-8 MiB (uniform sizes), touching the first and last page of each, keeping up to 4 alive and freeing them in random order",
+            Workload::Server => "server bursts: each thread allocates its share of a live set (16-512 B blocks and, one in 128, 4-64 KiB; every byte written) and hands it to a thread of its own that frees it (every free is remote); then nothing allocates for over a second. RSS is sampled every 5 ms throughout and read 100 ms and 1 s after each burst's frees",
         }
     }
 
     /// The workload called `name`.
     pub(crate) fn from_name(name: &str) -> Option<Workload> {
         Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// Whether the workload runs at one thread count only, the plan's
+    /// largest (its result is a timeline, one per allocator).
+    pub(crate) fn one_thread_count(self) -> bool {
+        self == Workload::Server
+    }
+
+    /// Allocators the workload leaves out unless `--alloc` names them, and
+    /// why.
+    pub(crate) fn left_out(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Workload::Server => &[(
+                "linked_list",
+                "its free walks an address-ordered list of holes: one 256 MiB burst freed by 8 threads takes it about 30 s",
+            )],
+            _ => &[],
+        }
     }
 
     /// Runs the workload with allocator `a`; `after_free` is called by
@@ -150,11 +181,13 @@ impl Workload {
             Workload::Fragmentation => return fragmentation(a, p, after_free),
             Workload::ThreadChurn => thread_churn(a, p),
             Workload::Large => large(a, p),
+            Workload::Server => return server::server(a, p),
         };
         Outcome {
             ops,
             seconds,
             extra: Vec::new(),
+            json: Vec::new(),
         }
     }
 }
@@ -169,7 +202,7 @@ const ALIGN: usize = 8;
 
 /// Allocates a tagged block of `size >= 8` bytes and touches its last byte.
 /// Panics (failing the run) when the allocator returns null.
-fn alloc_tagged<A: GlobalAlloc>(a: &A, size: usize) -> *mut u8 {
+pub(super) fn alloc_tagged<A: GlobalAlloc>(a: &A, size: usize) -> *mut u8 {
     debug_assert!((8..=TAG_SIZE).contains(&size));
     let layout = Layout::from_size_align(size, ALIGN).expect("layout");
     // SAFETY: `layout` has a non-zero size.
@@ -190,7 +223,7 @@ fn alloc_tagged<A: GlobalAlloc>(a: &A, size: usize) -> *mut u8 {
 /// # Safety
 ///
 /// `p` is a live block made by `alloc_tagged` (or re-tagged after realloc).
-unsafe fn tagged_size(p: *mut u8) -> usize {
+pub(super) unsafe fn tagged_size(p: *mut u8) -> usize {
     // SAFETY: the caller's contract: the first word is the tag.
     let tag = unsafe { p.cast::<usize>().read() };
     if tag & !TAG_SIZE != TAG_MAGIC || tag & TAG_SIZE < 8 {
@@ -204,7 +237,7 @@ unsafe fn tagged_size(p: *mut u8) -> usize {
 /// # Safety
 ///
 /// `p` is a live block made by `alloc_tagged` with this `a`, not used after.
-unsafe fn free_tagged<A: GlobalAlloc>(a: &A, p: *mut u8) {
+pub(super) unsafe fn free_tagged<A: GlobalAlloc>(a: &A, p: *mut u8) {
     // SAFETY: forwarded contract.
     let size = unsafe { tagged_size(p) };
     // SAFETY: `p` was allocated by `a` with exactly this layout.
@@ -237,19 +270,19 @@ unsafe fn free_slots<A: GlobalAlloc>(a: &A, slots: &[AtomicPtr<u8>]) -> u64 {
 }
 
 /// A block pointer handed to another thread.
-struct Block(*mut u8);
+pub(super) struct Block(pub(super) *mut u8);
 // SAFETY: a block is plain memory owned by whoever holds the `Block`.
 unsafe impl Send for Block {}
 
 /// xorshift64*: cheap, seeded, per thread.
-struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(super) fn new(seed: u64) -> Rng {
         Rng((seed + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -257,7 +290,7 @@ impl Rng {
     }
 
     /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
+    pub(super) fn range(&mut self, lo: usize, hi: usize) -> usize {
         lo + (self.next() % (hi - lo + 1) as u64) as usize
     }
 
@@ -721,9 +754,17 @@ fn mixed_size(rng: &mut Rng) -> usize {
     }
 }
 
-/// How long after the fragmentation workload freed everything it reads RSS
-/// again (a measurement point: what an allocator keeps once idle).
-const RSS_LATER: Duration = Duration::from_secs(1);
+/// How long after freeing everything the fragmentation workload (and the
+/// server workload, after each burst) reads RSS again: a measurement
+/// point, what an allocator keeps once idle.
+pub(super) const RSS_LATER: Duration = Duration::from_secs(1);
+
+/// Sleeps until `deadline` (at once if it has passed).
+pub(super) fn sleep_until(deadline: Instant) {
+    if let Some(d) = deadline.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
 
 /// Allocates tagged blocks of `size()` until `bytes` are requested, writing
 /// every byte; returns the blocks and the bytes requested.
@@ -841,6 +882,7 @@ fn fragmentation<A: GlobalAlloc + Sync>(
                 ("peak_rss_bytes", peak_rss),
                 ("rss_1s_after_free_bytes", rss_1s_after_free),
             ],
+            json: Vec::new(),
         }
     })
 }
