@@ -4,8 +4,30 @@
 //! Exports the C allocation API with glibc's semantics (`malloc`, `free`,
 //! `calloc`, `realloc`, `reallocarray`, `posix_memalign`, `aligned_alloc`,
 //! `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`) over one process
-//! heap. The `arenalloc` library crate itself exports none of these: only
-//! this `cdylib` does.
+//! heap, and glibc's introspection and tuning calls (`malloc_trim`,
+//! `mallinfo2`, `mallinfo`, `malloc_stats`, `malloc_info`, `mallopt`: see
+//! `introspect.rs` for how each maps onto arenalloc). The `arenalloc`
+//! library crate itself exports none of these: only this `cdylib` does.
+//!
+//! ```text
+//! lib.rs         the allocation API, the environment, fork, the exit report
+//! introspect.rs  malloc_trim, mallinfo2/mallinfo, malloc_stats, malloc_info, mallopt
+//! line.rs        Line: output assembled on the stack (no allocation, no fmt)
+//! ```
+//!
+//! The environment, read once when the heap initialises (a malformed value
+//! is reported once on stderr and the default used):
+//!
+//! | variable | value | default | sets |
+//! | --- | --- | --- | --- |
+//! | `ARENALLOC_MAX_ARENAS` | a whole number >= 1 | 128 | `Config::max_arenas` (1: one lock for every thread); `mallopt(M_ARENA_MAX)` can lower it later |
+//! | `ARENALLOC_REGION_SIZE` | bytes, optional `K`/`M`/`G`/`T` suffix, >= 8M | 64 GiB, or what `RLIMIT_AS` leaves | `Config::region_size`: the one reservation |
+//! | `ARENALLOC_OWNER_CACHE` | bytes, optional suffix; 0 = off | 1M (at most 4M) | `Config::owner_cache`: each arena's lock-free cache of freed blocks |
+//! | `ARENALLOC_PURGE_MS` | milliseconds; 0 = purge at once, -1 = never | 200 | `Config::purge_ms`: how long free pages stay resident before decay purges them |
+//! | `ARENALLOC_PURGE_MIN` | bytes, optional suffix | 64K | `Config::purge_min`: the smallest free block whose pages are purged (one page … one chunk); `mallopt(M_TRIM_THRESHOLD)` changes it later |
+//! | `ARENALLOC_PURGE_THREAD` | `0` or `1` | `1` | `Config::purge_thread`: whether a background thread runs decay (0: only allocating threads do) |
+//! | `ARENALLOC_HARDENED` | `0` or `1` | `0` | `Config::hardened`: heap-corruption checks on every free and allocation |
+//! | `ARENALLOC_STATS` | `1`, or an absolute path | unset | a statistics table at exit, on stderr or appended to that file (for programs whose stderr is checked) |
 //!
 //! Invariants:
 //! * This *is* `malloc`: nothing here calls libc's allocator. Whatever runs
@@ -14,14 +36,8 @@
 //!   made while a thread binds to its arena come from the heap's internal
 //!   pool (see `arenalloc`'s `heap/bind.rs`), so there is no recursion.
 //! * The heap is built on first use from the environment, read with
-//!   `getenv` (which allocates nothing): `ARENALLOC_MAX_ARENAS`,
-//!   `ARENALLOC_REGION_SIZE` (bytes, with an optional K/M/G/T suffix),
-//!   `ARENALLOC_HARDENED=1` (heap-corruption checks, `Config::hardened`),
-//!   `ARENALLOC_OWNER_CACHE` (bytes per arena's owner cache, 0 = off) and
-//!   `ARENALLOC_STATS=1` (a statistics table on stderr at exit;
-//!   `ARENALLOC_STATS=/some/file` appends it to that file instead, for
-//!   programs whose stderr is checked). A malformed value is reported once
-//!   on stderr and the default used.
+//!   `getenv` and parsed into a stack buffer (nothing allocates while the
+//!   heap is being built).
 //! * `fork`: `pthread_atfork` handlers, registered when the loader runs
 //!   this library's constructor, take every heap lock before `fork`
 //!   and release them in parent and child, so a child forked while other
@@ -29,11 +45,19 @@
 //! * A bad `free` or `realloc` aborts with one line on stderr naming the
 //!   error and the address; a pointer from outside the heap is reported,
 //!   never handed to another allocator.
+//! * Nothing on an allocation path can panic (`.ci/no-panics.py` audits
+//!   the built library); the introspection calls and the exit report run
+//!   outside the allocator, with no heap lock held.
 
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
 
 use heap::{Config, Heap};
+
+mod introspect;
+mod line;
+
+use line::Line;
 
 /// `malloc`'s alignment: what `max_align_t` needs on x86-64 and aarch64.
 const MALLOC_ALIGN: usize = 16;
@@ -211,33 +235,6 @@ fn report_malformed(name: &[u8], value: &[u8], expected: &[u8]) {
     line.push(expected);
     line.push(b"); using the default\n");
     line.write_stderr();
-}
-
-struct Line {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Line {
-    fn new() -> Line {
-        Line {
-            buf: [0; 256],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        let n = bytes.len().min(self.buf.len() - self.len);
-        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), bytes.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.len += n;
-    }
-
-    fn write_stderr(&self) {
-        // SAFETY: `buf[..len]` is initialised; write(2) only reads it.
-        unsafe { libc::write(2, self.buf.as_ptr().cast(), self.len) };
-    }
 }
 
 extern "C" fn print_stats() {
