@@ -437,5 +437,7 @@ fn malformed_environment_is_reported_and_defaults_used() {
 // sharing the helpers above.
 #[path = "preload/hardening.rs"]
 mod hardening;
+#[path = "preload/introspect.rs"]
+mod introspect;
 #[path = "preload/limits.rs"]
 mod limits;
