@@ -243,7 +243,8 @@ const _: () = assert!(
     "the header must keep payloads 16-aligned"
 );
 const _: () = assert!(MIN_BLOCK % GRANULE == 0);
-const _: () = assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | CACHED | REMOTE_PENDING | PURGED));
+const _: () =
+    assert!(GRANULE.is_power_of_two() && FLAG_MASK >= (FREE | CACHED | REMOTE_PENDING | PURGED));
 const _: () = assert!(
     usize::BITS == 64 && (CHUNK_SHIFT as usize) < CHECK_SHIFT as usize,
     "the check value needs the upper half of a 64-bit size word"

@@ -464,6 +464,18 @@ impl Region {
         unsafe { slots.give(idx, n) };
     }
 
+    /// Bytes of the region the kernel reports resident, measured page by
+    /// page (`mincore`) over the metadata and every slot handed out.
+    pub(crate) fn measured_resident_bytes(&self) -> usize {
+        let mut pages = 0;
+        for i in 0..self.chunks {
+            if self.chunk_use(i) != ChunkUse::Free {
+                pages += sys::resident_pages(self.chunk_addr(i), CHUNK);
+            }
+        }
+        pages * crate::config::PAGE
+    }
+
     /// Runs `f` while no slot can be released, so that `f` may read the
     /// memory of any slot the map shows as handed out. `f` must not
     /// allocate from this heap's region (it would deadlock).

@@ -61,7 +61,9 @@ fn cases() -> u32 {
 }
 
 /// Two arenas in 64 MiB; one arena in 24 MiB, which multi-MiB requests
-/// exhaust often (metadata takes one of its six chunks).
+/// exhaust often (metadata takes one of its six chunks); two arenas that
+/// purge every free page at once (so exhaustion, reclaim and `PURGED`
+/// blocks meet).
 fn configs() -> [Config; 3] {
     [
         Config::new()
@@ -72,7 +74,11 @@ fn configs() -> [Config; 3] {
             .region_size(24 << 20)
             .max_arenas(1)
             .hardened(true),
-        Config::new().region_size(64 << 20).max_arenas(2),
+        Config::new()
+            .region_size(64 << 20)
+            .max_arenas(2)
+            .purge_ms(0)
+            .purge_min(4096),
     ]
 }
 

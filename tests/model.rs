@@ -193,11 +193,19 @@ fn run(heap: &Heap, ops: &[Op]) {
 }
 
 /// The configurations every sequence runs on.
-/// Hardened (as the test suites run), one arena, and the defaults (checks
-/// off): the model must hold in both modes.
-fn configs() -> [Config; 3] {
+/// Hardened (as the test suites run), one arena, the defaults (checks
+/// off): the model must hold in both modes; and purging every free page at
+/// once (`purge_ms(0)`, smallest block one page), so that `PURGED` blocks
+/// are split, merged and reused all the time and `check()` proves the
+/// purge accounting after every operation.
+fn configs() -> [Config; 4] {
     [
         Config::new().region_size(2 << 30).hardened(true),
+        Config::new()
+            .region_size(2 << 30)
+            .hardened(true)
+            .purge_ms(0)
+            .purge_min(4096),
         Config::new()
             .region_size(4 * CHUNK)
             .max_arenas(1)

@@ -170,11 +170,7 @@ impl ArenaState {
     /// at least `need` bytes; returns it, its size and whether it is
     /// `PURGED` (its purged bytes are no longer counted: the caller's
     /// `carve` counts what its remainder keeps).
-    unsafe fn take(
-        &mut self,
-        region: &Region,
-        need: usize,
-    ) -> Option<(*mut Header, usize, bool)> {
+    unsafe fn take(&mut self, region: &Region, need: usize) -> Option<(*mut Header, usize, bool)> {
         let cx = self.cx(region);
         // SAFETY: lock held (caller); the index holds free blocks only.
         match unsafe { self.index.take_first_fit(&cx, need) } {

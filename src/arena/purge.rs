@@ -173,12 +173,13 @@ impl ArenaState {
         idle
     }
 
-    /// Purges every free block of at least `purge.min` bytes that is not
-    /// `PURGED` yet (walks the bins that can hold one) and stops the decay
-    /// clock. Returns the interior bytes purged.
-    pub(crate) fn purge_free(&mut self) -> usize {
+    /// Purges every free block of at least `min` bytes (at most
+    /// `purge.min`) that is not `PURGED` yet — walks the bins that can hold
+    /// one — and stops the decay clock. Returns the interior bytes purged.
+    pub(crate) fn purge_free(&mut self, min: usize) -> usize {
+        let min = min.min(self.purge.min);
         let mut total = 0;
-        for bin in bins::bin_of(self.purge.min)..BINS {
+        for bin in bins::bin_of(min)..BINS {
             let mut b = self.index.head(bin);
             let mut steps = 0;
             while !b.is_null() && steps <= self.counters.free_blocks {
@@ -187,7 +188,7 @@ impl ArenaState {
                 // SAFETY: `b` is a free block of this bin (index
                 // invariant; its header just verified); the lock is held.
                 unsafe {
-                    if w.size >= self.purge.min && !w.is_purged() {
+                    if w.size >= min && !w.is_purged() {
                         total += self.purge_block(b, w.size);
                     }
                     b = bins::links_of(self.key, b).0;
@@ -317,7 +318,12 @@ impl Arena {
             Step::Trim => true,
         };
         if purge_now {
-            out.pages = st.purge_free();
+            // A tick purges what the policy names; trim every whole page.
+            let min = match step {
+                Step::Trim => PAGE + MIN_BLOCK,
+                _ => st.purge.min,
+            };
+            out.pages = st.purge_free(min);
         }
         if settle {
             out.chunks = st.release_empty_chunks(region, 0);

@@ -123,8 +123,7 @@ impl HeapMeta {
         let d = &self.decay;
         match d.state.load(Ordering::SeqCst) {
             IDLE => {
-                if d
-                    .state
+                if d.state
                     .compare_exchange(IDLE, STARTING, Ordering::SeqCst, Ordering::Relaxed)
                     .is_err()
                 {
@@ -149,9 +148,13 @@ impl HeapMeta {
                 let now = sys::monotonic_ns();
                 let due = d.next_tick_ns.load(Ordering::Relaxed);
                 if now >= due
-                    && d
-                        .next_tick_ns
-                        .compare_exchange(due, now + d.tick_ns, Ordering::Relaxed, Ordering::Relaxed)
+                    && d.next_tick_ns
+                        .compare_exchange(
+                            due,
+                            now + d.tick_ns,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
                         .is_ok()
                 {
                     self.decay_tick();
@@ -250,16 +253,14 @@ extern "C" fn decay_main(arg: *mut libc::c_void) -> *mut libc::c_void {
             continue;
         }
         // Exit, unless a request came in meanwhile (module doc).
-        if d
-            .state
+        if d.state
             .compare_exchange(RUNNING, IDLE, Ordering::SeqCst, Ordering::Relaxed)
             .is_err()
         {
             break;
         }
         go = meta.region.decay_wanted()
-            && d
-                .state
+            && d.state
                 .compare_exchange(IDLE, RUNNING, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok();
         idle = 0;
@@ -295,6 +296,19 @@ impl Heap {
         }
         any |= meta.reclaim(Step::Trim).any();
         any
+    }
+
+    /// Ticks of the decay clock so far (each is half of `purge_ms`); reads
+    /// one word, takes no lock: what a test waits on to know decay ran.
+    pub fn decay_epoch(&self) -> u64 {
+        self.meta_if_ready().map_or(0, |m| m.region.decay_epoch())
+    }
+
+    /// Whether the decay thread is running now (it starts when there is
+    /// something to decay and exits after two idle ticks). Takes no lock.
+    pub fn decay_thread_running(&self) -> bool {
+        self.meta_if_ready()
+            .is_some_and(|m| m.decay.thread_running())
     }
 
     /// Changes the smallest free block whose pages decay purges, from now

@@ -82,6 +82,33 @@ pub(crate) unsafe fn purge(addr: *mut u8, len: usize) {
     unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) };
 }
 
+/// How many of the `len / PAGE` pages at `addr` are resident
+/// (`mincore(2)`), counted `PAGE_BATCH` pages at a time through a stack
+/// buffer; 0 for a range the kernel will not report on.
+pub(crate) fn resident_pages(addr: *mut u8, len: usize) -> usize {
+    const PAGE_BATCH: usize = 1024;
+    let page = crate::config::PAGE;
+    let mut vec = [0u8; PAGE_BATCH];
+    let mut done = 0;
+    let mut resident = 0;
+    while done < len {
+        let n = ((len - done) / page).min(PAGE_BATCH);
+        if n == 0 {
+            break;
+        }
+        // SAFETY: `addr + done` is page-aligned inside the caller's mapped
+        // range; `vec` has room for `n` entries; mincore only reads the
+        // page tables.
+        let ok = unsafe { libc::mincore(addr.add(done).cast(), n * page, vec.as_mut_ptr()) == 0 };
+        if !ok {
+            break;
+        }
+        resident += vec.iter().take(n).filter(|&&v| v & 1 != 0).count();
+        done += n * page;
+    }
+    resident
+}
+
 /// Unmaps a whole reservation.
 ///
 /// # Safety

@@ -6,6 +6,7 @@
 //! | [`reserve_aligned`] | `region` | the heap's one `PROT_NONE` + `MAP_NORESERVE` reservation |
 //! | [`commit`] / [`decommit`] | `region` | a chunk's pages while it is handed out / after it comes back |
 //! | [`purge`] | `arena::purge` | free pages inside a chunk: not resident, still committed |
+//! | [`resident_pages`] | `inspect::stats` | measured residency (`Heap::measured_resident_bytes`) |
 //! | [`unreserve`] | `region` | dropping a heap |
 //! | [`futex_wait`] / [`futex_wake`] | `sync` | the arena lock's slow path |
 //! | [`futex_wait_for`] / [`futex_wake_n`] | `heap::purge` | the decay thread's clock, its wake-up and its shutdown |

@@ -1,0 +1,331 @@
+//! Memory back to the OS (`src/heap/purge.rs`, `src/arena/purge.rs`):
+//! free pages inside chunks are purged after the decay, remote frees to an
+//! idle owner are applied without that owner, kept empty chunks go back,
+//! `trim` does it all at once, and a region that runs short reclaims
+//! before it reports exhaustion.
+//!
+//! Residency is measured by the kernel (`Heap::measured_resident_bytes`:
+//! `mincore` over the heap's own chunks), so the figures are this heap's
+//! alone whatever else the test process does. Tests that wait for decay
+//! wait for the decay clock itself (`Heap::decay_epoch` advancing by three
+//! ticks: at least one whole decay), never for a guessed time; a deadline
+//! only turns a decay that never comes into a failure instead of a hang.
+//! Every test ends with `check()`, which proves the purge accounting.
+
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use arenalloc::{Config, Heap};
+
+mod common;
+use common::Rng;
+
+const MIB: usize = 1 << 20;
+/// Decay used by the timed tests: ticks every 50 ms.
+const DECAY_MS: i64 = 100;
+/// What a heap keeps resident whatever it holds: metadata (arena table,
+/// internal pool, queues) and each arena's chunk header pages.
+const FIXED: usize = 8 * MIB;
+
+/// Waits until the decay clock has ticked `ticks` more times, or has
+/// ticked and its thread exited (nothing left to decay), or fails after
+/// `limit` (decay never came).
+fn wait_for_ticks(heap: &Heap, ticks: u64, limit: Duration) {
+    let start = heap.decay_epoch();
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = heap.decay_epoch();
+        if now >= start + ticks || (now > start && !heap.decay_thread_running()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the decay clock did not tick {ticks} times in {limit:?} (epoch {} -> {}, thread {})",
+            start,
+            heap.decay_epoch(),
+            heap.decay_thread_running()
+        );
+        // Back off while the clock runs; the condition is the clock.
+        thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
+/// A block address that may cross threads.
+#[derive(Clone, Copy)]
+struct Block(usize);
+
+/// `n` threads each allocate `bytes / n` of 16-512 B blocks (written), hand
+/// them to the caller, and stay alive and idle until released; returns the
+/// blocks, the bytes asked for, and the barrier that releases the threads.
+fn burst(
+    heap: &'static Heap,
+    threads: usize,
+    bytes: usize,
+) -> (Vec<Block>, usize, Arc<Barrier>, Vec<thread::JoinHandle<()>>) {
+    let release = Arc::new(Barrier::new(threads + 1));
+    let (tx, rx) = mpsc::channel();
+    let handles = (0..threads)
+        .map(|t| {
+            let (tx, release) = (tx.clone(), release.clone());
+            thread::spawn(move || {
+                let mut rng = Rng::from_path(0xdeca, &[t as u64]);
+                let (mut got, mut mine) = (0, Vec::new());
+                while got < bytes / threads {
+                    let size = 16 + rng.below(497);
+                    let p = heap.malloc(size);
+                    assert!(!p.is_null());
+                    // SAFETY: a fresh block of `size` bytes.
+                    unsafe { std::ptr::write_bytes(p, 0xa5, size) };
+                    mine.push(Block(p as usize));
+                    got += size;
+                }
+                tx.send((mine, got)).unwrap();
+                release.wait();
+            })
+        })
+        .collect();
+    drop(tx);
+    let (mut blocks, mut total) = (Vec::new(), 0);
+    // One message per thread (they keep their senders until released).
+    for (mine, got) in rx.iter().take(threads) {
+        blocks.extend(mine);
+        total += got;
+    }
+    (blocks, total, release, handles)
+}
+
+fn leak(config: Config) -> &'static Heap {
+    Box::leak(Box::new(Heap::with_config(config)))
+}
+
+#[test]
+fn remote_frees_to_idle_owners_go_back_within_the_decay() {
+    let heap = leak(Config::new().hardened(true).purge_ms(DECAY_MS));
+    let (blocks, live, release, handles) = burst(heap, 4, 128 * MIB);
+    let before = heap.measured_resident_bytes();
+    assert!(before >= live, "{before} resident for {live} live");
+    // The owners stay alive and idle; the main thread frees every block
+    // (remote frees) and then does nothing with the heap.
+    for b in &blocks {
+        // SAFETY: a live block of this heap, freed once.
+        unsafe { heap.free(b.0 as *mut u8) }.unwrap();
+    }
+    wait_for_ticks(heap, 3, Duration::from_secs(20));
+    let after = heap.measured_resident_bytes();
+    eprintln!(
+        "resident: {} MiB live, {} MiB after the decay",
+        before / MIB,
+        after / MIB
+    );
+    assert!(
+        after <= FIXED + 4 * arenalloc::DEFAULT_OWNER_CACHE,
+        "{after} bytes still resident after the decay (was {before})"
+    );
+    release.wait();
+    for h in handles {
+        h.join().unwrap();
+    }
+    heap.check().unwrap();
+    assert_eq!(heap.stats().live_blocks(), 0);
+}
+
+#[test]
+fn trim_gives_back_fragmented_free_pages_at_once() {
+    // No decay: only `trim` may purge.
+    let heap = Heap::with_config(Config::new().hardened(true).purge_ms(-1));
+    let mut rng = Rng::from_path(0x7417, &[]);
+    let mut blocks = Vec::new();
+    for _ in 0..20_000 {
+        let size = 1024 + rng.below(6 * 1024);
+        let p = heap.malloc(size);
+        assert!(!p.is_null());
+        // SAFETY: a fresh block of `size` bytes.
+        unsafe { std::ptr::write_bytes(p, 1, size) };
+        blocks.push((p, size));
+    }
+    // Keep one block in 16: the chunks stay, mostly free.
+    let mut live = 0;
+    for (i, &(p, size)) in blocks.iter().enumerate() {
+        if i % 16 == 0 {
+            live += size;
+        } else {
+            // SAFETY: a live block of this heap, freed once.
+            unsafe { heap.free(p) }.unwrap();
+        }
+    }
+    let before = heap.measured_resident_bytes();
+    assert!(heap.trim(), "trim released nothing");
+    let after = heap.measured_resident_bytes();
+    eprintln!(
+        "trim: {} KiB live, resident {} KiB -> {} KiB",
+        live >> 10,
+        before >> 10,
+        after >> 10
+    );
+    assert!(before > 4 * live, "the free pages were never resident?");
+    // Each live block pins at most its own pages and the next header's.
+    assert!(
+        after <= live + live / 5 + FIXED,
+        "{after} bytes resident after trim for {live} live"
+    );
+    heap.check().unwrap();
+    let stats = heap.stats();
+    assert!(stats.purged_bytes() > 0);
+    assert!(stats.resident_bytes() < stats.committed_bytes());
+    for &(p, size) in blocks.iter().step_by(16) {
+        // SAFETY: the kept blocks are live and untouched by the purge.
+        assert!(unsafe { std::slice::from_raw_parts(p, size) }
+            .iter()
+            .all(|&b| b == 1));
+        // SAFETY: live, freed once.
+        unsafe { heap.free(p) }.unwrap();
+    }
+    heap.check().unwrap();
+}
+
+#[test]
+fn purge_ms_zero_purges_a_large_free_block_in_the_free() {
+    let heap = Heap::with_config(Config::new().hardened(true).purge_ms(0));
+    let keep = heap.malloc(64);
+    let p = heap.malloc(512 << 10);
+    assert!(!p.is_null());
+    // SAFETY: a fresh 512 KiB block.
+    unsafe { std::ptr::write_bytes(p, 7, 512 << 10) };
+    let before = heap.measured_resident_bytes();
+    // SAFETY: live, freed once.
+    unsafe { heap.free(p) }.unwrap();
+    let after = heap.measured_resident_bytes();
+    assert!(
+        before - after >= 400 << 10,
+        "freeing 512 KiB released only {} bytes ({before} -> {after})",
+        before.saturating_sub(after)
+    );
+    let stats = heap.stats();
+    assert!(stats.arenas().iter().map(|a| a.purges).sum::<u64>() >= 1);
+    // The block is reused, and its purged pages come back as zeroes (the
+    // first page kept the free block's header and links).
+    let q = heap.malloc(512 << 10);
+    assert_eq!(q, p, "first fit reuses the block");
+    let skip = 4096 - (q as usize % 4096) + 16;
+    // SAFETY: a fresh block of 512 KiB; `skip` is below its size.
+    let tail = unsafe { std::slice::from_raw_parts(q.add(skip), (512 << 10) - skip) };
+    assert!(
+        tail.iter().all(|&b| b == 0),
+        "a purged page kept its old bytes"
+    );
+    // SAFETY: live, freed once each.
+    unsafe {
+        heap.free(q).unwrap();
+        heap.free(keep).unwrap();
+    }
+    heap.check().unwrap();
+}
+
+#[test]
+fn an_idle_arenas_empty_chunks_go_back_after_the_decay() {
+    let heap = Heap::with_config(Config::new().hardened(true).purge_ms(DECAY_MS));
+    let blocks: Vec<_> = (0..4096).map(|_| heap.malloc(4000)).collect();
+    assert!(blocks.iter().all(|p| !p.is_null()));
+    for &p in &blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(p) }.unwrap();
+    }
+    // One empty chunk is kept at once (churn absorber)...
+    let kept = heap.measured_resident_bytes();
+    // ...and goes back once the arena stays idle for a tick.
+    wait_for_ticks(&heap, 4, Duration::from_secs(20));
+    let stats = heap.stats();
+    assert_eq!(stats.arenas()[0].chunks, 0, "the kept chunk stayed");
+    assert!(heap.measured_resident_bytes() < kept);
+    heap.check().unwrap();
+}
+
+#[test]
+fn a_region_that_runs_short_reclaims_what_idle_arenas_keep() {
+    // 64 MiB: 16 chunks, metadata takes some. 14 threads at once each
+    // keep one chunk (their owner cache's refill) and exit.
+    let heap = leak(
+        Config::new()
+            .hardened(true)
+            .region_size(64 * MIB)
+            .purge_ms(-1),
+    );
+    let start = Arc::new(Barrier::new(14));
+    let threads: Vec<_> = (0..14)
+        .map(|_| {
+            let start = start.clone();
+            thread::spawn(move || {
+                start.wait();
+                let p = heap.malloc(100);
+                assert!(!p.is_null());
+                // SAFETY: live, freed once.
+                unsafe { heap.free(p) }.unwrap();
+                start.wait();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let before = heap.stats();
+    let held: usize = before.arenas().iter().map(|a| a.chunks).sum();
+    assert!(held >= 12, "the threads held only {held} chunks");
+    let big = heap.malloc(3 * MIB);
+    assert!(
+        !big.is_null(),
+        "3 MiB refused with {held} chunks held by exited threads"
+    );
+    // SAFETY: live, freed once.
+    unsafe { heap.free(big) }.unwrap();
+    heap.check().unwrap();
+}
+
+#[test]
+fn dropping_a_heap_stops_its_decay_thread() {
+    for round in 0..20 {
+        let heap = Heap::with_config(Config::new().purge_ms(20));
+        let blocks: Vec<_> = (0..64).map(|_| heap.malloc(200 << 10)).collect();
+        for &p in &blocks {
+            // SAFETY: live, freed once.
+            unsafe { heap.free(p) }.unwrap();
+        }
+        let stats = heap.stats();
+        assert!(
+            stats.decay_threads_started() >= 1,
+            "round {round}: no decay thread started"
+        );
+        // Dropping waits for the thread; a thread that touched the heap
+        // after the unmap would crash the process.
+        drop(heap);
+    }
+}
+
+#[test]
+fn the_decay_thread_exits_when_there_is_nothing_left() {
+    let heap = Heap::with_config(Config::new().purge_ms(20));
+    let blocks: Vec<_> = (0..64).map(|_| heap.malloc(200 << 10)).collect();
+    for &p in &blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(p) }.unwrap();
+    }
+    assert!(heap.decay_thread_running());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while heap.decay_thread_running() {
+        assert!(
+            Instant::now() < deadline,
+            "the decay thread never went idle"
+        );
+        thread::park_timeout(Duration::from_millis(5));
+    }
+    assert_eq!(heap.stats().decay_threads_started(), 1);
+    // The next thing to decay starts a new one.
+    let p = heap.malloc(200 << 10);
+    // SAFETY: live, freed once.
+    unsafe { heap.free(p) }.unwrap();
+    let q = heap.malloc(300 << 10);
+    // SAFETY: live, freed once.
+    unsafe { heap.free(q) }.unwrap();
+    assert!(heap.stats().decay_threads_started() >= 1);
+    heap.check().unwrap();
+}
