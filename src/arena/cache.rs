@@ -21,6 +21,13 @@
 //!
 //! **Who may touch it.** Only the thread whose live token is the arena's
 //! `owner` ([`Arena::cache_is_mine`]: one TLS load and one relaxed load).
+//! The inline fast paths (`cache_pop_fast`, `cache_push_fast`) test
+//! instead that the arena's `fast_owner` equals the caller's token word as
+//! stored — one compare: `fast_owner` is the owner's token only while the
+//! cache is on and the heap unchecked, else a value no token word holds
+//! (`registry::NOT_A_TOKEN`), and a dead or absent token word never equals
+//! a token; they run with the checks compiled out (`Key::OFF`), so a
+//! hardened heap always takes the checked paths.
 //! The owner word changes only from a dead token to a live one, and a
 //! thread's token reads as dead (`registry::current_token` is 0) from the
 //! start of its exit, so two threads never use one cache at once; the
@@ -76,10 +83,10 @@ pub(crate) struct OwnerCache {
     bytes: AtomicUsize,
     /// Most bytes the cache may hold; 0: the cache is off.
     limit: usize,
-    /// Blocks handed to the owner from the cache, ever.
+    /// Blocks handed to the owner from the cache, ever. (The blocks the
+    /// user freed into it are not counted on the push path: they are
+    /// `blocks + pops + from_cache - to_cache`, which `stats` derives.)
     pops: AtomicU64,
-    /// Blocks the owner freed into the cache, ever.
-    pushes: AtomicU64,
 }
 
 /// What the statistics need from a cache.
@@ -88,7 +95,6 @@ pub(crate) struct CacheCounts {
     pub(crate) blocks: usize,
     pub(crate) bytes: usize,
     pub(crate) pops: u64,
-    pub(crate) pushes: u64,
 }
 
 /// The outcome of a fast-path free.
@@ -110,7 +116,6 @@ impl OwnerCache {
             bytes: AtomicUsize::new(0),
             limit,
             pops: AtomicU64::new(0),
-            pushes: AtomicU64::new(0),
         }
     }
 
@@ -120,7 +125,6 @@ impl OwnerCache {
             blocks: self.counts.iter().map(|c| c.load(Relaxed) as usize).sum(),
             bytes: self.bytes.load(Relaxed),
             pops: self.pops.load(Relaxed),
-            pushes: self.pushes.load(Relaxed),
         }
     }
 }
@@ -163,6 +167,12 @@ impl Arena {
         self.cache.limit != 0 && me != 0 && self.owner_token() == me
     }
 
+    /// The most bytes the cache may hold (0: off).
+    #[inline]
+    pub(crate) fn cache_limit(&self) -> usize {
+        self.cache.limit
+    }
+
     /// The fast path of `malloc`: a cached block of exactly `need` bytes,
     /// made live. `None` on a miss.
     ///
@@ -171,6 +181,32 @@ impl Arena {
     /// `self.cache_is_mine()`; `need` is a block size with `class_of(need)`.
     #[inline(always)]
     pub(crate) unsafe fn cache_pop(&self, region: &Region, need: usize) -> Option<*mut u8> {
+        // SAFETY: forwarded; `self.key` is the arena's key.
+        unsafe { self.pop_with(region, need, self.key) }
+    }
+
+    /// `cache_pop` for a caller that found `self.fast_owner()` equal to
+    /// its token word: the heap does not check, so the checks are compiled
+    /// out (`Key::OFF`).
+    ///
+    /// # Safety
+    ///
+    /// As for `cache_pop`, with `fast_owner` equal to the caller's token.
+    #[inline(always)]
+    pub(crate) unsafe fn cache_pop_fast(&self, region: &Region, need: usize) -> Option<*mut u8> {
+        // SAFETY: forwarded; a `fast_owner` that is a token means the
+        // cache is on and ours, and the key is off (`fast_owner_for`).
+        unsafe { self.pop_with(region, need, Key::OFF) }
+    }
+
+    /// `cache_pop` under `key`.
+    ///
+    /// # Safety
+    ///
+    /// As for `cache_pop`; `key` is `self.key` (`Key::OFF` only when that
+    /// is what `self.key` is).
+    #[inline(always)]
+    unsafe fn pop_with(&self, region: &Region, need: usize, key: Key) -> Option<*mut u8> {
         let c = need / GRANULE;
         let cache = &self.cache;
         let (head, count) = (cache.heads.get(c)?, cache.counts.get(c)?);
@@ -178,7 +214,6 @@ impl Arena {
         if b == 0 {
             return None;
         }
-        let key = self.key;
         // SAFETY: `b` heads our own list: a cached block of ours (module
         // invariant), whose first payload word is its link; its chunk holds
         // a carved block, so it is committed.
@@ -218,16 +253,32 @@ impl Arena {
     #[inline(always)]
     pub(crate) unsafe fn cache_push(&self, ptr: *mut u8) -> Push {
         // SAFETY: forwarded.
-        unsafe { self.push_counted(ptr, true) }
+        unsafe { self.push_with(ptr, self.key) }
     }
 
-    /// `cache_push`; `user` says whether the user freed the block (a push
-    /// statistics count) or a refill carved it for the cache.
+    /// `cache_push` for a caller that found `self.fast_owner()` equal to
+    /// its token word: the checks are compiled out (`Key::OFF`).
+    ///
+    /// # Safety
+    ///
+    /// As for `cache_push`, with `fast_owner` equal to the caller's token.
     #[inline(always)]
-    unsafe fn push_counted(&self, ptr: *mut u8, user: bool) -> Push {
+    pub(crate) unsafe fn cache_push_fast(&self, ptr: *mut u8) -> Push {
+        // SAFETY: forwarded; the key is off (`fast_owner_for`).
+        unsafe { self.push_with(ptr, Key::OFF) }
+    }
+
+    /// `cache_push` under `key`: for the user's frees and for the blocks a
+    /// refill carves alike (which `to_cache` counts under the lock).
+    ///
+    /// # Safety
+    ///
+    /// As for `cache_push`; `key` is `self.key` (`Key::OFF` only when that
+    /// is what `self.key` is).
+    #[inline(always)]
+    unsafe fn push_with(&self, ptr: *mut u8, key: Key) -> Push {
         let b = block::payload_to_block(ptr);
         let ch = chunk::chunk_of(ptr as usize);
-        let key = self.key;
         // SAFETY: the chunk is ours (caller), so committed while it holds
         // `ptr`'s block; a set start bit marks a header. A lock holder may
         // split and merge free neighbours meanwhile but never rewrites a
@@ -236,17 +287,14 @@ impl Arena {
         // No bounds test is needed before the start bit: no bit is ever set
         // for the chunk header's granules or the sentinel's, and a `b` just
         // below the chunk maps to the sentinel's bit.
-        let w = unsafe {
+        let (size, c) = unsafe {
             if !(*ch).is_start(b as usize) {
                 return Push::Locked;
             }
-            match (*b).read(key) {
-                Some(w) if w.is_live() => w,
-                _ => return Push::Locked,
+            match (*b).read_live_at_most(key, CACHE_MAX_BLOCK) {
+                Some(w) => w,
+                None => return Push::Locked,
             }
-        };
-        let Some(c) = class_of(w.size) else {
-            return Push::Locked;
         };
         if key.hardened() {
             // A block going onto the cache is not coalesced, so the checks
@@ -255,7 +303,7 @@ impl Arena {
             // before me is live" — both are stable while the caller holds
             // `b` live (only a change of `b` rewrites them). An overflow
             // past `b`'s end is caught at its free, as on the locked path.
-            let next = block::block_after(b, w.size);
+            let next = block::block_after(b, size);
             // SAFETY: `b`'s verified size keeps `next` in the chunk (the
             // sentinel at most): a header of a committed chunk of ours.
             let (next_word, tag) = unsafe { ((*next).read(key), Header::prev_size(next, key)) };
@@ -270,24 +318,21 @@ impl Arena {
             return Push::Locked;
         };
         let n = count.load(Relaxed);
-        let bytes = cache.bytes.load(Relaxed) + w.size;
+        let bytes = cache.bytes.load(Relaxed) + size;
         if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
-            return Push::Full(b, w.size);
+            return Push::Full(b, size);
         }
         // SAFETY: `b` is a live block of ours that the caller gives up; its
         // first payload word becomes the link (a block is at least
         // `MIN_BLOCK`, so it has one).
         unsafe {
-            (*b).set(key, w.size, CACHED);
+            (*b).set(key, size, CACHED);
             let slot = link_slot(b as usize);
             (*slot).store(head.load(Relaxed) ^ key.link_mask(slot as usize), Relaxed);
         }
         head.store(b as usize, Relaxed);
         count.store(n + 1, Relaxed);
         cache.bytes.store(bytes, Relaxed);
-        if user {
-            cache.pushes.store(cache.pushes.load(Relaxed) + 1, Relaxed);
-        }
         Push::Done
     }
 
@@ -340,7 +385,7 @@ impl Arena {
             st.counters.to_cache += 1;
             // SAFETY: `p` is a block we just carved, live and ours; we own
             // the cache (caller).
-            match unsafe { self.push_counted(p, false) } {
+            match unsafe { self.push_with(p, self.key) } {
                 Push::Done => {}
                 // No room after all (a carve may keep up to 16 bytes more
                 // than `need`, landing in the next class): give it back,
@@ -470,7 +515,7 @@ impl Arena {
 
     /// Takes the pending (remotely freed, drained) block `b` of `size`
     /// bytes onto the cache if its class has room: the user freed it, so it
-    /// counts as a push. Returns whether it did.
+    /// counts as a push (not `to_cache`). Returns whether it did.
     ///
     /// # Safety
     ///
@@ -500,7 +545,6 @@ impl Arena {
         head.store(b as usize, Relaxed);
         count.store(n + 1, Relaxed);
         cache.bytes.store(bytes, Relaxed);
-        cache.pushes.store(cache.pushes.load(Relaxed) + 1, Relaxed);
         true
     }
 
