@@ -171,6 +171,11 @@ impl Word {
 pub(crate) struct Key(u64);
 
 impl Key {
+    /// The key of a heap without the checks, as a constant: the owner
+    /// cache's fast paths, which only a heap that does not check takes
+    /// (`Arena::fast_owner`), use it so that every check folds away.
+    pub(crate) const OFF: Key = Key(0);
+
     /// The key of a heap with this secret: checking iff `hardened`.
     pub(crate) fn new(secret: u64, hardened: bool) -> Key {
         Key(if hardened { secret | 1 } else { 0 })
@@ -302,6 +307,28 @@ impl Header {
     pub(crate) fn read(&self, key: Key) -> Option<Word> {
         crate::sync::model_point();
         key.unpack(self.addr(), self.size_flags.load(Ordering::Relaxed))
+    }
+
+    /// `(size, size / GRANULE)` of this block if the header verifies, is
+    /// live (no flag set) and the size is at most `max` (a multiple of
+    /// `GRANULE` below a chunk): the owner cache's push test. Without
+    /// checks (`Key::OFF` folds it to this) it is one rotate and one
+    /// compare of the word as stored: rotated right by 4, a word with a
+    /// flag bit is above any size, and one without is its size in granules
+    /// (with no check value, nothing lies above the size field of a word
+    /// of at most `max`).
+    #[inline(always)]
+    pub(crate) fn read_live_at_most(&self, key: Key, max: usize) -> Option<(usize, usize)> {
+        debug_assert!(max <= SIZE_MASK && max % GRANULE == 0);
+        if !key.hardened() {
+            crate::sync::model_point();
+            let word = self.size_flags.load(Ordering::Relaxed);
+            let granules = word.rotate_right(GRANULE.trailing_zeros());
+            return (granules <= max / GRANULE).then_some((word, granules));
+        }
+        self.read(key)
+            .filter(|w| w.is_live() && w.size <= max)
+            .map(|w| (w.size, w.size / GRANULE))
     }
 
     /// Block size as stored, unverified: for walks that bound themselves

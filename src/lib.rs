@@ -41,6 +41,9 @@
 //!
 //! ```text
 //! malloc ─▶ Heap::alloc_impl                                   heap/mod.rs
+//!   ├─ ≤ 1 KiB: alloc_fast: cache::front (one TLS read), fast_owner == token,
+//!   │    cache_pop_fast — no call, no lock (unchecked heaps)      thread/cache.rs, arena/cache.rs
+//!   └─ else alloc_slow:
 //!   ├─ > 1 MiB ─▶ large::alloc: run cache | region.acquire_large_run   large.rs, region.rs
 //!   └─ cache::binding (arena + token, one TLS read) | bind_slow     thread/cache.rs, heap/bind.rs
 //!        ├─ ≤ 1 KiB, owner: Arena::cache_pop (no lock)             arena/cache.rs
@@ -48,7 +51,9 @@
 //!        └─ else: lock_and_drain_some ─▶ ArenaState::alloc         remote.rs, arena/alloc.rs
 //!             take_first_fit (bins) | grow (region chunk) ─▶ carve bins.rs, chunk.rs, block.rs
 //!
-//! local free ─▶ region.is_arena_chunk(mine) ─▶ Arena::cache_push   region.rs, arena/cache.rs
+//! local free ─▶ free_fast: front binding, fast_owner == token,
+//!   │    region.is_arena_chunk(mine) ─▶ cache_push_fast (no call)   region.rs, arena/cache.rs
+//!   └─ else free_slow: the same test, checked (hardened) ─▶ Arena::cache_push
 //!   │    └─ class full: cache_flush (oldest half back to the index, under the lock)
 //!   └─ else: locate (chunk map) ─▶ Arena::free_locked              heap/meta.rs, remote.rs
 //!        └─ lock ─▶ find_live (start bit) ─▶ ArenaState::free       arena/lookup.rs, arena/alloc.rs

@@ -332,16 +332,24 @@ impl Region {
         addr.wrapping_sub(self.base) < self.len
     }
 
-    /// Whether `addr` lies in an arena chunk of arena `id`: the free fast
-    /// path's ownership test (one range check, one map load, one compare).
+    /// The map word of an arena chunk of arena `id`, which an arena keeps
+    /// (`Arena::map_word`) so that `is_arena_chunk` compares without
+    /// encoding.
+    pub(crate) fn arena_map_word(id: u32) -> u32 {
+        ChunkUse::Arena(id).encode()
+    }
+
+    /// Whether `addr` lies in an arena chunk of the arena whose map word
+    /// (`arena_map_word`) is `word`: the free fast path's ownership test
+    /// (one range check, one map load, one compare). True only for a slot
+    /// handed out, hence committed.
     #[inline(always)]
-    pub(crate) fn is_arena_chunk(&self, addr: usize, id: u32) -> bool {
+    pub(crate) fn is_arena_chunk(&self, addr: usize, word: u32) -> bool {
         self.contains(addr) && {
             let idx = self.chunk_index(addr);
             // SAFETY: `idx < chunks` (`contains`), and the map has `chunks`
             // entries that live as long as the region.
-            let word = unsafe { (*self.map.add(idx)).load(Ordering::Acquire) };
-            word == ChunkUse::Arena(id).encode()
+            unsafe { (*self.map.add(idx)).load(Ordering::Acquire) == word }
         }
     }
 

@@ -93,6 +93,42 @@ fn assert_counts(heap: &Heap, n_alloc: u64, n_free: u64, live: usize) {
     assert!(s.cached_bytes() <= DEFAULT_OWNER_CACHE * s.arenas().len());
 }
 
+/// (a') The fast path of a default (unchecked, cached) heap classifies
+/// every invalid pointer the owner frees exactly, as the locked path does:
+/// interior and misaligned pointers into a live block, a pointer to a
+/// chunk's first granules, the granule after a block and pointers outside
+/// the heap are refused without touching anything, and the live block is
+/// still the user's afterwards.
+#[test]
+fn owner_fast_path_refuses_invalid_pointers() {
+    let heap = Heap::new();
+    let p = malloc_filled(&heap, 64);
+    let q = malloc_filled(&heap, 64);
+    for bad in [
+        p.wrapping_add(16),
+        p.wrapping_add(8),
+        p.wrapping_add(1),
+        q.wrapping_add(32),
+    ] {
+        assert_eq!(free(&heap, bad), Err(FreeError::NotAllocated), "{bad:p}");
+    }
+    let chunk = (p as usize & !(arenalloc::CHUNK - 1)) as *mut u8;
+    assert_eq!(free(&heap, chunk), Err(FreeError::NotAllocated));
+    assert_eq!(
+        free(&heap, chunk.wrapping_add(16)),
+        Err(FreeError::NotAllocated)
+    );
+    let mut local = [0u64; 4];
+    let stack = local.as_mut_ptr().cast::<u8>();
+    assert_eq!(free(&heap, stack), Err(FreeError::OutsideHeap));
+    assert!(heap.is_allocated(p) && heap.is_allocated(q));
+    assert_eq!(free(&heap, p), Ok(()));
+    assert_eq!(free(&heap, p), Err(FreeError::DoubleFree));
+    assert_eq!(free(&heap, q), Ok(()));
+    assert_eq!(free(&heap, q), Err(FreeError::DoubleFree));
+    heap.check().expect("heap invariants");
+}
+
 /// (a) On a default heap, small frees by the owner park their blocks in the
 /// cache; a parked block is not live to any query, and freeing it again is
 /// a double free from the owner and from another thread alike.

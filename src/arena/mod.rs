@@ -123,6 +123,18 @@ pub(crate) struct Arena {
     state: Locked<ArenaState>,
     /// Token of the owning thread, or 0 (module doc).
     owner: AtomicU64,
+    /// `owner` when the owner may take the owner cache's fast paths (the
+    /// cache is on and the heap not hardened), else
+    /// `registry::NOT_A_TOKEN`: so the fast paths' whole owner test is one
+    /// compare with the caller's token word as stored (`cache.rs`). Written
+    /// with `owner` (creation, adoption: right after the owner
+    /// compare-exchange, by the adopter), read `Relaxed` by threads bound
+    /// to the arena; only the thread whose token it holds ever finds it
+    /// equal to its own.
+    fast_owner: AtomicU64,
+    /// The region-map word of this arena's chunks
+    /// (`Region::arena_map_word`), for the free fast path's chunk test.
+    pub(crate) map_word: u32,
     /// Times a thread adopted this arena (`Relaxed`: statistics only).
     adoptions: AtomicU64,
     /// The owner cache: touched only by the owning thread, lock-free
@@ -221,6 +233,8 @@ impl Arena {
                 idle_mark: 0,
             }),
             owner: AtomicU64::new(owner),
+            fast_owner: AtomicU64::new(fast_owner_for(owner, cache_bytes, key)),
+            map_word: crate::region::Region::arena_map_word(id),
             adoptions: AtomicU64::new(0),
             remote: core::cell::UnsafeCell::new(MpmcQueue::new(queue_capacity)),
         }
@@ -238,6 +252,12 @@ impl Arena {
     #[inline(always)]
     pub(crate) fn owner_token(&self) -> u64 {
         self.owner.load(Ordering::Relaxed)
+    }
+
+    /// `fast_owner` (field doc): a token, or `registry::NOT_A_TOKEN`.
+    #[inline(always)]
+    pub(crate) fn fast_owner(&self) -> u64 {
+        self.fast_owner.load(Ordering::Relaxed)
     }
 
     /// The owner's token if that thread is alive.
@@ -291,6 +311,13 @@ impl Arena {
             .compare_exchange(cur, token, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
         if won {
+            // Only we may ever find `fast_owner` equal to our token, and
+            // no other live thread can equal the dead token it held, so a
+            // relaxed store after the compare-exchange is enough.
+            self.fast_owner.store(
+                fast_owner_for(token, self.cache_limit(), self.key),
+                Ordering::Relaxed,
+            );
             self.adoptions.fetch_add(1, Ordering::Relaxed);
         }
         won
@@ -324,6 +351,17 @@ impl Arena {
         // SAFETY: single-threaded (caller); the old queue is forgotten, not
         // dropped, since its slots may be half written.
         unsafe { core::mem::forget(self.remote.get().replace(fresh)) };
+    }
+}
+
+/// What `Arena::fast_owner` holds for owner `owner` (a token or 0) of an
+/// arena whose cache holds `cache_bytes` under `key`: the owner, if it may
+/// take the fast paths (a cache, no hardening, an owner).
+fn fast_owner_for(owner: u64, cache_bytes: usize, key: Key) -> u64 {
+    if owner == 0 || cache_bytes == 0 || key.hardened() {
+        registry::NOT_A_TOKEN
+    } else {
+        owner
     }
 }
 

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! malloc / GlobalAlloc::alloc ─▶ alloc_impl
+//!    ├─ small, fast_owner is us ─▶ alloc_fast: cache_pop_fast (inline, no call)
+//!    └─ else alloc_slow:
 //!    ├─ size > LARGE_THRESHOLD ─▶ large::alloc                       (large.rs)
 //!    └─ (arena, token) = cache::binding (one TLS access)             (thread/cache.rs)
 //!         │     └─ miss ─▶ bind_slow ─▶ choose_arena                  (heap/bind.rs)
@@ -10,7 +12,8 @@
 //!         └─ arena.lock_and_drain_some ─▶ ArenaState::alloc          (remote.rs, arena/alloc.rs)
 //!                 take (index first fit | grow: region chunk) ─▶ carve
 //!
-//! free ─▶ own arena's chunk, owner: arena.cache_push | cache_flush   (arena/cache.rs)
+//! free ─▶ free_fast: own arena's chunk, fast_owner is us: cache_push_fast (inline)
+//!    └─ else free_slow: own arena's chunk, owner: arena.cache_push | cache_flush (arena/cache.rs)
 //!    └─ else locate (region map: one load)                            (heap/meta.rs)
 //!    ├─ large ─▶ large::free (into the run cache)
 //!    ├─ own arena (or max_arenas(1)) ─▶ arena.free_locked              (remote.rs)
@@ -30,10 +33,16 @@
 //! * `meta` is null until initialisation finished, then never changes until
 //!   `Drop`; `init` goes `UNINIT -> BUSY -> READY` (back to `UNINIT` if the
 //!   OS refuses the reservation, so a later call may retry).
-//! * Allocation fast path: one `Acquire` load of `meta`, one TLS access
-//!   (binding and token), the owner test, a list pop: no lock, no locked
-//!   instruction, no syscall, no allocation, no formatting, no panic. The
-//!   locked path behind it: the arena lock (uncontended with per-thread
+//! * Allocation fast path (`alloc_fast`, inlined into the caller): one TLS
+//!   access (front binding and token word), one `Acquire` load of `meta`,
+//!   the owner test (one compare with the arena's `fast_owner`), a list
+//!   pop: no call, no lock, no locked instruction, no syscall, no
+//!   allocation, no formatting, no panic. The free fast path (`free_fast`)
+//!   is the same plus the chunk test and the start bit. Only unchecked
+//!   heaps take them (`fast_owner` is `NOT_A_TOKEN` on a hardened one);
+//!   anything they do not finish goes out of line to `alloc_slow` /
+//!   `free_slow`, which decide everything again, checks included. The
+//!   locked path behind: the arena lock (uncontended with per-thread
 //!   arenas), an O(1) bin search, a split, the unlock.
 //! * No lock of the heap is held while anything could call the global
 //!   allocator (`inspect` allocates its buffers before locking and writes
@@ -106,8 +115,9 @@ unsafe impl GlobalAlloc for Heap {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         // SAFETY: the caller passes a live block of this heap.
-        if let Err(e) = unsafe { self.free(ptr) } {
-            abort_on_free_error(e, ptr);
+        if !unsafe { self.free_fast(ptr) } {
+            // SAFETY: as above.
+            unsafe { self.dealloc_slow(ptr) }
         }
     }
 
@@ -125,9 +135,46 @@ unsafe impl GlobalAlloc for Heap {
 impl Heap {
     // ----- allocation ---------------------------------------------------
 
-    /// Allocates `size` bytes aligned to `align` (a power of two >= 16).
-    #[inline]
+    /// Allocates `size` bytes aligned to `align` (a power of two >= 16):
+    /// the owner cache's fast path inline, everything else out of line.
+    #[inline(always)]
     fn alloc_impl(&self, size: usize, align: usize) -> *mut u8 {
+        if align <= GRANULE && size <= CACHE_MAX_REQUEST {
+            if let Some(p) = self.alloc_fast(size) {
+                return p;
+            }
+        }
+        self.alloc_slow(size, align)
+    }
+
+    /// The fast path of a small `malloc`: a hit in the caller's own owner
+    /// cache, on a heap that does not check. One load of `meta`, one TLS
+    /// access (front binding and token word), one compare with the arena's
+    /// `fast_owner`, a list pop: no call, no lock, no locked instruction.
+    /// `None` sends the caller to `alloc_slow`, which decides everything
+    /// again (an uninitialised heap, another binding, a miss, hardening).
+    #[inline(always)]
+    fn alloc_fast(&self, size: usize) -> Option<*mut u8> {
+        let (heap, a, me) = cache::front();
+        let meta = self.meta_if_ready()?;
+        if heap != meta.id {
+            return None;
+        }
+        // SAFETY: the binding matched this heap's id, so the pointer is an
+        // arena of this (live) heap.
+        let arena = unsafe { &*a };
+        if arena.fast_owner() != me {
+            return None;
+        }
+        let need = block::request_to_block_size(size).unwrap_or(CACHE_MAX_BLOCK);
+        // SAFETY: `fast_owner` is our token, and `need` is a block size the
+        // cache holds (`size <= CACHE_MAX_REQUEST`).
+        unsafe { arena.cache_pop_fast(&meta.region, need) }
+    }
+
+    /// Every allocation the fast path did not serve.
+    #[inline(never)]
+    fn alloc_slow(&self, size: usize, align: usize) -> *mut u8 {
         self.alloc_with(size, align, true)
     }
 
@@ -265,18 +312,82 @@ impl Heap {
     /// as no other thread frees or reallocates the same pointer concurrently.)
     #[inline]
     pub unsafe fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        // SAFETY: forwarded contract.
+        if unsafe { self.free_fast(ptr) } {
+            return Ok(());
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.free_slow(ptr) }
+    }
+
+    /// The fast path of `free`: a live small block of the caller's own
+    /// arena goes on its owner cache, on a heap that does not check. One
+    /// load of `meta`, one TLS access, the `fast_owner` compare, the chunk
+    /// test (range and map word: nothing outside a committed chunk of ours
+    /// is read), the start bit and the header, a list push: no call, no
+    /// lock, no locked instruction. False (nothing done) sends the caller
+    /// to the slow path, which classifies the pointer exactly.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::free`].
+    #[inline(always)]
+    unsafe fn free_fast(&self, ptr: *mut u8) -> bool {
+        let (heap, a, me) = cache::front();
+        let Some(meta) = self.meta_if_ready() else {
+            return false;
+        };
+        if heap != meta.id {
+            return false;
+        }
+        // SAFETY: the binding matched this heap's id: an arena of it.
+        let arena = unsafe { &*a };
+        let addr = ptr as usize;
+        // Null, unaligned and foreign pointers fail the range, alignment
+        // or map test before anything is read at them.
+        addr % GRANULE == 0
+            && arena.fast_owner() == me
+            && meta.region.is_arena_chunk(addr, arena.map_word)
+            // SAFETY: `fast_owner` is our token; `ptr` is aligned and in a
+            // committed chunk of `arena`.
+            && matches!(unsafe { arena.cache_push_fast(ptr) }, Push::Done)
+    }
+
+    /// `dealloc` for what the fast path did not take: aborts on an invalid
+    /// free.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::free`].
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, ptr: *mut u8) {
+        // SAFETY: forwarded contract.
+        if let Err(e) = unsafe { self.free_slow(ptr) } {
+            abort_on_free_error(e, ptr);
+        }
+    }
+
+    /// Every free the fast path did not take (a hardened heap, a full
+    /// class, another arena's block, a large one, an invalid pointer).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::free`].
+    #[inline(never)]
+    unsafe fn free_slow(&self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
         }
         let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
-        // The fast path: a small block of the caller's own arena goes on its
-        // owner cache, with no lock and no arena-table lookup.
+        // A small block of the caller's own arena goes on its owner cache,
+        // with no lock and no arena-table lookup (checked, on a hardened
+        // heap; flushing half its class when that is full).
         if let Some((a, me)) = cache::binding(meta.id) {
             // SAFETY: the binding matched this heap's id: an arena of it.
             let arena = unsafe { &*a };
             let addr = ptr as usize;
             if addr % GRANULE == 0
-                && meta.region.is_arena_chunk(addr, arena.id)
+                && meta.region.is_arena_chunk(addr, arena.map_word)
                 && arena.cache_is_mine_with(me)
             {
                 // SAFETY: the cache is ours; `ptr` is aligned and in one of
@@ -284,6 +395,10 @@ impl Heap {
                 match unsafe { arena.cache_push(ptr) } {
                     Push::Done => return Ok(()),
                     Push::Full(b, size) => {
+                        // SAFETY: as above.
+                        if unsafe { arena.cache_push_granted(b, size) } {
+                            return Ok(());
+                        }
                         arena.flush_batches(&meta.region, |id| meta.arena(id));
                         // SAFETY: a live block of ours the caller gives up.
                         let r = unsafe { arena.cache_flush(&meta.region, b, size) };
@@ -295,7 +410,7 @@ impl Heap {
             }
         }
         // SAFETY: forwarded.
-        let r = unsafe { self.free_slow(meta, ptr) };
+        let r = unsafe { self.free_located(meta, ptr) };
         meta.kick_decay();
         r
     }
@@ -307,7 +422,7 @@ impl Heap {
     ///
     /// As for [`Heap::free`]; `ptr` is not null.
     #[inline]
-    unsafe fn free_slow(&self, meta: &HeapMeta, ptr: *mut u8) -> Result<(), FreeError> {
+    unsafe fn free_located(&self, meta: &HeapMeta, ptr: *mut u8) -> Result<(), FreeError> {
         match locate(meta, ptr as usize)? {
             Owner::Arena(arena) => {
                 if ptr as usize % GRANULE != 0 {

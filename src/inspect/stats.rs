@@ -252,7 +252,12 @@ fn arena_stats(arena: &Arena, c: &Counters, largest: usize, pending: (usize, usi
         resident_bytes: (c.chunk_count * CHUNK).saturating_sub(c.purged_bytes),
         purges: c.purges,
         allocations: (c.allocs - c.to_cache) + cache.pops,
-        frees: (c.frees - c.from_cache) + cache.pushes + pending_blocks as u64,
+        // The user's frees into the cache are not counted on the push
+        // path: every block that entered it is still there, was popped or
+        // was flushed, and those the refills put there are `to_cache`.
+        frees: (c.frees - c.from_cache)
+            + (cache.blocks as u64 + cache.pops + c.from_cache).saturating_sub(c.to_cache)
+            + pending_blocks as u64,
         lock_acquisitions: c.lock_acquisitions,
         lock_contended: c.lock_contended,
         cached_blocks: cache.blocks,

@@ -43,6 +43,26 @@ pub(crate) fn binding(heap: u64) -> Option<(*const Arena, u64)> {
     .flatten()
 }
 
+/// The fast paths' view of the binding cache: the front entry's heap id
+/// and arena, and the thread's token word as stored (`token_word`: dead
+/// and absent tokens included, which no arena's `fast_owner` ever equals);
+/// `(0, null, 0)` once the thread's TLS is gone (0 is no heap's id). The
+/// caller compares the id itself, after the TLS read, so that nothing
+/// needs to survive the TLS access (in a library built for dynamic
+/// linking it is a call). No move to the front: a binding in another entry
+/// takes the slow path, which moves it there.
+#[inline(always)]
+pub(crate) fn front() -> (u64, *const Arena, u64) {
+    registry::with_state(|c| {
+        (
+            c.heaps[0].get(),
+            c.arenas[0].get() as *const Arena,
+            c.token_word(),
+        )
+    })
+    .unwrap_or((0, core::ptr::null(), 0))
+}
+
 /// Records a binding at the front of the cache (evicting the oldest).
 pub(crate) fn cache_arena(heap: u64, arena: *const Arena) {
     let _ = registry::with_state(|c| {

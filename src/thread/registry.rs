@@ -95,6 +95,14 @@ fn release_slot_index(slot: usize) {
 const TOKEN_NONE: u64 = 0;
 /// The thread's exit has begun (or no slot was free): it owns nothing more.
 const TOKEN_DEAD: u64 = u64::MAX;
+/// A word that no thread's token word ever holds (it holds `TOKEN_NONE`,
+/// `TOKEN_DEAD` or a token, and every token is at least `1 << 32`): what
+/// an arena's fast-path owner word (`Arena::fast_owner`) says when no
+/// thread may take the fast path, so that the test is one compare with the
+/// token word as stored.
+pub(crate) const NOT_A_TOKEN: u64 = 2;
+const _: () =
+    assert!(NOT_A_TOKEN != TOKEN_NONE && NOT_A_TOKEN != TOKEN_DEAD && NOT_A_TOKEN < 1 << 32);
 
 /// Everything the crate keeps per thread, in ONE thread local: the token
 /// and ordinal (this module's) and the arena bindings (`thread::cache`'s,
@@ -124,6 +132,14 @@ impl ThreadState {
             arenas: [const { Cell::new(0) }; BINDING_WAYS],
             binding: Cell::new(0),
         }
+    }
+
+    /// The token word as stored: a token, `TOKEN_NONE` or `TOKEN_DEAD`,
+    /// never `NOT_A_TOKEN` (the fast paths compare it with
+    /// `Arena::fast_owner`, which holds a token or `NOT_A_TOKEN`).
+    #[inline(always)]
+    pub(crate) fn token_word(&self) -> u64 {
+        self.token.get()
     }
 
     /// The token if the thread has one and is not exiting, else 0 (as
