@@ -22,7 +22,8 @@ asm = subprocess.run(
 ).stdout
 
 EXPORTS = {"malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign",
-           "aligned_alloc", "memalign", "valloc", "pvalloc", "malloc_usable_size"}
+           "aligned_alloc", "memalign", "valloc", "pvalloc", "malloc_usable_size",
+           "malloc_trim", "mallopt", "mallinfo", "mallinfo2", "malloc_stats", "malloc_info"}
 PANIC = re.compile(r"^(core::panicking::|core::option::unwrap_failed|"
                    r"core::result::unwrap_failed|core::option::expect_failed|"
                    r"core::slice::index::|std::panicking::|core::cell::panic_already|"

@@ -318,3 +318,34 @@ fn foreign_free_of_a_cached_block_races_the_owners_flush() {
         settle(&heap, &[p, q], &[]);
     });
 }
+
+/// (9) An owner exits with a full cache; `trim` on another thread — the
+/// reclaim decay runs (`src/heap/purge.rs`): owner word dead ->
+/// `RECLAIMING` -> 0, the cache freed into the index — races a new thread
+/// binding to the heap, which adopts the arena (and its cache) or, finding
+/// it under reclaim, makes its own. Either way every cached block ends up
+/// exactly once in the cache or the index, and nothing is lost or doubled.
+#[test]
+fn trim_reclaims_an_orphans_cache_while_a_thread_binds() {
+    loom::model(|| {
+        let heap = cached_heap(4);
+        let h = heap.clone();
+        let owner = thread::spawn(move || Block(h.malloc(SMALL))); // refill: two parked
+        let a = owner.join().unwrap();
+        assert_eq!(cached_blocks(&heap), 2, "the orphan keeps its cache");
+        let h = heap.clone();
+        let binder = thread::spawn(move || {
+            let c = Block(h.malloc(SMALL));
+            free(&h, c).unwrap();
+            c
+        });
+        heap.trim(); // races the binding
+        let c = binder.join().unwrap();
+        free(&heap, a).unwrap();
+        settle(&heap, &[a, c], &[]);
+        let s = heap.stats();
+        let adopted = s.arenas()[0].adoptions == 1;
+        assert!(adopted || s.arenas().len() == 2, "adopted, or a new arena");
+        assert!(s.cached_blocks() <= 3);
+    });
+}

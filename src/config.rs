@@ -39,6 +39,7 @@
 //! | [`MAX_OWNER_CACHE`] | 4 MiB | `Config` | the most an owner cache may park |
 //! | [`MAX_REMOTE_QUEUE_CAPACITY`] | 65536 | `Config` | the largest queue: its 1 MiB buffer is the internal pool's most per arena |
 //! | [`DEFAULT_PURGE_MS`] | 200 ms | `Config`, `heap::purge` | how long free pages stay resident (reuse without a page fault) against RSS held after a burst |
+//! | [`DECAY_THREAD_AFTER`] | 16 MiB | `heap::purge` | committed bytes from which an allocation starts the decay thread ahead of need (small programs never get one) |
 //! | [`DEFAULT_PURGE_MIN`] | 64 KiB | `Config`, `arena::purge` | the smallest free block whose pages are purged: syscalls against RSS in small free runs |
 
 /// log2 of the chunk size (see the table above).
@@ -116,6 +117,10 @@ pub const MAX_REMOTE_QUEUE_CAPACITY: usize = LARGE_THRESHOLD / (2 * core::mem::s
 /// Default decay: free pages are purged between half of this and this long
 /// after they became free (`Config::purge_ms`).
 pub const DEFAULT_PURGE_MS: i64 = 200;
+/// Committed bytes from which an allocation slow path starts the decay
+/// thread even before anything waits for decay, so that it exists when a
+/// burst of frees comes that no allocation follows (`heap/purge.rs`).
+pub(crate) const DECAY_THREAD_AFTER: usize = 16 << 20;
 /// Default smallest free block whose whole pages are purged.
 pub const DEFAULT_PURGE_MIN: usize = 64 << 10;
 /// The page size purging works in (x86-64 and aarch64 Linux base pages;

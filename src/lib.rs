@@ -36,6 +36,9 @@
 //! | remote free | a free by a thread that is not the block's arena's owner: claim, queue, drain | `remote.rs` |
 //! | adoption | a thread taking over an arena whose owner exited | `heap/bind.rs` |
 //! | internal pool | memory in the metadata chunk for allocations made while binding, validated and reused | `heap/pool.rs` |
+//! | purge | handing a free block's whole pages back to the OS (`MADV_DONTNEED`); the block stays indexed, `PURGED` | `arena/purge.rs` |
+//! | decay | purging what stayed free for `purge_ms`, applying remote frees nobody applied, releasing kept chunks and orphaned caches | `heap/purge.rs` |
+//! | reclaim | taking an exited owner's cache and batches back (owner word `RECLAIMING`) | `arena/purge.rs` |
 //!
 //! # Which file to open
 //!
@@ -64,6 +67,11 @@
 //!   └─ else: free_remote_mt ─▶ queue push of the block             sync.rs
 //!        └─ later, the owner's refill: drain_into its cache | any lock holder: drain
 //!        └─ queue full: the freeing thread frees under the owner's lock
+//!
+//! decay ─▶ any slow path, no lock held: region.decay_wanted? ─▶ start the thread  heap/purge.rs
+//!   thread, every purge_ms/2: epoch += 1, each arena: decay_step(Tick)             arena/purge.rs
+//!     try_lock | reclaim an orphan | idle: drain, release empty chunks | purge_free
+//!   trim / region exhausted: the same with Step::Trim / Step::Space, waiting for locks
 //! ```
 //!
 //! Below the arenas: `sync.rs` (the one shim for concurrency primitives,

@@ -120,10 +120,13 @@ pub(crate) struct Region {
     /// The decay clock: ticks so far (`heap/purge.rs` advances it; arenas
     /// date their dirty pages by it, `arena/purge.rs`).
     decay_epoch: AtomicU64,
-    /// Something waits for the decay (dirty pages, a kept empty chunk,
-    /// remote frees nobody applied): the heap's slow paths then start or
-    /// wake the decay thread. Set with a plain store, cleared by the tick.
-    decay_wanted: AtomicBool,
+    /// 1 when something waits for the decay (dirty pages, a kept empty
+    /// chunk, remote frees nobody applied), else 0; cleared by each tick.
+    /// Also the futex word a parked decay thread sleeps on.
+    decay_wanted: AtomicU32,
+    /// The decay thread is parked (or about to be) on `decay_wanted`: a
+    /// request must wake it (`heap/purge.rs` proves no wake-up is lost).
+    decay_parked: AtomicBool,
 }
 
 // SAFETY: `map` points into the region's metadata, valid for the region's
@@ -258,7 +261,8 @@ impl Region {
                 committed: AtomicUsize::new(meta_chunks * CHUNK),
                 peak_committed: AtomicUsize::new(meta_chunks * CHUNK),
                 decay_epoch: AtomicU64::new(0),
-                decay_wanted: AtomicBool::new(false),
+                decay_wanted: AtomicU32::new(0),
+                decay_parked: AtomicBool::new(false),
             });
         }
     }
@@ -301,24 +305,57 @@ impl Region {
         self.decay_epoch.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Asks for a decay tick (see `decay_wanted`). A load first, so that
-    /// many arenas asking do not bounce the line.
+    /// Asks for a decay tick (see `decay_wanted`), waking a parked decay
+    /// thread: one `futex` wake per request after it parked, a system call
+    /// that takes no lock, so safe wherever `free` is called from. A load
+    /// first, so that many arenas asking do not bounce the line.
     #[inline]
     pub(crate) fn want_decay(&self) {
-        if !self.decay_wanted.load(Ordering::Relaxed) {
-            self.decay_wanted.store(true, Ordering::SeqCst);
+        if self.decay_wanted.load(Ordering::Relaxed) == 0
+            && self.decay_wanted.swap(1, Ordering::SeqCst) == 0
+            && self.decay_parked.load(Ordering::SeqCst)
+        {
+            sys::futex_wake(&self.decay_wanted);
         }
     }
 
     /// Whether a decay tick was asked for.
     #[inline(always)]
     pub(crate) fn decay_wanted(&self) -> bool {
-        self.decay_wanted.load(Ordering::Relaxed)
+        self.decay_wanted.load(Ordering::Relaxed) != 0
     }
 
     /// Takes the request for a decay tick (the tick is about to run).
     pub(crate) fn take_decay_wanted(&self) -> bool {
-        self.decay_wanted.swap(false, Ordering::SeqCst)
+        self.decay_wanted.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// The decay thread parks until the next request: returns at once if
+    /// one came in (or comes in while it parks), else after a wake-up.
+    /// `stop` is checked after publishing `parked`, so a shutdown that
+    /// sets it and then calls [`Region::wake_decay`] is never missed.
+    pub(crate) fn park_decay(&self, stop: impl Fn() -> bool) {
+        self.decay_parked.store(true, Ordering::SeqCst);
+        while self.decay_wanted.load(Ordering::SeqCst) == 0 && !stop() {
+            sys::futex_wait(&self.decay_wanted, 0);
+        }
+        self.decay_parked.store(false, Ordering::SeqCst);
+    }
+
+    /// Wakes a parked decay thread whatever it waits for (shutdown).
+    pub(crate) fn wake_decay(&self) {
+        self.decay_wanted.store(1, Ordering::SeqCst);
+        sys::futex_wake_n(&self.decay_wanted, i32::MAX);
+    }
+
+    /// Whether the decay thread is parked.
+    pub(crate) fn decay_is_parked(&self) -> bool {
+        self.decay_parked.load(Ordering::Relaxed)
+    }
+
+    /// In a `fork` child: no decay thread is parked.
+    pub(crate) fn decay_unparked(&self) {
+        self.decay_parked.store(false, Ordering::SeqCst);
     }
 
     /// Bytes currently committed (metadata plus chunks handed out).

@@ -139,6 +139,11 @@ pub(crate) struct Args {
     #[arg(long, hide = true)]
     pub(crate) hardened: bool,
 
+    /// Child: arenalloc's decay in milliseconds (`Config::purge_ms`: 0 at
+    /// once, -1 never), to measure what purging costs.
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub(crate) purge_ms: Option<i64>,
+
     /// Child: render the heap map to this file after the free phase.
     #[arg(long, hide = true)]
     pub(crate) svg: Option<PathBuf>,

@@ -397,7 +397,7 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_i
         .attr(b"pool_used", s.pool_used_bytes() as u64)
         .attr(b"pool_capacity", s.pool_capacity_bytes() as u64)
         .attr(b"decay_threads", s.decay_threads_started())
-        .attr(b"decay_running", u64::from(s.decay_thread_running()))
+        .attr(b"decay_thread", u64::from(s.decay_thread_exists()))
         .close();
     x.raw(b"</malloc>\n");
     0

@@ -401,18 +401,15 @@ impl Heap {
                         }
                         arena.flush_batches(&meta.region, |id| meta.arena(id));
                         // SAFETY: a live block of ours the caller gives up.
-                        let r = unsafe { arena.cache_flush(&meta.region, b, size) };
-                        meta.kick_decay();
-                        return r;
+                        return unsafe { arena.cache_flush(&meta.region, b, size) };
                     }
                     Push::Locked => {}
                 }
             }
         }
-        // SAFETY: forwarded.
-        let r = unsafe { self.free_located(meta, ptr) };
-        meta.kick_decay();
-        r
+        // SAFETY: forwarded. (No decay kick here: a thread must never be
+        // started from inside `free`, `heap/purge.rs`.)
+        unsafe { self.free_located(meta, ptr) }
     }
 
     /// `free` past the owner cache: locate the owner, then a locked,

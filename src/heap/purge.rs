@@ -3,60 +3,73 @@
 //! reclaim that runs before the heap reports exhaustion.
 //!
 //! ```text
-//!  free / remote free / chunk emptied ─▶ region.want_decay()      (a flag, under any lock)
-//!  heap slow paths (no lock held) ─▶ kick: wanted? ─▶ start or wake the thread
+//!  free / remote free / chunk emptied ─▶ region.want_decay()   (a flag; wakes a parked thread)
+//!  allocation slow paths (no lock held) ─▶ kick: no thread yet, and something
+//!      to decay or more than DECAY_THREAD_AFTER committed? ─▶ start the thread
 //!  decay thread: every purge_ms/2 ─▶ epoch += 1; for each arena: decay_step(Tick)
 //!                                      (arena/purge.rs: reclaim an orphan, apply
 //!                                       remote frees of an idle arena, purge pages
 //!                                       a whole epoch old, release empty chunks)
 //!                                   ─▶ expire cached large runs
-//!  two ticks with nothing to do ─▶ the thread exits; the next want starts a new one
+//!  two ticks with nothing to do ─▶ park on region.decay_wanted until the next request
 //! ```
 //!
 //! **Why a thread.** A server that frees a burst and goes idle makes no
 //! further call into the allocator, so a decay driven only by allocator
 //! calls (jemalloc without `background_thread`) would keep the burst's
-//! pages forever. The thread exists only while there is something to
-//! decay: it starts on the first slow path that finds a request for decay,
-//! and exits after two idle ticks. It never allocates, never waits for a
-//! busy arena lock (a tick skips busy arenas; their owner is active), runs
-//! with every signal blocked, and takes locks only in the heap's lock
-//! order. `Config::purge_thread(false)` runs the same ticks inline on the
-//! allocating threads' slow paths instead (rate-limited by the clock).
+//! pages forever. The thread never allocates, never waits for a busy arena
+//! lock (a tick skips busy arenas; their owner is active), runs with every
+//! signal blocked, and takes locks only in the heap's lock order.
 //!
-//! **States** (`Decay::state`): `IDLE` (no thread) → `STARTING` (a slow
-//! path won the compare-exchange and is creating it) → `RUNNING` → back to
-//! `IDLE` when it exits; `INLINE` (no thread allowed, or the system refused
-//! one: ticks run inline); `OFF` (`purge_ms` is 0 or -1: nothing is timed);
-//! `SHUTDOWN` (the heap is dropping: `Drop` waits until `alive` is 0).
+//! **Why it starts only on an allocation, and parks instead of exiting.**
+//! glibc calls `free` while it holds its thread-stack cache lock (freeing
+//! a dead thread's TLS), and `pthread_create` takes that lock: a thread
+//! started from inside `free` deadlocks (seen: Python's `test_threading`).
+//! glibc allocates with no such lock held, so the thread is started only
+//! on an allocation slow path — once something waits for decay, or once
+//! the heap has committed `DECAY_THREAD_AFTER` (so that it exists before a
+//! burst of frees that no allocation follows) — and, once started, it
+//! parks when idle and is woken by the next request with one `futex` wake,
+//! which takes no lock. Small programs never get one.
+//! `Config::purge_thread(false)` runs the same ticks inline on allocation
+//! slow paths instead (rate-limited by the clock).
+//!
+//! **States** (`Decay::state`): `IDLE` (no thread) → `STARTING` (an
+//! allocation won the compare-exchange and is creating it) → `RUNNING`
+//! (ticking, or parked on `region.decay_wanted`); `INLINE` (no thread
+//! allowed, or the system refused one: ticks run inline); `OFF`
+//! (`purge_ms` is 0 or -1: nothing is timed); `SHUTDOWN` (the heap is
+//! dropping: `Drop` waits until `alive` is 0). A `fork` child goes back
+//! to `IDLE`: its thread did not come along.
 //!
 //! Invariants:
 //! * `alive` counts the threads that may still touch this heap's memory;
 //!   only the thread itself decrements it, as its last access, so `Drop`
 //!   unmaps nothing while one runs.
 //! * No request for decay is lost: a requester sets `decay_wanted` and then
-//!   reads the state (both `SeqCst`); an exiting thread publishes `IDLE`
-//!   and then reads `decay_wanted` (`SeqCst`): one of them sees the other,
-//!   so either the thread stays or the requester's next slow path starts
-//!   a new one.
-//! * Under loom no thread is ever started (`sync::BACKGROUND_THREADS`).
+//!   reads `decay_parked`; the thread sets `decay_parked` and then reads
+//!   `decay_wanted` (all `SeqCst`, and the kernel re-checks the word before
+//!   sleeping): one of them sees the other, so either the thread does not
+//!   sleep or the requester wakes it.
+//! * Under loom no thread is ever started and no tick runs by itself
+//!   (`sync::BACKGROUND_THREADS`): the models call `trim`, the same steps.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{Heap, HeapMeta};
 use crate::arena::purge::{Purged, Step};
-use crate::config::Config;
+use crate::config::{Config, DECAY_THREAD_AFTER};
 use crate::sys;
 
 const IDLE: u32 = 0;
-const STARTING: u32 = 1;
-const RUNNING: u32 = 2;
-const INLINE: u32 = 3;
+const INLINE: u32 = 1;
+const STARTING: u32 = 2;
+const RUNNING: u32 = 3;
 const OFF: u32 = 4;
 const SHUTDOWN: u32 = 5;
 
-/// Idle ticks after which the thread exits.
-const IDLE_TICKS_BEFORE_EXIT: u32 = 2;
+/// Idle ticks after which the thread parks.
+const IDLE_TICKS_BEFORE_PARKING: u32 = 2;
 
 /// The decay state of one heap (module doc).
 pub(crate) struct Decay {
@@ -78,9 +91,11 @@ impl Decay {
     /// The decay state for a heap configured with `config` (resolved).
     pub(crate) fn new(config: &Config) -> Decay {
         let ms = config.get_purge_ms();
-        let state = if ms <= 0 {
+        // Under loom decay is off (its clock is real time, which a model
+        // cannot replay); the models call `trim`, which is the same steps.
+        let state = if ms <= 0 || !crate::sync::BACKGROUND_THREADS {
             OFF
-        } else if config.get_purge_thread() && crate::sync::BACKGROUND_THREADS {
+        } else if config.get_purge_thread() {
             IDLE
         } else {
             INLINE
@@ -100,19 +115,20 @@ impl Decay {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// Whether a decay thread is running now.
-    pub(crate) fn thread_running(&self) -> bool {
+    /// Whether a decay thread exists (ticking or parked).
+    pub(crate) fn thread_exists(&self) -> bool {
         matches!(self.state.load(Ordering::Relaxed), STARTING | RUNNING)
     }
 }
 
 impl HeapMeta {
-    /// Called on the heap's slow paths with no lock held: if decay was
-    /// asked for, starts or wakes whoever runs it. One relaxed load when
-    /// nothing is asked.
+    /// Called on the heap's allocation slow paths with no lock held (never
+    /// from `free`: module doc): starts the decay thread when there is
+    /// reason to, or runs an inline tick. One relaxed load once a thread
+    /// exists.
     #[inline(always)]
     pub(super) fn kick_decay(&self) {
-        if self.region.decay_wanted() {
+        if self.decay.state.load(Ordering::Relaxed) <= INLINE {
             self.kick_decay_slow();
         }
     }
@@ -123,9 +139,12 @@ impl HeapMeta {
         let d = &self.decay;
         match d.state.load(Ordering::SeqCst) {
             IDLE => {
-                if d.state
-                    .compare_exchange(IDLE, STARTING, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_err()
+                let reason = self.region.decay_wanted()
+                    || self.region.committed_bytes() >= DECAY_THREAD_AFTER;
+                if !reason
+                    || d.state
+                        .compare_exchange(IDLE, STARTING, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_err()
                 {
                     return;
                 }
@@ -144,7 +163,7 @@ impl HeapMeta {
                     );
                 }
             }
-            INLINE => {
+            INLINE if self.region.decay_wanted() => {
                 let now = sys::monotonic_ns();
                 let due = d.next_tick_ns.load(Ordering::Relaxed);
                 if now >= due
@@ -175,6 +194,10 @@ impl HeapMeta {
             more |= left;
         }
         more |= self.large.expire(&self.region);
+        if more {
+            // Keep the request standing for a thread that would park.
+            self.region.want_decay();
+        }
         more || wanted
     }
 
@@ -197,6 +220,7 @@ impl HeapMeta {
     pub(super) fn decay_after_fork(&self) {
         let d = &self.decay;
         d.alive.store(0, Ordering::SeqCst);
+        self.region.decay_unparked();
         let _ = d
             .state
             .compare_exchange(STARTING, IDLE, Ordering::SeqCst, Ordering::Relaxed);
@@ -212,6 +236,7 @@ impl HeapMeta {
         d.state.store(SHUTDOWN, Ordering::SeqCst);
         d.wake.fetch_add(1, Ordering::SeqCst);
         sys::futex_wake_n(&d.wake, i32::MAX);
+        self.region.wake_decay();
         loop {
             let n = d.alive.load(Ordering::SeqCst);
             if n == 0 {
@@ -230,6 +255,7 @@ extern "C" fn decay_main(arg: *mut libc::c_void) -> *mut libc::c_void {
     let meta = unsafe { &*(arg as *const HeapMeta) };
     let d = &meta.decay;
     sys::name_this_thread(c"arenalloc-decay");
+    let running = || d.state.load(Ordering::SeqCst) == RUNNING;
     let mut go = d
         .state
         .compare_exchange(STARTING, RUNNING, Ordering::SeqCst, Ordering::Relaxed)
@@ -237,11 +263,11 @@ extern "C" fn decay_main(arg: *mut libc::c_void) -> *mut libc::c_void {
     let mut idle = 0;
     while go {
         let w = d.wake.load(Ordering::SeqCst);
-        if d.state.load(Ordering::SeqCst) != RUNNING {
+        if !running() {
             break;
         }
         sys::futex_wait_for(&d.wake, w, d.tick_ns);
-        if d.state.load(Ordering::SeqCst) != RUNNING {
+        if !running() {
             break;
         }
         if meta.decay_tick() {
@@ -249,21 +275,11 @@ extern "C" fn decay_main(arg: *mut libc::c_void) -> *mut libc::c_void {
             continue;
         }
         idle += 1;
-        if idle < IDLE_TICKS_BEFORE_EXIT {
-            continue;
+        if idle >= IDLE_TICKS_BEFORE_PARKING {
+            idle = 0;
+            meta.region.park_decay(|| !running());
+            go = running();
         }
-        // Exit, unless a request came in meanwhile (module doc).
-        if d.state
-            .compare_exchange(RUNNING, IDLE, Ordering::SeqCst, Ordering::Relaxed)
-            .is_err()
-        {
-            break;
-        }
-        go = meta.region.decay_wanted()
-            && d.state
-                .compare_exchange(IDLE, RUNNING, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok();
-        idle = 0;
     }
     // Our last access to the heap: `Drop` may unmap it right after.
     d.alive.fetch_sub(1, Ordering::SeqCst);
@@ -283,7 +299,6 @@ impl Heap {
         let Some(meta) = self.meta_if_ready() else {
             return false;
         };
-        let mut any = false;
         if let Some(mine) = crate::thread::cache::cached_arena(meta.id) {
             // SAFETY: the binding matched this heap's id: an arena of it.
             let mine = unsafe { &*mine };
@@ -291,11 +306,11 @@ impl Heap {
                 mine.flush_batches(&meta.region, |id| meta.arena(id));
                 let mut st = mine.lock();
                 // SAFETY: we own the cache (just checked); lock held.
-                any |= unsafe { mine.cache_flush_all(&mut st, &meta.region) };
+                unsafe { mine.cache_flush_all(&mut st, &meta.region) };
             }
         }
-        any |= meta.reclaim(Step::Trim).any();
-        any
+        // Like glibc: true only if memory went back to the OS.
+        meta.reclaim(Step::Trim).any()
     }
 
     /// Ticks of the decay clock so far (each is half of `purge_ms`); reads
@@ -304,11 +319,19 @@ impl Heap {
         self.meta_if_ready().map_or(0, |m| m.region.decay_epoch())
     }
 
-    /// Whether the decay thread is running now (it starts when there is
-    /// something to decay and exits after two idle ticks). Takes no lock.
-    pub fn decay_thread_running(&self) -> bool {
+    /// Whether the heap has its decay thread (ticking, or parked until
+    /// something is freed). Takes no lock.
+    pub fn decay_thread_exists(&self) -> bool {
         self.meta_if_ready()
-            .is_some_and(|m| m.decay.thread_running())
+            .is_some_and(|m| m.decay.thread_exists())
+    }
+
+    /// Whether the decay thread is parked: it found nothing to do for two
+    /// ticks and sleeps until the next free that leaves something to
+    /// decay. Takes no lock.
+    pub fn decay_thread_parked(&self) -> bool {
+        self.meta_if_ready()
+            .is_some_and(|m| m.decay.thread_exists() && m.region.decay_is_parked())
     }
 
     /// Changes the smallest free block whose pages decay purges, from now
@@ -337,8 +360,10 @@ impl Heap {
         let Some(meta) = self.meta_if_ready() else {
             return false;
         };
-        meta.arena_cap
-            .store(n.clamp(1, meta.config.get_max_arenas()), Ordering::Relaxed);
+        meta.arena_cap.store(
+            n.max(1).min(meta.config.get_max_arenas()),
+            Ordering::Relaxed,
+        );
         true
     }
 }

@@ -210,14 +210,15 @@ impl HeapStats {
     }
 
     /// Decay threads the heap has started, ever (`heap/purge.rs`: one
-    /// starts when there is something to decay and exits after two idle
-    /// ticks).
+    /// starts on an allocation once there is something to decay or the heap
+    /// holds 16 MiB, and parks when idle; a `fork` child starts its own).
     pub fn decay_threads_started(&self) -> u64 {
         self.decay_threads
     }
 
-    /// Whether a decay thread was running when the statistics were taken.
-    pub fn decay_thread_running(&self) -> bool {
+    /// Whether the heap had its decay thread (ticking or parked) when the
+    /// statistics were taken.
+    pub fn decay_thread_exists(&self) -> bool {
         self.decay_running
     }
 }
@@ -330,7 +331,7 @@ impl Heap {
             pool_capacity: pool.capacity,
             pool_allocations: pool.allocations,
             decay_threads: meta.decay.threads_started(),
-            decay_running: meta.decay.thread_running(),
+            decay_running: meta.decay.thread_exists(),
         }
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn main(args: &Args) -> i32 {
         owner_cache: args.owner_cache,
         region_size: args.region_size,
         hardened: args.hardened,
+        purge_ms: args.purge_ms,
     };
     let mut row = match peers::with_allocator(alloc, tune, job) {
         Ok(Ok(row)) => row,

@@ -16,8 +16,8 @@
 //! `System`), so the harness's own allocations — thread spawns, channels,
 //! result vectors — never land in the allocator being measured.
 //!
-//! The hidden child flags `--max-arenas`, `--owner-cache` and
-//! `--region-size` ([`Overrides`]) make the two arenalloc entries build
+//! The hidden child flags `--max-arenas`, `--owner-cache`,
+//! `--region-size`, `--hardened` and `--purge-ms` ([`Overrides`]) make the two arenalloc entries build
 //! their heap at run time with those settings instead (the
 //! lock-granularity sweep's points, valgrind's small region).
 //!
@@ -94,6 +94,8 @@ pub(crate) struct Overrides {
     pub(crate) region_size: Option<usize>,
     /// Heap-corruption checks on (their cost on the driver's workloads).
     pub(crate) hardened: bool,
+    /// Decay in milliseconds (what purging costs on the workloads).
+    pub(crate) purge_ms: Option<i64>,
 }
 
 impl Overrides {
@@ -111,6 +113,9 @@ impl Overrides {
         }
         if self.hardened {
             c = c.hardened(true);
+        }
+        if let Some(ms) = self.purge_ms {
+            c = c.purge_ms(ms);
         }
         c
     }
