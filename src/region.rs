@@ -330,16 +330,24 @@ impl Region {
         self.decay_wanted.swap(0, Ordering::SeqCst) != 0
     }
 
-    /// The decay thread parks until the next request: returns at once if
-    /// one came in (or comes in while it parks), else after a wake-up.
-    /// `stop` is checked after publishing `parked`, so a shutdown that
-    /// sets it and then calls [`Region::wake_decay`] is never missed.
-    pub(crate) fn park_decay(&self, stop: impl Fn() -> bool) {
+    /// The decay thread parks until the next request: returns `true` at
+    /// once if one came in (or comes in while it parks), else after a
+    /// wake-up; returns `false` when `leave` says so, which it asks every
+    /// `check_ns`. `leave` is checked after publishing `parked`, so a
+    /// shutdown that sets it and then calls [`Region::wake_decay`] is
+    /// never missed.
+    pub(crate) fn park_decay(&self, check_ns: u64, leave: impl Fn() -> bool) -> bool {
         self.decay_parked.store(true, Ordering::SeqCst);
-        while self.decay_wanted.load(Ordering::SeqCst) == 0 && !stop() {
-            sys::futex_wait(&self.decay_wanted, 0);
+        let mut stay = true;
+        while self.decay_wanted.load(Ordering::SeqCst) == 0 {
+            if leave() {
+                stay = false;
+                break;
+            }
+            sys::futex_wait_for(&self.decay_wanted, 0, check_ns);
         }
         self.decay_parked.store(false, Ordering::SeqCst);
+        stay
     }
 
     /// Wakes a parked decay thread whatever it waits for (shutdown).

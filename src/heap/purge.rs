@@ -31,6 +31,14 @@
 //! burst of frees that no allocation follows) — and, once started, it
 //! parks when idle and is woken by the next request with one `futex` wake,
 //! which takes no lock. Small programs never get one.
+//!
+//! **Why it leaves when it is alone.** A process whose last thread calls
+//! `pthread_exit` (a C `main` doing so, or a child forked from a non-main
+//! thread whose thread returns: Python's `test_threading` does this) ends
+//! only when no thread is left; the decay thread must not be the one left.
+//! A parked thread looks every `PARKED_CHECK_NS` whether any thread that
+//! ever allocated is still alive (`registry::live_threads`), and exits if
+//! none is — glibc then ends the process as it would have.
 //! `Config::purge_thread(false)` runs the same ticks inline on allocation
 //! slow paths instead (rate-limited by the clock).
 //!
@@ -70,6 +78,9 @@ const SHUTDOWN: u32 = 5;
 
 /// Idle ticks after which the thread parks.
 const IDLE_TICKS_BEFORE_PARKING: u32 = 2;
+/// How often a parked thread looks whether any thread that allocates is
+/// still alive (module doc: it must not keep a process alive).
+const PARKED_CHECK_NS: u64 = 250_000_000;
 
 /// The decay state of one heap (module doc).
 pub(crate) struct Decay {
@@ -277,8 +288,20 @@ extern "C" fn decay_main(arg: *mut libc::c_void) -> *mut libc::c_void {
         idle += 1;
         if idle >= IDLE_TICKS_BEFORE_PARKING {
             idle = 0;
-            meta.region.park_decay(|| !running());
-            go = running();
+            let alone = || crate::thread::registry::live_threads() == 0;
+            go = meta
+                .region
+                .park_decay(PARKED_CHECK_NS, || !running() || alone());
+            if go && !running() {
+                break;
+            }
+            if !go {
+                // Leave, so that the process ends when its last thread
+                // does; the next allocation starts a new decay thread.
+                let _ =
+                    d.state
+                        .compare_exchange(RUNNING, IDLE, Ordering::SeqCst, Ordering::Relaxed);
+            }
         }
     }
     // Our last access to the heap: `Drop` may unmap it right after.

@@ -40,6 +40,17 @@ static REGISTRY_HINT: AtomicU32 = AtomicU32::new(0);
 static NEXT_HEAP_ID: AtomicU64 = AtomicU64::new(1);
 /// Hands out sharing ordinals.
 static NEXT_ORDINAL: AtomicU64 = AtomicU64::new(1);
+/// Slots held now: threads alive that ever bound to a heap (the decay
+/// thread, which never allocates, is not one of them).
+static LIVE: AtomicU32 = AtomicU32::new(0);
+
+/// How many threads that ever bound to a heap are alive (a thread's exit
+/// hook releases its slot as its exit begins). The decay thread leaves when
+/// this is 0: it must not be what keeps a process alive after its last
+/// thread called `pthread_exit` (`heap/purge.rs`).
+pub(crate) fn live_threads() -> u32 {
+    LIVE.load(Ordering::SeqCst)
+}
 
 /// A fresh, process-unique heap id.
 pub(crate) fn new_heap_id() -> u64 {
@@ -67,6 +78,7 @@ fn claim_slot() -> u64 {
                 .is_ok()
         {
             REGISTRY_HINT.store((slot + 1) as u32, Ordering::Relaxed);
+            LIVE.fetch_add(1, Ordering::SeqCst);
             return ((slot as u64 + 1) << 32) | u64::from(g.wrapping_add(1));
         }
     }
@@ -88,6 +100,7 @@ fn release_slot_index(slot: usize) {
     let g = word.load(Ordering::Relaxed);
     if g % 2 == 1 {
         word.store(g.wrapping_add(1), Ordering::Release);
+        LIVE.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
