@@ -65,6 +65,8 @@ impl Heap {
         // SAFETY: forwarded; the locks were taken by the parent thread this
         // thread continues.
         unsafe { self.fork_release() };
+        // SAFETY: the only thread of the child (caller).
+        unsafe { crate::thread::registry::reset_after_fork() };
         let Some(meta) = self.meta_if_ready() else {
             return;
         };

@@ -227,6 +227,34 @@ pub(crate) fn current_token() -> u64 {
         .map_or(0, |t| if t == TOKEN_DEAD { 0 } else { t })
 }
 
+/// In a `fork` child, whose only thread is the caller: every other
+/// thread's token dies (those threads do not exist here), so their arenas
+/// become adoptable and `live_threads` counts what is really alive.
+///
+/// # Safety
+///
+/// The calling thread is the only thread of the process.
+pub(crate) unsafe fn reset_after_fork() {
+    let mine = current_token();
+    let my_slot = if mine == 0 {
+        usize::MAX
+    } else {
+        (mine >> 32) as usize - 1
+    };
+    let mut live = 0;
+    for (slot, word) in REGISTRY.iter().enumerate() {
+        let g = word.load(Ordering::Relaxed);
+        if g % 2 == 1 {
+            if slot == my_slot {
+                live += 1;
+            } else {
+                word.store(g.wrapping_add(1), Ordering::Release);
+            }
+        }
+    }
+    LIVE.store(live, Ordering::SeqCst);
+}
+
 /// A number that differs between threads, for spreading threads that must
 /// share arenas round-robin. (Not a TLS address: thread stacks, and their
 /// TLS, sit at a fixed stride, so every thread got the same arena.)
