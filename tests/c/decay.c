@@ -13,6 +13,12 @@
  *                else -1.
  *   trim MIB     the same frees with ARENALLOC_PURGE_MS=-1 set by the
  *                caller, then malloc_trim(0): RSS before and after.
+ *   lastexit     the heap passes 16 MiB (so the decay thread starts), then
+ *                the main thread calls pthread_exit while a worker runs:
+ *                the process must end when the worker does (exit status 0).
+ *   forkthread   the same, in a child forked from a non-main thread whose
+ *                thread then returns (Python's test_threading does this):
+ *                the parent prints the child's exit status.
  *   exhaust      14 threads at once each malloc and free one 100-byte
  *                block and exit; then malloc(3 MiB) three times (run with
  *                ARENALLOC_REGION_SIZE=64M): how many were served.
@@ -20,10 +26,12 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define THREADS 4
@@ -103,6 +111,53 @@ static void *touch(void *arg) {
     return NULL;
 }
 
+/* Takes the heap past 16 MiB and frees it: the next allocation starts the
+ * decay thread, which then parks. */
+static void start_decay_thread(void) {
+    void *v[40];
+    for (int i = 0; i < 40; i++) { v[i] = malloc(512 << 10); memset(v[i], 1, 512 << 10); }
+    for (int i = 0; i < 40; i++) free(v[i]);
+    free(malloc(300 << 10));
+}
+
+static void *short_worker(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 1000; i++) free(malloc(64));
+    puts("ok worker done");
+    fflush(stdout);
+    return NULL;
+}
+
+static void *forking_thread(void *arg) {
+    (void)arg;
+    pid_t child = fork();
+    if (child == 0) {
+        /* The child's only thread: an allocation slow path (the heap it
+         * inherited holds 16 MiB: the child starts its own decay thread),
+         * then it returns, which is a pthread_exit of the last thread
+         * (glibc then exits with 0). */
+        free(malloc(300 << 10));
+        return NULL;
+    }
+    /* A child that does not end within 10 s hangs: kill it, say so. */
+    int status = 0;
+    double t0 = now_ms();
+    while (waitpid(child, &status, WNOHANG) == 0) {
+        if (now_ms() - t0 > 10000) {
+            kill(child, SIGKILL);
+            waitpid(child, &status, 0);
+            puts("ok forkthread child hung");
+            fflush(stdout);
+            return NULL;
+        }
+        usleep(10000);
+    }
+    printf("ok forkthread child %s %d\n", WIFEXITED(status) ? "exited" : "killed",
+           WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    fflush(stdout);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 256;
@@ -128,6 +183,19 @@ int main(int argc, char **argv) {
         long after = rss_kib();
         finish(t);
         printf("ok trim live_kib %ld freed_kib %ld trimmed_kib %ld returned %d\n", live, freed, after, released);
+        return 0;
+    }
+    if (!strcmp(mode, "lastexit")) {
+        start_decay_thread();
+        pthread_t w;
+        pthread_create(&w, NULL, short_worker, NULL);
+        pthread_exit(NULL);
+    }
+    if (!strcmp(mode, "forkthread")) {
+        start_decay_thread();
+        pthread_t w;
+        pthread_create(&w, NULL, forking_thread, NULL);
+        pthread_join(w, NULL);
         return 0;
     }
     if (!strcmp(mode, "exhaust")) {

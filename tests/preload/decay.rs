@@ -79,3 +79,33 @@ fn c_exhausted_region_takes_back_what_exited_threads_keep() {
     assert_ok(&out, "decay exhaust");
     assert_eq!(stdout(&out), "ok exhaust served 3\n", "{s:?}");
 }
+
+/// The decay thread never keeps a process alive: when the main thread
+/// calls `pthread_exit` and the last worker returns, the process ends with
+/// status 0 as it would without arenalloc (`timeout` turns a hang into
+/// status 124).
+#[test]
+fn c_a_process_ends_when_its_last_thread_exits_despite_the_decay_thread() {
+    let dir = scratch("c-decay-lastexit");
+    let (out, _) = run(
+        &dir,
+        Command::new("timeout").arg("30").arg(decay_binary()).arg("lastexit"),
+    );
+    assert_ok(&out, "decay lastexit");
+    assert_eq!(stdout(&out), "ok worker done\n");
+}
+
+/// The same in a child forked from a non-main thread whose thread then
+/// returns: the child's registry knows only that thread is alive, so the
+/// decay thread (started in the child) leaves and the child exits 0.
+#[test]
+fn c_a_child_forked_from_a_thread_ends_when_that_thread_returns() {
+    let dir = scratch("c-decay-forkthread");
+    let (out, _) = run(
+        &dir,
+        Command::new("timeout").arg("30").arg(decay_binary()).arg("forkthread"),
+    );
+    assert_ok(&out, "decay forkthread");
+    assert_eq!(stdout(&out), "ok forkthread child exited 0\n");
+}
+
