@@ -37,12 +37,14 @@ pub(crate) mod cache;
 mod check;
 mod lookup;
 pub(crate) mod purge;
+mod quarantine;
 
 pub(crate) use cache::Push;
 
 use crate::bins::FreeIndex;
 use crate::block::{Key, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
+use crate::config::Stress;
 use core::sync::atomic::{AtomicU32, AtomicUsize};
 
 use crate::sync::{AtomicU64, Locked, LockedGuard, MpmcQueue, Ordering};
@@ -107,6 +109,10 @@ pub(crate) struct ArenaState {
     /// `lock_acquisitions` as the last decay tick left it: unchanged at the
     /// next tick means nobody else took the lock in between (idle arena).
     idle_mark: u64,
+    /// The heap's stress-mode settings (off: nothing below is used).
+    stress: Stress,
+    /// Stress mode's FIFO of quarantined blocks (`quarantine.rs`).
+    quarantine: quarantine::Fifo,
 }
 
 // SAFETY: the raw pointers point into chunks this arena owns; the state is
@@ -216,6 +222,7 @@ impl Arena {
         key: Key,
         cache_bytes: usize,
         purge: purge::Policy,
+        stress: Stress,
     ) -> Arena {
         Arena {
             id,
@@ -231,6 +238,8 @@ impl Arena {
                 purge,
                 dirty_epoch: 0,
                 idle_mark: 0,
+                stress,
+                quarantine: quarantine::Fifo::new(),
             }),
             owner: AtomicU64::new(owner),
             fast_owner: AtomicU64::new(fast_owner_for(owner, cache_bytes, key)),

@@ -65,6 +65,7 @@ impl Heap {
         // SAFETY: forwarded; the locks were taken by the parent thread this
         // thread continues.
         unsafe { self.fork_release() };
+        crate::thread::registry::forget_os_tid();
         let Some(meta) = self.meta_if_ready() else {
             return;
         };
