@@ -108,6 +108,11 @@ impl Heap {
                 if ptr as usize % GRANULE != 0 {
                     return Err(FreeError::NotAllocated);
                 }
+                // A thread that frees before it ever allocated gets its
+                // token (its small id) as an allocation would.
+                if cache::binding(meta.id).is_none() {
+                    let _ = self.bind_slow(meta);
+                }
                 let who = Who::current();
                 let mut st = arena.lock_and_drain_some(&meta.region);
                 // SAFETY: `ptr` is aligned and in a chunk of `arena`; the
