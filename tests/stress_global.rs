@@ -18,8 +18,11 @@ use rayon::prelude::*;
 #[global_allocator]
 static A: Heap = Heap::with_config(Config::new().stress(Stress::new()));
 
-/// One parcel of mixed allocations, built from `seed`.
-fn parcel(seed: u64) -> (Vec<u64>, String, HashMap<u64, Vec<u8>>, Box<[u8]>) {
+/// A parcel of mixed allocations.
+type Parcel = (Vec<u64>, String, HashMap<u64, Vec<u8>>, Box<[u8]>);
+
+/// One parcel, built from `seed`.
+fn parcel(seed: u64) -> Parcel {
     let n = (seed % 97 + 1) as usize;
     let v: Vec<u64> = (0..n as u64).map(|i| i * seed).collect();
     let s: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
@@ -29,7 +32,7 @@ fn parcel(seed: u64) -> (Vec<u64>, String, HashMap<u64, Vec<u8>>, Box<[u8]>) {
     (v, s, m, b)
 }
 
-fn verify(seed: u64, p: &(Vec<u64>, String, HashMap<u64, Vec<u8>>, Box<[u8]>)) {
+fn verify(seed: u64, p: &Parcel) {
     let n = (seed % 97 + 1) as usize;
     assert!(p.0.iter().enumerate().all(|(i, &x)| x == i as u64 * seed));
     assert_eq!(p.1.len(), n);

@@ -354,10 +354,11 @@ impl ArenaState {
                 return true;
             };
             let usable = block::block_to_usable(w.size);
-            // SAFETY: `b` is a live block of ours; the lock is held.
-            let rec = match self.stress_on() {
-                true => unsafe { body_of(b, w.size) }.and_then(|body| body.record()),
-                false => None,
+            let rec = if self.stress_on() {
+                // SAFETY: `b` is a live block of ours; the lock is held.
+                unsafe { body_of(b, w.size) }.and_then(|body| body.record())
+            } else {
+                None
             };
             match rec {
                 Some(r) => f(r.request as usize, r.alloc, r.alloc_seq),
