@@ -9,7 +9,8 @@
 //! Files: this one holds the arena itself (lock, ownership, the remote
 //! queue it owns, fork reset); `alloc.rs` the hot path under the lock
 //! (take, carve, free, coalesce, resize); `lookup.rs` pointer validation
-//! (which block is `ptr`); `check.rs` the invariant walk. The cross-thread
+//! (which block is `ptr`); `check.rs` the invariant walk; `quarantine.rs`
+//! stress mode's side under the lock (stamp, verify, poison, FIFO). The cross-thread
 //! protocol over `remote` (claim, push, drain) is `crate::remote`.
 //!
 //! Invariants (checked by `ArenaState::check`):
