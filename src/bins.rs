@@ -101,6 +101,17 @@ impl Ctx<'_> {
     /// full test `check` applies to every bin entry. Reads memory only once
     /// the region map proves `p` lies in one of our (committed) chunks.
     pub(crate) fn is_our_free_block(&self, p: usize) -> bool {
+        self.is_our_block_where(p, |w| w.is_free())
+    }
+
+    /// Whether `p` is the start of a block of this arena (a 16-aligned
+    /// address in its block area, a start bit, the region map naming the
+    /// arena) whose header verifies and satisfies `want`.
+    pub(crate) fn is_our_block_where(
+        &self,
+        p: usize,
+        want: impl Fn(crate::block::Word) -> bool,
+    ) -> bool {
         if !self.is_plausible_link(p)
             || self.region.chunk_use(self.region.chunk_index(p)) != ChunkUse::Arena(self.id)
         {
@@ -112,7 +123,7 @@ impl Ctx<'_> {
         let header = unsafe { &*(p as *const Header) };
         // SAFETY: as above; the start bit is in the chunk's header.
         let start = unsafe { (*chunk::chunk_of(p)).is_start(p) };
-        start && matches!(header.read(self.key), Some(w) if w.is_free())
+        start && matches!(header.read(self.key), Some(w) if want(w))
     }
 }
 

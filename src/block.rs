@@ -11,8 +11,8 @@
 //!  +-----------+--------------+---------------------------------+-----------+
 //!  <------------ HEADER -------><------- size - HEADER ----------->
 //!
-//!  size_flags:  63 .......... 32 | 31 ... 22 | 21 ............ 4 | 3      | 2              | 1      | 0
-//!               check value      | zero      | block size / 16   | PURGED | REMOTE_PENDING | CACHED | FREE
+//!  size_flags:  63 .......... 32 | 31 ... 22 | 21 ............ 4 | 3                    | 2              | 1      | 0
+//!               check value      | zero      | block size / 16   | PURGED / QUARANTINED | REMOTE_PENDING | CACHED | FREE
 //! ```
 //!
 //! * `size` counts the whole block, header included; it is a multiple of
@@ -34,6 +34,13 @@
 //!   zero and are not resident. `PURGED ⇒ FREE`. Dropped (conservatively:
 //!   the block counts as resident again) when the block merges; kept by the
 //!   remainder when it is split.
+//! * `QUARANTINED` (bit 3 on a block that is *not* `FREE`; the same bit is
+//!   `PURGED` on a free one): stress mode only (`arena/quarantine.rs`).
+//!   The user freed the block; it waits, poisoned, in its arena's
+//!   quarantine FIFO before it is freed into the index. Like `CACHED`: to
+//!   the index it is allocated, to the user it is not live (freeing it is
+//!   a double free, `is_allocated` is false, a remote claim fails).
+//!   `QUARANTINED ⇒ !CACHED && !REMOTE_PENDING`.
 //! * `prev_word`: the **mangled** `prev_size` — 0 while the physically
 //!   previous block is live (or there is none); its size while it is free:
 //!   that block's footer (boundary tag), which is what makes coalescing with
@@ -91,6 +98,10 @@ pub(crate) const REMOTE_PENDING: usize = 1 << 2;
 /// With `FREE`: the block's whole pages past its links were purged
 /// (`arena/purge.rs`) and nothing was written there since.
 pub(crate) const PURGED: usize = 1 << 3;
+/// On a block that is not `FREE`: the user freed it and it waits in its
+/// arena's stress-mode quarantine (`arena/quarantine.rs`). The same bit as
+/// `PURGED`, which only a free block carries.
+pub(crate) const QUARANTINED: usize = 1 << 3;
 /// Every flag bit.
 pub(crate) const FLAG_MASK: usize = GRANULE - 1;
 /// Bits of `size_flags` that hold the size.
@@ -136,10 +147,17 @@ impl Word {
         self.flags & FREE != 0
     }
 
-    /// Live and not freed by anyone yet (not free, not cached, not pending).
+    /// Live and not freed by anyone yet (not free, not cached, not
+    /// pending, not quarantined).
     #[inline]
     pub(crate) fn is_live(self) -> bool {
-        self.flags & (FREE | CACHED | REMOTE_PENDING) == 0
+        self.flags & (FREE | CACHED | REMOTE_PENDING | QUARANTINED) == 0
+    }
+
+    /// Freed by the user and waiting in the stress-mode quarantine.
+    #[inline]
+    pub(crate) fn is_quarantined(self) -> bool {
+        self.flags & (FREE | QUARANTINED) == QUARANTINED
     }
 
     #[inline]
@@ -150,7 +168,7 @@ impl Word {
     /// Free with its interior pages purged (`arena/purge.rs`).
     #[inline]
     pub(crate) fn is_purged(self) -> bool {
-        self.flags & PURGED != 0
+        self.flags & (FREE | PURGED) == FREE | PURGED
     }
 
     #[inline]

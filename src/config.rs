@@ -41,6 +41,9 @@
 //! | [`DEFAULT_PURGE_MS`] | 200 ms | `Config`, `heap::purge` | how long free pages stay resident (reuse without a page fault) against RSS held after a burst |
 //! | [`DECAY_THREAD_AFTER`] | 16 MiB | `heap::purge` | committed bytes from which an allocation starts the decay thread ahead of need (small programs never get one) |
 //! | [`DEFAULT_PURGE_MIN`] | 64 KiB | `Config`, `arena::purge` | the smallest free block whose pages are purged: syscalls against RSS in small free runs |
+//! | [`DEFAULT_QUARANTINE`], [`MAX_QUARANTINE`] | 16 MiB, 1 GiB | `Stress`, `arena::quarantine` | per arena: how long a freed block waits (late writes caught) against memory held |
+//! | [`DEFAULT_REDZONE`], [`MAX_REDZONE`] | 16, 4096 bytes | `Stress`, `stress` | overflows caught beyond the request against bytes per block |
+//! | [`LEAK_GROUPS`] | 4096 | `inspect::leaks` | distinct (size, thread) groups a leak report keeps (the rest are summed) |
 
 /// log2 of the chunk size (see the table above).
 pub(crate) const CHUNK_SHIFT: u32 = 22;
@@ -123,6 +126,166 @@ pub const DEFAULT_PURGE_MS: i64 = 200;
 pub(crate) const DECAY_THREAD_AFTER: usize = 16 << 20;
 /// Default smallest free block whose whole pages are purged.
 pub const DEFAULT_PURGE_MIN: usize = 64 << 10;
+/// Default bytes of freed blocks each arena quarantines in stress mode.
+pub const DEFAULT_QUARANTINE: usize = 16 << 20;
+/// The most a stress-mode quarantine holds per arena.
+pub const MAX_QUARANTINE: usize = 1 << 30;
+/// Default redzone after every request in stress mode, in bytes.
+pub const DEFAULT_REDZONE: usize = 16;
+/// The largest stress-mode redzone.
+pub const MAX_REDZONE: usize = 4096;
+/// Groups a leak report keeps (`Heap::leak_report`); the rest are summed.
+pub(crate) const LEAK_GROUPS: usize = 4096;
+
+/// The stress-testing mode's settings (`Config::stress`): quarantine,
+/// poison, redzones, fill patterns, what a report does. `Stress::new()`
+/// is on with the defaults; a `Config` without `.stress(...)` has it off,
+/// which costs nothing on the fast paths (`docs/DESIGN.md`, "Stress
+/// mode").
+///
+/// ```
+/// use arenalloc::{Config, Heap, Stress};
+/// static A: Heap = Heap::with_config(Config::new().stress(Stress::new().redzone(32)));
+/// let p = A.malloc(10);
+/// assert_eq!(A.usable_size(p), Some(10));
+/// assert_eq!(unsafe { *p }, 0xbe);
+/// unsafe { A.free(p) }.unwrap();
+/// A.check().unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stress {
+    on: bool,
+    quarantine: usize,
+    redzone: usize,
+    free_fill: u8,
+    alloc_fill: u8,
+    keep_going: bool,
+    leaks: bool,
+}
+
+impl Stress {
+    /// Stress mode on: a 16 MiB quarantine per arena, 16-byte redzones,
+    /// freed memory filled with `0xdd`, new memory with `0xbe`, abort after
+    /// the first report, leak report at exit (preload library).
+    pub const fn new() -> Stress {
+        Stress {
+            on: true,
+            quarantine: DEFAULT_QUARANTINE,
+            redzone: DEFAULT_REDZONE,
+            free_fill: 0xdd,
+            alloc_fill: 0xbe,
+            keep_going: false,
+            leaks: true,
+        }
+    }
+
+    /// Stress mode off (what `Config::new()` holds).
+    pub const fn off() -> Stress {
+        Stress {
+            on: false,
+            ..Stress::new()
+        }
+    }
+
+    /// Bytes of freed blocks each arena holds back before reuse (at most
+    /// [`MAX_QUARANTINE`]; 0: a freed block is verified and reused at once).
+    pub const fn quarantine(mut self, bytes: usize) -> Stress {
+        self.quarantine = bytes;
+        self
+    }
+
+    /// Bytes of redzone after every request (at most [`MAX_REDZONE`]);
+    /// the block's rounding slack is redzone too.
+    pub const fn redzone(mut self, bytes: usize) -> Stress {
+        self.redzone = bytes;
+        self
+    }
+
+    /// The byte freed blocks are filled with (verified on reuse).
+    pub const fn free_fill(mut self, byte: u8) -> Stress {
+        self.free_fill = byte;
+        self
+    }
+
+    /// The byte new blocks are filled with (`MALLOC_PERTURB_`'s job);
+    /// `calloc` still zeroes.
+    pub const fn alloc_fill(mut self, byte: u8) -> Stress {
+        self.alloc_fill = byte;
+        self
+    }
+
+    /// Count reports and run on (`HeapStats::stress_reports`) instead of
+    /// aborting after the first.
+    pub const fn keep_going(mut self, on: bool) -> Stress {
+        self.keep_going = on;
+        self
+    }
+
+    /// Whether the preload library writes a leak report at exit.
+    pub const fn leak_report(mut self, on: bool) -> Stress {
+        self.leaks = on;
+        self
+    }
+
+    /// Whether stress mode is on.
+    pub const fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The quarantine per arena, as given.
+    pub const fn get_quarantine(&self) -> usize {
+        self.quarantine
+    }
+
+    /// The redzone, as given.
+    pub const fn get_redzone(&self) -> usize {
+        self.redzone
+    }
+
+    /// The fill byte of freed blocks.
+    pub const fn get_free_fill(&self) -> u8 {
+        self.free_fill
+    }
+
+    /// The fill byte of new blocks.
+    pub const fn get_alloc_fill(&self) -> u8 {
+        self.alloc_fill
+    }
+
+    /// Whether reports are counted rather than fatal.
+    pub const fn get_keep_going(&self) -> bool {
+        self.keep_going
+    }
+
+    /// Whether a leak report is wanted at exit.
+    pub const fn get_leak_report(&self) -> bool {
+        self.leaks
+    }
+
+    /// The settings the heap uses: clamped.
+    const fn clamped(self) -> Stress {
+        Stress {
+            quarantine: if self.quarantine > MAX_QUARANTINE {
+                MAX_QUARANTINE
+            } else {
+                self.quarantine
+            },
+            redzone: if self.redzone > MAX_REDZONE {
+                MAX_REDZONE
+            } else {
+                self.redzone
+            },
+            ..self
+        }
+    }
+}
+
+impl Default for Stress {
+    fn default() -> Stress {
+        Stress::new()
+    }
+}
+
 /// The page size purging works in (x86-64 and aarch64 Linux base pages;
 /// a larger real page only makes some purges cover less).
 pub(crate) const PAGE: usize = 4096;
@@ -156,6 +319,7 @@ pub struct Config {
     purge_ms: i64,
     purge_min: usize,
     purge_thread: bool,
+    stress: Stress,
     at_init: Option<fn(Config) -> Config>,
 }
 
@@ -172,6 +336,7 @@ impl Config {
             purge_ms: DEFAULT_PURGE_MS,
             purge_min: DEFAULT_PURGE_MIN,
             purge_thread: true,
+            stress: Stress::off(),
             at_init: None,
         }
     }
@@ -264,6 +429,21 @@ impl Config {
         self
     }
 
+    /// The stress-testing mode (`Stress`): quarantine, poison, redzones,
+    /// fill patterns, thread-attributed reports. On, every allocation and
+    /// free takes its arena's locked path (the owner cache is off) and a
+    /// free of another arena's block takes that arena's lock. The preload
+    /// library reads `ARENALLOC_STRESS`.
+    pub const fn stress(mut self, stress: Stress) -> Config {
+        self.stress = stress;
+        self
+    }
+
+    /// The stress-mode settings, as given.
+    pub const fn get_stress(&self) -> Stress {
+        self.stress
+    }
+
     /// The configured decay, as given.
     pub const fn get_purge_ms(&self) -> i64 {
         self.purge_ms
@@ -321,11 +501,18 @@ impl Config {
                 .remote_queue_capacity
                 .clamp(1, MAX_REMOTE_QUEUE_CAPACITY),
             hardened: given.hardened,
-            owner_cache: given.owner_cache.min(MAX_OWNER_CACHE),
+            // Stress mode: every call takes the locked path, where the
+            // one `if stress` branch is (no owner cache, no fast path).
+            owner_cache: if given.stress.on {
+                0
+            } else {
+                given.owner_cache.min(MAX_OWNER_CACHE)
+            },
             // Below -1 means never, like -1; a day is the longest decay.
             purge_ms: given.purge_ms.clamp(-1, 86_400_000),
             purge_min: clamp_purge_min(given.purge_min),
             purge_thread: given.purge_thread,
+            stress: given.stress.clamped(),
             at_init: None,
         }
     }
@@ -343,6 +530,7 @@ impl PartialEq for Config {
             && self.purge_ms == other.purge_ms
             && self.purge_min == other.purge_min
             && self.purge_thread == other.purge_thread
+            && self.stress == other.stress
             && self.at_init.is_some() == other.at_init.is_some()
     }
 }

@@ -89,6 +89,15 @@ pub enum HeapErrorKind {
     /// class of this arena, or its counts disagree with the blocks marked
     /// cached.
     BadCache,
+    /// Stress mode: a quarantined block's poison was overwritten (a write
+    /// after free); `addr` is the first byte found changed.
+    UseAfterFree,
+    /// Stress mode: a live block's redzone (or its record) was overwritten
+    /// (a heap overflow); `addr` is the first byte found changed.
+    Overflow,
+    /// Stress mode: an arena's quarantine FIFO disagrees with the blocks
+    /// marked quarantined, or with its counts.
+    BadQuarantine,
 }
 
 /// An invariant violation found by `Heap::check`.
@@ -127,6 +136,8 @@ pub(crate) enum Corruption {
     PrevSize,
     /// A free-list link fails its safe-linking check or its back link.
     Link,
+    /// A stress-mode quarantine link names no quarantined block.
+    Quarantine,
 }
 
 impl Corruption {
@@ -135,6 +146,7 @@ impl Corruption {
             Corruption::Header => "header check failed",
             Corruption::PrevSize => "prev_size corrupt",
             Corruption::Link => "free-list link corrupt",
+            Corruption::Quarantine => "quarantine link corrupt",
         }
     }
 }
@@ -157,21 +169,46 @@ pub(crate) fn abort_on_corruption(addr: usize, what: Corruption) -> ! {
     crate::sys::abort()
 }
 
-/// A message line assembled in a stack buffer (no allocation).
-struct Line {
-    buf: [u8; 160],
+/// A message line assembled in a stack buffer (no allocation): every
+/// abort message and the stress-mode reports (`stress.rs`). Text that does
+/// not fit is dropped.
+pub(crate) struct Line {
+    buf: [u8; 256],
     len: usize,
 }
 
 impl Line {
-    fn new() -> Line {
+    pub(crate) fn new() -> Line {
         Line {
-            buf: [0; 160],
+            buf: [0; 256],
             len: 0,
         }
     }
 
-    fn push(&mut self, bytes: &[u8]) {
+    /// Appends `n` as `0x…` hex.
+    pub(crate) fn push_hex(&mut self, n: usize) {
+        self.push(&hex(n));
+    }
+
+    /// Appends `n` in decimal.
+    pub(crate) fn push_dec(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = n;
+        loop {
+            start -= 1;
+            if let Some(d) = digits.get_mut(start) {
+                *d = b'0' + (rest % 10) as u8;
+            }
+            rest /= 10;
+            if rest == 0 || start == 0 {
+                break;
+            }
+        }
+        self.push(digits.get(start..).unwrap_or_default());
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         let room = self.buf.len() - self.len;
         let n = bytes.len().min(room);
         if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), bytes.get(..n)) {
@@ -180,7 +217,7 @@ impl Line {
         }
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()
     }
 }
@@ -234,6 +271,17 @@ impl core::ops::Deref for HexBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decimal_formats_like_printf() {
+        let mut l = super::Line::new();
+        l.push_dec(0);
+        l.push(b" ");
+        l.push_dec(4711);
+        l.push(b" ");
+        l.push_dec(u64::MAX);
+        assert_eq!(l.bytes(), b"0 4711 18446744073709551615");
+    }
+
     #[test]
     fn hex_formats_like_printf() {
         assert_eq!(&*super::hex(0), b"0x0");

@@ -39,6 +39,8 @@
 //! | purge | handing a free block's whole pages back to the OS (`MADV_DONTNEED`); the block stays indexed, `PURGED` | `arena/purge.rs` |
 //! | decay | purging what stayed free for `purge_ms`, applying remote frees nobody applied, releasing kept chunks and orphaned caches | `heap/purge.rs` |
 //! | reclaim | taking an exited owner's cache and batches back (owner word `RECLAIMING`) | `arena/purge.rs` |
+//! | stress mode | quarantine, poison, redzones, fills and thread-attributed reports for the user's bugs ([`Stress`]) | `stress.rs`, `arena/quarantine.rs`, `heap/stress.rs` |
+//! | quarantine | stress mode's per-arena FIFO of freed blocks (`QUARANTINED`), bounded in bytes, verified on the way out | `arena/quarantine.rs` |
 //!
 //! # Which file to open
 //!
@@ -68,6 +70,11 @@
 //!        └─ later, the owner's refill: drain_into its cache | any lock holder: drain
 //!        └─ queue full: the freeing thread frees under the owner's lock
 //!
+//! stress mode ─▶ the slow paths' one `if stress` (no fast path: cache off)  heap/stress.rs
+//!   alloc: lock ─▶ ArenaState::stress_alloc: carve request + redzone + record, fill   arena/quarantine.rs
+//!   free (any thread): the block's arena lock ─▶ find_live ─▶ stress_free: verify redzone,
+//!     poison, quarantine FIFO ─▶ evict oldest past the bound: verify poison ─▶ free   stress.rs
+//!
 //! decay ─▶ any slow path, no lock held: region.decay_wanted? ─▶ start the thread  heap/purge.rs
 //!   thread, every purge_ms/2: epoch += 1, each arena: decay_step(Tick)             arena/purge.rs
 //!     try_lock | reclaim an orphan | idle: drain, release empty chunks | purge_free
@@ -94,14 +101,16 @@ mod inspect;
 mod large;
 mod region;
 mod remote;
+mod stress;
 mod sync;
 mod sys;
 mod thread;
 
 pub use config::{
-    Config, CHUNK, DEFAULT_MAX_ARENAS, DEFAULT_OWNER_CACHE, DEFAULT_PURGE_MIN, DEFAULT_PURGE_MS,
-    DEFAULT_REGION_SIZE, DEFAULT_REMOTE_QUEUE_CAPACITY, LARGE_THRESHOLD, MAX_ARENAS,
-    MAX_OWNER_CACHE, MAX_REMOTE_QUEUE_CAPACITY,
+    Config, Stress, CHUNK, DEFAULT_MAX_ARENAS, DEFAULT_OWNER_CACHE, DEFAULT_PURGE_MIN,
+    DEFAULT_PURGE_MS, DEFAULT_QUARANTINE, DEFAULT_REDZONE, DEFAULT_REGION_SIZE,
+    DEFAULT_REMOTE_QUEUE_CAPACITY, LARGE_THRESHOLD, MAX_ARENAS, MAX_OWNER_CACHE, MAX_QUARANTINE,
+    MAX_REDZONE, MAX_REMOTE_QUEUE_CAPACITY,
 };
 pub use error::{FreeError, HeapError, HeapErrorKind};
 pub use heap::Heap;

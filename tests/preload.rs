@@ -443,3 +443,5 @@ mod hardening;
 mod introspect;
 #[path = "preload/limits.rs"]
 mod limits;
+#[path = "preload/stress_mode.rs"]
+mod stress_mode;

@@ -56,7 +56,7 @@ use std::thread;
 mod common;
 use common::{mix, soak_env, Rng};
 
-use arenalloc::{Config, Heap, HeapStats, LARGE_THRESHOLD};
+use arenalloc::{Config, Heap, HeapStats, Stress, LARGE_THRESHOLD};
 use rayon::prelude::*;
 
 // ----- knobs -----------------------------------------------------------------
@@ -517,6 +517,7 @@ fn rayon_stress(name: &str, config: Config, expect: Expect) {
             .for_each(|b| free_block(&heap, b))
     });
     assert_empty(&heap, name);
+    assert_eq!(heap.stats().stress_reports(), 0, "{name}: stress reports");
 }
 
 #[test]
@@ -577,6 +578,27 @@ fn rayon_one_slot_remote_queue() {
             max_arenas: WORKERS + 1,
             remote_frees: true,
             queue_full: true,
+        },
+    );
+}
+
+#[test]
+fn rayon_stress_mode() {
+    // Stress mode (quarantine, poison, redzones): the same workload must
+    // run clean — no report, check() exact — with every free taking its
+    // block's arena lock (no remote queue).
+    rayon_stress(
+        "rayon_stress_mode",
+        Config::new()
+            .region_size(REGION)
+            .hardened(true)
+            .stress(Stress::new().quarantine(1 << 20)),
+        Expect {
+            // The hand-off's consumer binds too: in stress mode a thread
+            // that only frees gets its small id (an arena) as well.
+            max_arenas: WORKERS + 2,
+            remote_frees: false,
+            queue_full: false,
         },
     );
 }

@@ -28,6 +28,7 @@
 //! | `ARENALLOC_PURGE_THREAD` | `0` or `1` | `1` | `Config::purge_thread`: whether a background thread runs decay (0: only allocating threads do) |
 //! | `ARENALLOC_HARDENED` | `0` or `1` | `0` | `Config::hardened`: heap-corruption checks on every free and allocation |
 //! | `ARENALLOC_STATS` | `1`, or an absolute path | unset | a statistics table at exit, on stderr or appended to that file (for programs whose stderr is checked) |
+//! | `ARENALLOC_STRESS` | `1`, or `key=value` knobs separated by `,`: `quarantine=` bytes (suffixes), `redzone=` bytes, `free_fill=` / `alloc_fill=` a byte (`0x..` or decimal), `continue=0/1`, `leaks=0/1` | unset (off) | `Config::stress`: quarantine, poison, redzones, fills, thread-attributed reports; at exit every quarantined block and redzone is verified and (unless `leaks=0`) a leak report goes where `ARENALLOC_STATS` says, else to stderr |
 //!
 //! Invariants:
 //! * This *is* `malloc`: nothing here calls libc's allocator. Whatever runs
@@ -52,7 +53,7 @@
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
 
-use heap::{Config, Heap};
+use heap::{Config, Heap, Stress};
 
 mod introspect;
 mod line;
@@ -86,6 +87,12 @@ extern "C" fn on_load() {
     if env_flag(c"ARENALLOC_STATS") {
         // SAFETY: `print_stats` is an `extern "C" fn()` that never unwinds.
         unsafe { libc::atexit(print_stats) };
+    }
+    if env_flag(c"ARENALLOC_STRESS") {
+        // Registered after `print_stats`, so it runs first (atexit is
+        // LIFO): the sweep's reports come before the table.
+        // SAFETY: as above.
+        unsafe { libc::atexit(stress_at_exit) };
     }
 }
 
@@ -182,6 +189,17 @@ fn config_from_env(mut config: Config) -> Config {
             _ => report_malformed(b"ARENALLOC_PURGE_THREAD", v, b"0 or 1"),
         }
     }
+    if let Some(v) = env(c"ARENALLOC_STRESS") {
+        match parse_stress(v) {
+            Some(s) => config = config.stress(s),
+            None => report_malformed(
+                b"ARENALLOC_STRESS",
+                v,
+                b"1, 0, or key=value knobs separated by commas: quarantine, redzone, \
+                  free_fill, alloc_fill, continue, leaks",
+            ),
+        }
+    }
     if let Some(v) = env(c"ARENALLOC_HARDENED") {
         match v {
             b"1" => config = config.hardened(true),
@@ -190,6 +208,53 @@ fn config_from_env(mut config: Config) -> Config {
         }
     }
     config
+}
+
+/// `ARENALLOC_STRESS`'s value: `1` (on, defaults), `0` (off), or
+/// `key=value` knobs separated by commas, which turn it on (`None`:
+/// malformed). Allocates nothing.
+fn parse_stress(v: &[u8]) -> Option<Stress> {
+    match v {
+        b"0" => return Some(Stress::off()),
+        b"1" => return Some(Stress::new()),
+        _ => {}
+    }
+    let mut s = Stress::new();
+    for knob in v.split(|&b| b == b',') {
+        let eq = knob.iter().position(|&b| b == b'=')?;
+        let (key, value) = (knob.get(..eq)?, knob.get(eq + 1..)?);
+        let flag = || match value {
+            b"0" => Some(false),
+            b"1" => Some(true),
+            _ => None,
+        };
+        s = match key {
+            b"quarantine" => s.quarantine(parse_size(value, true)?),
+            b"redzone" => s.redzone(parse_size(value, true)?),
+            b"free_fill" => s.free_fill(parse_byte(value)?),
+            b"alloc_fill" => s.alloc_fill(parse_byte(value)?),
+            b"continue" => s.keep_going(flag()?),
+            b"leaks" => s.leak_report(flag()?),
+            _ => return None,
+        };
+    }
+    Some(s)
+}
+
+/// A byte: `0x` and hex digits, or decimal.
+fn parse_byte(v: &[u8]) -> Option<u8> {
+    let n = match v.strip_prefix(b"0x").or_else(|| v.strip_prefix(b"0X")) {
+        Some(hex) if !hex.is_empty() && hex.len() <= 2 => {
+            let mut n = 0u32;
+            for &b in hex {
+                n = n * 16 + (b as char).to_digit(16)?;
+            }
+            n as usize
+        }
+        Some(_) => return None,
+        None => parse_size(v, false)?,
+    };
+    u8::try_from(n).ok()
 }
 
 /// Parses a decimal number with, when `suffixes`, one of `K M G T`
@@ -237,41 +302,30 @@ fn report_malformed(name: &[u8], value: &[u8], expected: &[u8]) {
     line.write_stderr();
 }
 
-extern "C" fn print_stats() {
-    let s = heap().stats();
-    let remote: u64 = s
-        .arenas()
-        .iter()
-        .map(|a| a.remote_frees + a.queue_full_fallbacks)
-        .sum();
-    let contended: u64 = s.arenas().iter().map(|a| a.lock_contended).sum();
-    let adoptions: u64 = s.arenas().iter().map(|a| a.adoptions).sum();
-    // At exit the heap may be used by nothing else; formatting allocates
-    // through it, with no heap lock held.
-    let text = format!(
-        "arenalloc: stats at exit (pid {})\n\
-         arenalloc:   allocations {:>14}   frees {:>14}   remote frees {:>12}\n\
-         arenalloc:   live blocks {:>14}   live bytes {:>9}   peak committed {:>10}\n\
-         arenalloc:   arenas used {:>14}   adoptions {:>10}   contended locks {:>9}\n\
-         arenalloc:   pool used {:>16}   pool size {:>10}   reserved bytes {:>10}\n\
-         arenalloc:   cached blocks {:>12}   cached bytes {:>7}   large cached {:>12}\n",
-        std::process::id(),
-        s.allocations(),
-        s.frees(),
-        remote,
-        s.live_blocks(),
-        s.allocated_bytes(),
-        s.peak_committed_bytes(),
-        s.arenas().len(),
-        adoptions,
-        contended,
-        s.pool_used_bytes(),
-        s.pool_capacity_bytes(),
-        s.reserved_bytes(),
-        s.cached_blocks(),
-        s.cached_bytes(),
-        s.large_cached_bytes(),
-    );
+/// At exit in stress mode: every quarantined block's poison and every
+/// live block's redzone is verified (a finding is reported and, unless
+/// `continue=1`, aborts), then the leak report goes where `ARENALLOC_STATS`
+/// names a file, else to stderr (`leaks=0`: none).
+extern "C" fn stress_at_exit() {
+    let Some(stress) = env(c"ARENALLOC_STRESS").and_then(parse_stress) else {
+        return;
+    };
+    if !stress.is_on() {
+        return;
+    }
+    heap().stress_verify();
+    if !stress.get_leak_report() {
+        return;
+    }
+    let mut text = Vec::new();
+    if heap().leak_report(&mut text).is_ok() {
+        write_report(&text);
+    }
+}
+
+/// Writes `text` with one `write(2)`: appended to the file
+/// `ARENALLOC_STATS` names (an absolute path), else on stderr.
+fn write_report(text: &[u8]) {
     let fd = match env(c"ARENALLOC_STATS") {
         Some(path) if path.starts_with(b"/") => {
             // SAFETY: getenv's value is a NUL-terminated string.
@@ -297,6 +351,47 @@ extern "C" fn print_stats() {
         // SAFETY: we opened `fd` above.
         unsafe { libc::close(fd) };
     }
+}
+
+extern "C" fn print_stats() {
+    let s = heap().stats();
+    let remote: u64 = s
+        .arenas()
+        .iter()
+        .map(|a| a.remote_frees + a.queue_full_fallbacks)
+        .sum();
+    let contended: u64 = s.arenas().iter().map(|a| a.lock_contended).sum();
+    let adoptions: u64 = s.arenas().iter().map(|a| a.adoptions).sum();
+    // At exit the heap may be used by nothing else; formatting allocates
+    // through it, with no heap lock held.
+    let text = format!(
+        "arenalloc: stats at exit (pid {})\n\
+         arenalloc:   allocations {:>14}   frees {:>14}   remote frees {:>12}\n\
+         arenalloc:   live blocks {:>14}   live bytes {:>9}   peak committed {:>10}\n\
+         arenalloc:   arenas used {:>14}   adoptions {:>10}   contended locks {:>9}\n\
+         arenalloc:   pool used {:>16}   pool size {:>10}   reserved bytes {:>10}\n\
+         arenalloc:   cached blocks {:>12}   cached bytes {:>7}   large cached {:>12}\n\
+         arenalloc:   stress reports {:>11}   quarantined {:>8}\n",
+        std::process::id(),
+        s.allocations(),
+        s.frees(),
+        remote,
+        s.live_blocks(),
+        s.allocated_bytes(),
+        s.peak_committed_bytes(),
+        s.arenas().len(),
+        adoptions,
+        contended,
+        s.pool_used_bytes(),
+        s.pool_capacity_bytes(),
+        s.reserved_bytes(),
+        s.cached_blocks(),
+        s.cached_bytes(),
+        s.large_cached_bytes(),
+        s.stress_reports(),
+        s.quarantined_bytes(),
+    );
+    write_report(text.as_bytes());
 }
 
 // ----- the C API ---------------------------------------------------------
@@ -458,7 +553,43 @@ pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_size, parse_stress};
+    use heap::Stress;
+
+    #[test]
+    fn stress_knobs_parse() {
+        assert_eq!(parse_stress(b"1"), Some(Stress::new()));
+        assert_eq!(parse_stress(b"0"), Some(Stress::off()));
+        assert_eq!(
+            parse_stress(
+                b"quarantine=64M,redzone=32,free_fill=0xdd,alloc_fill=190,continue=1,leaks=0"
+            ),
+            Some(
+                Stress::new()
+                    .quarantine(64 << 20)
+                    .redzone(32)
+                    .free_fill(0xdd)
+                    .alloc_fill(190)
+                    .keep_going(true)
+                    .leak_report(false)
+            )
+        );
+        for bad in [
+            &b"yes"[..],
+            b"redzone",
+            b"free_fill=0x100",
+            b"leaks=2",
+            b"color=red",
+            b"redzone=1,",
+        ] {
+            assert_eq!(
+                parse_stress(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {

@@ -49,6 +49,7 @@ impl ArenaState {
             ..Counters::default()
         };
         let (mut cached_headers, mut pending_headers) = (0, 0);
+        let mut quarantined = (0, 0);
         let mut dirty = false;
         let mut c = self.chunks;
         let mut prev_chunk: *mut ChunkHeader = core::ptr::null_mut();
@@ -67,7 +68,8 @@ impl ArenaState {
             }
             walked.chunk_count += 1;
             // SAFETY: as above.
-            let (cached, pending) = unsafe { self.check_chunk(c, &mut walked, &mut dirty, id)? };
+            let (cached, pending) =
+                unsafe { self.check_chunk(c, &mut walked, &mut dirty, &mut quarantined, id)? };
             cached_headers += cached;
             pending_headers += pending;
             prev_chunk = c;
@@ -83,6 +85,7 @@ impl ArenaState {
         if pending_headers != pending {
             return err(HeapErrorKind::BadRemoteEntry, 0);
         }
+        self.check_quarantine(region, quarantined.0, quarantined.1)?;
         self.check_bins(region, walked.free_blocks, id)?;
         if walked != self.counters || !self.check_purge(walked.purged_bytes, dirty) {
             return err(HeapErrorKind::CounterMismatch, 0);
@@ -97,12 +100,15 @@ impl ArenaState {
     /// Walks one chunk: header checks, tiling, flags, footers, start bits.
     /// Returns how many blocks it found marked `CACHED` and
     /// `REMOTE_PENDING`; sets `dirty` if it met a free block decay must
-    /// purge (`purge.rs`).
+    /// purge (`purge.rs`); adds the `QUARANTINED` blocks and bytes to
+    /// `quarantined`. In stress mode every carved block's record, redzone
+    /// or poison is verified too (`quarantine.rs`).
     unsafe fn check_chunk(
         &self,
         c: *mut ChunkHeader,
         walked: &mut Counters,
         dirty: &mut bool,
+        quarantined: &mut (usize, usize),
         id: u32,
     ) -> Result<(usize, usize), HeapError> {
         let err = |kind, addr: *mut Header| {
@@ -150,8 +156,21 @@ impl ArenaState {
                     }
                     prev_free = w.size;
                 } else {
-                    if w.is_purged() {
-                        return err(HeapErrorKind::BadHeader, b);
+                    if w.is_quarantined() {
+                        if !self.stress_on() || w.flags != block::QUARANTINED {
+                            return err(HeapErrorKind::BadQuarantine, b);
+                        }
+                        quarantined.0 += 1;
+                        quarantined.1 += w.size;
+                    }
+                    if self.stress_on() {
+                        if let Some(f) = self.stress_inspect(b, w) {
+                            return Err(HeapError {
+                                arena: Some(id),
+                                addr: f.addr,
+                                kind: f.error_kind(),
+                            });
+                        }
                     }
                     if w.is_cached() {
                         if w.flags != block::CACHED {

@@ -9,7 +9,8 @@
 //! Files: this one holds the arena itself (lock, ownership, the remote
 //! queue it owns, fork reset); `alloc.rs` the hot path under the lock
 //! (take, carve, free, coalesce, resize); `lookup.rs` pointer validation
-//! (which block is `ptr`); `check.rs` the invariant walk. The cross-thread
+//! (which block is `ptr`); `check.rs` the invariant walk; `quarantine.rs`
+//! stress mode's side under the lock (stamp, verify, poison, FIFO). The cross-thread
 //! protocol over `remote` (claim, push, drain) is `crate::remote`.
 //!
 //! Invariants (checked by `ArenaState::check`):
@@ -37,12 +38,14 @@ pub(crate) mod cache;
 mod check;
 mod lookup;
 pub(crate) mod purge;
+mod quarantine;
 
 pub(crate) use cache::Push;
 
 use crate::bins::FreeIndex;
 use crate::block::{Key, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
+use crate::config::Stress;
 use core::sync::atomic::{AtomicU32, AtomicUsize};
 
 use crate::sync::{AtomicU64, Locked, LockedGuard, MpmcQueue, Ordering};
@@ -107,6 +110,10 @@ pub(crate) struct ArenaState {
     /// `lock_acquisitions` as the last decay tick left it: unchanged at the
     /// next tick means nobody else took the lock in between (idle arena).
     idle_mark: u64,
+    /// The heap's stress-mode settings (off: nothing below is used).
+    stress: Stress,
+    /// Stress mode's FIFO of quarantined blocks (`quarantine.rs`).
+    quarantine: quarantine::Fifo,
 }
 
 // SAFETY: the raw pointers point into chunks this arena owns; the state is
@@ -216,6 +223,7 @@ impl Arena {
         key: Key,
         cache_bytes: usize,
         purge: purge::Policy,
+        stress: Stress,
     ) -> Arena {
         Arena {
             id,
@@ -231,6 +239,8 @@ impl Arena {
                 purge,
                 dirty_epoch: 0,
                 idle_mark: 0,
+                stress,
+                quarantine: quarantine::Fifo::new(),
             }),
             owner: AtomicU64::new(owner),
             fast_owner: AtomicU64::new(fast_owner_for(owner, cache_bytes, key)),

@@ -67,6 +67,7 @@ impl Heap {
         unsafe { self.fork_release() };
         // SAFETY: the only thread of the child (caller).
         unsafe { crate::thread::registry::reset_after_fork() };
+        crate::thread::registry::forget_os_tid();
         let Some(meta) = self.meta_if_ready() else {
             return;
         };

@@ -67,6 +67,8 @@ pub(crate) struct HeapMeta {
     pub(super) purge_min: AtomicUsize,
     /// The decay thread's state (`purge.rs`).
     pub(crate) decay: super::purge::Decay,
+    /// Stress mode's sequence and report count (`stress.rs`).
+    pub(crate) stress: crate::stress::Shared,
 }
 
 /// One entry of the arena table: `ready` is set (`Release`) once `arena`
@@ -77,6 +79,13 @@ pub(super) struct ArenaSlot {
 }
 
 impl HeapMeta {
+    /// Whether the heap runs in stress mode: the one branch the slow paths
+    /// take to `heap/stress.rs` (a `bool` in the metadata, fixed at init).
+    #[inline(always)]
+    pub(crate) fn stress_on(&self) -> bool {
+        self.config.get_stress().is_on()
+    }
+
     /// Arena `id`, if it exists.
     #[inline]
     pub(crate) fn arena(&self, id: u32) -> Option<&Arena> {
@@ -136,6 +145,7 @@ impl HeapMeta {
                 self.config.get_purge_ms(),
                 self.purge_min.load(Ordering::Relaxed),
             ),
+            self.config.get_stress(),
         );
         // SAFETY: slot `n` was reserved by us alone and is inside the table;
         // it is published with `ready` only after it is written.
@@ -235,6 +245,7 @@ pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
         addr_of_mut!((*meta).arena_cap).write(AtomicUsize::new(config.get_max_arenas()));
         addr_of_mut!((*meta).purge_min).write(AtomicUsize::new(config.get_purge_min()));
         addr_of_mut!((*meta).decay).write(super::purge::Decay::new(&config));
+        addr_of_mut!((*meta).stress).write(crate::stress::Shared::new());
     }
     meta
 }

@@ -57,6 +57,7 @@ mod fork;
 mod meta;
 mod pool;
 pub(crate) mod purge;
+mod stress;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
@@ -196,6 +197,10 @@ impl Heap {
         let Some(meta) = self.meta() else {
             return ptr::null_mut();
         };
+        if meta.stress_on() {
+            let p = self.stress_alloc(meta, size, align, false);
+            return self.slow_path_done(meta, p, size, align, reclaim);
+        }
         if arena::arena_serves(size, align) {
             let (arena, me) = match cache::binding(meta.id) {
                 // SAFETY: the cache matched this heap's id, so the pointer is
@@ -269,6 +274,11 @@ impl Heap {
     }
 
     fn alloc_zeroed_impl(&self, size: usize, align: usize) -> *mut u8 {
+        if let Some(meta) = self.meta().filter(|m| m.stress_on()) {
+            let p = self.stress_alloc(meta, size, align, true);
+            meta.kick_decay();
+            return p;
+        }
         if !arena::arena_serves(size, align) {
             // Fresh runs are already zero; `large` clears a reused one.
             let Some(meta) = self.meta() else {
@@ -379,6 +389,10 @@ impl Heap {
             return Ok(());
         }
         let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
+        if meta.stress_on() {
+            // SAFETY: forwarded; `ptr` is not null.
+            return unsafe { self.stress_free(meta, ptr) };
+        }
         // A small block of the caller's own arena goes on its owner cache,
         // with no lock and no arena-table lookup (checked, on a hardened
         // heap; flushing half its class when that is full).
@@ -536,6 +550,10 @@ impl Heap {
         let Some(meta) = self.meta_if_ready() else {
             abort_on_free_error(FreeError::OutsideHeap, ptr)
         };
+        if meta.stress_on() {
+            // SAFETY: forwarded; `ptr` is not null.
+            return unsafe { self.stress_realloc(meta, ptr, size, align) };
+        }
         let owner = match locate(meta, ptr as usize) {
             Ok(o) => o,
             Err(e) => abort_on_free_error(e, ptr),
@@ -643,14 +661,26 @@ impl Heap {
                 // block is a valid live header.
                 unsafe {
                     let b = st.find_containing(ptr as usize)?;
-                    Some((
-                        block::block_to_payload(b) as usize,
-                        block::block_to_usable((*b).size()),
-                    ))
+                    let payload = block::block_to_payload(b) as usize;
+                    if st.stress_on() {
+                        let request = st.stress_request(b);
+                        return stress::stress_usable(payload, request, ptr as usize)
+                            .map(|u| (payload, u));
+                    }
+                    Some((payload, block::block_to_usable((*b).size())))
                 }
             })
             .flatten(),
-            Owner::Large => large::containing(&meta.region, ptr as usize),
+            Owner::Large => {
+                let (payload, usable) = large::containing(&meta.region, ptr as usize)?;
+                if !meta.stress_on() {
+                    return Some((payload, usable));
+                }
+                let request = stress::large_body(meta, payload as *mut u8)
+                    .and_then(|b| b.record())
+                    .map_or(usable, |r| r.request as usize);
+                stress::stress_usable(payload, request, ptr as usize).map(|u| (payload, u))
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use crate::heap::{Heap, HeapMeta};
 pub struct ArenaStats {
     /// The arena's index in its heap.
     pub id: u32,
-    /// Usable bytes of live blocks.
+    /// Usable bytes of live blocks (stress mode: the bytes requested).
     pub allocated_bytes: usize,
     /// Live blocks.
     pub live_blocks: usize,
@@ -63,6 +63,11 @@ pub struct ArenaStats {
     /// Blocks of this arena that other threads freed and hold in unsent
     /// remote-free batches (freed for the user, not yet free here).
     pub pending_blocks: usize,
+    /// Stress mode: blocks the user freed that wait in the arena's
+    /// quarantine (not live, not free).
+    pub quarantined_blocks: usize,
+    /// Bytes of those blocks, headers included.
+    pub quarantined_bytes: usize,
 }
 
 /// Statistics of a heap: per arena, large allocations, and totals.
@@ -83,6 +88,7 @@ pub struct HeapStats {
     pool_allocations: u64,
     decay_threads: u64,
     decay_running: bool,
+    stress_reports: u64,
 }
 
 impl HeapStats {
@@ -216,6 +222,18 @@ impl HeapStats {
         self.decay_threads
     }
 
+    /// Stress mode: reports written so far (use-after-free writes,
+    /// overflows, overwritten records); with `Stress::keep_going(false)`
+    /// the first one aborts, so a running program sees 0.
+    pub fn stress_reports(&self) -> u64 {
+        self.stress_reports
+    }
+
+    /// Stress mode: bytes of freed blocks waiting in quarantines.
+    pub fn quarantined_bytes(&self) -> usize {
+        self.arenas.iter().map(|a| a.quarantined_bytes).sum()
+    }
+
     /// Whether the heap had its decay thread (ticking or parked) when the
     /// statistics were taken.
     pub fn decay_thread_exists(&self) -> bool {
@@ -227,9 +245,17 @@ impl HeapStats {
 /// owner cache: cached blocks are carved (live to the index) but not the
 /// user's, so they move from the live figures to their own, and the cache's
 /// refills and flushes are not counted as the user's allocations and frees.
-fn arena_stats(arena: &Arena, c: &Counters, largest: usize, pending: (usize, usize)) -> ArenaStats {
+/// Quarantined blocks (stress mode), likewise, are the user's frees.
+fn arena_stats(
+    arena: &Arena,
+    c: &Counters,
+    largest: usize,
+    pending: (usize, usize),
+    quarantined: (usize, usize),
+) -> ArenaStats {
     let cache = arena.cache_counts();
     let (pending_blocks, pending_bytes) = pending;
+    let (q_blocks, q_bytes) = quarantined;
     ArenaStats {
         id: arena.id,
         owner: arena.live_owner(),
@@ -239,11 +265,13 @@ fn arena_stats(arena: &Arena, c: &Counters, largest: usize, pending: (usize, usi
         allocated_bytes: c
             .live_bytes
             .saturating_sub(cache.bytes.saturating_sub(cache.blocks * HEADER))
-            .saturating_sub(pending_bytes.saturating_sub(pending_blocks * HEADER)),
+            .saturating_sub(pending_bytes.saturating_sub(pending_blocks * HEADER))
+            .saturating_sub(q_bytes.saturating_sub(q_blocks * HEADER)),
         live_blocks: c
             .live_blocks
             .saturating_sub(cache.blocks)
-            .saturating_sub(pending_blocks),
+            .saturating_sub(pending_blocks)
+            .saturating_sub(q_blocks),
         free_bytes: c.free_bytes,
         free_blocks: c.free_blocks,
         largest_free_block: largest,
@@ -258,13 +286,30 @@ fn arena_stats(arena: &Arena, c: &Counters, largest: usize, pending: (usize, usi
         // was flushed, and those the refills put there are `to_cache`.
         frees: (c.frees - c.from_cache)
             + (cache.blocks as u64 + cache.pops + c.from_cache).saturating_sub(c.to_cache)
-            + pending_blocks as u64,
+            + pending_blocks as u64
+            + q_blocks as u64,
         lock_acquisitions: c.lock_acquisitions,
         lock_contended: c.lock_contended,
         cached_blocks: cache.blocks,
         cached_bytes: cache.bytes,
         pending_blocks,
+        quarantined_blocks: q_blocks,
+        quarantined_bytes: q_bytes,
     }
+}
+
+/// Stress mode: the bytes requested by live large allocations (records).
+fn large_requested(meta: &HeapMeta) -> usize {
+    let mut n = 0;
+    let _ = crate::large::walk(&meta.region, |run| {
+        // SAFETY: a live run's usable bytes are committed; read only, under
+        // the region lock.
+        let rec = unsafe { crate::stress::Body::new(run.payload as *mut u8, run.usable) }
+            .and_then(|b| b.record());
+        n += rec.map_or(run.usable, |r| r.request as usize);
+        true
+    });
+    n
 }
 
 /// Blocks and bytes of arena `id` held in any owner's unsent batches.
@@ -303,6 +348,13 @@ impl Heap {
             };
             let st = arena.lock_drained(&meta.region);
             let (counters, largest) = (st.counters, st.largest_free(&meta.region));
+            let quarantined = st.quarantined();
+            // Stress mode: the user's bytes are the requests (records).
+            let requested = st.stress_on().then(|| {
+                let mut n = 0;
+                st.for_each_live(|size, _, _| n += size);
+                n
+            });
             drop(st);
             if arenas.len() < arenas.capacity() {
                 arenas.push(arena_stats(
@@ -310,7 +362,11 @@ impl Heap {
                     &counters,
                     largest,
                     pending_for(meta, arena.id),
+                    quarantined,
                 ));
+                if let (Some(n), Some(a)) = (requested, arenas.last_mut()) {
+                    a.allocated_bytes = n;
+                }
             }
         }
         let large = &meta.large;
@@ -319,7 +375,11 @@ impl Heap {
         HeapStats {
             arenas,
             large_live: large.live.load(Relaxed),
-            large_bytes: large.live_bytes.load(Relaxed),
+            large_bytes: if meta.stress_on() {
+                large_requested(meta)
+            } else {
+                large.live_bytes.load(Relaxed)
+            },
             large_allocations: large.allocs.load(Relaxed),
             large_frees: large.frees.load(Relaxed),
             large_cached: large.cached_bytes(),
@@ -332,6 +392,7 @@ impl Heap {
             pool_allocations: pool.allocations,
             decay_threads: meta.decay.threads_started(),
             decay_running: meta.decay.thread_exists(),
+            stress_reports: meta.stress.reports(),
         }
     }
 }

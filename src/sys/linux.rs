@@ -266,6 +266,13 @@ pub(crate) fn write_stderr(bytes: &[u8]) {
     unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
 }
 
+/// The calling thread's kernel thread id (`gettid(2)`), for the thread
+/// names of stress-mode reports (`stress.rs`).
+pub(crate) fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
 /// Ends the process with `SIGABRT`, running no destructor and no handler
 /// of ours.
 pub(crate) fn abort() -> ! {

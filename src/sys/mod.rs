@@ -13,6 +13,7 @@
 //! | [`spawn_detached`] / [`name_this_thread`] | `heap::purge` | the decay thread (glibc's `pthread_create` allocates: called with no heap lock held) |
 //! | [`write_stderr`] / [`abort`] | `error` | the one-line abort message |
 //! | [`monotonic_ns`] | `large`, `heap::purge` | the age of cached large runs; the decay clock without its thread |
+//! | [`gettid`] | `thread::registry` | the OS thread id a stress-mode report names (cached per thread) |
 //! | [`random_u64`] | `heap::meta` | the per-heap secret of header checks |
 //! | [`thread_key_create`] / [`thread_key_set`] | `sync` | the thread-exit hook that releases a registry slot, without a TLS destructor (which would allocate) |
 //! | [`address_space_limit`] / [`address_space_used`] | `region` | sizing the reservation under `RLIMIT_AS` (`ulimit -v`) |

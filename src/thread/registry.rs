@@ -134,6 +134,10 @@ pub(crate) struct ThreadState {
     pub(crate) arenas: [Cell<usize>; BINDING_WAYS],
     /// The heap this thread is binding to right now (0: none).
     pub(crate) binding: Cell<u64>,
+    /// The thread's OS thread id once read (`sys::gettid`), 0 before:
+    /// stress-mode records name it (`stress.rs`). A `fork` child's one
+    /// thread forgets it (`forget_os_tid`).
+    os_tid: Cell<u32>,
 }
 
 impl ThreadState {
@@ -144,6 +148,7 @@ impl ThreadState {
             heaps: [const { Cell::new(0) }; BINDING_WAYS],
             arenas: [const { Cell::new(0) }; BINDING_WAYS],
             binding: Cell::new(0),
+            os_tid: Cell::new(0),
         }
     }
 
@@ -253,6 +258,32 @@ pub(crate) unsafe fn reset_after_fork() {
         }
     }
     LIVE.store(live, Ordering::SeqCst);
+}
+
+/// This thread's names in a stress-mode report (`stress.rs`): its small
+/// id — the registry slot + 1 of its token, 0 for a thread that has none
+/// (it never allocated, or is exiting) — and its OS thread id, read once
+/// per thread. Claims nothing and allocates nothing.
+pub(crate) fn stress_identity() -> (u32, u32) {
+    IDENTITY
+        .try_with(|c| {
+            let small = match c.token.get() {
+                TOKEN_DEAD => 0,
+                t => (t >> 32) as u32,
+            };
+            let mut tid = c.os_tid.get();
+            if tid == 0 {
+                tid = crate::sys::gettid();
+                c.os_tid.set(tid);
+            }
+            (small, tid)
+        })
+        .unwrap_or_else(|_| (0, crate::sys::gettid()))
+}
+
+/// In a `fork` child: the calling thread has a new OS thread id.
+pub(crate) fn forget_os_tid() {
+    let _ = IDENTITY.try_with(|c| c.os_tid.set(0));
 }
 
 /// A number that differs between threads, for spreading threads that must

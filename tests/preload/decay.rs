@@ -89,7 +89,10 @@ fn c_a_process_ends_when_its_last_thread_exits_despite_the_decay_thread() {
     let dir = scratch("c-decay-lastexit");
     let (out, _) = run(
         &dir,
-        Command::new("timeout").arg("30").arg(decay_binary()).arg("lastexit"),
+        Command::new("timeout")
+            .arg("30")
+            .arg(decay_binary())
+            .arg("lastexit"),
     );
     assert_ok(&out, "decay lastexit");
     assert_eq!(stdout(&out), "ok worker done\n");
@@ -103,9 +106,11 @@ fn c_a_child_forked_from_a_thread_ends_when_that_thread_returns() {
     let dir = scratch("c-decay-forkthread");
     let (out, _) = run(
         &dir,
-        Command::new("timeout").arg("30").arg(decay_binary()).arg("forkthread"),
+        Command::new("timeout")
+            .arg("30")
+            .arg(decay_binary())
+            .arg("forkthread"),
     );
     assert_ok(&out, "decay forkthread");
     assert_eq!(stdout(&out), "ok forkthread child exited 0\n");
 }
-

@@ -32,16 +32,27 @@ fn corrupt_binary() -> &'static Path {
 }
 
 /// How a run under the library ended.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(super) struct Finished {
+    pub(super) status: ExitStatus,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Runs `bin args` under the library with output to files in `dir` (no
 /// pipe can fill and stall it), polling for its exit until `DEADLINE`;
 /// a child still running then is killed and the test fails.
 fn run_with_deadline(dir: &Path, bin: &Path, args: &[&str]) -> Finished {
+    run_with_deadline_env(dir, bin, args, &[])
+}
+
+/// `run_with_deadline` with extra environment variables (`env`), for the
+/// stress-mode cases (`stress_mode.rs`).
+pub(super) fn run_with_deadline_env(
+    dir: &Path,
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Finished {
     let out_path = dir.join("stdout");
     let err_path = dir.join("stderr");
     let mut cmd = Command::new(bin);
@@ -52,7 +63,8 @@ fn run_with_deadline(dir: &Path, bin: &Path, args: &[&str]) -> Finished {
         .env("ARENALLOC_HARDENED", "1")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap());
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .envs(env.iter().copied());
     // SAFETY: the hook runs in the forked child before exec and only calls
     // setrlimit, which is async-signal-safe; it touches no parent state.
     // (No core files: the aborts are expected.)

@@ -1,0 +1,252 @@
+//! The heap's stress-mode paths (`Config::stress`; `docs/DESIGN.md`,
+//! "Stress mode"): where `alloc`, `free`, `realloc` and the queries go when
+//! the one `meta.stress_on()` branch on their slow paths says so.
+//!
+//! ```text
+//! malloc ─▶ alloc_impl ─▶ (fast path: fast_owner is NOT_A_TOKEN) ─▶ alloc_slow
+//!   └─ alloc_with: stress_on ─▶ stress_alloc
+//!        ├─ request + redzone + RECORD in an arena: lock ─▶ ArenaState::stress_alloc   arena/quarantine.rs
+//!        └─ else large::alloc, then the record and fills                                stress.rs
+//! free ─▶ free_slow: stress_on ─▶ stress_free
+//!   ├─ arena block (any thread's): ITS arena's lock ─▶ find_live ─▶ ArenaState::stress_free
+//!   │     verify redzone, poison, quarantine; evict the oldest past the limit (verify poison)
+//!   └─ large: verify redzone ─▶ large::free (no quarantine)
+//! realloc ─▶ stress_realloc: always moves (old request from its record), free verifies
+//! ```
+//!
+//! Invariants:
+//! * With stress on, no block is ever in an owner cache, a remote batch or
+//!   a remote queue: the cache is off (`Config::resolved`), and a free of
+//!   another arena's block takes that arena's lock instead of claiming it
+//!   (the queue-full fallback, always). So a record is only ever read or
+//!   written under the lock of the block's arena (or by the thread that
+//!   holds the live block: a large run), and a quarantined block is
+//!   quarantined in its own arena.
+//! * Double and invalid frees are decided exactly as with the mode off
+//!   (`find_live_word`: a quarantined block is not live).
+//! * Nothing here allocates from a lock; reports are `stress::report`.
+//! * Large runs (> 1 MiB reserved) get the record, the fills and the
+//!   redzone check on free and realloc, but no quarantine (they go back to
+//!   the run cache at once) and `check()` does not walk their redzones.
+
+use core::ptr;
+
+use super::bind::Bound;
+use super::meta::{locate, HeapMeta, Owner};
+use super::Heap;
+use crate::arena;
+use crate::block::GRANULE;
+use crate::error::{abort_on_free_error, FreeError};
+use crate::large;
+use crate::stress::{self, Body, Who};
+use crate::thread::cache;
+
+impl Heap {
+    /// A stress-mode allocation (module doc); `zeroed`: for `calloc`.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn stress_alloc(
+        &self,
+        meta: &HeapMeta,
+        size: usize,
+        align: usize,
+        zeroed: bool,
+    ) -> *mut u8 {
+        let s = meta.config.get_stress();
+        let Some(reserve) = stress::reserve(size, s.get_redzone()) else {
+            return ptr::null_mut();
+        };
+        // Bound first, large requests too, so that the thread has its
+        // token (its small id) before the record names it.
+        let arena = match cache::binding(meta.id) {
+            // SAFETY: the cache matched this heap's id: an arena of it.
+            Some((a, _)) => Some(unsafe { &*a }),
+            None => match self.bind_slow(meta) {
+                Bound::Arena(a) => Some(a),
+                Bound::Internal if arena::arena_serves(size, align) => {
+                    return meta.internal_alloc(size, align)
+                }
+                Bound::None if arena::arena_serves(reserve, align) => return ptr::null_mut(),
+                Bound::Internal | Bound::None => None,
+            },
+        };
+        let who = Who::current();
+        if let Some(arena) = arena.filter(|_| arena::arena_serves(reserve, align)) {
+            let mut st = arena.lock_and_drain_some(&meta.region);
+            // SAFETY: `arena_serves(reserve, align)`; the lock is held.
+            let p =
+                unsafe { st.stress_alloc(&meta.region, size, reserve, align, who, &meta.stress) };
+            drop(st);
+            if !p.is_null() && zeroed {
+                // SAFETY: a fresh block of at least `size` bytes.
+                unsafe { ptr::write_bytes(p, 0, size) };
+            }
+            return p;
+        }
+        let p = large::alloc(&meta.region, &meta.large, reserve, align, zeroed);
+        if let Some(body) = large_body(meta, p) {
+            let fill = (!zeroed).then_some(s.get_alloc_fill());
+            body.stamp_alloc(size, s.get_redzone(), who, meta.stress.next_seq(), fill);
+        }
+        p
+    }
+
+    /// A stress-mode free (module doc).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::free`]; `ptr` is not null.
+    #[cold]
+    #[inline(never)]
+    pub(super) unsafe fn stress_free(
+        &self,
+        meta: &HeapMeta,
+        ptr: *mut u8,
+    ) -> Result<(), FreeError> {
+        match locate(meta, ptr as usize)? {
+            Owner::Arena(arena) => {
+                if ptr as usize % GRANULE != 0 {
+                    return Err(FreeError::NotAllocated);
+                }
+                // A thread that frees before it ever allocated gets its
+                // token (its small id) as an allocation would.
+                if cache::binding(meta.id).is_none() {
+                    let _ = self.bind_slow(meta);
+                }
+                let who = Who::current();
+                let mut st = arena.lock_and_drain_some(&meta.region);
+                // SAFETY: `ptr` is aligned and in a chunk of `arena`; the
+                // lock is held; the block found is live and the caller's.
+                unsafe {
+                    let (b, w) = st.find_live_word(ptr)?;
+                    st.stress_free(&meta.region, b, w, who, &meta.stress);
+                }
+                Ok(())
+            }
+            Owner::Large => {
+                let live = large::containing(&meta.region, ptr as usize)
+                    .is_some_and(|(p, _)| p == ptr as usize);
+                if live {
+                    if let Some(body) = large_body(meta, ptr) {
+                        let s = meta.config.get_stress();
+                        let found = match body.record() {
+                            None => Some(body.record_finding()),
+                            Some(mut rec) => {
+                                rec.free = Who::current();
+                                rec.free_seq = meta.stress.next_seq();
+                                let request = rec.request as usize;
+                                body.first_not(
+                                    request,
+                                    body.redzone_end(request, s.get_redzone()),
+                                    stress::REDZONE_FILL,
+                                )
+                                .map(|off| body.finding(stress::Kind::Overflow, off, rec))
+                            }
+                        };
+                        if let Some(f) = found {
+                            stress::report(&f, &s, &meta.stress);
+                        }
+                    }
+                }
+                // SAFETY: forwarded; `large::free` classifies `ptr`.
+                unsafe { large::free(&meta.region, &meta.large, ptr) }
+            }
+            Owner::Pool(..) => meta.pool_free(ptr as usize),
+        }
+    }
+
+    /// A stress-mode `realloc`: always a new block (so a stale pointer to
+    /// the old one lands in quarantine), the old request's bytes copied,
+    /// the old block freed (its redzone verified).
+    ///
+    /// # Safety
+    ///
+    /// As for `realloc_impl`; `ptr` is not null.
+    pub(super) unsafe fn stress_realloc(
+        &self,
+        meta: &HeapMeta,
+        ptr: *mut u8,
+        size: usize,
+        align: usize,
+    ) -> *mut u8 {
+        let old = match locate(meta, ptr as usize) {
+            Ok(Owner::Pool(_, usable)) => usable,
+            Ok(Owner::Arena(arena)) => {
+                if ptr as usize % GRANULE != 0 {
+                    abort_on_free_error(FreeError::NotAllocated, ptr);
+                }
+                let st = arena.lock();
+                // SAFETY: `ptr` is aligned and in `arena`'s chunk; lock held.
+                match unsafe { st.find_live(ptr) } {
+                    // SAFETY: `b` is live and ours; lock held.
+                    Ok(b) => unsafe { st.stress_request(b) },
+                    Err(e) => {
+                        drop(st);
+                        abort_on_free_error(e, ptr)
+                    }
+                }
+            }
+            Ok(Owner::Large) => match large::containing(&meta.region, ptr as usize) {
+                Some((p, usable)) if p == ptr as usize => large_body(meta, ptr)
+                    .and_then(|b| b.record())
+                    .map_or(usable, |r| r.request as usize),
+                _ => {
+                    // SAFETY: classification only: `ptr` is no live payload.
+                    let e = unsafe { large::free(&meta.region, &meta.large, ptr) }.err();
+                    abort_on_free_error(e.unwrap_or(FreeError::NotAllocated), ptr)
+                }
+            },
+            Err(e) => abort_on_free_error(e, ptr),
+        };
+        let new = self.alloc_impl(size, align);
+        if new.is_null() {
+            return new;
+        }
+        // SAFETY: both blocks are live and distinct; `old` and `size` bound
+        // what each holds.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, new, old.min(size));
+            if let Err(e) = self.free(ptr) {
+                abort_on_free_error(e, ptr);
+            }
+        }
+        new
+    }
+
+    /// Verifies every arena's quarantined blocks (poison) and live blocks
+    /// (redzone, record) now, each arena under its lock, reporting every
+    /// finding (`Stress::keep_going` decides whether the first aborts).
+    /// Returns how many it found; 0 on a heap without stress mode. The
+    /// preload library runs it at exit.
+    pub fn stress_verify(&self) -> usize {
+        let Some(meta) = self.meta_if_ready() else {
+            return 0;
+        };
+        if !meta.stress_on() {
+            return 0;
+        }
+        meta.arenas()
+            .map(|arena| {
+                let st = arena.lock_drained(&meta.region);
+                st.stress_sweep(&meta.stress)
+            })
+            .sum()
+    }
+}
+
+/// The stress body of the live large allocation at `p` (null: none).
+pub(super) fn large_body(meta: &HeapMeta, p: *mut u8) -> Option<Body> {
+    if p.is_null() {
+        return None;
+    }
+    let (payload, usable) = large::containing(&meta.region, p as usize)?;
+    // SAFETY: a live large run's `usable` bytes from `payload` are
+    // committed and belong to the caller, which holds the allocation.
+    unsafe { Body::new(payload as *mut u8, usable) }
+}
+
+/// The usable size a query reports for an arena block in stress mode (its
+/// request), or `None` if `addr` is past it.
+pub(super) fn stress_usable(payload: usize, request: usize, addr: usize) -> Option<usize> {
+    (addr < payload + request.max(1)).then_some(request)
+}
