@@ -58,8 +58,14 @@ GUARDS = re.compile(r"^core::panicking::(panic_cannot_unwind|panic_in_cleanup)")
 # Known, argued exceptions: crossbeam's `ArrayQueue::new` asserts that the
 # capacity is non-zero and that the buffer's layout fits; `Config::resolved`
 # clamps the capacity to 1..=MAX_REMOTE_QUEUE_CAPACITY, so neither fires.
-# It is inlined into the arena constructor and the binding that calls it.
+# It is inlined into the arena constructor, the fork child's queue reset
+# (both pass the clamped configured capacity) and the binding that calls
+# the constructor; which of them the compiler inlines it into varies.
 ALLOWED = {
+    ("arenalloc::arena::Arena::new", "core::option::expect_failed"),
+    ("arenalloc::arena::Arena::new", "core::panicking::panic_fmt"),
+    ("arenalloc::arena::Arena::reset_after_fork", "core::option::expect_failed"),
+    ("arenalloc::arena::Arena::reset_after_fork", "core::panicking::panic_fmt"),
     ("arenalloc::sync::MpmcQueue::new", "core::option::expect_failed"),
     ("arenalloc::sync::MpmcQueue::new", "core::panicking::panic_fmt"),
     ("arenalloc::heap::bind::<impl arenalloc::heap::meta::HeapMeta>::choose_arena",

@@ -110,6 +110,24 @@ struct RunCache {
     bytes: usize,
 }
 
+impl RunCache {
+    /// Moves the runs older than `LARGE_CACHE_AGE_MS` at `now` out into
+    /// `expired` (same slots), for the caller to release after unlocking.
+    fn take_expired(&mut self, now: u64, expired: &mut [CachedRun; LARGE_CACHE_RUNS]) {
+        for (run, out) in self.runs.iter_mut().zip(expired.iter_mut()) {
+            if run.chunks != 0 && now.saturating_sub(run.freed_ns) > LARGE_CACHE_AGE_MS * 1_000_000
+            {
+                *out = *run;
+                *run = CachedRun::EMPTY;
+            }
+        }
+        self.bytes -= expired
+            .iter()
+            .map(|r| r.chunks << CHUNK_SHIFT)
+            .sum::<usize>();
+    }
+}
+
 impl LargeStats {
     /// Bytes of runs in the cache (statistics).
     pub(crate) fn cached_bytes(&self) -> usize {
@@ -151,18 +169,7 @@ impl LargeStats {
         let mut expired = [CachedRun::EMPTY; LARGE_CACHE_RUNS];
         let kept = {
             let (mut cache, _) = self.cache.lock();
-            for (i, run) in cache.runs.iter_mut().enumerate() {
-                if run.chunks != 0
-                    && now.saturating_sub(run.freed_ns) > LARGE_CACHE_AGE_MS * 1_000_000
-                {
-                    expired[i] = *run;
-                    *run = CachedRun::EMPTY;
-                }
-            }
-            cache.bytes -= expired
-                .iter()
-                .map(|r| r.chunks << CHUNK_SHIFT)
-                .sum::<usize>();
+            cache.take_expired(now, &mut expired);
             let slot = cache.runs.iter().position(|r| r.chunks == 0);
             match slot {
                 Some(i) if cache.bytes + bytes <= LARGE_CACHE_BYTES => {
@@ -195,18 +202,7 @@ impl LargeStats {
             let Some(mut cache) = self.cache.try_lock() else {
                 return true;
             };
-            for (i, run) in cache.runs.iter_mut().enumerate() {
-                if run.chunks != 0
-                    && now.saturating_sub(run.freed_ns) > LARGE_CACHE_AGE_MS * 1_000_000
-                {
-                    expired[i] = *run;
-                    *run = CachedRun::EMPTY;
-                }
-            }
-            cache.bytes -= expired
-                .iter()
-                .map(|r| r.chunks << CHUNK_SHIFT)
-                .sum::<usize>();
+            cache.take_expired(now, &mut expired);
             cache.bytes != 0
         };
         for run in expired.iter().filter(|r| r.chunks != 0) {

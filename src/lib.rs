@@ -75,8 +75,8 @@
 //!   free (any thread): the block's arena lock ─▶ find_live ─▶ stress_free: verify redzone,
 //!     poison, quarantine FIFO ─▶ evict oldest past the bound: verify poison ─▶ free   stress.rs
 //!
-//! decay ─▶ any slow path, no lock held: region.decay_wanted? ─▶ start the thread  heap/purge.rs
-//!   thread, every purge_ms/2: epoch += 1, each arena: decay_step(Tick)             arena/purge.rs
+//! decay ─▶ an allocation slow path (never free), no lock held ─▶ start the thread  heap/purge.rs
+//!   thread, every purge_ms/2: epoch += 1, each arena: decay_step(Tick); idle: park  arena/purge.rs
 //!     try_lock | reclaim an orphan | idle: drain, release empty chunks | purge_free
 //!   trim / region exhausted: the same with Step::Trim / Step::Space, waiting for locks
 //! ```

@@ -122,19 +122,7 @@ pub(crate) unsafe fn unreserve(addr: *mut u8, len: usize) {
 /// Sleeps while `*word == expected`, until a [`futex_wake`] (or a spurious
 /// wake-up: callers loop).
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: `word` is a live, aligned u32 for the whole call; FUTEX_WAIT
-    // only reads it and returns at once if it no longer holds `expected`.
-    // A null timeout means wait until woken; EINTR/EAGAIN are retried by the
-    // caller's loop, so the result is ignored.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            core::ptr::null::<libc::timespec>(),
-        );
-    }
+    futex_wait_timeout(word, expected, core::ptr::null());
 }
 
 /// [`futex_wait`] for at most `timeout_ns` nanoseconds.
@@ -143,15 +131,23 @@ pub(crate) fn futex_wait_for(word: &AtomicU32, expected: u32, timeout_ns: u64) {
         tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
     };
-    // SAFETY: as in `futex_wait`; `ts` is a live timespec (a relative
-    // timeout for FUTEX_WAIT). ETIMEDOUT is what the caller waits for.
+    futex_wait_timeout(word, expected, &ts);
+}
+
+/// `FUTEX_WAIT` with a relative timeout (null: none).
+fn futex_wait_timeout(word: &AtomicU32, expected: u32, timeout: *const libc::timespec) {
+    // SAFETY: `word` is a live, aligned u32 for the whole call; FUTEX_WAIT
+    // only reads it and returns at once if it no longer holds `expected`;
+    // `timeout` is null or a live timespec of the caller. EINTR, EAGAIN and
+    // ETIMEDOUT are what the callers' loops expect, so the result is
+    // ignored.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
-            &ts as *const libc::timespec,
+            timeout,
         );
     }
 }
