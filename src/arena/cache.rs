@@ -8,21 +8,9 @@
 //!    pop heads[class(n)] ─ hit ─▶ header CACHED -> live, return       (~20 instructions)
 //!                        └ miss ─▶ lock: carve REFILL blocks, keep 1   (cache_refill)
 //!  free(p), p a live small block of the caller's own arena
-//!    push on heads[class] ─ room[class] > 0 ─▶ header live -> CACHED, done
-//!                         └ no room ─▶ grant room within both limits, push (cache_push_granted)
-//!                                  └ none ─▶ lock: free half the class (coalescing), push (cache_flush)
+//!    push on heads[class] ─ room ─▶ header live -> CACHED, done
+//!                         └ full ─▶ lock: free half the class (coalescing), push (cache_flush)
 //! ```
-//!
-//! **Limits, as one compare.** A class holds at most `CACHE_CLASS_LIMIT`
-//! blocks and the cache at most `limit` bytes. Rather than test both on
-//! every push, each class has a cap, granted on the slow path within both
-//! limits (`cache_grant`: the caps' bytes, `reserved`, stay within
-//! `limit`), and a room, `cap - length`: a push tests and decrements the
-//! room, a pop increments it. When a class has no room the grant takes
-//! every class's unused room back if the budget left cannot hold one more
-//! block, so a push ends in a flush exactly when its class is at the
-//! class limit or the cached bytes plus its own would pass the byte
-//! limit — the two tests the room stands for.
 //!
 //! **Where it lives, and why.** In the arena, as owner-private state, not in
 //! thread-local storage: an arena has one owner at a time, so the cache
@@ -53,10 +41,8 @@
 //!   with flags exactly `CACHED` and size `c * GRANULE`, and is on exactly
 //!   one list, once (the chunk walk's count of `CACHED` headers equals the
 //!   lists' total);
-//! * the length of list `c` is `caps[c] - room[c]`, `caps[c] <=
-//!   CLASS_LIMIT`, `reserved` is the sum of `caps[c] * c * GRANULE` and
-//!   `reserved <= limit`, so the cached bytes (the sum of the cached block
-//!   sizes, which `stats` computes from the lengths) are at most `limit`;
+//! * `counts[c]` is the length of list `c`, `bytes` the sum of the cached
+//!   block sizes, `bytes <= limit` and `counts[c] <= CLASS_LIMIT`;
 //! * cached blocks count as live in the index's counters (they are carved)
 //!   and are subtracted in `stats()`: the accounting equation becomes
 //!   `user live + cached + free = chunks × CHUNK_DATA`.
@@ -87,23 +73,14 @@ const CLASSES: usize = CACHE_MAX_BLOCK / GRANULE + 1;
 
 const _: () = assert!(CACHE_MAX_REQUEST % GRANULE == 0 && CACHE_MAX_REQUEST >= 1024);
 
-/// Blocks a class is granted at a time when it has no room left
-/// (`Arena::cache_grant`).
-const GRANT: u32 = 16;
-
 /// The cache of one arena (module doc).
 pub(crate) struct OwnerCache {
     /// Head block of each class list (0: empty).
     heads: [AtomicUsize; CLASSES],
-    /// Blocks class `c` may hold now: its list's length plus `room[c]`;
-    /// at most `CACHE_CLASS_LIMIT`. Changed only on the slow paths.
-    caps: [AtomicU32; CLASSES],
-    /// Pushes class `c` may take before its next slow path:
-    /// `caps[c] - ` its length. The push fast path's only limit test.
-    room: [AtomicU32; CLASSES],
-    /// `sum(caps[c] * c * GRANULE)`: the bytes the classes may hold, at most
-    /// `limit`; so the cached bytes are at most `limit` too.
-    reserved: AtomicUsize,
+    /// Length of each class list.
+    counts: [AtomicU32; CLASSES],
+    /// Bytes of all cached blocks, headers included.
+    bytes: AtomicUsize,
     /// Most bytes the cache may hold; 0: the cache is off.
     limit: usize,
     /// Blocks handed to the owner from the cache, ever. (The blocks the
@@ -135,36 +112,18 @@ impl OwnerCache {
     pub(crate) fn new(limit: usize) -> OwnerCache {
         OwnerCache {
             heads: [const { AtomicUsize::new(0) }; CLASSES],
-            caps: [const { AtomicU32::new(0) }; CLASSES],
-            room: [const { AtomicU32::new(0) }; CLASSES],
-            reserved: AtomicUsize::new(0),
+            counts: [const { AtomicU32::new(0) }; CLASSES],
+            bytes: AtomicUsize::new(0),
             limit,
             pops: AtomicU64::new(0),
         }
     }
 
-    /// The length of class list `c` (`caps[c] - room[c]`; racy readers
-    /// saturate).
-    fn len(&self, c: usize) -> usize {
-        match (self.caps.get(c), self.room.get(c)) {
-            (Some(cap), Some(room)) => {
-                cap.load(Relaxed).saturating_sub(room.load(Relaxed)) as usize
-            }
-            _ => 0,
-        }
-    }
-
     /// A snapshot for `stats`.
     pub(crate) fn counts(&self) -> CacheCounts {
-        let (mut blocks, mut bytes) = (0, 0);
-        for c in 0..CLASSES {
-            let n = self.len(c);
-            blocks += n;
-            bytes += n * c * GRANULE;
-        }
         CacheCounts {
-            blocks,
-            bytes,
+            blocks: self.counts.iter().map(|c| c.load(Relaxed) as usize).sum(),
+            bytes: self.bytes.load(Relaxed),
             pops: self.pops.load(Relaxed),
         }
     }
@@ -250,7 +209,7 @@ impl Arena {
     unsafe fn pop_with(&self, region: &Region, need: usize, key: Key) -> Option<*mut u8> {
         let c = need / GRANULE;
         let cache = &self.cache;
-        let (head, room) = (cache.heads.get(c)?, cache.room.get(c)?);
+        let (head, count) = (cache.heads.get(c)?, cache.counts.get(c)?);
         let b = head.load(Relaxed);
         if b == 0 {
             return None;
@@ -276,7 +235,8 @@ impl Arena {
                 }
             }
             head.store(next, Relaxed);
-            room.store(room.load(Relaxed) + 1, Relaxed);
+            count.store(count.load(Relaxed) - 1, Relaxed);
+            cache.bytes.store(cache.bytes.load(Relaxed) - need, Relaxed);
             cache.pops.store(cache.pops.load(Relaxed) + 1, Relaxed);
             (*(b as *const Header)).set(key, need, 0);
             Some(block::block_to_payload(b as *mut Header))
@@ -354,14 +314,12 @@ impl Arena {
             }
         }
         let cache = &self.cache;
-        let (Some(head), Some(room)) = (cache.heads.get(c), cache.room.get(c)) else {
+        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
             return Push::Locked;
         };
-        // The class's room is the only limit test: what it was granted
-        // (`cache_grant`) keeps it under the class limit and the whole
-        // cache under its byte limit.
-        let r = room.load(Relaxed);
-        if r == 0 {
+        let n = count.load(Relaxed);
+        let bytes = cache.bytes.load(Relaxed) + size;
+        if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
             return Push::Full(b, size);
         }
         // SAFETY: `b` is a live block of ours that the caller gives up; its
@@ -373,7 +331,8 @@ impl Arena {
             (*slot).store(head.load(Relaxed) ^ key.link_mask(slot as usize), Relaxed);
         }
         head.store(b as usize, Relaxed);
-        room.store(r - 1, Relaxed);
+        count.store(n + 1, Relaxed);
+        cache.bytes.store(bytes, Relaxed);
         Push::Done
     }
 
@@ -402,18 +361,13 @@ impl Arena {
             return first;
         }
         let c = need / GRANULE;
+        let cache = &self.cache;
         // `need` is a block size (at least `MIN_BLOCK`); `max(1)` only
         // spares the division a test for zero it cannot fail.
         let per = need.max(1);
-        let want = (CACHE_REFILL_BYTES / per).clamp(2, CACHE_REFILL) - 1;
-        // Room for the batch, granted within both limits (`cache_grant`).
-        let have = self.cache_room(c) as usize;
-        let room = if have < want {
-            self.cache_grant(c, (want - have) as u32) as usize
-        } else {
-            have
-        }
-        .min(want);
+        let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
+            .min((CACHE_REFILL_BYTES / per).clamp(2, CACHE_REFILL) - 1)
+            .min((CACHE_CLASS_LIMIT as usize).saturating_sub(self.cache_count(c)));
         // Carve the batch first and push it last block first, so that the
         // next `room` mallocs get ascending addresses, as carved (a program
         // that allocates a run of blocks gets them side by side).
@@ -450,79 +404,6 @@ impl Arena {
         first
     }
 
-    /// The first resort of a `free` that found its class without room:
-    /// room granted within the limits (no lock: the cache is the owner's
-    /// alone), then the push. False, with nothing done, when neither limit
-    /// leaves any (the caller then flushes: `cache_flush`).
-    ///
-    /// # Safety
-    ///
-    /// `self.cache_is_mine()`; `b` is a live block of `size` bytes of this
-    /// arena that the caller gives up.
-    #[cold]
-    pub(crate) unsafe fn cache_push_granted(&self, b: *mut Header, size: usize) -> bool {
-        self.cache_grant(size / GRANULE, GRANT) != 0
-            // SAFETY: forwarded; `b`'s payload is `GRANULE`-aligned and in
-            // one of our chunks.
-            && matches!(unsafe { self.cache_push(block::block_to_payload(b)) }, Push::Done)
-    }
-
-    /// Grants class `c` up to `want` more blocks of room, within the class
-    /// limit and the byte limit; when what is left of the byte budget
-    /// cannot hold one block of the class, every class's unused room is
-    /// taken back first (`cache_reclaim`). So a push finds no room after
-    /// this exactly when its class holds `CACHE_CLASS_LIMIT` blocks or the
-    /// cached bytes plus its own would pass the limit: the two tests the
-    /// room stands for. Returns the class's room now. The caller owns the
-    /// cache.
-    fn cache_grant(&self, c: usize, want: u32) -> u32 {
-        let cache = &self.cache;
-        let (Some(cap), Some(room)) = (cache.caps.get(c), cache.room.get(c)) else {
-            return 0;
-        };
-        let size = c * GRANULE;
-        if size < block::MIN_BLOCK {
-            // No block has this size (an unchecked heap with a corrupted
-            // header may name one): no room, ever.
-            return room.load(Relaxed);
-        }
-        if cache.limit.saturating_sub(cache.reserved.load(Relaxed)) < size {
-            self.cache_reclaim();
-        }
-        let free = cache.limit.saturating_sub(cache.reserved.load(Relaxed));
-        let (n, r) = (cap.load(Relaxed), room.load(Relaxed));
-        let k = want
-            .min(CACHE_CLASS_LIMIT.saturating_sub(n))
-            .min(u32::try_from(free / size).unwrap_or(u32::MAX));
-        cap.store(n + k, Relaxed);
-        room.store(r + k, Relaxed);
-        cache
-            .reserved
-            .store(cache.reserved.load(Relaxed) + k as usize * size, Relaxed);
-        r + k
-    }
-
-    /// Takes every class's unused room back into the byte budget (their
-    /// next push takes the slow path, which grants again). The caller owns
-    /// the cache.
-    fn cache_reclaim(&self) {
-        let cache = &self.cache;
-        let mut reserved = cache.reserved.load(Relaxed);
-        for (c, (cap, room)) in cache.caps.iter().zip(&cache.room).enumerate() {
-            let r = room.load(Relaxed);
-            cap.store(cap.load(Relaxed).saturating_sub(r), Relaxed);
-            room.store(0, Relaxed);
-            reserved = reserved.saturating_sub(r as usize * c * GRANULE);
-        }
-        cache.reserved.store(reserved, Relaxed);
-    }
-
-    /// The room of class `c` (0 for a class the cache does not have).
-    #[inline]
-    fn cache_room(&self, c: usize) -> u32 {
-        self.cache.room.get(c).map_or(0, |r| r.load(Relaxed))
-    }
-
     /// The full path of `free`: under the lock, moves half of `b`'s class
     /// (and, if the cache is over its byte limit, half of every class) back
     /// to the index — each block freed and coalesced like any free — then
@@ -543,15 +424,11 @@ impl Arena {
         let c = size / GRANULE;
         // SAFETY: we own the cache (caller) and hold the lock.
         unsafe { self.flush_class(&mut st, region, c, self.cache_count(c) / 2) };
-        // No room even now, and none to be granted: the byte limit is what
-        // is full (`cache_grant` took every class's unused room back
-        // first), so every class gives half back.
-        if self.cache_room(c) == 0 && self.cache_grant(c, GRANT) == 0 {
+        if self.cache.bytes.load(Relaxed) + size > self.cache.limit {
             for class in 0..CLASSES {
                 // SAFETY: as above.
                 unsafe { self.flush_class(&mut st, region, class, self.cache_count(class) / 2) };
             }
-            self.cache_grant(c, GRANT);
         }
         // SAFETY: `b` is live and ours (caller).
         let pushed = unsafe { self.cache_push(block::block_to_payload(b)) };
@@ -577,10 +454,10 @@ impl Arena {
     /// The caller owns the cache and holds the arena lock (`st`).
     unsafe fn flush_class(&self, st: &mut ArenaState, region: &Region, c: usize, keep: usize) {
         let cache = &self.cache;
-        let (Some(head), Some(room)) = (cache.heads.get(c), cache.room.get(c)) else {
+        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
             return;
         };
-        let n = cache.len(c);
+        let n = count.load(Relaxed) as usize;
         if n <= keep {
             return;
         }
@@ -600,8 +477,10 @@ impl Arena {
             // payload word is its link.
             unsafe { (*slot).store(self.key.link_mask(slot as usize), Relaxed) };
         }
-        // The class keeps its cap: the flushed blocks' places become room.
-        room.store(room.load(Relaxed) + (n - keep) as u32, Relaxed);
+        count.store(keep as u32, Relaxed);
+        cache
+            .bytes
+            .store(cache.bytes.load(Relaxed) - (n - keep) * size, Relaxed);
         while cur != 0 {
             let next = self.cached_next(region, cur);
             st.counters.from_cache += 1;
@@ -647,15 +526,13 @@ impl Arena {
             return false;
         };
         let cache = &self.cache;
-        let (Some(head), Some(room)) = (cache.heads.get(c), cache.room.get(c)) else {
+        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
             return false;
         };
-        let mut r = room.load(Relaxed);
-        if r == 0 {
-            r = self.cache_grant(c, GRANT);
-            if r == 0 {
-                return false;
-            }
+        let n = count.load(Relaxed);
+        let bytes = cache.bytes.load(Relaxed) + size;
+        if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
+            return false;
         }
         let key = self.key;
         // SAFETY: `b` is pending, so nobody but the lock holder (us) may
@@ -666,14 +543,18 @@ impl Arena {
             (*slot).store(head.load(Relaxed) ^ key.link_mask(slot as usize), Relaxed);
         }
         head.store(b as usize, Relaxed);
-        room.store(r - 1, Relaxed);
+        count.store(n + 1, Relaxed);
+        cache.bytes.store(bytes, Relaxed);
         true
     }
 
     /// Length of class list `c`.
     #[inline]
     fn cache_count(&self, c: usize) -> usize {
-        self.cache.len(c)
+        self.cache
+            .counts
+            .get(c)
+            .map_or(0, |n| n.load(Relaxed) as usize)
     }
 
     /// What `stats` reports of the cache.
@@ -714,16 +595,8 @@ impl Arena {
             id: self.id,
             region,
         };
-        let (mut blocks, mut bytes, mut reserved) = (0usize, 0usize, 0usize);
+        let (mut blocks, mut bytes) = (0usize, 0usize);
         for c in 0..CLASSES {
-            let (cap, room) = (
-                self.cache.caps.get(c).map_or(0, |n| n.load(Relaxed)),
-                self.cache_room(c),
-            );
-            if room > cap || cap > CACHE_CLASS_LIMIT {
-                return Err(self.cache.heads.get(c).map_or(0, |h| h.load(Relaxed)));
-            }
-            reserved += cap as usize * c * GRANULE;
             let mut b = self.cache.heads.get(c).map_or(0, |h| h.load(Relaxed));
             let expected = self.cache_count(c);
             let mut n = 0;
@@ -749,7 +622,7 @@ impl Arena {
             blocks += n;
             bytes += n * c * GRANULE;
         }
-        if reserved != self.cache.reserved.load(Relaxed) || reserved > self.cache.limit {
+        if bytes != self.cache.bytes.load(Relaxed) || bytes > self.cache.limit {
             return Err(0);
         }
         Ok((blocks, bytes))

@@ -409,10 +409,6 @@ impl Heap {
                 match unsafe { arena.cache_push(ptr) } {
                     Push::Done => return Ok(()),
                     Push::Full(b, size) => {
-                        // SAFETY: as above.
-                        if unsafe { arena.cache_push_granted(b, size) } {
-                            return Ok(());
-                        }
                         arena.flush_batches(&meta.region, |id| meta.arena(id));
                         // SAFETY: a live block of ours the caller gives up.
                         return unsafe { arena.cache_flush(&meta.region, b, size) };
