@@ -313,18 +313,37 @@ impl Arena {
                 None => abort_on_corruption(next as usize, Corruption::Header),
             }
         }
+        // SAFETY: `b` is a live block of ours that the caller gives up.
+        if unsafe { self.link_cached(c, b, size) } {
+            Push::Done
+        } else {
+            Push::Full(b, size)
+        }
+    }
+
+    /// Puts block `b` of `size` bytes (class `c`) on its class list, marked
+    /// `CACHED`, if the class and the byte limit have room; returns whether
+    /// it did.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the cache; nobody else may touch `b` (a live block
+    /// its owner gives up, or a pending one under the arena lock); its first
+    /// payload word becomes the link (a block is at least `MIN_BLOCK`, so it
+    /// has one).
+    #[inline(always)]
+    unsafe fn link_cached(&self, c: usize, b: *mut Header, size: usize) -> bool {
         let cache = &self.cache;
         let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
-            return Push::Locked;
+            return false;
         };
         let n = count.load(Relaxed);
         let bytes = cache.bytes.load(Relaxed) + size;
         if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
-            return Push::Full(b, size);
+            return false;
         }
-        // SAFETY: `b` is a live block of ours that the caller gives up; its
-        // first payload word becomes the link (a block is at least
-        // `MIN_BLOCK`, so it has one).
+        let key = self.key;
+        // SAFETY: the caller's contract.
         unsafe {
             (*b).set(key, size, CACHED);
             let slot = link_slot(b as usize);
@@ -333,7 +352,7 @@ impl Arena {
         head.store(b as usize, Relaxed);
         count.store(n + 1, Relaxed);
         cache.bytes.store(bytes, Relaxed);
-        Push::Done
+        true
     }
 
     /// The miss path of `malloc`: under one lock acquisition, carves up to
@@ -525,27 +544,9 @@ impl Arena {
         let Some(c) = class_of(size) else {
             return false;
         };
-        let cache = &self.cache;
-        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
-            return false;
-        };
-        let n = count.load(Relaxed);
-        let bytes = cache.bytes.load(Relaxed) + size;
-        if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
-            return false;
-        }
-        let key = self.key;
         // SAFETY: `b` is pending, so nobody but the lock holder (us) may
-        // touch it; its first payload word becomes the link.
-        unsafe {
-            (*b).set(key, size, CACHED);
-            let slot = link_slot(b as usize);
-            (*slot).store(head.load(Relaxed) ^ key.link_mask(slot as usize), Relaxed);
-        }
-        head.store(b as usize, Relaxed);
-        count.store(n + 1, Relaxed);
-        cache.bytes.store(bytes, Relaxed);
-        true
+        // touch it; we own the cache (caller).
+        unsafe { self.link_cached(c, b, size) }
     }
 
     /// Length of class list `c`.
