@@ -3,7 +3,8 @@
 //! library calls these from `pthread_atfork` handlers.
 //!
 //! Invariant: `fork_prepare` takes every heap lock in the lock order (the
-//! arena table, each arena by id, the large-run cache, the region) and the same set is released
+//! decay's tick lock, the arena table, each arena by id, the large-run
+//! cache, the region) and the same set is released
 //! by `fork_parent` / `fork_child`; the child then replaces any remote queue
 //! a push in flight may have left half-written.
 
@@ -27,6 +28,8 @@ impl Heap {
         let Some(meta) = self.meta_if_ready() else {
             return;
         };
+        // The decay's lock first (the lock order): a tick in flight ends.
+        meta.decay_lock().lock();
         meta.arena_lock.lock();
         for id in 0..meta.arena_count() as u32 {
             // Creation reserves under the table lock, then publishes without
@@ -93,6 +96,7 @@ impl Heap {
                 arena.raw_lock().unlock();
             }
             meta.arena_lock.unlock();
+            meta.decay_lock().unlock();
         }
     }
 }

@@ -67,6 +67,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::{Heap, HeapMeta};
 use crate::arena::purge::{Purged, Step};
 use crate::config::{Config, DECAY_THREAD_AFTER};
+use crate::sync::RawLock;
 use crate::sys;
 
 const IDLE: u32 = 0;
@@ -96,6 +97,21 @@ pub(crate) struct Decay {
     next_tick_ns: AtomicU64,
     /// Decay threads started, ever (statistics).
     started: AtomicU64,
+    /// Held for a whole tick, and by `check`/`stats` while they walk: the
+    /// decay thread moves blocks between batches, queues and the index, so
+    /// a walk that ran beside a tick would count some twice or not at all.
+    /// Lock order: this, then the arena table, arenas, region.
+    tick_lock: RawLock,
+}
+
+/// `check`/`stats` holding the decay off their walk (`Decay::tick_lock`).
+pub(crate) struct DecayPaused<'a>(&'a RawLock);
+
+impl Drop for DecayPaused<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `HeapMeta::pause_decay` took the lock for this guard.
+        unsafe { self.0.unlock() };
+    }
 }
 
 impl Decay {
@@ -118,6 +134,7 @@ impl Decay {
             tick_ns: (ms.max(1) as u64) * 500_000,
             next_tick_ns: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            tick_lock: RawLock::new(),
         }
     }
 
@@ -194,9 +211,22 @@ impl HeapMeta {
         }
     }
 
+    /// Holds the decay off until the guard drops: `check` and `stats` are
+    /// exact only if no tick moves blocks while they walk.
+    pub(crate) fn pause_decay(&self) -> DecayPaused<'_> {
+        self.decay.tick_lock.lock();
+        DecayPaused(&self.decay.tick_lock)
+    }
+
+    /// The decay's lock, for `fork` handlers (taken first).
+    pub(super) fn decay_lock(&self) -> &RawLock {
+        &self.decay.tick_lock
+    }
+
     /// One tick of the decay clock over the whole heap; returns whether
     /// anything is left for a later tick.
     fn decay_tick(&self) -> bool {
+        let _paused = self.pause_decay();
         let wanted = self.region.take_decay_wanted();
         let epoch = self.region.advance_decay_epoch();
         let mut more = false;

@@ -22,6 +22,8 @@ impl Heap {
         let Some(meta) = self.meta_if_ready() else {
             return Ok(());
         };
+        // No decay tick may move blocks while the walk counts them.
+        let _paused = meta.pause_decay();
         for arena in meta.arenas() {
             let mut st = arena.lock();
             if let Err(bad) = arena.drain(&mut st, &meta.region, usize::MAX) {

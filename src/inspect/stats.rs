@@ -342,6 +342,10 @@ impl Heap {
         };
         let n = meta.arena_count();
         let mut arenas = Vec::with_capacity(n);
+        // Allocated first: no lock is held while allocating (the heap may
+        // be the global allocator). Then no decay tick may move blocks
+        // while the walk counts them.
+        let _paused = meta.pause_decay();
         for id in 0..n as u32 {
             let Some(arena) = meta.arena(id) else {
                 continue;
