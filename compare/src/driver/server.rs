@@ -31,6 +31,9 @@
 //!   when every worker has allocated its share and no freer has started;
 //!   since no block is freed during a burst's allocation, and none is live
 //!   before it, this is the burst's maximum and the sum of its sizes.
+//! * **allocated** (`allocated_s`): the instant the last worker finished
+//!   allocating its share (stamped by the workers themselves, so it is
+//!   never later than `freed_s`, however the scheduler delays main).
 //! * **frees finished** (`freed_s`): the instant the last freer returned
 //!   from its last `dealloc` of the burst.
 //! * **RSS +100 ms / +1 s** (`rss_100ms_bytes`, `rss_1s_bytes`): the
@@ -161,6 +164,10 @@ pub(crate) fn server<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Outcome {
     let ops = AtomicU64::new(0);
     // The latest end of a freer's frees this burst, in ns since `origin`.
     let freed_ns = AtomicU64::new(0);
+    // The latest end of a worker's allocations this burst, likewise: taken
+    // by the workers, not by main after the barrier, so that a main thread
+    // the scheduler delays cannot stamp it after the freers finished.
+    let allocated_ns = AtomicU64::new(0);
     // Main and the workers: a burst starts; every block of it is allocated.
     let start = Barrier::new(t + 1);
     let allocated = Barrier::new(t + 1);
@@ -191,7 +198,7 @@ pub(crate) fn server<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Outcome {
             });
         }
         for (id, outbox) in senders.into_iter().enumerate() {
-            let (live, burst_bytes, ops) = (&live, &burst_bytes, &ops);
+            let (live, burst_bytes, ops, allocated_ns) = (&live, &burst_bytes, &ops, &allocated_ns);
             let (start, allocated) = (&start, &allocated);
             s.spawn(move || {
                 let mut rng = Rng::new(id as u64 + 600);
@@ -211,6 +218,7 @@ pub(crate) fn server<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Outcome {
                     }
                     ops.fetch_add(2 * blocks.len() as u64, Ordering::Relaxed);
                     burst_bytes.fetch_add(got as u64, Ordering::Relaxed);
+                    allocated_ns.fetch_max(origin.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     allocated.wait();
                     outbox.send(blocks).expect("a freer left before its burst");
                 }
@@ -225,11 +233,12 @@ pub(crate) fn server<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Outcome {
             sleep_until(not_before.max(origin + LEAD_IN + shape.period * k as u32));
             assert_eq!(live.load(Ordering::Relaxed), 0, "live bytes between bursts");
             freed_ns.store(0, Ordering::Relaxed);
+            allocated_ns.store(0, Ordering::Relaxed);
             burst_bytes.store(0, Ordering::Relaxed);
             let began = origin.elapsed();
             start.wait();
             allocated.wait();
-            let allocated_at = origin.elapsed();
+            let allocated_at = Duration::from_nanos(allocated_ns.load(Ordering::Relaxed));
             // Every worker added its burst's bytes before the barrier, and
             // no block of the burst was freed before every one was
             // allocated: the burst's peak live bytes. (Not `live` now: the
