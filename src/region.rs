@@ -107,6 +107,50 @@ struct Slots {
 // as the region; it is touched only under the lock that owns `Slots`.
 unsafe impl Send for Slots {}
 
+/// What `Region::is_arena_chunk` reads for one arena, copied into the
+/// arena (`Arena::chunks`) so that the free fast path tests a pointer
+/// without loading the heap's metadata first. Every field is fixed for the
+/// region's life; an arena lives inside its region's metadata, so the copy
+/// never outlives the map it points at.
+#[derive(Clone, Copy)]
+pub(crate) struct ChunkTest {
+    base: usize,
+    len: usize,
+    map: *const AtomicU32,
+    word: u32,
+}
+
+// SAFETY: `map` points into the region's metadata, valid for the region's
+// life (which outlives every arena, and so every copy); its entries are
+// atomics.
+unsafe impl Sync for ChunkTest {}
+// SAFETY: as above.
+unsafe impl Send for ChunkTest {}
+
+impl ChunkTest {
+    /// The test of no chunk at all (`holds` is always false): an arena's
+    /// until its heap gives it its own.
+    pub(crate) const NONE: ChunkTest = ChunkTest {
+        base: 0,
+        len: 0,
+        map: core::ptr::null(),
+        word: 0,
+    };
+
+    /// `Region::is_arena_chunk(addr, word)` of the region and arena this
+    /// copy was made for: one range check, one map load, one compare.
+    #[inline(always)]
+    pub(crate) fn holds(&self, addr: usize) -> bool {
+        let off = addr.wrapping_sub(self.base);
+        off < self.len && {
+            // SAFETY: `off < len`, so the slot index is below `chunks`
+            // (`len` is `chunks` whole slots), and the map has `chunks`
+            // entries that live as long as the region.
+            unsafe { (*self.map.add(off >> CHUNK_SHIFT)).load(Ordering::Acquire) == self.word }
+        }
+    }
+}
+
 /// The reservation and its chunk bookkeeping. Lives in its own metadata.
 pub(crate) struct Region {
     base: usize,
@@ -384,17 +428,13 @@ impl Region {
         ChunkUse::Arena(id).encode()
     }
 
-    /// Whether `addr` lies in an arena chunk of the arena whose map word
-    /// (`arena_map_word`) is `word`: the free fast path's ownership test
-    /// (one range check, one map load, one compare). True only for a slot
-    /// handed out, hence committed.
-    #[inline(always)]
-    pub(crate) fn is_arena_chunk(&self, addr: usize, word: u32) -> bool {
-        self.contains(addr) && {
-            let idx = self.chunk_index(addr);
-            // SAFETY: `idx < chunks` (`contains`), and the map has `chunks`
-            // entries that live as long as the region.
-            unsafe { (*self.map.add(idx)).load(Ordering::Acquire) == word }
+    /// The chunk test of arena `id` (`ChunkTest`), for the arena to keep.
+    pub(crate) fn chunk_test(&self, id: u32) -> ChunkTest {
+        ChunkTest {
+            base: self.base,
+            len: self.chunks << CHUNK_SHIFT,
+            map: self.map,
+            word: Region::arena_map_word(id),
         }
     }
 

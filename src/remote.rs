@@ -130,6 +130,10 @@ impl Arena {
         claimed: bool,
     ) -> Result<(), FreeError> {
         let mut st = self.lock_and_drain_some(region);
+        if !claimed && self.cache_is_mine() {
+            // SAFETY: we own the cache (just checked) and hold the lock.
+            unsafe { self.cache_tick(&mut st, region) };
+        }
         // SAFETY: `ptr` is aligned and in one of our chunks; the lock is
         // held; the block freed is one `find_*` proved live (or pending and
         // claimed by us).

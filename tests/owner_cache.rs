@@ -13,6 +13,9 @@
 //!   `DEFAULT_OWNER_CACHE`, the heap checks clean, and a malloc after it is
 //!   served from the cache (same address, no lock taken);
 //! * the cache passes with its arena to the thread that adopts it;
+//! * a class's first refill carves an eighth of a batch and each further
+//!   one twice the last; a class nobody allocates from is given back to
+//!   the index, half at each sweep, while a class in use keeps its blocks;
 //! * on a hardened heap, a cached block whose link word was overwritten
 //!   aborts the process with the one-line corruption message when the
 //!   cache hands it out (checked in a child process);
@@ -35,6 +38,8 @@ use arenalloc::{Config, FreeError, Heap, DEFAULT_OWNER_CACHE};
 const CLASS_LIMIT: usize = 64;
 /// The largest request the cache serves (`CACHE_MAX_REQUEST`, same table).
 const CACHE_MAX_REQUEST: usize = 1024;
+/// Owner slow paths between two sweeps (`CACHE_SWEEP_EVERY`, same table).
+const SWEEP_EVERY: usize = 1024;
 
 /// A block address that may cross threads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -629,4 +634,80 @@ fn dump_and_svg_show_cached_blocks() {
 
     free(&heap, live).unwrap();
     assert_counts(&heap, 41, 41, 0);
+}
+
+/// A class's refills grow: its first carves an eighth of a full batch, and
+/// each further one twice the last, up to the full 32 blocks (for 32-byte
+/// blocks the byte bound, 8 KiB, does not bite): a size a program asks for
+/// once leaves 3 blocks parked, not 31.
+#[test]
+fn refills_of_a_class_start_small_and_double() {
+    let heap = Heap::with_config(Config::new());
+    let mut live = Vec::new();
+    // Each round empties the class, so the next malloc refills it; the
+    // refill returns one block and parks the rest.
+    for parked in [3, 7, 15, 31, 31] {
+        live.push(heap.malloc(16));
+        assert_eq!(
+            heap.stats().cached_blocks(),
+            parked,
+            "after {} refills",
+            live.len()
+        );
+        for _ in 0..parked {
+            live.push(malloc_filled(&heap, 16));
+        }
+        assert_eq!(heap.stats().cached_blocks(), 0);
+    }
+    for p in live {
+        free(&heap, p).unwrap();
+    }
+    heap.check().unwrap();
+}
+
+/// Sweeps give back a class nobody allocates from — half of it at each
+/// sweep — and leave a class in use alone. Blocks of 100 bytes are freed
+/// into the cache and never asked for again; 48-byte blocks are allocated
+/// and freed all along (fast path); 4 KiB blocks, which the cache does not
+/// serve, make the owner slow paths that count towards a sweep.
+#[test]
+fn sweeps_give_back_an_idle_class_and_keep_a_used_one() {
+    let heap = Heap::with_config(Config::new());
+    let idle: Vec<_> = (0..40).map(|_| malloc_filled(&heap, 100)).collect();
+    let hot: Vec<_> = (0..8).map(|_| malloc_filled(&heap, 48)).collect();
+    for p in idle.into_iter().chain(hot) {
+        free(&heap, p).unwrap();
+    }
+    let parked = heap.stats().cached_blocks();
+    assert!(parked >= 48, "the frees were cached: {parked}");
+    let mut seen = vec![parked];
+    for _ in 0..8 {
+        // One sweep interval: alloc + free of a 4 KiB block are two owner
+        // slow paths; the hot class is used on every step.
+        for _ in 0..SWEEP_EVERY / 2 {
+            let big = malloc_filled(&heap, 4096);
+            let small = malloc_filled(&heap, 48);
+            free(&heap, small).unwrap();
+            free(&heap, big).unwrap();
+        }
+        seen.push(heap.stats().cached_blocks());
+        heap.check().unwrap();
+    }
+    // The first sweep only notes each class's allocations so far (the idle
+    // class served 40 before it went idle); from the second on, the idle
+    // class halves at each sweep until it is gone, and what is left — the
+    // hot class — stays.
+    assert!(
+        seen.windows(2).skip(1).take(4).all(|w| w[1] < w[0]),
+        "each sweep gave back half of the idle class: {seen:?}"
+    );
+    let hot_left = *seen.last().unwrap();
+    assert!(hot_left >= 1, "the hot class kept its blocks: {seen:?}");
+    assert_eq!(seen[seen.len() - 2], hot_left, "{seen:?}");
+    let s = heap.stats();
+    assert_eq!(s.live_blocks(), 0);
+    assert_eq!(s.allocations(), s.frees());
+    // The idle class is gone: every parked block is a 64-byte one (a 48-byte
+    // request), none a 112-byte one.
+    assert_eq!(s.cached_bytes(), hot_left * 64, "{s:?} {seen:?}");
 }

@@ -6,11 +6,23 @@
 //! ```text
 //!  malloc(n), n <= CACHE_MAX_REQUEST, caller owns its arena
 //!    pop heads[class(n)] ─ hit ─▶ header CACHED -> live, return       (~20 instructions)
-//!                        └ miss ─▶ lock: carve REFILL blocks, keep 1   (cache_refill)
+//!                        └ miss ─▶ lock: carve a batch, keep 1         (cache_refill)
 //!  free(p), p a live small block of the caller's own arena
 //!    push on heads[class] ─ room ─▶ header live -> CACHED, done
 //!                         └ full ─▶ lock: free half the class (coalescing), push (cache_flush)
 //! ```
+//!
+//! **What it parks, and for how long.** A class's first refill carves an
+//! eighth of a full batch (`CACHE_FILL_LEVELS`) and each further one twice
+//! the last: a size the program asks for a few times leaves a few carved
+//! blocks parked, not 31 (at 8 threads the fragmentation workload's live
+//! set carried 2 MiB of such leftovers). Every `CACHE_SWEEP_EVERY` owner
+//! slow paths (refills, flushes, the owner's locked calls) a sweep gives
+//! back half of each class that served no allocation since the last sweep
+//! — blocks freed into it that nobody asks for again, which pin memory and
+//! split the index's free runs — and lowers its refill level. The test is
+//! the per-class pop count `stats` keeps anyway, so the fast paths pay
+//! nothing for it; a loop that never leaves them never sweeps.
 //!
 //! **Where it lives, and why.** In the arena, as owner-private state, not in
 //! thread-local storage: an arena has one owner at a time, so the cache
@@ -53,14 +65,15 @@
 //! List links live in the first payload word of each cached block, stored
 //! safe-linked (`Key::link_mask`) on a hardened heap.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 use super::{Arena, ArenaState};
 use crate::bins::Ctx;
 use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER};
 use crate::chunk;
 use crate::config::{
-    CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_MAX_REQUEST, CACHE_REFILL, CACHE_REFILL_BYTES,
+    CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_FILL_LEVELS, CACHE_MAX_REQUEST, CACHE_REFILL,
+    CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
 };
 use crate::error::{abort_on_corruption, Corruption, FreeError};
 use crate::region::Region;
@@ -83,10 +96,19 @@ pub(crate) struct OwnerCache {
     bytes: AtomicUsize,
     /// Most bytes the cache may hold; 0: the cache is off.
     limit: usize,
-    /// Blocks handed to the owner from the cache, ever. (The blocks the
+    /// Blocks handed to the owner from each class, ever. (The blocks the
     /// user freed into it are not counted on the push path: they are
     /// `blocks + pops + from_cache - to_cache`, which `stats` derives.)
-    pops: AtomicU64,
+    pops: [AtomicU64; CLASSES],
+    /// `pops[c]` at the last sweep: a class whose count has not moved since
+    /// served no allocation for a whole sweep interval.
+    swept: [AtomicU64; CLASSES],
+    /// Refill level of each class (`0..=CACHE_FILL_LEVELS`): a refill
+    /// carves `batch >> (CACHE_FILL_LEVELS - level)` blocks, then raises
+    /// it; a sweep that empties the class lowers it one level.
+    fill: [AtomicU8; CLASSES],
+    /// Owner slow paths since the last sweep.
+    ticks: AtomicU32,
 }
 
 /// What the statistics need from a cache.
@@ -115,7 +137,10 @@ impl OwnerCache {
             counts: [const { AtomicU32::new(0) }; CLASSES],
             bytes: AtomicUsize::new(0),
             limit,
-            pops: AtomicU64::new(0),
+            pops: [const { AtomicU64::new(0) }; CLASSES],
+            swept: [const { AtomicU64::new(0) }; CLASSES],
+            fill: [const { AtomicU8::new(0) }; CLASSES],
+            ticks: AtomicU32::new(0),
         }
     }
 
@@ -124,7 +149,7 @@ impl OwnerCache {
         CacheCounts {
             blocks: self.counts.iter().map(|c| c.load(Relaxed) as usize).sum(),
             bytes: self.bytes.load(Relaxed),
-            pops: self.pops.load(Relaxed),
+            pops: self.pops.iter().map(|p| p.load(Relaxed)).sum(),
         }
     }
 }
@@ -209,7 +234,11 @@ impl Arena {
     unsafe fn pop_with(&self, region: &Region, need: usize, key: Key) -> Option<*mut u8> {
         let c = need / GRANULE;
         let cache = &self.cache;
-        let (head, count) = (cache.heads.get(c)?, cache.counts.get(c)?);
+        let (head, count, pops) = (
+            cache.heads.get(c)?,
+            cache.counts.get(c)?,
+            cache.pops.get(c)?,
+        );
         let b = head.load(Relaxed);
         if b == 0 {
             return None;
@@ -237,7 +266,7 @@ impl Arena {
             head.store(next, Relaxed);
             count.store(count.load(Relaxed) - 1, Relaxed);
             cache.bytes.store(cache.bytes.load(Relaxed) - need, Relaxed);
-            cache.pops.store(cache.pops.load(Relaxed) + 1, Relaxed);
+            pops.store(pops.load(Relaxed) + 1, Relaxed);
             (*(b as *const Header)).set(key, need, 0);
             Some(block::block_to_payload(b as *mut Header))
         }
@@ -314,7 +343,7 @@ impl Arena {
             }
         }
         // SAFETY: `b` is a live block of ours that the caller gives up.
-        if unsafe { self.link_cached(c, b, size) } {
+        if unsafe { self.link_cached(c, b, size, key) } {
             Push::Done
         } else {
             Push::Full(b, size)
@@ -330,9 +359,10 @@ impl Arena {
     /// The caller owns the cache; nobody else may touch `b` (a live block
     /// its owner gives up, or a pending one under the arena lock); its first
     /// payload word becomes the link (a block is at least `MIN_BLOCK`, so it
-    /// has one).
+    /// has one); `key` is `self.key` (`Key::OFF` only when that is what
+    /// `self.key` is: the fast path passes it as a constant).
     #[inline(always)]
-    unsafe fn link_cached(&self, c: usize, b: *mut Header, size: usize) -> bool {
+    unsafe fn link_cached(&self, c: usize, b: *mut Header, size: usize, key: Key) -> bool {
         let cache = &self.cache;
         let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
             return false;
@@ -342,7 +372,6 @@ impl Arena {
         if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
             return false;
         }
-        let key = self.key;
         // SAFETY: the caller's contract.
         unsafe {
             (*b).set(key, size, CACHED);
@@ -371,6 +400,8 @@ impl Arena {
             drop(st);
             crate::error::abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
         }
+        // SAFETY: we own the cache (caller) and hold the lock.
+        unsafe { self.cache_tick(&mut st, region) };
         // SAFETY: we own the cache; `need` is a class size.
         if let Some(p) = unsafe { self.cache_pop(region, need) } {
             return p;
@@ -381,11 +412,25 @@ impl Arena {
         }
         let c = need / GRANULE;
         let cache = &self.cache;
+        // A class starts with an eighth of a batch and doubles it with each
+        // refill: a size the program asks for a few times leaves a few
+        // carved blocks idle, not a whole batch.
+        let level = cache
+            .fill
+            .get(c)
+            .map_or(CACHE_FILL_LEVELS, |f| f.load(Relaxed));
+        let shift = u32::from(CACHE_FILL_LEVELS.saturating_sub(level));
+        if let Some(f) = cache.fill.get(c) {
+            f.store(level.saturating_add(1).min(CACHE_FILL_LEVELS), Relaxed);
+        }
         // `need` is a block size (at least `MIN_BLOCK`); `max(1)` only
         // spares the division a test for zero it cannot fail.
         let per = need.max(1);
+        let batch = ((CACHE_REFILL_BYTES >> shift) / per)
+            .max(2)
+            .min(CACHE_REFILL >> shift);
         let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
-            .min((CACHE_REFILL_BYTES / per).clamp(2, CACHE_REFILL) - 1)
+            .min(batch.saturating_sub(1))
             .min((CACHE_CLASS_LIMIT as usize).saturating_sub(self.cache_count(c)));
         // Carve the batch first and push it last block first, so that the
         // next `room` mallocs get ascending addresses, as carved (a program
@@ -442,7 +487,10 @@ impl Arena {
         let mut st = self.lock_and_drain_some(region);
         let c = size / GRANULE;
         // SAFETY: we own the cache (caller) and hold the lock.
-        unsafe { self.flush_class(&mut st, region, c, self.cache_count(c) / 2) };
+        unsafe {
+            self.cache_tick(&mut st, region);
+            self.flush_class(&mut st, region, c, self.cache_count(c) / 2);
+        }
         if self.cache.bytes.load(Relaxed) + size > self.cache.limit {
             for class in 0..CLASSES {
                 // SAFETY: as above.
@@ -511,6 +559,57 @@ impl Arena {
         }
     }
 
+    /// Counts one owner slow path (a refill, a flush, a locked call of the
+    /// owner); every `CACHE_SWEEP_EVERY`th sweeps the cache.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the cache and holds the arena lock (`st`).
+    #[inline]
+    pub(crate) unsafe fn cache_tick(&self, st: &mut ArenaState, region: &Region) {
+        let cache = &self.cache;
+        let t = cache.ticks.load(Relaxed) + 1;
+        if t < CACHE_SWEEP_EVERY {
+            cache.ticks.store(t, Relaxed);
+            return;
+        }
+        cache.ticks.store(0, Relaxed);
+        // SAFETY: forwarded.
+        unsafe { self.cache_sweep(st, region) };
+    }
+
+    /// Gives back to the index every class that served no allocation since
+    /// the last sweep (its blocks were freed into it or carved for it and
+    /// then nobody asked for that size again: memory parked for nothing, and
+    /// holes the index cannot coalesce), and lowers its refill level by one
+    /// (to 0 it would cost a class that comes back several small refills).
+    /// jemalloc's tcache GC flushes by low-water mark, which needs a count on
+    /// the fast path; "no pop in a whole interval" needs none (the pop
+    /// counters are there for `stats` anyway). A hot class with pops is
+    /// never touched; a loop that never leaves the fast path never sweeps.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the cache and holds the arena lock (`st`).
+    #[cold]
+    unsafe fn cache_sweep(&self, st: &mut ArenaState, region: &Region) {
+        let cache = &self.cache;
+        for c in 0..CLASSES {
+            let (Some(pops), Some(swept), Some(fill)) =
+                (cache.pops.get(c), cache.swept.get(c), cache.fill.get(c))
+            else {
+                return;
+            };
+            let p = pops.load(Relaxed);
+            if p == swept.load(Relaxed) && self.cache_count(c) > 0 {
+                // SAFETY: forwarded.
+                unsafe { self.flush_class(st, region, c, self.cache_count(c) / 2) };
+                fill.store(fill.load(Relaxed).saturating_sub(1), Relaxed);
+            }
+            swept.store(p, Relaxed);
+        }
+    }
+
     /// The block after cached block `b` on its list (0 at the end),
     /// validated on a hardened heap.
     #[inline]
@@ -546,7 +645,7 @@ impl Arena {
         };
         // SAFETY: `b` is pending, so nobody but the lock holder (us) may
         // touch it; we own the cache (caller).
-        unsafe { self.link_cached(c, b, size) }
+        unsafe { self.link_cached(c, b, size, self.key) }
     }
 
     /// Length of class list `c`.

@@ -46,6 +46,7 @@ use crate::bins::FreeIndex;
 use crate::block::{Key, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
 use crate::config::Stress;
+use crate::region::ChunkTest;
 use core::sync::atomic::{AtomicU32, AtomicUsize};
 
 use crate::sync::{AtomicU64, Locked, LockedGuard, MpmcQueue, Ordering};
@@ -139,9 +140,10 @@ pub(crate) struct Arena {
     /// to the arena; only the thread whose token it holds ever finds it
     /// equal to its own.
     fast_owner: AtomicU64,
-    /// The region-map word of this arena's chunks
-    /// (`Region::arena_map_word`), for the free fast path's chunk test.
-    pub(crate) map_word: u32,
+    /// Whether an address lies in one of this arena's chunks (a copy of
+    /// the region's range and map and of this arena's map word), for the
+    /// free fast path's chunk test: no load of the heap's metadata first.
+    pub(crate) chunk_test: ChunkTest,
     /// Times a thread adopted this arena (`Relaxed`: statistics only).
     adoptions: AtomicU64,
     /// The owner cache: touched only by the owning thread, lock-free
@@ -244,7 +246,8 @@ impl Arena {
             }),
             owner: AtomicU64::new(owner),
             fast_owner: AtomicU64::new(fast_owner_for(owner, cache_bytes, key)),
-            map_word: crate::region::Region::arena_map_word(id),
+            // The heap sets the real one before it publishes the arena.
+            chunk_test: ChunkTest::NONE,
             adoptions: AtomicU64::new(0),
             remote: core::cell::UnsafeCell::new(MpmcQueue::new(queue_capacity)),
         }

@@ -130,7 +130,7 @@ impl HeapMeta {
         if !room {
             return None;
         }
-        let arena = Arena::new(
+        let mut arena = Arena::new(
             n as u32,
             self.config.get_remote_queue_capacity(),
             owner,
@@ -147,6 +147,7 @@ impl HeapMeta {
             ),
             self.config.get_stress(),
         );
+        arena.chunk_test = self.region.chunk_test(n as u32);
         // SAFETY: slot `n` was reserved by us alone and is inside the table;
         // it is published with `ready` only after it is written.
         unsafe {

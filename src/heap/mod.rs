@@ -61,7 +61,7 @@ mod stress;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
 use crate::arena::cache::CACHE_MAX_BLOCK;
 use crate::arena::{self, Arena, ArenaState, Push};
@@ -100,8 +100,16 @@ const READY: u8 = 2;
 pub struct Heap {
     config: Config,
     meta: AtomicPtr<HeapMeta>,
+    /// `meta.id` once `meta` is set, `NO_HEAP_ID` before: what the free
+    /// fast path compares the thread's binding with, without loading (and
+    /// null-testing) `meta`.
+    id: AtomicU64,
     init: AtomicU8,
 }
+
+/// `Heap::id` of a heap not yet initialised: no heap has it (ids count up
+/// from 1) and no binding holds it (an empty one holds 0).
+const NO_HEAP_ID: u64 = u64::MAX;
 
 // SAFETY: (1) every allocation returned satisfies the layout: `alloc_impl`
 // aligns to `max(align, 16)` and serves at least `size` bytes; (2) `dealloc`
@@ -229,6 +237,10 @@ impl Heap {
                 return self.slow_path_done(meta, p, size, align, reclaim);
             }
             let mut st = arena.lock_and_drain_some(&meta.region);
+            if arena.cache_is_mine_with(me) {
+                // SAFETY: the cache is ours (just checked); the lock is held.
+                unsafe { arena.cache_tick(&mut st, &meta.region) };
+            }
             // SAFETY: `arena_serves` holds, the lock is held, and the region
             // and id are this arena's.
             let p = unsafe { st.alloc(&meta.region, arena.id, size, align) };
@@ -332,11 +344,12 @@ impl Heap {
 
     /// The fast path of `free`: a live small block of the caller's own
     /// arena goes on its owner cache, on a heap that does not check. One
-    /// load of `meta`, one TLS access, the `fast_owner` compare, the chunk
-    /// test (range and map word: nothing outside a committed chunk of ours
-    /// is read), the start bit and the header, a list push: no call, no
-    /// lock, no locked instruction. False (nothing done) sends the caller
-    /// to the slow path, which classifies the pointer exactly.
+    /// TLS access, the heap id compare (`Heap::id`, no load of `meta`), the
+    /// `fast_owner` compare, the chunk test (the arena's copy of the range
+    /// and map: nothing outside a committed chunk of ours is read), the
+    /// start bit and the header, a list push: no call, no lock, no locked
+    /// instruction. False (nothing done) sends the caller to the slow path,
+    /// which classifies the pointer exactly.
     ///
     /// # Safety
     ///
@@ -344,20 +357,21 @@ impl Heap {
     #[inline(always)]
     unsafe fn free_fast(&self, ptr: *mut u8) -> bool {
         let (heap, a, me) = cache::front();
-        let Some(meta) = self.meta_if_ready() else {
-            return false;
-        };
-        if heap != meta.id {
+        // An empty binding holds 0 and an uninitialised heap `NO_HEAP_ID`,
+        // so a match means this thread bound to this (live) heap, whose id
+        // no other heap of the process ever has.
+        if heap != self.id.load(Ordering::Relaxed) {
             return false;
         }
-        // SAFETY: the binding matched this heap's id: an arena of it.
+        // SAFETY: the binding matched this heap's id: an arena of it, which
+        // this thread stored with the id and which lives as long as the heap.
         let arena = unsafe { &*a };
         let addr = ptr as usize;
         // Null, unaligned and foreign pointers fail the range, alignment
         // or map test before anything is read at them.
         addr % GRANULE == 0
             && arena.fast_owner() == me
-            && meta.region.is_arena_chunk(addr, arena.map_word)
+            && arena.chunk_test.holds(addr)
             // SAFETY: `fast_owner` is our token; `ptr` is aligned and in a
             // committed chunk of `arena`.
             && matches!(unsafe { arena.cache_push_fast(ptr) }, Push::Done)
@@ -400,10 +414,7 @@ impl Heap {
             // SAFETY: the binding matched this heap's id: an arena of it.
             let arena = unsafe { &*a };
             let addr = ptr as usize;
-            if addr % GRANULE == 0
-                && meta.region.is_arena_chunk(addr, arena.map_word)
-                && arena.cache_is_mine_with(me)
-            {
+            if addr % GRANULE == 0 && arena.chunk_test.holds(addr) && arena.cache_is_mine_with(me) {
                 // SAFETY: the cache is ours; `ptr` is aligned and in one of
                 // `arena`'s chunks.
                 match unsafe { arena.cache_push(ptr) } {
@@ -692,6 +703,7 @@ impl Heap {
         Heap {
             config,
             meta: AtomicPtr::new(ptr::null_mut()),
+            id: AtomicU64::new(NO_HEAP_ID),
             init: AtomicU8::new(UNINIT),
         }
     }
@@ -736,6 +748,8 @@ impl Heap {
                         return None;
                     }
                     self.meta.store(m, Ordering::Release);
+                    // SAFETY: just built.
+                    self.id.store(unsafe { (*m).id }, Ordering::Release);
                     self.init.store(READY, Ordering::Release);
                     // SAFETY: just built, lives until Drop.
                     return Some(unsafe { &*m });
