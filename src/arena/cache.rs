@@ -85,6 +85,7 @@ pub(crate) const CACHE_MAX_BLOCK: usize = CACHE_MAX_REQUEST + HEADER;
 const CLASSES: usize = CACHE_MAX_BLOCK / GRANULE + 1;
 
 const _: () = assert!(CACHE_MAX_REQUEST % GRANULE == 0 && CACHE_MAX_REQUEST >= 1024);
+const _: () = assert!(CACHE_REFILL >> CACHE_FILL_LEVELS >= 3);
 
 /// The cache of one arena (module doc).
 pub(crate) struct OwnerCache {
@@ -424,10 +425,12 @@ impl Arena {
             f.store(level.saturating_add(1).min(CACHE_FILL_LEVELS), Relaxed);
         }
         // `need` is a block size (at least `MIN_BLOCK`); `max(1)` only
-        // spares the division a test for zero it cannot fail.
+        // spares the division a test for zero it cannot fail. A refill
+        // takes the lock, so it carves at least three blocks (the caller's
+        // and two parked) whatever the level and the class.
         let per = need.max(1);
         let batch = ((CACHE_REFILL_BYTES >> shift) / per)
-            .max(2)
+            .max(3)
             .min(CACHE_REFILL >> shift);
         let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
             .min(batch.saturating_sub(1))
