@@ -57,7 +57,7 @@
 //!             take_first_fit (bins) | grow (region chunk) ─▶ carve bins.rs, chunk.rs, block.rs
 //!
 //! local free ─▶ free_fast: front binding, fast_owner == token,
-//!   │    region.is_arena_chunk(mine) ─▶ cache_push_fast (no call)   region.rs, arena/cache.rs
+//!   │    arena.chunk_test.holds ─▶ cache_push_fast (no call)       region.rs, arena/cache.rs
 //!   └─ else free_slow: the same test, checked (hardened) ─▶ Arena::cache_push
 //!   │    └─ class full: cache_flush (oldest half back to the index, under the lock)
 //!   └─ else: locate (chunk map) ─▶ Arena::free_locked              heap/meta.rs, remote.rs

@@ -107,8 +107,8 @@ struct Slots {
 // as the region; it is touched only under the lock that owns `Slots`.
 unsafe impl Send for Slots {}
 
-/// What `Region::is_arena_chunk` reads for one arena, copied into the
-/// arena (`Arena::chunks`) so that the free fast path tests a pointer
+/// The region's range and map and one arena's map word, copied into the
+/// arena (`Arena::chunk_test`) so that the free fast path tests a pointer
 /// without loading the heap's metadata first. Every field is fixed for the
 /// region's life; an arena lives inside its region's metadata, so the copy
 /// never outlives the map it points at.
@@ -137,8 +137,9 @@ impl ChunkTest {
         word: 0,
     };
 
-    /// `Region::is_arena_chunk(addr, word)` of the region and arena this
-    /// copy was made for: one range check, one map load, one compare.
+    /// Whether `addr` lies in a chunk the map gives to the arena this copy
+    /// was made for: one range check, one map load, one compare. True only
+    /// for a slot handed out, hence committed.
     #[inline(always)]
     pub(crate) fn holds(&self, addr: usize) -> bool {
         let off = addr.wrapping_sub(self.base);
@@ -422,7 +423,7 @@ impl Region {
     }
 
     /// The map word of an arena chunk of arena `id`, which an arena keeps
-    /// (`Arena::map_word`) so that `is_arena_chunk` compares without
+    /// (in its `ChunkTest`) so that the free fast path compares without
     /// encoding.
     pub(crate) fn arena_map_word(id: u32) -> u32 {
         ChunkUse::Arena(id).encode()
