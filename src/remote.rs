@@ -50,7 +50,7 @@ use crate::block::{self, GRANULE};
 use crate::chunk;
 use crate::config::{DRAIN_BATCH, REMOTE_BATCH, REMOTE_BATCH_BYTES};
 use crate::error::{abort_on_free_error, FreeError};
-use crate::region::{ChunkUse, Region};
+use crate::region::Region;
 
 /// Low bit of a queue entry: the entry is the head of a batch (a list
 /// through the blocks' first payload words), not one block.
@@ -164,10 +164,8 @@ impl Arena {
     /// Whether `addr` is a 16-aligned address in a chunk the region map
     /// gives to this arena.
     #[inline]
-    fn is_our_chunk(&self, region: &Region, addr: usize) -> bool {
-        region.contains(addr)
-            && addr % GRANULE == 0
-            && region.chunk_use(region.chunk_index(addr)) == ChunkUse::Arena(self.id)
+    fn is_our_chunk(&self, addr: usize) -> bool {
+        addr % GRANULE == 0 && self.chunk_test.holds(addr)
     }
 
     /// Puts the pending block at `addr` on the owner cache if it fits there;
@@ -176,8 +174,8 @@ impl Arena {
     /// # Safety
     ///
     /// The caller owns this arena's cache and holds the lock (`st`).
-    unsafe fn cache_pending(&self, st: &mut ArenaState, region: &Region, addr: usize) -> bool {
-        if !self.is_our_chunk(region, addr) {
+    unsafe fn cache_pending(&self, st: &mut ArenaState, addr: usize) -> bool {
+        if !self.is_our_chunk(addr) {
             return false;
         }
         // SAFETY: `addr` is aligned and in one of our chunks; lock held.
@@ -195,7 +193,7 @@ impl Arena {
     /// Frees the pending block whose payload is `addr` (a queue entry or a
     /// member of a batch) under the lock; `Err(addr)` if it is not one.
     fn free_pending(&self, st: &mut ArenaState, region: &Region, addr: usize) -> Result<(), usize> {
-        if !self.is_our_chunk(region, addr) {
+        if !self.is_our_chunk(addr) {
             return Err(addr);
         }
         // SAFETY: `addr` is aligned and in one of our chunks; lock held.
@@ -396,7 +394,7 @@ impl Arena {
             loop {
                 // The next link is read before the block is freed (freeing
                 // reuses its payload for bin links).
-                let next = if batch && self.is_our_chunk(region, addr) {
+                let next = if batch && self.is_our_chunk(addr) {
                     let slot = batch_link(addr);
                     // SAFETY: `addr` is a pending block of ours (checked
                     // again by `free_pending`); its first payload word is
@@ -407,7 +405,7 @@ impl Arena {
                 };
                 // SAFETY: `to_cache` only when the caller owns the cache
                 // (this function's contract); the lock is held (`st`).
-                let cached = to_cache && unsafe { self.cache_pending(st, region, addr) };
+                let cached = to_cache && unsafe { self.cache_pending(st, addr) };
                 if !cached {
                     self.free_pending(st, region, addr)?;
                 }

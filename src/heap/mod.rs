@@ -410,7 +410,8 @@ impl Heap {
         // A small block of the caller's own arena goes on its owner cache,
         // with no lock and no arena-table lookup (checked, on a hardened
         // heap; flushing half its class when that is full).
-        if let Some((a, me)) = cache::binding(meta.id) {
+        let bind = cache::binding(meta.id);
+        if let Some((a, me)) = bind {
             // SAFETY: the binding matched this heap's id: an arena of it.
             let arena = unsafe { &*a };
             let addr = ptr as usize;
@@ -430,17 +431,23 @@ impl Heap {
         }
         // SAFETY: forwarded. (No decay kick here: a thread must never be
         // started from inside `free`, `heap/purge.rs`.)
-        unsafe { self.free_located(meta, ptr) }
+        unsafe { self.free_located(meta, ptr, bind) }
     }
 
     /// `free` past the owner cache: locate the owner, then a locked,
-    /// remote or large free.
+    /// remote or large free. `bind` is the caller's `cache::binding` for
+    /// this heap, read once for the whole free.
     ///
     /// # Safety
     ///
     /// As for [`Heap::free`]; `ptr` is not null.
     #[inline]
-    unsafe fn free_located(&self, meta: &HeapMeta, ptr: *mut u8) -> Result<(), FreeError> {
+    unsafe fn free_located(
+        &self,
+        meta: &HeapMeta,
+        ptr: *mut u8,
+        bind: Option<(*const Arena, u64)>,
+    ) -> Result<(), FreeError> {
         match locate(meta, ptr as usize)? {
             Owner::Arena(arena) => {
                 if ptr as usize % GRANULE != 0 {
@@ -449,7 +456,7 @@ impl Heap {
                 // Local: the caller's own arena — or the only arena, so that
                 // max_arenas(1) stays one lock even for a thread that frees
                 // before it ever allocated (and so has no binding).
-                let local = cache::cached_arena(meta.id) == Some(arena as *const Arena)
+                let local = bind.is_some_and(|(a, _)| core::ptr::eq(a, arena))
                     || meta.config.get_max_arenas() == 1;
                 if local {
                     // SAFETY: `ptr` is aligned and in one of `arena`'s chunks.
@@ -457,10 +464,10 @@ impl Heap {
                 }
                 // A foreign block: batched by a thread that owns an arena
                 // (and its cache), pushed one by one by any other.
-                if let Some(mine) = cache::cached_arena(meta.id) {
+                if let Some((mine, me)) = bind {
                     // SAFETY: the binding matched this heap's id.
                     let mine = unsafe { &*mine };
-                    if mine.cache_is_mine() {
+                    if mine.cache_is_mine_with(me) {
                         // SAFETY: we own `mine`'s cache; `ptr` is aligned
                         // and in a chunk the map gives to `arena`.
                         return unsafe {
