@@ -611,6 +611,26 @@ impl Heap {
                 usable
             }
         };
+        // SAFETY: forwarded; `old_usable` is what `ptr`'s block holds.
+        unsafe { self.realloc_by_moving(ptr, old_usable, size, align) }
+    }
+
+    /// The moving half of every `realloc`: a new block of `size` bytes
+    /// aligned to `align`, the first `min(old_usable, size)` bytes copied,
+    /// the old block freed (an invalid free aborts). Null, with the old block
+    /// untouched, when the allocation fails.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live block of this heap holding `old_usable` bytes, which
+    /// the caller gives up if the result is not null.
+    pub(super) unsafe fn realloc_by_moving(
+        &self,
+        ptr: *mut u8,
+        old_usable: usize,
+        size: usize,
+        align: usize,
+    ) -> *mut u8 {
         let new = self.alloc_impl(size, align);
         if new.is_null() {
             return new;

@@ -198,19 +198,8 @@ impl Heap {
             },
             Err(e) => abort_on_free_error(e, ptr),
         };
-        let new = self.alloc_impl(size, align);
-        if new.is_null() {
-            return new;
-        }
-        // SAFETY: both blocks are live and distinct; `old` and `size` bound
-        // what each holds.
-        unsafe {
-            ptr::copy_nonoverlapping(ptr, new, old.min(size));
-            if let Err(e) = self.free(ptr) {
-                abort_on_free_error(e, ptr);
-            }
-        }
-        new
+        // SAFETY: forwarded; `old` is what `ptr`'s block holds.
+        unsafe { self.realloc_by_moving(ptr, old, size, align) }
     }
 
     /// Verifies every arena's quarantined blocks (poison) and live blocks
