@@ -73,6 +73,11 @@ impl Arena {
     /// as this arena's.
     #[inline]
     pub(crate) unsafe fn claim_mt(&self, ptr: *mut u8) -> bool {
+        // A fork child's arena awaiting repair is freed into under its
+        // lock (which repairs it first): a claim now would look stranded.
+        if self.awaits_fork_repair() {
+            return false;
+        }
         let b = block::payload_to_block(ptr);
         let c = chunk::chunk_of(ptr as usize);
         // SAFETY: the chunk is committed while the map marks it ours; the
@@ -384,6 +389,9 @@ impl Arena {
         limit: usize,
         to_cache: bool,
     ) -> Result<usize, usize> {
+        if self.queue_is_stale() {
+            return Ok(0);
+        }
         let mut n = 0;
         while n < limit {
             let Some(entry) = self.queue().pop() else {

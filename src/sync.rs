@@ -56,6 +56,11 @@ pub(crate) use shim_thread_local;
 /// never under loom, whose models own every thread.
 pub(crate) const BACKGROUND_THREADS: bool = !cfg!(arenalloc_loom);
 
+/// Whether heaps register process-wide `fork` handlers (`heap/fork.rs`):
+/// never under loom, whose models never fork and whose primitives cannot
+/// live in a process-wide static.
+pub(crate) const FORK_HANDLERS: bool = !cfg!(arenalloc_loom);
+
 /// A scheduling point for loom where the allocator touches shared words
 /// that live in raw heap memory (block headers), which loom cannot model as
 /// its own atomics: the models then interleave threads at every such access

@@ -39,10 +39,12 @@
 //! * The heap is built on first use from the environment, read with
 //!   `getenv` and parsed into a stack buffer (nothing allocates while the
 //!   heap is being built).
-//! * `fork`: `pthread_atfork` handlers, registered when the loader runs
-//!   this library's constructor, take every heap lock before `fork`
-//!   and release them in parent and child, so a child forked while other
-//!   threads allocate can allocate at once.
+//! * `fork`: the heap's own `pthread_atfork` handlers (`arenalloc`'s
+//!   `heap/fork.rs`), registered when the heap first initialises, take
+//!   every heap lock
+//!   before `fork`, release them in parent and child and repair in the
+//!   child what the parent's other threads left half-done, so a child
+//!   forked while other threads allocate can allocate at once.
 //! * A bad `free` or `realloc` aborts with one line on stderr naming the
 //!   error and the address; a pointer from outside the heap is reported,
 //!   never handed to another allocator.
@@ -74,16 +76,13 @@ fn heap() -> &'static Heap {
 }
 
 /// Runs when the dynamic loader has loaded this library, before `main`
-/// and before any `fork` the program can make: registers the fork handlers
-/// and, with `ARENALLOC_STATS`, the exit report. (Allocations made before
+/// and before any `fork` the program can make: with `ARENALLOC_STATS`,
+/// registers the exit report. (The fork handlers are the heap's own: it
+/// registers them when it first initialises, before which a fork has
+/// nothing of it to protect.) (Allocations made before
 /// this — by the loader or libc's own start-up — are served as usual: the
 /// heap initialises itself on first use.)
 extern "C" fn on_load() {
-    // SAFETY: the handlers only call the heap's fork API on the process
-    // heap, a `static` that lives for the whole process.
-    unsafe {
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
-    }
     if env_flag(c"ARENALLOC_STATS") {
         // SAFETY: `print_stats` is an `extern "C" fn()` that never unwinds.
         unsafe { libc::atexit(print_stats) };
@@ -99,21 +98,6 @@ extern "C" fn on_load() {
 #[used]
 #[link_section = ".init_array"]
 static ON_LOAD: extern "C" fn() = on_load;
-
-extern "C" fn fork_prepare() {
-    // SAFETY: paired with fork_parent / fork_child by pthread_atfork.
-    unsafe { heap().fork_prepare() }
-}
-
-extern "C" fn fork_parent() {
-    // SAFETY: fork_prepare ran on this thread.
-    unsafe { heap().fork_parent() }
-}
-
-extern "C" fn fork_child() {
-    // SAFETY: the child's only thread; its parent ran fork_prepare.
-    unsafe { heap().fork_child() }
-}
 
 // ----- environment -------------------------------------------------------
 

@@ -683,6 +683,18 @@ impl Arena {
         any
     }
 
+    /// Forgets every list and count without touching a block: a `fork`
+    /// child whose owner did not come along (`fork.rs`; the repair frees
+    /// the blocks whose headers say `CACHED`).
+    pub(super) fn cache_forget_all(&self) {
+        let cache = &self.cache;
+        for (head, count) in cache.heads.iter().zip(&cache.counts) {
+            head.store(0, Relaxed);
+            count.store(0, Relaxed);
+        }
+        cache.bytes.store(0, Relaxed);
+    }
+
     /// Whether the cache holds anything (racy; exact for its owner).
     pub(crate) fn cache_holds_any(&self) -> bool {
         self.cache.heads.iter().any(|h| h.load(Relaxed) != 0)

@@ -36,6 +36,7 @@
 mod alloc;
 pub(crate) mod cache;
 mod check;
+mod fork;
 mod lookup;
 pub(crate) mod purge;
 mod quarantine;
@@ -156,11 +157,21 @@ pub(crate) struct Arena {
     /// Blocks freed by other threads, waiting for the lock holder. In a
     /// cell only so that a `fork` child may replace it (`reset_after_fork`).
     remote: core::cell::UnsafeCell<MpmcQueue>,
+    /// The heap's region (set with `chunk_test`, before the arena is
+    /// published; it outlives the arena): what the fork repair needs
+    /// from inside `lock`.
+    pub(crate) region: *const crate::region::Region,
+    /// What a `fork` child must repair before anybody uses the arena's
+    /// blocks (`fork.rs`): 0, or `fork::STRANDED_PENDING` with
+    /// `fork::STRANDED_CACHED`. Set by the child's only thread, cleared
+    /// under the lock by the first holder.
+    fork_repair: core::sync::atomic::AtomicU8,
 }
 
-// SAFETY: every field is Sync but `remote`'s cell, which is only read
+// SAFETY: every field is Sync but (1) `remote`'s cell, which is only read
 // through shared references except in `reset_after_fork`, whose caller
-// guarantees that no other thread exists.
+// guarantees that no other thread exists, and (2) `region`, a pointer only
+// ever read through, to the heap's `Region` (Sync), which outlives the arena.
 unsafe impl Sync for Arena {}
 
 /// Batches of remote frees one owner keeps, by target arena id modulo
@@ -205,6 +216,7 @@ impl Arena {
         let (mut guard, contended) = self.state.lock();
         guard.counters.lock_acquisitions += 1;
         guard.counters.lock_contended += u64::from(contended);
+        self.repair_if_forked(&mut guard);
         guard
     }
 
@@ -213,6 +225,7 @@ impl Arena {
     pub(crate) fn try_lock(&self) -> Option<ArenaGuard<'_>> {
         let mut guard = self.state.try_lock()?;
         guard.counters.lock_acquisitions += 1;
+        self.repair_if_forked(&mut guard);
         Some(guard)
     }
 
@@ -250,6 +263,8 @@ impl Arena {
             chunk_test: ChunkTest::NONE,
             adoptions: AtomicU64::new(0),
             remote: core::cell::UnsafeCell::new(MpmcQueue::new(queue_capacity)),
+            region: core::ptr::null(),
+            fork_repair: core::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -344,26 +359,6 @@ impl Arena {
     /// The lock, for `fork` handlers.
     pub(crate) fn raw_lock(&self) -> &crate::sync::RawLock {
         self.state.raw()
-    }
-
-    /// In a `fork` child: a push that was in flight in the parent when it
-    /// forked may have left the queue with a slot that never fills, which
-    /// would make `pop` spin forever. A queue that is not empty is therefore
-    /// replaced by a new one (allocating, so call with no lock held); the
-    /// blocks it held stay pending and are leaked in the child.
-    ///
-    /// # Safety
-    ///
-    /// The calling thread is the only thread of the process (a `fork`
-    /// child) and holds no reference to this arena's queue.
-    pub(crate) unsafe fn reset_after_fork(&self, queue_capacity: usize) {
-        if self.queue().is_empty() {
-            return;
-        }
-        let fresh = MpmcQueue::new(queue_capacity);
-        // SAFETY: single-threaded (caller); the old queue is forgotten, not
-        // dropped, since its slots may be half written.
-        unsafe { core::mem::forget(self.remote.get().replace(fresh)) };
     }
 }
 

@@ -69,6 +69,9 @@ pub(crate) struct HeapMeta {
     pub(crate) decay: super::purge::Decay,
     /// Stress mode's sequence and report count (`stress.rs`).
     pub(crate) stress: crate::stress::Shared,
+    /// The next heap in the process's list of heaps that `fork` handles
+    /// (`fork.rs`); changed only under that list's lock.
+    pub(super) fork_next: core::sync::atomic::AtomicPtr<HeapMeta>,
 }
 
 /// One entry of the arena table: `ready` is set (`Release`) once `arena`
@@ -148,6 +151,7 @@ impl HeapMeta {
             self.config.get_stress(),
         );
         arena.chunk_test = self.region.chunk_test(n as u32);
+        arena.region = &self.region;
         // SAFETY: slot `n` was reserved by us alone and is inside the table;
         // it is published with `ready` only after it is written.
         unsafe {
@@ -247,6 +251,7 @@ pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
         addr_of_mut!((*meta).purge_min).write(AtomicUsize::new(config.get_purge_min()));
         addr_of_mut!((*meta).decay).write(super::purge::Decay::new(&config));
         addr_of_mut!((*meta).stress).write(crate::stress::Shared::new());
+        addr_of_mut!((*meta).fork_next).write(core::sync::atomic::AtomicPtr::new(ptr::null_mut()));
     }
     meta
 }

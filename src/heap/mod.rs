@@ -50,7 +50,7 @@
 //!
 //! Files: `meta.rs` (metadata layout, arena table, pointer lookup),
 //! `pool.rs` (the internal pool for allocations made while binding),
-//! `bind.rs` (thread -> arena), `fork.rs` (`pthread_atfork` support).
+//! `bind.rs` (thread -> arena), `fork.rs` (the `pthread_atfork` handlers every heap registers).
 
 mod bind;
 mod fork;
@@ -779,7 +779,10 @@ impl Heap {
                     self.id.store(unsafe { (*m).id }, Ordering::Release);
                     self.init.store(READY, Ordering::Release);
                     // SAFETY: just built, lives until Drop.
-                    return Some(unsafe { &*m });
+                    let meta = unsafe { &*m };
+                    // READY first: the registration may allocate from us.
+                    fork::register(meta);
+                    return Some(meta);
                 }
                 Err(READY) => return self.meta_if_ready(),
                 // Another thread is reserving the region: a few syscalls.
@@ -845,6 +848,8 @@ impl Drop for Heap {
         // the region is unmapped last and `m` is not used after.
         unsafe {
             let meta = &*m;
+            // A fork in progress finishes with the heap still whole.
+            fork::unregister(meta);
             // The decay thread reads the heap: it goes first.
             meta.stop_decay();
             for id in 0..meta.arena_count() {

@@ -191,6 +191,20 @@ pub(crate) fn name_this_thread(name: &core::ffi::CStr) {
 }
 
 /// Wakes one thread sleeping in [`futex_wait`] on `word`.
+/// Registers `fork` handlers for the whole process (`pthread_atfork`).
+/// glibc's registration allocates: call with no heap lock held.
+pub(crate) fn register_atfork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) {
+    // SAFETY: three `extern "C" fn()` that never unwind, valid for the
+    // whole process (they are functions of this library).
+    unsafe {
+        libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
+    }
+}
+
 pub(crate) fn futex_wake(word: &AtomicU32) {
     futex_wake_n(word, 1);
 }

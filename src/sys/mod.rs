@@ -16,6 +16,7 @@
 //! | [`gettid`] | `thread::registry` | the OS thread id a stress-mode report names (cached per thread) |
 //! | [`random_u64`] | `heap::meta` | the per-heap secret of header checks |
 //! | [`thread_key_create`] / [`thread_key_set`] | `sync` | the thread-exit hook that releases a registry slot, without a TLS destructor (which would allocate) |
+//! | [`register_atfork`] | `heap::fork` | the process's `fork` handlers, once (glibc's `pthread_atfork` allocates: called with no heap lock held) |
 //! | [`address_space_limit`] / [`address_space_used`] | `region` | sizing the reservation under `RLIMIT_AS` (`ulimit -v`) |
 //!
 //! Invariant: nothing here allocates, panics or touches memory the caller
