@@ -22,6 +22,7 @@
 //! | [`SMALL_LIMIT`] | 1 KiB | `bins` | exact-size bins (one per 16 bytes) below it, 8 per power of two above |
 //! | [`SUBBIN_BITS`] | 3 (8 sub-bins) | `bins` | bitmap words against first-fit waste above `SMALL_LIMIT` |
 //! | [`DRAIN_BATCH`] | 64 | `remote` | remote frees applied per lock acquisition on the owner's path |
+//! | [`DRAIN_ROUND`] | 256 | `remote`, `arena::purge` | remote frees applied per lock acquisition off the owner's path (adoption, `stats`, decay, trim): how long an owner can wait behind another lock holder's drain |
 //! | [`REMOTE_BATCH`], [`REMOTE_BATCH_BYTES`] | 32, 64 KiB | `remote` | remote frees per queue entry against frees held back (pending) |
 //! | [`SPINS_BEFORE_SLEEP`] | 100 | `sync` | spinning on a held arena lock before `futex_wait` |
 //! | [`POOL_SLACK`] | 64 KiB | `heap::pool` | internal-pool bytes beyond the queue buffers, for runtime allocations made while a thread binds |
@@ -69,6 +70,12 @@ pub(crate) const SUBBIN_BITS: u32 = 3;
 /// Remote-queue entries an arena drains per lock acquisition on its
 /// alloc/free path.
 pub(crate) const DRAIN_BATCH: usize = 64;
+/// Remote-queue entries' blocks a lock holder off the owner's path
+/// (adoption, `stats`, `dump`, decay, trim) applies per acquisition: one
+/// that must empty the queue takes the lock again for the next round, so
+/// an owner's refill waits behind at most this many frees (plus the rest
+/// of one batch entry).
+pub(crate) const DRAIN_ROUND: usize = 4 * DRAIN_BATCH;
 /// Claimed remote frees one batch holds before it is pushed...
 pub(crate) const REMOTE_BATCH: usize = 32;
 /// ...or bytes: what an owner keeps claimed but unsent per target.

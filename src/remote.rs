@@ -17,10 +17,14 @@
 //!    foreign thread takes the owner's lock, drains a batch, and frees the
 //!    block itself ([`Arena::free_locked`] with `claimed`).
 //! 3. Whoever holds the arena lock — the owner on its own alloc/free path
-//!    ([`Arena::lock_and_drain_some`]), an adopter, `check`, `stats`
-//!    ([`Arena::lock_drained`]) — drains in bounded batches
-//!    (`config::DRAIN_BATCH`): each entry must be a pending block of the
-//!    arena, and is freed and coalesced like a local free.
+//!    ([`Arena::lock_and_drain_some`], `config::DRAIN_BATCH` entries), an
+//!    adopter, `stats`, `dump`, trim ([`Arena::lock_drained`]) and decay
+//!    (`config::DRAIN_ROUND` blocks per acquisition, taking the lock again
+//!    for the next round) — drains in bounded rounds, so no owner waits
+//!    behind a whole queue (only `check`, a diagnostic that must report a
+//!    bad entry rather than abort, drains all at once): each entry must be
+//!    a pending block of the arena, and is freed and coalesced like a
+//!    local free.
 //!
 //! **Batches.** A thread that owns an arena (and uses its owner cache)
 //! does not push each claimed block: it keeps one batch per target arena in
@@ -48,7 +52,9 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::arena::{Arena, ArenaGuard, ArenaState, BATCH_SLOTS};
 use crate::block::{self, GRANULE};
 use crate::chunk;
-use crate::config::{DRAIN_BATCH, REMOTE_BATCH, REMOTE_BATCH_BYTES};
+use crate::config::{
+    DRAIN_BATCH, DRAIN_ROUND, MAX_REMOTE_QUEUE_CAPACITY, REMOTE_BATCH, REMOTE_BATCH_BYTES,
+};
 use crate::error::{abort_on_free_error, FreeError};
 use crate::region::Region;
 
@@ -348,15 +354,26 @@ impl Arena {
         st
     }
 
-    /// Takes the lock and drains the remote queue completely (adoption,
-    /// `stats`, `dump`). A bad queue entry aborts, as a bad free would.
+    /// Takes the lock with the remote queue drained (adoption, `stats`,
+    /// `dump`, trim), in rounds of at most `DRAIN_ROUND` blocks per lock
+    /// acquisition, so that the owner never waits behind a whole queue. A
+    /// queue that other threads keep filling ends the rounds after as many
+    /// as a full queue needs (exact only when quiescent, as `stats` is). A
+    /// bad queue entry aborts, as a bad free would.
     pub(crate) fn lock_drained(&self, region: &Region) -> ArenaGuard<'_> {
-        let mut st = self.lock();
-        if let Err(bad) = self.drain(&mut st, region, usize::MAX) {
+        let mut rounds = MAX_REMOTE_QUEUE_CAPACITY * REMOTE_BATCH / DRAIN_ROUND + 1;
+        loop {
+            let mut st = self.lock();
+            if let Err(bad) = self.drain(&mut st, region, DRAIN_ROUND) {
+                drop(st);
+                abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
+            }
+            rounds -= 1;
+            if rounds == 0 || self.queue().is_empty() {
+                return st;
+            }
             drop(st);
-            abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
         }
-        st
     }
 
     /// Frees up to `limit` queued blocks under the lock. Chunks that empty

@@ -287,7 +287,9 @@ impl Arena {
         }
         let guard = match step {
             Step::Tick(_) if !reclaim => self.try_lock(),
-            _ => Some(self.lock()),
+            Step::Tick(_) => Some(self.lock()),
+            // Everything queued is applied, a round per acquisition.
+            Step::Space | Step::Trim => Some(self.lock_drained(region)),
         };
         let Some(mut st) = guard else {
             return (Purged::default(), true);
@@ -304,7 +306,8 @@ impl Arena {
             Step::Space | Step::Trim => true,
         };
         if settle && !self.queue().is_empty() {
-            if let Err(bad) = self.drain(&mut st, region, usize::MAX) {
+            // One round per tick (the rest keeps the clock ticking: `more`).
+            if let Err(bad) = self.drain(&mut st, region, crate::config::DRAIN_ROUND) {
                 drop(st);
                 crate::error::abort_on_free_error(
                     crate::error::FreeError::DoubleFree,
