@@ -20,6 +20,10 @@
 //! ended exactly once free (a second free is a `DoubleFree`, the statistics
 //! count each once, nothing stays live that should not), and that
 //! `check()` — which drains every queue and walks every arena — passes.
+//!
+//! `push_vs_claim.rs` beside this file is a model of a known bug (issue 17
+//! item 3: the owner's cache push racing a foreign free of the same block)
+//! that fails today; it is not a test target until the bug is fixed.
 
 #![cfg(arenalloc_loom)]
 
@@ -347,5 +351,117 @@ fn trim_reclaims_an_orphans_cache_while_a_thread_binds() {
         let adopted = s.arenas()[0].adoptions == 1;
         assert!(adopted || s.arenas().len() == 2, "adopted, or a new arena");
         assert!(s.cached_blocks() <= 3);
+    });
+}
+
+// ----- remote-free batches (`Arena::batch_remote_mt`) -------------------------
+//
+// A thread that owns an arena with its cache on does not push its frees of
+// other arenas' blocks one by one: it claims each at once and keeps it in
+// its arena's batch for the target, sent as one queue entry by its next
+// slow path (`flush_batches`: a cache miss or a full class, adoption, trim,
+// the reclaim of an exited owner). `REMOTE_BATCH` is 32, so in these models
+// a batch is always sent by a slow path, never by filling up.
+
+/// Unsent batches: every arena's `pending_blocks`, summed.
+fn pending_blocks(heap: &Heap) -> usize {
+    heap.stats().arenas().iter().map(|a| a.pending_blocks).sum()
+}
+
+/// (10) A thread that owns an arena (its cache on) frees two of the main
+/// thread's blocks: both are claimed and batched (`batch_remote_mt`), and
+/// its next allocation, a cache miss of a new size, sends the batch as one
+/// queue entry (`flush_batches`) — racing the main thread's own cache miss,
+/// whose refill drains the queue onto its cache (`drain_into` with
+/// `to_cache`), the whole batch, link by link. If the batch landed first,
+/// the owner's next two allocations are the two freed blocks, off its
+/// cache; if not, the refill carved new blocks and the batch is drained
+/// later (`stats`). Either way each block comes back exactly once and each
+/// remote free is counted once.
+#[test]
+fn batched_remote_frees_race_the_owners_refill() {
+    loom::model(|| {
+        let heap = cached_heap(4);
+        let p = Block(heap.malloc(SMALL)); // refill: p, two parked
+        let q = Block(heap.malloc(SMALL)); // popped: one parked
+        let h = heap.clone();
+        let freer = thread::spawn(move || {
+            let x = Block(h.malloc(SMALL)); // binds: arena 1, its cache full
+            free(&h, p).unwrap(); // claimed, batched for arena 0
+            free(&h, q).unwrap(); // the batch: q -> p
+
+            // A miss of a new class: the batch goes out, then a refill
+            // with no room left carves y alone.
+            let y = Block(h.malloc(16));
+            (x, y)
+        });
+        let c = Block(heap.malloc(SMALL)); // the last parked block
+        let d = Block(heap.malloc(SMALL)); // miss: refill, draining onto the cache
+        let (x, y) = freer.join().unwrap();
+        let drained = d == p || d == q;
+        let e = Block(heap.malloc(SMALL));
+        if drained {
+            // The batch reached the cache, both blocks: q then p pushed,
+            // so p on top.
+            assert_eq!((d, e), (p, q), "the whole batch, off the cache");
+            assert_eq!(heap.stats().arenas()[0].cached_blocks, 0);
+        } else {
+            // Carved after the refill found no batch: two parked, one popped.
+            assert!(e != p && e != q, "a pending block was handed out");
+            assert_eq!(heap.stats().arenas()[0].cached_blocks, 1);
+        }
+        let s = heap.stats();
+        assert_eq!(s.arenas().len(), 2);
+        assert_eq!(s.arenas()[0].remote_frees, 2, "each batched free once");
+        assert_eq!(s.arenas()[0].queue_full_fallbacks, 0);
+        assert_eq!(pending_blocks(&heap), 0, "the batch was sent");
+        settle(&heap, &[p, q], &[c, d, e, x, y]);
+        // Nothing is listed twice: the next allocations are new blocks.
+        let f = Block(heap.malloc(SMALL));
+        let g = Block(heap.malloc(SMALL));
+        for b in [f, g] {
+            assert!(![c, d, e, x, y].contains(&b));
+        }
+        assert_ne!(f, g);
+        settle(&heap, &[p, q], &[c, d, e, f, g, x, y]);
+    });
+}
+
+/// (11) An owner (its cache on) frees a block of the main thread's arena
+/// — claimed and batched — and exits with the batch unsent (its last call,
+/// a locked free of its own, sends nothing). `trim` on the main thread
+/// reclaims the orphan (owner word dead -> `RECLAIMING`: the batch goes
+/// out, the cache is emptied, owner 0) while a new thread binds, which
+/// adopts the arena — and sends the batch itself — or, finding it under
+/// reclaim, makes its own. The binder allocates a size the cache does not
+/// serve, so no refill of its own sends the batch for it. Either way the
+/// block is sent once and freed once, and no batch is left behind.
+#[test]
+fn trim_and_adoption_race_to_send_an_orphans_batch() {
+    loom::model(|| {
+        let heap = cached_heap(4);
+        let p = Block(heap.malloc(BIG)); // arena 0, the main thread's
+        let h = heap.clone();
+        let owner = thread::spawn(move || {
+            let x = Block(h.malloc(BIG)); // binds: arena 1, cache on
+            free(&h, p).unwrap(); // claimed, batched for arena 0
+            free(&h, x).unwrap(); // a locked free of its own: no flush
+        });
+        owner.join().unwrap();
+        assert_eq!(pending_blocks(&heap), 1, "the owner left its batch");
+        let h = heap.clone();
+        let binder = thread::spawn(move || Block(h.malloc(BIG)));
+        heap.trim(); // races the binding
+        let c = binder.join().unwrap();
+        let s = heap.stats();
+        assert_eq!(s.arenas()[0].remote_frees, 1, "p sent and drained once");
+        assert_eq!(s.arenas()[0].queue_full_fallbacks, 0);
+        assert_eq!(pending_blocks(&heap), 0, "no batch left unsent");
+        let adopted = s.arenas()[1].adoptions == 1;
+        assert!(
+            adopted != (s.arenas().len() == 3),
+            "adopted, or a new arena beside the one under reclaim"
+        );
+        settle(&heap, &[p], &[c]);
     });
 }
