@@ -135,7 +135,7 @@ impl Ctx<'_> {
 #[inline(always)]
 unsafe fn load_link(key: Key, slot: *const usize) -> usize {
     // SAFETY: the caller's contract.
-    unsafe { *slot ^ key.link_mask(slot as usize) }
+    unsafe { *slot ^ key.index_mask(slot as usize) }
 }
 
 /// Writes `target` into the safe-linked word at `slot`.
@@ -146,7 +146,7 @@ unsafe fn load_link(key: Key, slot: *const usize) -> usize {
 #[inline(always)]
 unsafe fn store_link(key: Key, slot: *mut usize, target: usize) {
     // SAFETY: the caller's contract.
-    unsafe { *slot = target ^ key.link_mask(slot as usize) }
+    unsafe { *slot = target ^ key.index_mask(slot as usize) }
 }
 
 /// `(next, prev)` of free block `b`, decoded but not validated (walks that

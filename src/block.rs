@@ -177,32 +177,48 @@ impl Word {
     }
 }
 
-/// The heap's secret as one arena uses it: keys the header check values,
-/// the `prev_size` mangling and the free-list link mangling. Copied into
-/// every arena at creation; never changes.
+/// The heap's secret as one arena uses it: keys the free-list link
+/// mangling (always) and, on a hardened heap, the header check values and
+/// the `prev_size` mangling. Copied into every arena at creation; never
+/// changes.
 ///
-/// `Key(0)` means the checks are off (`Config::hardened(false)`, the
-/// default: they cost 25-50 % on the locked path, README "Safety"): headers
-/// then carry no check value, nothing is mangled, and every verification
-/// below is one predictable branch. A hardened key is never 0.
+/// Without hardening — the default: check values cost 25-50 % on the
+/// locked path, README "Safety" — headers carry no check value and
+/// `prev_size` is stored plain, but links are still safe-linked and every
+/// header must still be well formed (nothing above its size field), which
+/// is what the default integrity checks stand on (DESIGN "Heap
+/// corruption").
+///
+/// Bit 0 says "hardened"; the other bits are the secret (bit 63 set, so
+/// never 0). One word, as before hardening became two tiers: the arena's
+/// layout, which the fast paths' offsets depend on, does not change.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Key(u64);
 
-impl Key {
-    /// The key of a heap without the checks, as a constant: the owner
-    /// cache's fast paths, which only a heap that does not check takes
-    /// (`Arena::fast_owner`), use it so that every check folds away.
-    pub(crate) const OFF: Key = Key(0);
+/// `Key`'s bit that says "hardened".
+const HARDENED: u64 = 1;
 
+impl Key {
     /// The key of a heap with this secret: checking iff `hardened`.
     pub(crate) fn new(secret: u64, hardened: bool) -> Key {
-        Key(if hardened { secret | 1 } else { 0 })
+        let secret = (secret | 1 << 63) & !HARDENED;
+        Key(if hardened { secret | HARDENED } else { secret })
+    }
+
+    /// This key with the check values off: what the owner cache's fast
+    /// paths use (only a heap that does not check takes them,
+    /// `Arena::fast_owner`), so that every `hardened()` test folds away
+    /// while the links stay keyed (by the same bits: an unhardened key has
+    /// bit 0 clear already).
+    #[inline(always)]
+    pub(crate) fn unchecked(self) -> Key {
+        Key(self.0 & !HARDENED)
     }
 
     /// Whether this key checks (hardened heap).
     #[inline(always)]
     pub(crate) fn hardened(self) -> bool {
-        self.0 != 0
+        self.0 & HARDENED != 0
     }
 
     /// The 32-bit check value of a header at `addr` whose low word is `low`
@@ -234,8 +250,14 @@ impl Key {
     #[inline(always)]
     pub(crate) fn unpack(self, addr: usize, word: usize) -> Option<Word> {
         let low = word & (SIZE_MASK | FLAG_MASK);
-        let ok = !self.hardened()
-            || (word & ZERO_MASK == 0 && word >> CHECK_SHIFT == self.check(addr, low));
+        // Without check values a header is still well formed: nothing lies
+        // above its size field (bytes a program wrote over it rarely say 0
+        // there).
+        let ok = if self.hardened() {
+            word & ZERO_MASK == 0 && word >> CHECK_SHIFT == self.check(addr, low)
+        } else {
+            word & !(SIZE_MASK | FLAG_MASK) == 0
+        };
         ok.then_some(Word {
             size: low & SIZE_MASK,
             flags: low & FLAG_MASK,
@@ -251,13 +273,28 @@ impl Key {
         (self.0 ^ (addr as u64).rotate_left(23)) as usize
     }
 
-    /// What a free-list link stored at `slot` is XORed with.
+    /// What a bin link (the locked index's) stored at `slot` is XORed with:
+    /// `link_mask` on a hardened heap, nothing otherwise.
+    #[inline(always)]
+    pub(crate) fn index_mask(self, slot: usize) -> usize {
+        if self.hardened() {
+            self.link_mask(slot)
+        } else {
+            0
+        }
+    }
+
+    /// What a free-list link stored at `slot` is XORed with, on every heap
+    /// (glibc's `PROTECT_PTR`, keyed): a pointer a program writes into freed
+    /// memory decodes to an address it cannot choose without the secret,
+    /// and the address mixed in stops a stored link being replayed at
+    /// another slot.
     #[inline(always)]
     pub(crate) fn link_mask(self, slot: usize) -> usize {
-        if !self.hardened() {
-            return 0;
-        }
-        (self.0.rotate_left(32) ^ (slot as u64).rotate_left(41)) as usize
+        // One XOR with the slot: a decoded link is an address the program
+        // cannot aim without the secret's bits, and one stored link
+        // replayed at another slot decodes elsewhere.
+        self.0 as usize ^ slot
     }
 }
 
@@ -330,11 +367,10 @@ impl Header {
     /// `(size, size / GRANULE)` of this block if the header verifies, is
     /// live (no flag set) and the size is at most `max` (a multiple of
     /// `GRANULE` below a chunk): the owner cache's push test. Without
-    /// checks (`Key::OFF` folds it to this) it is one rotate and one
+    /// checks (`Key::unchecked` folds it to this) it is one rotate and one
     /// compare of the word as stored: rotated right by 4, a word with a
-    /// flag bit is above any size, and one without is its size in granules
-    /// (with no check value, nothing lies above the size field of a word
-    /// of at most `max`).
+    /// flag bit (or anything above its size field) is above any size, and
+    /// one without is its size in granules.
     #[inline(always)]
     pub(crate) fn read_live_at_most(&self, key: Key, max: usize) -> Option<(usize, usize)> {
         debug_assert!(max <= SIZE_MASK && max % GRANULE == 0);
@@ -342,6 +378,9 @@ impl Header {
             crate::sync::model_point();
             let word = self.size_flags.load(Ordering::Relaxed);
             let granules = word.rotate_right(GRANULE.trailing_zeros());
+            // (A size below `MIN_BLOCK` — a zeroed word — passes here; the
+            // owner cache has no room in those classes, so such a block
+            // goes to `cache_flush`, which refuses it.)
             return (granules <= max / GRANULE).then_some((word, granules));
         }
         self.read(key)

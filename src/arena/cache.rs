@@ -38,8 +38,9 @@
 //! stored — one compare: `fast_owner` is the owner's token only while the
 //! cache is on and the heap unchecked, else a value no token word holds
 //! (`registry::NOT_A_TOKEN`), and a dead or absent token word never equals
-//! a token; they run with the checks compiled out (`Key::OFF`), so a
-//! hardened heap always takes the checked paths.
+//! a token; they run with the check values compiled out
+//! (`Key::unchecked`: links stay keyed), so a hardened heap always takes
+//! the checked paths.
 //! The owner word changes only from a dead token to a live one, and a
 //! thread's token reads as dead (`registry::current_token` is 0) from the
 //! start of its exit, so two threads never use one cache at once; the
@@ -63,13 +64,16 @@
 //! read-modify-write): the owner is the only writer, and `stats`/`check`
 //! read from other threads without a data race (exact only when quiescent).
 //! List links live in the first payload word of each cached block, stored
-//! safe-linked (`Key::link_mask`) on a hardened heap.
+//! safe-linked (`Key::link_mask`) on every heap; a pop checks the block's
+//! header (exactly `CACHED` and its class size) and that the next link
+//! decodes to a 16-aligned address in one of the arena's chunks, and aborts
+//! with `heap corruption` otherwise (one header compare, one chunk test).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 use super::{Arena, ArenaState};
 use crate::bins::Ctx;
-use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER};
+use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk;
 use crate::config::{
     CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_FILL_LEVELS, CACHE_MAX_REQUEST, CACHE_REFILL,
@@ -81,8 +85,19 @@ use crate::thread::registry;
 
 /// The largest block the cache holds: a `CACHE_MAX_REQUEST`-byte request.
 pub(crate) const CACHE_MAX_BLOCK: usize = CACHE_MAX_REQUEST + HEADER;
+/// The bits in which a cached block's next link may not differ from the
+/// block's own address for the pop's one-test check: the chunk's (the next
+/// block lies in the same, committed chunk) and the granule offset (a
+/// block address is 16-aligned, so the next one's must be too).
+const OTHER_CHUNK_OR_MISALIGNED: usize = !(crate::config::CHUNK - 1) | (GRANULE - 1);
 /// One list per block size `c * GRANULE`, `c < CLASSES`.
 const CLASSES: usize = CACHE_MAX_BLOCK / GRANULE + 1;
+/// The first class a block can be in: below it the sizes are smaller than
+/// any block. Those classes are never used: their counts read full, so a
+/// push of a block whose size word says less than `MIN_BLOCK` (a program
+/// zeroed it) finds no room and goes to `cache_flush`, which refuses it —
+/// at no cost to the fast path.
+const FIRST_CLASS: usize = MIN_BLOCK / GRANULE;
 
 const _: () = assert!(CACHE_MAX_REQUEST % GRANULE == 0 && CACHE_MAX_REQUEST >= 1024);
 const _: () = assert!(CACHE_REFILL >> CACHE_FILL_LEVELS >= 3);
@@ -135,7 +150,7 @@ impl OwnerCache {
     pub(crate) fn new(limit: usize) -> OwnerCache {
         OwnerCache {
             heads: [const { AtomicUsize::new(0) }; CLASSES],
-            counts: [const { AtomicU32::new(0) }; CLASSES],
+            counts: core::array::from_fn(|c| AtomicU32::new(dead_class_count(c))),
             bytes: AtomicUsize::new(0),
             limit,
             pops: [const { AtomicU64::new(0) }; CLASSES],
@@ -148,10 +163,23 @@ impl OwnerCache {
     /// A snapshot for `stats`.
     pub(crate) fn counts(&self) -> CacheCounts {
         CacheCounts {
-            blocks: self.counts.iter().map(|c| c.load(Relaxed) as usize).sum(),
+            blocks: self.counts[FIRST_CLASS..]
+                .iter()
+                .map(|c| c.load(Relaxed) as usize)
+                .sum(),
             bytes: self.bytes.load(Relaxed),
             pops: self.pops.iter().map(|p| p.load(Relaxed)).sum(),
         }
+    }
+}
+
+/// What `counts[c]` holds for an empty class: 0, or "full" for a class
+/// below `FIRST_CLASS`.
+fn dead_class_count(c: usize) -> u32 {
+    if c < FIRST_CLASS {
+        CACHE_CLASS_LIMIT
+    } else {
+        0
     }
 }
 
@@ -206,33 +234,33 @@ impl Arena {
     ///
     /// `self.cache_is_mine()`; `need` is a block size with `class_of(need)`.
     #[inline(always)]
-    pub(crate) unsafe fn cache_pop(&self, region: &Region, need: usize) -> Option<*mut u8> {
+    pub(crate) unsafe fn cache_pop(&self, need: usize) -> Option<*mut u8> {
         // SAFETY: forwarded; `self.key` is the arena's key.
-        unsafe { self.pop_with(region, need, self.key) }
+        unsafe { self.pop_with(need, self.key) }
     }
 
     /// `cache_pop` for a caller that found `self.fast_owner()` equal to
     /// its token word: the heap does not check, so the checks are compiled
-    /// out (`Key::OFF`).
+    /// out (`Key::unchecked`).
     ///
     /// # Safety
     ///
     /// As for `cache_pop`, with `fast_owner` equal to the caller's token.
     #[inline(always)]
-    pub(crate) unsafe fn cache_pop_fast(&self, region: &Region, need: usize) -> Option<*mut u8> {
+    pub(crate) unsafe fn cache_pop_fast(&self, need: usize) -> Option<*mut u8> {
         // SAFETY: forwarded; a `fast_owner` that is a token means the
-        // cache is on and ours, and the key is off (`fast_owner_for`).
-        unsafe { self.pop_with(region, need, Key::OFF) }
+        // cache is on and ours, and the heap unhardened (`fast_owner_for`).
+        unsafe { self.pop_with(need, self.key.unchecked()) }
     }
 
     /// `cache_pop` under `key`.
     ///
     /// # Safety
     ///
-    /// As for `cache_pop`; `key` is `self.key` (`Key::OFF` only when that
-    /// is what `self.key` is).
+    /// As for `cache_pop`; `key` is `self.key`, or `self.key.unchecked()`
+    /// on a heap that is not hardened.
     #[inline(always)]
-    unsafe fn pop_with(&self, region: &Region, need: usize, key: Key) -> Option<*mut u8> {
+    unsafe fn pop_with(&self, need: usize, key: Key) -> Option<*mut u8> {
         let c = need / GRANULE;
         let cache = &self.cache;
         let (head, count, pops) = (
@@ -250,18 +278,20 @@ impl Arena {
         unsafe {
             let slot = link_slot(b);
             let next = (*slot).load(Relaxed) ^ key.link_mask(slot as usize);
+            // Integrity, on every heap: the next link must decode to a
+            // 16-aligned address in one of our chunks — a pointer the
+            // program wrote into the freed block decodes, under the secret,
+            // to anything but — so no allocation ever returns or writes
+            // through it: abort instead. One test in the common case (the
+            // next block is 16-aligned in this block's chunk: committed,
+            // ours); the chunk map otherwise.
+            if (next ^ b) & OTHER_CHUNK_OR_MISALIGNED != 0 && !self.cached_link_ok(next) {
+                abort_on_corruption(b, Corruption::Link);
+            }
             if key.hardened() {
-                let cx = Ctx {
-                    key,
-                    id: self.id,
-                    region,
-                };
                 let ok = matches!((*(b as *const Header)).read(key), Some(w) if w.flags == CACHED && w.size == need);
                 if !ok {
                     abort_on_corruption(b, Corruption::Header);
-                }
-                if next != 0 && !cx.is_plausible_link(next) {
-                    abort_on_corruption(b, Corruption::Link);
                 }
             }
             head.store(next, Relaxed);
@@ -287,15 +317,15 @@ impl Arena {
     }
 
     /// `cache_push` for a caller that found `self.fast_owner()` equal to
-    /// its token word: the checks are compiled out (`Key::OFF`).
+    /// its token word: the checks are compiled out (`Key::unchecked`).
     ///
     /// # Safety
     ///
     /// As for `cache_push`, with `fast_owner` equal to the caller's token.
     #[inline(always)]
     pub(crate) unsafe fn cache_push_fast(&self, ptr: *mut u8) -> Push {
-        // SAFETY: forwarded; the key is off (`fast_owner_for`).
-        unsafe { self.push_with(ptr, Key::OFF) }
+        // SAFETY: forwarded; the heap is unhardened (`fast_owner_for`).
+        unsafe { self.push_with(ptr, self.key.unchecked()) }
     }
 
     /// `cache_push` under `key`: for the user's frees and for the blocks a
@@ -303,8 +333,8 @@ impl Arena {
     ///
     /// # Safety
     ///
-    /// As for `cache_push`; `key` is `self.key` (`Key::OFF` only when that
-    /// is what `self.key` is).
+    /// As for `cache_push`; `key` is `self.key`, or `self.key.unchecked()`
+    /// on a heap that is not hardened.
     #[inline(always)]
     unsafe fn push_with(&self, ptr: *mut u8, key: Key) -> Push {
         let b = block::payload_to_block(ptr);
@@ -360,8 +390,8 @@ impl Arena {
     /// The caller owns the cache; nobody else may touch `b` (a live block
     /// its owner gives up, or a pending one under the arena lock); its first
     /// payload word becomes the link (a block is at least `MIN_BLOCK`, so it
-    /// has one); `key` is `self.key` (`Key::OFF` only when that is what
-    /// `self.key` is: the fast path passes it as a constant).
+    /// has one); `key` is `self.key`, or `self.key.unchecked()` on a heap
+    /// that is not hardened (the fast path: every check folds away).
     #[inline(always)]
     unsafe fn link_cached(&self, c: usize, b: *mut Header, size: usize, key: Key) -> bool {
         let cache = &self.cache;
@@ -404,7 +434,7 @@ impl Arena {
         // SAFETY: we own the cache (caller) and hold the lock.
         unsafe { self.cache_tick(&mut st, region) };
         // SAFETY: we own the cache; `need` is a class size.
-        if let Some(p) = unsafe { self.cache_pop(region, need) } {
+        if let Some(p) = unsafe { self.cache_pop(need) } {
             return p;
         }
         let first = st.carve_small(region, need);
@@ -487,6 +517,11 @@ impl Arena {
         b: *mut Header,
         size: usize,
     ) -> Result<(), FreeError> {
+        if size < MIN_BLOCK {
+            // Only a size word a program overwrote says this (module doc,
+            // `FIRST_CLASS`).
+            abort_on_corruption(b as usize, Corruption::Header);
+        }
         let mut st = self.lock_and_drain_some(region);
         let c = size / GRANULE;
         // SAFETY: we own the cache (caller) and hold the lock.
@@ -495,7 +530,7 @@ impl Arena {
             self.flush_class(&mut st, region, c, self.cache_count(c) / 2);
         }
         if self.cache.bytes.load(Relaxed) + size > self.cache.limit {
-            for class in 0..CLASSES {
+            for class in FIRST_CLASS..CLASSES {
                 // SAFETY: as above.
                 unsafe { self.flush_class(&mut st, region, class, self.cache_count(class) / 2) };
             }
@@ -597,7 +632,7 @@ impl Arena {
     #[cold]
     unsafe fn cache_sweep(&self, st: &mut ArenaState, region: &Region) {
         let cache = &self.cache;
-        for c in 0..CLASSES {
+        for c in FIRST_CLASS..CLASSES {
             let (Some(pops), Some(swept), Some(fill)) =
                 (cache.pops.get(c), cache.swept.get(c), cache.fill.get(c))
             else {
@@ -613,6 +648,15 @@ impl Arena {
         }
     }
 
+    /// Whether `next`, decoded from a cached block's link, may follow it:
+    /// the end of the list, or a 16-aligned address in one of this arena's
+    /// chunks (committed while the map says so). The pop's rare case,
+    /// inline all the same: a call would make the fast path save registers.
+    #[inline(always)]
+    fn cached_link_ok(&self, next: usize) -> bool {
+        next == 0 || (next % GRANULE == 0 && self.chunk_test.holds(next))
+    }
+
     /// The block after cached block `b` on its list (0 at the end),
     /// validated on a hardened heap.
     #[inline]
@@ -621,7 +665,7 @@ impl Arena {
         let slot = link_slot(b);
         // SAFETY: `b` is a cached block of ours (list invariant).
         let next = unsafe { (*slot).load(Relaxed) } ^ key.link_mask(slot as usize);
-        if key.hardened() && next != 0 {
+        if next != 0 {
             let cx = Ctx {
                 key,
                 id: self.id,
@@ -676,7 +720,7 @@ impl Arena {
     /// the arena lock (`st`).
     pub(crate) unsafe fn cache_flush_all(&self, st: &mut ArenaState, region: &Region) -> bool {
         let any = self.cache_holds_any();
-        for class in 0..CLASSES {
+        for class in FIRST_CLASS..CLASSES {
             // SAFETY: forwarded.
             unsafe { self.flush_class(st, region, class, 0) };
         }
@@ -688,9 +732,9 @@ impl Arena {
     /// the blocks whose headers say `CACHED`).
     pub(super) fn cache_forget_all(&self) {
         let cache = &self.cache;
-        for (head, count) in cache.heads.iter().zip(&cache.counts) {
+        for (c, (head, count)) in cache.heads.iter().zip(&cache.counts).enumerate() {
             head.store(0, Relaxed);
-            count.store(0, Relaxed);
+            count.store(dead_class_count(c), Relaxed);
         }
         cache.bytes.store(0, Relaxed);
     }
@@ -711,7 +755,17 @@ impl Arena {
             region,
         };
         let (mut blocks, mut bytes) = (0usize, 0usize);
-        for c in 0..CLASSES {
+        for c in 0..FIRST_CLASS {
+            let empty = self
+                .cache
+                .heads
+                .get(c)
+                .is_some_and(|h| h.load(Relaxed) == 0);
+            if !empty || self.cache_count(c) != CACHE_CLASS_LIMIT as usize {
+                return Err(0);
+            }
+        }
+        for c in FIRST_CLASS..CLASSES {
             let mut b = self.cache.heads.get(c).map_or(0, |h| h.load(Relaxed));
             let expected = self.cache_count(c);
             let mut n = 0;

@@ -7,9 +7,9 @@
 //! that address (`chunk.rs`); every function requires the arena lock.
 
 use super::ArenaState;
-use crate::block::{self, Header, Word};
+use crate::block::{self, Header, Word, MIN_BLOCK};
 use crate::chunk;
-use crate::error::FreeError;
+use crate::error::{abort_on_corruption, Corruption, FreeError};
 
 impl ArenaState {
     /// The live block whose payload is `ptr`, or why `ptr` is not one. A
@@ -47,6 +47,22 @@ impl ArenaState {
             }
             if (*c).is_start(b as usize) {
                 let w = self.hdr(b);
+                // Every block ends where the next one starts, and a free
+                // one's footer says its size: a size word a program zeroed
+                // or overwrote (an overflow from the block before, an
+                // underflow) is refused here — before a free coalesces by
+                // it, and rather than taken for a double free.
+                let after = block::block_after(b, w.size);
+                let sentinel = (*c).sentinel();
+                if w.size < MIN_BLOCK
+                    || after > sentinel
+                    || (after < sentinel && !(*c).is_start(after as usize))
+                {
+                    abort_on_corruption(b as usize, Corruption::Header);
+                }
+                if w.is_free() && Header::prev_size(after, self.key) != w.size {
+                    abort_on_corruption(after as usize, Corruption::PrevSize);
+                }
                 return if w.is_live() {
                     Ok((b, w))
                 } else {

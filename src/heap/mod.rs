@@ -178,7 +178,7 @@ impl Heap {
         let need = block::request_to_block_size(size).unwrap_or(CACHE_MAX_BLOCK);
         // SAFETY: `fast_owner` is our token, and `need` is a block size the
         // cache holds (`size <= CACHE_MAX_REQUEST`).
-        unsafe { arena.cache_pop_fast(&meta.region, need) }
+        unsafe { arena.cache_pop_fast(need) }
     }
 
     /// Every allocation the fast path did not serve.
@@ -225,7 +225,7 @@ impl Heap {
                 // SAFETY: the cache is ours (just checked) and `need` is a
                 // block size the cache holds (`size <= CACHE_MAX_REQUEST`).
                 let p = unsafe {
-                    match arena.cache_pop(&meta.region, need) {
+                    match arena.cache_pop(need) {
                         Some(p) => return p,
                         None => {
                             // A slow path: unsent remote frees go out too.

@@ -45,6 +45,11 @@ fn run_with_deadline(dir: &Path, bin: &Path, args: &[&str]) -> Finished {
     run_with_deadline_env(dir, bin, args, &[])
 }
 
+/// `run_with_deadline` in the default configuration (not hardened).
+fn run_with_deadline_default(dir: &Path, bin: &Path, args: &[&str]) -> Finished {
+    run_with_deadline_env(dir, bin, args, &[("ARENALLOC_HARDENED", "0")])
+}
+
 /// `run_with_deadline` with extra environment variables (`env`), for the
 /// stress-mode cases (`stress_mode.rs`).
 pub(super) fn run_with_deadline_env(
@@ -107,10 +112,25 @@ pub(super) fn run_with_deadline_env(
 /// clean run prints `ok` and the corrupted one aborts with one line naming
 /// one of `phrases`. Returns the corrupted run.
 fn assert_corruption_detected(name: &str, args: &[&str], phrases: &[&str]) -> Finished {
-    let dir = scratch(&format!("corrupt-{name}"));
+    assert_corruption_detected_in(name, args, phrases, true)
+}
+
+/// `assert_corruption_detected`, hardened or in the default configuration.
+fn assert_corruption_detected_in(
+    name: &str,
+    args: &[&str],
+    phrases: &[&str],
+    hardened: bool,
+) -> Finished {
+    let dir = scratch(&format!("corrupt-{name}-{hardened}"));
     let bin = corrupt_binary();
+    let run = if hardened {
+        run_with_deadline
+    } else {
+        run_with_deadline_default
+    };
     let clean_args: Vec<&str> = args.iter().copied().chain(["clean"]).collect();
-    let clean = run_with_deadline(&dir, bin, &clean_args);
+    let clean = run(&dir, bin, &clean_args);
     assert!(
         clean.status.success() && clean.stdout.ends_with("ok\n"),
         "clean {args:?}: {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -118,7 +138,7 @@ fn assert_corruption_detected(name: &str, args: &[&str], phrases: &[&str]) -> Fi
         clean.stdout,
         clean.stderr
     );
-    let bad = run_with_deadline(&dir, bin, args);
+    let bad = run(&dir, bin, args);
     let context = format!(
         "corrupted {args:?}: {:?} (signal {:?})\nstdout:\n{}\nstderr:\n{}",
         bad.status,
@@ -197,6 +217,55 @@ corruption_cases! {
 
     // A free block's next link overwritten, then the bin is taken from.
     write_after_free_then_malloc: ["write-after-free"] => [LINK];
+}
+
+/// The same cases in the default configuration, which has no check values
+/// in its headers: what it catches from links (safe-linked and validated
+/// on every heap) and from headers that are not well formed or do not
+/// tile (a size word zeroed or overwritten, checked on every locked free).
+/// It catches everything glibc 2.36 catches by default on these cases
+/// (overflow by 16 into a neighbour, underflow by 1-16, a zeroed size);
+/// overflows of 1-8 bytes into a neighbour's `prev_size` and a tripled
+/// size it does not, nor does glibc.
+macro_rules! default_corruption_cases {
+    ($($name:ident: [$($arg:expr),+] => [$($phrase:expr),+];)+) => {$(
+        #[test]
+        fn $name() {
+            assert_corruption_detected_in(stringify!($name), &[$($arg),+], &[$($phrase),+], false);
+        }
+    )+};
+}
+
+default_corruption_cases! {
+    default_overflow_by_9_into_live_next_then_free_self: ["overflow-free-p", "9"] => [HEADER];
+    default_overflow_by_16_into_live_next_then_free_self: ["overflow-free-p", "16"] => [HEADER];
+    default_overflow_by_9_into_live_next_then_free_next: ["overflow-free-q", "9"] => [HEADER];
+    default_overflow_by_16_into_live_next_then_free_next: ["overflow-free-q", "16"] => [HEADER];
+    default_underflow_by_1_into_own_header_then_free: ["underflow", "1"] => [HEADER];
+    default_underflow_by_8_into_own_header_then_free: ["underflow", "8"] => [HEADER];
+    default_underflow_by_9_into_own_header_then_free: ["underflow", "9"] => [HEADER];
+    default_underflow_by_16_into_own_header_then_free: ["underflow", "16"] => [HEADER];
+    default_size_word_zeroed_then_free: ["size-zero"] => [HEADER];
+    // A use-after-free write into a cached block: an abort naming the
+    // link, never SIGSEGV.
+    default_write_after_free_then_malloc: ["write-after-free"] => [LINK];
+}
+
+/// In the default configuration too, a poisoned link in a freed (cached)
+/// block is refused, and malloc never returns the program's address.
+#[test]
+fn default_poisoned_free_list_link_is_refused_not_followed() {
+    let bad = assert_corruption_detected_in(
+        "default_poisoned_free_list_link",
+        &["poisoned-link"],
+        &[LINK],
+        false,
+    );
+    assert!(
+        !bad.stdout.contains("got "),
+        "no malloc returned: {}",
+        bad.stdout
+    );
 }
 
 /// The classic "make malloc return an address the program chose": a freed
