@@ -64,10 +64,13 @@
 //! read-modify-write): the owner is the only writer, and `stats`/`check`
 //! read from other threads without a data race (exact only when quiescent).
 //! List links live in the first payload word of each cached block, stored
-//! safe-linked (`Key::link_mask`) on every heap; a pop checks the block's
-//! header (exactly `CACHED` and its class size) and that the next link
-//! decodes to a 16-aligned address in one of the arena's chunks, and aborts
-//! with `heap corruption` otherwise (one header compare, one chunk test).
+//! safe-linked (XOR with the heap's secret, `OwnerCache::mask`; the heads
+//! too, so a pop and a push store what they load as it is) on every heap.
+//! A pop checks that the next link decodes to a 16-aligned address in the
+//! block's own chunk (one test) or else, by the chunk map, in one of the
+//! arena's chunks, and aborts with `heap corruption … (free-list link
+//! corrupt)` otherwise; a hardened pop also checks the block's header
+//! (exactly `CACHED` and its class size).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
@@ -104,8 +107,14 @@ const _: () = assert!(CACHE_REFILL >> CACHE_FILL_LEVELS >= 3);
 
 /// The cache of one arena (module doc).
 pub(crate) struct OwnerCache {
-    /// Head block of each class list (0: empty).
+    /// Head block of each class list, encoded (`mask ^ block`; `mask`:
+    /// empty), as every link is.
     heads: [AtomicUsize; CLASSES],
+    /// What heads and links are XORed with: the heap's secret (safe
+    /// linking). Heads hold encoded values too, so that a pop stores the
+    /// link it loads as it is and a push stores the head it loads as it
+    /// is: one XOR on the pop's dependency chain, none on the push's.
+    mask: usize,
     /// Length of each class list.
     counts: [AtomicU32; CLASSES],
     /// Bytes of all cached blocks, headers included.
@@ -147,9 +156,10 @@ pub(crate) enum Push {
 }
 
 impl OwnerCache {
-    pub(crate) fn new(limit: usize) -> OwnerCache {
+    pub(crate) fn new(limit: usize, mask: usize) -> OwnerCache {
         OwnerCache {
-            heads: [const { AtomicUsize::new(0) }; CLASSES],
+            heads: core::array::from_fn(|_| AtomicUsize::new(mask)),
+            mask,
             counts: core::array::from_fn(|c| AtomicU32::new(dead_class_count(c))),
             bytes: AtomicUsize::new(0),
             limit,
@@ -268,7 +278,7 @@ impl Arena {
             cache.counts.get(c)?,
             cache.pops.get(c)?,
         );
-        let b = head.load(Relaxed);
+        let b = head.load(Relaxed) ^ cache.mask;
         if b == 0 {
             return None;
         }
@@ -276,8 +286,8 @@ impl Arena {
         // invariant), whose first payload word is its link; its chunk holds
         // a carved block, so it is committed.
         unsafe {
-            let slot = link_slot(b);
-            let next = (*slot).load(Relaxed) ^ key.link_mask(slot as usize);
+            let raw = (*link_slot(b)).load(Relaxed);
+            let next = raw ^ cache.mask;
             // Integrity, on every heap: the next link must decode to a
             // 16-aligned address in one of our chunks — a pointer the
             // program wrote into the freed block decodes, under the secret,
@@ -294,7 +304,7 @@ impl Arena {
                     abort_on_corruption(b, Corruption::Header);
                 }
             }
-            head.store(next, Relaxed);
+            head.store(raw, Relaxed);
             count.store(count.load(Relaxed) - 1, Relaxed);
             cache.bytes.store(cache.bytes.load(Relaxed) - need, Relaxed);
             pops.store(pops.load(Relaxed) + 1, Relaxed);
@@ -406,10 +416,9 @@ impl Arena {
         // SAFETY: the caller's contract.
         unsafe {
             (*b).set(key, size, CACHED);
-            let slot = link_slot(b as usize);
-            (*slot).store(head.load(Relaxed) ^ key.link_mask(slot as usize), Relaxed);
+            (*link_slot(b as usize)).store(head.load(Relaxed), Relaxed);
         }
-        head.store(b as usize, Relaxed);
+        head.store(b as usize ^ cache.mask, Relaxed);
         count.store(n + 1, Relaxed);
         cache.bytes.store(bytes, Relaxed);
         true
@@ -568,19 +577,18 @@ impl Arena {
         }
         let size = c * GRANULE;
         // Walk past the `keep` newest and cut the list there.
-        let mut cur = head.load(Relaxed);
+        let mut cur = head.load(Relaxed) ^ cache.mask;
         let mut last_kept = 0;
         for _ in 0..keep {
             last_kept = cur;
             cur = self.cached_next(region, cur);
         }
         if last_kept == 0 {
-            head.store(0, Relaxed);
+            head.store(cache.mask, Relaxed);
         } else {
-            let slot = link_slot(last_kept);
             // SAFETY: `last_kept` is a cached block of ours: its first
-            // payload word is its link.
-            unsafe { (*slot).store(self.key.link_mask(slot as usize), Relaxed) };
+            // payload word is its link (now the end of the list).
+            unsafe { (*link_slot(last_kept)).store(cache.mask, Relaxed) };
         }
         count.store(keep as u32, Relaxed);
         cache
@@ -662,9 +670,8 @@ impl Arena {
     #[inline]
     fn cached_next(&self, region: &Region, b: usize) -> usize {
         let key = self.key;
-        let slot = link_slot(b);
         // SAFETY: `b` is a cached block of ours (list invariant).
-        let next = unsafe { (*slot).load(Relaxed) } ^ key.link_mask(slot as usize);
+        let next = unsafe { (*link_slot(b)).load(Relaxed) } ^ self.cache.mask;
         if next != 0 {
             let cx = Ctx {
                 key,
@@ -733,7 +740,7 @@ impl Arena {
     pub(super) fn cache_forget_all(&self) {
         let cache = &self.cache;
         for (c, (head, count)) in cache.heads.iter().zip(&cache.counts).enumerate() {
-            head.store(0, Relaxed);
+            head.store(cache.mask, Relaxed);
             count.store(dead_class_count(c), Relaxed);
         }
         cache.bytes.store(0, Relaxed);
@@ -741,7 +748,8 @@ impl Arena {
 
     /// Whether the cache holds anything (racy; exact for its owner).
     pub(crate) fn cache_holds_any(&self) -> bool {
-        self.cache.heads.iter().any(|h| h.load(Relaxed) != 0)
+        let mask = self.cache.mask;
+        self.cache.heads.iter().any(|h| h.load(Relaxed) != mask)
     }
 
     /// Proves the module invariants for this cache (under the arena lock;
@@ -760,13 +768,14 @@ impl Arena {
                 .cache
                 .heads
                 .get(c)
-                .is_some_and(|h| h.load(Relaxed) == 0);
+                .is_some_and(|h| h.load(Relaxed) == self.cache.mask);
             if !empty || self.cache_count(c) != CACHE_CLASS_LIMIT as usize {
                 return Err(0);
             }
         }
         for c in FIRST_CLASS..CLASSES {
-            let mut b = self.cache.heads.get(c).map_or(0, |h| h.load(Relaxed));
+            let head = self.cache.heads.get(c).map_or(0, |h| h.load(Relaxed));
+            let mut b = head ^ self.cache.mask;
             let expected = self.cache_count(c);
             let mut n = 0;
             while b != 0 {
@@ -781,12 +790,11 @@ impl Arena {
                     if !ok {
                         return Err(b);
                     }
-                    let slot = link_slot(b);
-                    b = (*slot).load(Relaxed) ^ key.link_mask(slot as usize);
+                    b = (*link_slot(b)).load(Relaxed) ^ self.cache.mask;
                 }
             }
             if n != expected {
-                return Err(self.cache.heads.get(c).map_or(0, |h| h.load(Relaxed)));
+                return Err(head ^ self.cache.mask);
             }
             blocks += n;
             bytes += n * c * GRANULE;

@@ -243,7 +243,7 @@ impl Arena {
         Arena {
             id,
             key,
-            cache: cache::OwnerCache::new(cache_bytes),
+            cache: cache::OwnerCache::new(cache_bytes, key.link_mask(0)),
             batches: [const { Batch::new() }; BATCH_SLOTS],
             state: Locked::new(ArenaState {
                 id,

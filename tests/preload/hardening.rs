@@ -171,18 +171,20 @@ fn assert_corruption_detected_in(
     bad
 }
 
-/// One test per corruption case: `name`, the program's arguments, the
-/// reasons the abort line may give.
+/// One test per corruption case: whether the heap is hardened, then per
+/// case `name`, the program's arguments, the reasons the abort line may
+/// give.
 macro_rules! corruption_cases {
-    ($($name:ident: [$($arg:expr),+] => [$($phrase:expr),+];)+) => {$(
+    ($hardened:expr; $($name:ident: [$($arg:expr),+] => [$($phrase:expr),+];)+) => {$(
         #[test]
         fn $name() {
-            assert_corruption_detected(stringify!($name), &[$($arg),+], &[$($phrase),+]);
+            assert_corruption_detected_in(stringify!($name), &[$($arg),+], &[$($phrase),+], $hardened);
         }
     )+};
 }
 
 corruption_cases! {
+    true;
     // The issue's reproducer: today a panic inside the allocator, with the
     // arena lock held, then a hang.
     issue_reproducer_aborts_instead_of_hanging: ["hang"] => [HEADER, PREV_SIZE, LINK];
@@ -219,24 +221,16 @@ corruption_cases! {
     write_after_free_then_malloc: ["write-after-free"] => [LINK];
 }
 
-/// The same cases in the default configuration, which has no check values
-/// in its headers: what it catches from links (safe-linked and validated
-/// on every heap) and from headers that are not well formed or do not
-/// tile (a size word zeroed or overwritten, checked on every locked free).
-/// It catches everything glibc 2.36 catches by default on these cases
-/// (overflow by 16 into a neighbour, underflow by 1-16, a zeroed size);
-/// overflows of 1-8 bytes into a neighbour's `prev_size` and a tripled
-/// size it does not, nor does glibc.
-macro_rules! default_corruption_cases {
-    ($($name:ident: [$($arg:expr),+] => [$($phrase:expr),+];)+) => {$(
-        #[test]
-        fn $name() {
-            assert_corruption_detected_in(stringify!($name), &[$($arg),+], &[$($phrase),+], false);
-        }
-    )+};
-}
-
-default_corruption_cases! {
+// The same cases in the default configuration, which has no check values
+// in its headers: what it catches from links (safe-linked and validated
+// on every heap) and from headers that are not well formed or do not
+// tile (a size word zeroed or overwritten, checked on every locked free).
+// It catches everything glibc 2.36 catches by default on these cases
+// (overflow by 16 into a neighbour, underflow by 1-16, a zeroed size);
+// overflows of 1-8 bytes into a neighbour's `prev_size` and a tripled
+// size it does not, nor does glibc.
+corruption_cases! {
+    false;
     default_overflow_by_9_into_live_next_then_free_self: ["overflow-free-p", "9"] => [HEADER];
     default_overflow_by_16_into_live_next_then_free_self: ["overflow-free-p", "16"] => [HEADER];
     default_overflow_by_9_into_live_next_then_free_next: ["overflow-free-q", "9"] => [HEADER];
