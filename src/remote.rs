@@ -33,8 +33,11 @@
 //! (safe-linked), and pushes a whole batch as one queue entry (tagged with
 //! `BATCH_TAG`) when it holds `REMOTE_BATCH` blocks or `REMOTE_BATCH_BYTES`,
 //! when a different target needs the slot, and whenever the owner takes a
-//! slow path ([`Arena::flush_batches`]: cache refill and flush, binding,
-//! adoption — so an exited owner's batches go out with its adopter). The
+//! cache slow path ([`Arena::flush_batches`]: a cache miss's refill, a
+//! free into a full class's flush; and trim, the reclaim of an exited
+//! owner, adoption — so an exited owner's batches go out with its adopter
+//! or the decay; a thread whose calls never leave the fast paths or take
+//! only the locked paths keeps its batch until one of those). The
 //! claim stays per block and immediate, so double frees are still caught at
 //! once; a full queue makes the flusher free the batch under the target's
 //! lock.
