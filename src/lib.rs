@@ -39,6 +39,7 @@
 //! | purge | handing a free block's whole pages back to the OS (`MADV_DONTNEED`); the block stays indexed, `PURGED` | `arena/purge.rs` |
 //! | decay | purging what stayed free for `purge_ms`, applying remote frees nobody applied, releasing kept chunks and orphaned caches | `heap/purge.rs` |
 //! | reclaim | taking an exited owner's cache and batches back (owner word `RECLAIMING`) | `arena/purge.rs` |
+//! | fork repair | a `fork` child freeing the blocks the parent's other threads held mid-operation (`REMOTE_PENDING`, a dead owner's `CACHED`) | `heap/fork.rs`, `arena/fork.rs` |
 //! | stress mode | quarantine, poison, redzones, fills and thread-attributed reports for the user's bugs ([`Stress`]) | `stress.rs`, `arena/quarantine.rs`, `heap/stress.rs` |
 //! | quarantine | stress mode's per-arena FIFO of freed blocks (`QUARANTINED`), bounded in bytes, verified on the way out | `arena/quarantine.rs` |
 //!
@@ -74,6 +75,10 @@
 //!   alloc: lock ─▶ ArenaState::stress_alloc: carve request + redzone + record, fill   arena/quarantine.rs
 //!   free (any thread): the block's arena lock ─▶ find_live ─▶ stress_free: verify redzone,
 //!     poison, quarantine FIFO ─▶ evict oldest past the bound: verify poison ─▶ free   stress.rs
+//!
+//! fork ─▶ prepare: every heap's locks (the list of heaps: heap/fork.rs)
+//!   child: locks released; each arena forgets the dead threads' batches and caches,
+//!     is marked; stale queues replaced ─▶ first lock holder frees stranded blocks  arena/fork.rs
 //!
 //! decay ─▶ an allocation slow path (never free), no lock held ─▶ start the thread  heap/purge.rs
 //!   thread, every purge_ms/2: epoch += 1, each arena: decay_step(Tick); idle: park  arena/purge.rs
