@@ -518,7 +518,9 @@ impl Arena {
     /// # Safety
     ///
     /// `self.cache_is_mine()`; `b` is a live block of `size` bytes of this
-    /// arena that the caller gives up.
+    /// arena that the caller gives up. `Err(DoubleFree)` if a foreign free
+    /// of the same block claimed it after the caller read it live (that
+    /// free won the race).
     #[cold]
     pub(crate) unsafe fn cache_flush(
         &self,
@@ -544,13 +546,22 @@ impl Arena {
                 unsafe { self.flush_class(&mut st, region, class, self.cache_count(class) / 2) };
             }
         }
-        // SAFETY: `b` is live and ours (caller).
-        let pushed = unsafe { self.cache_push(block::block_to_payload(b)) };
-        if !matches!(pushed, Push::Done) {
+        // SAFETY: `b` was live and ours (caller); the push reads its
+        // header again.
+        match unsafe { self.cache_push(block::block_to_payload(b)) } {
+            Push::Done => {}
             // Still no room (a limit smaller than one block): free it.
-            // SAFETY: as above.
-            let empty = unsafe { st.free(region, b, size) };
-            release_empty(region, empty);
+            // SAFETY: as above; `Full` means the header still says live.
+            Push::Full(..) => {
+                let empty = unsafe { st.free(region, b, size) };
+                release_empty(region, empty);
+            }
+            // The header is no longer live: between the caller's read and
+            // ours a foreign free of the same block claimed it (only a
+            // claim changes a live block's header while we hold the lock)
+            // and queued it. That free won; this one is the double free —
+            // not a free of a block that sits in a queue.
+            Push::Locked => return Err(FreeError::DoubleFree),
         }
         Ok(())
     }
