@@ -551,8 +551,8 @@ impl Arena {
         match unsafe { self.cache_push(block::block_to_payload(b)) } {
             Push::Done => {}
             // Still no room (a limit smaller than one block): free it.
-            // SAFETY: as above; `Full` means the header still says live.
             Push::Full(..) => {
+                // SAFETY: as above; `Full` means the header still says live.
                 let empty = unsafe { st.free(region, b, size) };
                 release_empty(region, empty);
             }
