@@ -44,7 +44,9 @@ use driver::workloads::Scale;
 /// Allocators: arenalloc, arenalloc-1lock, system, mimalloc, jemalloc,
 /// talc, linked_list. Workloads: larson, prodcons, cache-scratch,
 /// cache-thrash, random, realloc, fragmentation, thread-churn, large,
-/// server (at the largest thread count only).
+/// server (at the largest thread count only); and, by name only
+/// (`--workload latency`, best with `--seconds 2`), latency: per-call
+/// p50/p99/p99.9/max of malloc and free under bursts and decay.
 #[derive(Parser, Debug)]
 #[command(name = "arenalloc-compare", version)]
 pub(crate) struct Args {

@@ -9,7 +9,9 @@
 //! levels and draw them as an SVG with a group of bars per level; the
 //! server workload's rows must carry RSS samples in time order and each
 //! burst's figures, and its timeline must be an SVG with one line per
-//! allocator measured.
+//! allocator measured; the latency workload (by name only) must give, per
+//! thread and for the worst thread, positive malloc and free percentiles
+//! in order (p50 <= p99 <= p99.9 <= max), and a table of them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -599,6 +601,131 @@ fn the_server_workload_samples_rss_over_time_and_draws_a_line_per_allocator() {
         .map(|g| g.id.as_str())
         .collect();
     assert_eq!(ids, ["live", "rss-linked_list"], "{groups:?}");
+}
+
+/// The statistics of a latency summary, in the order they must be.
+const LATENCY_STATS: [&str; 4] = ["p50", "p99", "p999", "max"];
+
+/// Checks one latency summary (`{calls, p50, p99, p999, max}`): some
+/// calls, every statistic positive, in order.
+fn check_latency(what: &str, s: &Value) {
+    assert!(
+        s["calls"].as_u64().unwrap_or(0) > 0,
+        "{what}: no calls: {s}"
+    );
+    let v: Vec<f64> = LATENCY_STATS
+        .iter()
+        .map(|k| s[*k].as_f64().unwrap_or(-1.0))
+        .collect();
+    assert!(v[0] > 0.0, "{what}: p50 not positive: {s}");
+    assert!(
+        v.windows(2).all(|w| w[0] <= w[1]),
+        "{what}: p50 <= p99 <= p999 <= max fails: {s}"
+    );
+}
+
+/// Checks a latency row: status, the worst thread's summaries and one
+/// per thread, each ordered and positive; the worst at least each
+/// thread's.
+fn check_latency_row(row: &Value, threads: usize) {
+    assert_eq!(row["status"], "ok", "{row:#}");
+    assert_eq!(row["workload"], "latency", "{row:#}");
+    assert!(
+        ["rdtsc", "instant"].contains(&row["clock"].as_str().unwrap_or("")),
+        "{row:#}"
+    );
+    assert!(row["ns_per_tick"].as_f64().unwrap_or(0.0) > 0.0, "{row:#}");
+    for key in ["malloc_ns", "free_ns"] {
+        check_latency(key, &row[key]);
+        let per = row[format!("{key}_threads")]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key}_threads: {row:#}"));
+        assert_eq!(per.len(), threads, "{row:#}");
+        for (i, s) in per.iter().enumerate() {
+            check_latency(&format!("{key} thread {i}"), s);
+            for k in LATENCY_STATS {
+                assert!(s[k].as_f64() <= row[key][k].as_f64(), "{key} {k}: {row:#}");
+            }
+        }
+    }
+    // Every block allocated was freed: timed, or untimed after the stop
+    // when it was still in an inbox (at most the last bursts' quarters).
+    let (m, f) = (
+        row["mallocs"].as_u64().unwrap_or(0),
+        row["frees"].as_u64().unwrap_or(0),
+    );
+    assert!(m >= 2048 && f <= m && f >= m / 2, "{row:#}");
+}
+
+#[test]
+fn the_latency_child_prints_ordered_positive_percentiles() {
+    for alloc in ["arenalloc", "system"] {
+        for threads in [1, 2] {
+            let out = Command::new(env!("CARGO_BIN_EXE_arenalloc-compare"))
+                .args(["--child", "--alloc", alloc, "--workload", "latency"])
+                .args(["--threads", &threads.to_string(), "--seconds", "0.25"])
+                .output()
+                .expect("run the child");
+            assert!(out.status.success(), "{}", explain(&out));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let row: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+                panic!("{alloc} x{threads}: not one JSON line ({e}): {stdout}")
+            });
+            assert_eq!(row["allocator"], alloc);
+            assert_eq!(row["threads"], threads);
+            check_latency_row(&row, threads);
+            if alloc == "arenalloc" {
+                assert_eq!(row["check"], "ok", "{row:#}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_latency_workload_runs_by_name_and_prints_its_table() {
+    let dir = scratch("latency");
+    let out = driver(
+        &dir,
+        &[
+            "--workload",
+            "latency",
+            "--alloc",
+            "arenalloc,system",
+            "--threads",
+            "2",
+            "--seconds",
+            "0.15",
+            "--repeat",
+            "2",
+            "--json",
+            "out.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\n### latency\n"), "{}", explain(&out));
+    for head in ["malloc p50", "malloc p99.9", "free p99", "free max"] {
+        assert!(stdout.contains(head), "no {head} column: {}", explain(&out));
+    }
+    assert!(!stdout.contains("### summary"), "{}", explain(&out));
+    let rows = json_rows(&dir, "out.json");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for row in &rows {
+        check_latency_row(row, 2);
+        // Two runs: each statistic the median of the two (the upper one).
+        assert_eq!(row["runs"], 2, "{row:#}");
+        for key in ["malloc_ns", "free_ns"] {
+            let runs = row[format!("{key}_runs")].as_array().expect("runs");
+            assert_eq!(runs.len(), 2, "{row:#}");
+            for k in LATENCY_STATS {
+                let top = runs
+                    .iter()
+                    .filter_map(|r| r[k].as_f64())
+                    .fold(0.0, f64::max);
+                assert_eq!(row[key][k].as_f64(), Some(top), "{key} {k}: {row:#}");
+            }
+        }
+    }
 }
 
 #[test]

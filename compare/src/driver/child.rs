@@ -155,6 +155,14 @@ impl Visit for Job<'_> {
                 })
                 .collect();
             row.insert("arenas".into(), Value::Array(arenas));
+            // Whether the decay returned memory to the OS during the run
+            // (madvise calls, ever; decay threads started).
+            let purges: u64 = s.arenas().iter().map(|a| a.purges).sum();
+            row.insert("purges".into(), json!(purges));
+            row.insert(
+                "decay_threads_started".into(),
+                json!(s.decay_threads_started()),
+            );
             row.insert("check".into(), json!("ok"));
         }
         Ok(row)

@@ -10,6 +10,7 @@
 //!  tables, ratios, --json (report.rs)         and exit at once
 //!  --sweep-arenas: lesson tables, SVG (sweep.rs)
 //!  server: RSS table, timeline SVG (timeline.rs)  server: bursts, RSS sampler (server.rs)
+//!  latency: percentile table (report.rs)         latency: timed calls, histograms (latency.rs)
 //! ```
 //!
 //! Invariants: a child measures exactly one allocator on one workload, so
@@ -19,6 +20,7 @@
 //! at a time (the machine's cores are the thing being measured).
 
 pub(crate) mod child;
+pub(crate) mod latency;
 pub(crate) mod parent;
 pub(crate) mod peers;
 pub(crate) mod report;

@@ -87,7 +87,7 @@ impl Plan {
             Scale::Default => (0.5, vec![1, 2, 8], 1),
             Scale::Full => (1.0, vec![1, 2, 4, 8], 3),
         };
-        let mut workloads = choose("workload", &args.workload, &Workload::ALL, Workload::name)?;
+        let mut workloads = choose("workload", &args.workload, &Workload::NAMED, Workload::name)?;
         let all_allocators = ALLOCATORS.map(|(n, _)| n);
         let mut allocators = choose("allocator", &args.alloc, &all_allocators, |n| n)?;
         if allocators.is_empty() {

@@ -4,7 +4,10 @@
 //! ratios. The lock-granularity sweep's tables are `sweep.rs`'s, the
 //! server workload's `timeline.rs`'s, built with this file's [`Table`].
 //! The summary leaves the server workload out: it measures memory over
-//! time, and its bursts' throughput is mostly page faults.
+//! time, and its bursts' throughput is mostly page faults; and the
+//! latency workload, whose figures are latency percentiles (its own
+//! table: p50, p99, p99.9 and max of malloc and of free, the worst
+//! thread's) and whose ops/s is mostly its pauses.
 //!
 //! Every table is GitHub markdown with padded columns, readable in a
 //! terminal and pasteable into the README as is. A ratio is always
@@ -15,6 +18,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
+use super::latency;
 use super::parent::Plan;
 use super::sweep;
 use super::timeline;
@@ -231,7 +235,9 @@ fn now() -> String {
 
 /// Folds repeated runs of a combination into one row: the run with the
 /// median ops/s among those that succeeded (all of them listed in
-/// `ops_per_sec_runs`), or the first failure if none did.
+/// `ops_per_sec_runs`), or the first failure if none did. A latency row's
+/// `malloc_ns` and `free_ns` become the median of each statistic over the
+/// runs that succeeded (each run's in `malloc_ns_runs`, `free_ns_runs`).
 pub(crate) fn medians(runs: Vec<Value>) -> Vec<Value> {
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, Vec<Value>> = HashMap::new();
@@ -261,7 +267,15 @@ pub(crate) fn medians(runs: Vec<Value>) -> Vec<Value> {
             }
             good.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
             let all: Vec<f64> = good.iter().map(rate).collect();
+            let latencies = (good[0]["workload"] == Workload::Latency.name())
+                .then(|| ["malloc_ns", "free_ns"].map(|k| (k, median_stats(&good, k))));
             let mut row = good.swap_remove(good.len() / 2);
+            for (k, (median, runs)) in latencies.into_iter().flatten() {
+                if n > 1 {
+                    row[k] = median;
+                    row[format!("{k}_runs")] = runs;
+                }
+            }
             if n > 1 {
                 row["runs"] = json!(n);
                 row["ops_per_sec_runs"] = json!(all);
@@ -271,11 +285,96 @@ pub(crate) fn medians(runs: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
+/// The median of each latency statistic (`latency::STATS`) of `key`
+/// over `runs` (the upper median of an even count, as for ops/s: ordered
+/// statistics stay ordered), and the runs' own values.
+fn median_stats(runs: &[Value], key: &str) -> (Value, Value) {
+    let mut out = serde_json::Map::new();
+    for stat in latency::STATS {
+        let mut v: Vec<f64> = runs.iter().filter_map(|r| r[key][stat].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        out.insert(
+            stat.into(),
+            json!(v.get(v.len() / 2).copied().unwrap_or(0.0)),
+        );
+    }
+    let calls: Vec<u64> = runs
+        .iter()
+        .filter_map(|r| r[key]["calls"].as_u64())
+        .collect();
+    let mut sorted = calls.clone();
+    sorted.sort_unstable();
+    out.insert(
+        "calls".into(),
+        json!(sorted.get(sorted.len() / 2).copied().unwrap_or(0)),
+    );
+    let each: Vec<Value> = runs.iter().map(|r| r[key].clone()).collect();
+    (Value::Object(out), Value::Array(each))
+}
+
+/// Nanoseconds, to 2-3 significant digits: "35 ns", "1.2 µs", "3.40 ms".
+pub(crate) fn nanos(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e4 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+/// The latency workload's table: per allocator and thread count, the
+/// worst thread's p50, p99, p99.9 and max of malloc and of free.
+fn print_latency(plan: &Plan, rows: &[Value]) {
+    let mut head = vec!["allocator".to_string(), "threads".to_string()];
+    for call in ["malloc", "free"] {
+        for stat in ["p50", "p99", "p99.9", "max"] {
+            head.push(format!("{call} {stat}"));
+        }
+    }
+    let mut t = Table::new(head);
+    for &n in &plan.threads {
+        for &a in &plan.allocators {
+            let Some(r) = find(rows, a, n) else {
+                continue;
+            };
+            let mut cells = vec![a.to_string(), n.to_string()];
+            if !ok(r) {
+                cells.push(r["status"].as_str().unwrap_or("failed").to_string());
+            } else {
+                for key in ["malloc_ns", "free_ns"] {
+                    for stat in latency::STATS {
+                        cells.push(r[key][stat].as_f64().map_or("-".into(), nanos));
+                    }
+                }
+            }
+            t.rows.push(cells);
+        }
+    }
+    let runs = if plan.repeat > 1 {
+        format!(", each the median of {} runs", plan.repeat)
+    } else {
+        String::new()
+    };
+    println!(
+        "\nLatency per call (the worst thread's, statistic by statistic{runs}; \
+         percentiles to within 1/16; max is one call):\n\n{}",
+        t.render()
+    );
+}
+
 /// The table of one workload (and, for fragmentation, its memory table).
 pub(crate) fn print_workload(w: Workload, plan: &Plan, rows: &[Value]) {
     if w == Workload::Server {
         println!("\n### {}\n\n{}", w.name(), w.describe());
         timeline::print_table(plan, rows);
+        return;
+    }
+    if w == Workload::Latency {
+        println!("\n### {}\n\n{}", w.name(), w.describe());
+        print_latency(plan, rows);
         return;
     }
     let max_t = plan.threads.iter().copied().max().unwrap_or(1);
@@ -348,7 +447,8 @@ fn print_fragmentation(plan: &Plan, rows: &[Value]) {
 }
 
 /// Each peer against arenalloc over every workload × thread count (but
-/// the server workload's: module doc); empty when no peer has a pair.
+/// the server and latency workloads': module doc); empty when no peer has
+/// a pair.
 pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
     let mut t = Table::new([
         "allocator",
@@ -359,7 +459,8 @@ pub(crate) fn summary(plan: &Plan, rows: &[Value]) -> String {
     ]);
     for &a in plan.allocators.iter().filter(|&&a| a != "arenalloc") {
         let (mut log_rate, mut log_rss, mut n, mut faster) = (0.0, 0.0, 0, 0);
-        for &w in plan.workloads.iter().filter(|&&w| w != Workload::Server) {
+        let throughput = |w: &&Workload| !matches!(w, Workload::Server | Workload::Latency);
+        for &w in plan.workloads.iter().filter(throughput) {
             for &th in &plan.threads {
                 let pick = |name: &str| {
                     rows.iter().find(|r| {

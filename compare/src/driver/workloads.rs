@@ -2,7 +2,9 @@
 //! xmalloc, Hoard's cache-scratch and cache-thrash, mstress) plus a loop
 //! of 2-8 MiB blocks (`large`) and bursts freed remotely then left idle
 //! (`server`, in `server.rs`), written once against any `GlobalAlloc`
-//! and monomorphised per allocator.
+//! and monomorphised per allocator; and, by name only (`--workload
+//! latency`, not in a default run), per-call tail latency of malloc and
+//! free under server-like bursts (`latency`, in `latency.rs`).
 //!
 //! Invariants:
 //! * Only worker threads call the measured allocator (and, for
@@ -17,7 +19,8 @@
 //! * An *op* is one allocator call: `alloc`, `dealloc` or `realloc`.
 //!   Throughput workloads run for a fixed time and count ops; fragmentation
 //!   does fixed work and is timed; server does fixed work on a fixed
-//!   schedule and times only its bursts.
+//!   schedule and times only its bursts; latency runs bursts for a fixed
+//!   time and times every call on its own.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::latency;
 use super::server;
 
 /// Size of a run: quick (CI), the default, or full.
@@ -91,6 +95,7 @@ pub(crate) enum Workload {
     ThreadChurn,
     Large,
     Server,
+    Latency,
 }
 
 impl Workload {
@@ -108,6 +113,25 @@ impl Workload {
         Workload::Server,
     ];
 
+    /// Every workload `--workload` accepts: [`Workload::ALL`] and those run
+    /// by name only. `latency` is one: its figures are per-call latency
+    /// percentiles, not throughput (its ops/s is mostly its idle pauses),
+    /// and its p99.9 wants seconds of bursts per measurement, not a
+    /// default run's 0.5 s.
+    pub(crate) const NAMED: [Workload; 11] = [
+        Workload::Larson,
+        Workload::ProdCons,
+        Workload::CacheScratch,
+        Workload::CacheThrash,
+        Workload::Random,
+        Workload::Realloc,
+        Workload::Fragmentation,
+        Workload::ThreadChurn,
+        Workload::Large,
+        Workload::Server,
+        Workload::Latency,
+    ];
+
     /// The name used on the command line and in the JSON.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -121,6 +145,7 @@ impl Workload {
             Workload::ThreadChurn => "thread-churn",
             Workload::Large => "large",
             Workload::Server => "server",
+            Workload::Latency => "latency",
         }
     }
 
@@ -137,12 +162,13 @@ impl Workload {
             Workload::ThreadChurn => "thread churn: generations of short-lived threads, each making 2,000 random 16-2048 B replacements, freeing 64 blocks left by its predecessor (a thread that has exited) and leaving 64 for its successor",
             Workload::Large => "large blocks: each thread allocates and frees blocks of 2-8 MiB (uniform sizes), touching the first and last page of each, keeping up to 4 alive and freeing them in random order",
             Workload::Server => "server bursts: each thread allocates its share of a live set (16-512 B blocks and, one in 128, 4-64 KiB; every byte written) and hands it to a thread of its own that frees it (every free is remote); then nothing allocates for over a second. RSS is sampled every 5 ms throughout and read 100 ms and 1 s after each burst's frees",
+            Workload::Latency => "per-call latency: each thread repeats bursts of 2,048 blocks (16 B-4 KiB log-uniform, one in 64 of 16-256 KiB; every byte written), hands a quarter of them to the next thread, which frees them (remote frees), frees the rest in random order, then sleeps 20-50 ms while the allocator's decay returns memory to the OS; every malloc and every free is timed on its own (rdtsc) into per-thread histograms: p50, p99, p99.9 and max in ns, the worst thread's",
         }
     }
 
     /// The workload called `name`.
     pub(crate) fn from_name(name: &str) -> Option<Workload> {
-        Workload::ALL.into_iter().find(|w| w.name() == name)
+        Workload::NAMED.into_iter().find(|w| w.name() == name)
     }
 
     /// Whether the workload runs at one thread count only, the plan's
@@ -182,6 +208,7 @@ impl Workload {
             Workload::ThreadChurn => thread_churn(a, p),
             Workload::Large => large(a, p),
             Workload::Server => return server::server(a, p),
+            Workload::Latency => return latency::latency(a, p),
         };
         Outcome {
             ops,
@@ -208,9 +235,28 @@ const ALIGN: usize = 8;
 #[inline(never)]
 pub(super) fn alloc_tagged<A: GlobalAlloc>(a: &A, size: usize) -> *mut u8 {
     debug_assert!((8..=TAG_SIZE).contains(&size));
-    let layout = Layout::from_size_align(size, ALIGN).expect("layout");
+    let layout = tagged_layout(size);
     // SAFETY: `layout` has a non-zero size.
     let p = unsafe { a.alloc(layout) };
+    // SAFETY: `p` is what `a` returned for `layout`.
+    unsafe { tag_block(p, size) };
+    p
+}
+
+/// The layout of every tagged block of `size` bytes.
+pub(super) fn tagged_layout(size: usize) -> Layout {
+    Layout::from_size_align(size, ALIGN).expect("layout")
+}
+
+/// Makes the fresh block `p` of `size >= 8` bytes a tagged block, as
+/// `alloc_tagged` does after its call (for callers that time the call
+/// alone); panics, failing the run, when `p` is null.
+///
+/// # Safety
+///
+/// `p` is null or a fresh allocation of `tagged_layout(size)`.
+#[inline]
+pub(super) unsafe fn tag_block(p: *mut u8, size: usize) {
     if p.is_null() {
         null_allocation(size);
     }
@@ -219,7 +265,6 @@ pub(super) fn alloc_tagged<A: GlobalAlloc>(a: &A, size: usize) -> *mut u8 {
         p.cast::<usize>().write(size | TAG_MAGIC);
         p.add(size - 1).write(0xa5);
     }
-    p
 }
 
 /// The size a tagged block carries; panics on a corrupt tag.
@@ -315,7 +360,7 @@ impl Rng {
     }
 
     /// Log-uniform in `lo..hi` (powers of two `lo` and `hi`).
-    fn log_range(&mut self, lo: usize, hi: usize) -> usize {
+    pub(super) fn log_range(&mut self, lo: usize, hi: usize) -> usize {
         let octaves = (hi / lo).trailing_zeros() as u64;
         let base = lo << (self.next() % octaves);
         base + (self.next() as usize % base)
