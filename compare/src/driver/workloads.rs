@@ -118,19 +118,15 @@ impl Workload {
     /// percentiles, not throughput (its ops/s is mostly its idle pauses),
     /// and its p99.9 wants seconds of bursts per measurement, not a
     /// default run's 0.5 s.
-    pub(crate) const NAMED: [Workload; 11] = [
-        Workload::Larson,
-        Workload::ProdCons,
-        Workload::CacheScratch,
-        Workload::CacheThrash,
-        Workload::Random,
-        Workload::Realloc,
-        Workload::Fragmentation,
-        Workload::ThreadChurn,
-        Workload::Large,
-        Workload::Server,
-        Workload::Latency,
-    ];
+    pub(crate) const NAMED: [Workload; Workload::ALL.len() + 1] = {
+        let mut named = [Workload::Latency; Workload::ALL.len() + 1];
+        let mut i = 0;
+        while i < Workload::ALL.len() {
+            named[i] = Workload::ALL[i];
+            i += 1;
+        }
+        named
+    };
 
     /// The name used on the command line and in the JSON.
     pub(crate) fn name(self) -> &'static str {
