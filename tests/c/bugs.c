@@ -1,5 +1,5 @@
 /* The bugs concurrent programs have, one per case, for stress mode
- * (tests/preload/stress_mode.rs) and for the README's detection table,
+ * (tests/preload/stress_mode.rs) and for the detection table in benches/RESULTS.md,
  * which runs the same binary under arenalloc's stress mode, glibc with
  * MALLOC_CHECK_=3 MALLOC_PERTURB_=165, and built with -fsanitize=address.
  *
