@@ -21,9 +21,6 @@
 //! count each once, nothing stays live that should not), and that
 //! `check()` — which drains every queue and walks every arena — passes.
 //!
-//! `push_vs_claim.rs` beside this file is a model of a known bug (issue 17
-//! item 3: the owner's cache push racing a foreign free of the same block)
-//! that fails today; it is not a test target until the bug is fixed.
 
 #![cfg(arenalloc_loom)]
 
@@ -463,5 +460,43 @@ fn trim_and_adoption_race_to_send_an_orphans_batch() {
             "adopted, or a new arena beside the one under reclaim"
         );
         settle(&heap, &[p], &[c]);
+    });
+}
+
+/// (12) The owner frees its own live block `p` into its cache (room for
+/// one: the push path, no lock) while a thread that never allocated frees
+/// the same `p` (`claim_mt`, then the remote queue): a double free by two
+/// threads. Exactly one must win and the other get `DoubleFree`, at once,
+/// with `p` in one list only — so the owner's push turns the header from
+/// live to `CACHED` with one compare-exchange (`Header::live_to_cached`),
+/// as the claim turns it from live to `REMOTE_PENDING`.
+///
+/// Mutation caught: with the push's compare-exchange replaced by the plain
+/// store it was before (`Header::set(.., CACHED)` after the read), loom
+/// finds in its second iteration the owner preempted between its read and
+/// its store, the foreign claim winning in between, and both frees
+/// returning `Ok(())`.
+#[test]
+fn owners_cache_push_races_a_foreign_free_of_the_same_block() {
+    loom::model(|| {
+        let heap = cached_heap(4);
+        let p = Block(heap.malloc(SMALL)); // refill: p, two parked
+        let q = Block(heap.malloc(SMALL)); // popped: room for one
+        let h = heap.clone();
+        let foreign = thread::spawn(move || free(&h, p));
+        let mine = free(&heap, p); // the cache push
+        let theirs = foreign.join().unwrap();
+        // Checked before anything drains the queue (which would abort on
+        // the losing interleaving).
+        assert!(
+            matches!(
+                (mine, theirs),
+                (Ok(()), Err(FreeError::DoubleFree)) | (Err(FreeError::DoubleFree), Ok(()))
+            ),
+            "exactly one free of p wins: the owner's returned {mine:?}, the foreign one {theirs:?}"
+        );
+        settle(&heap, &[p], &[q]);
+        free(&heap, q).unwrap();
+        settle(&heap, &[p, q], &[]);
     });
 }

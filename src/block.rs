@@ -422,6 +422,24 @@ impl Header {
             .store(key.pack(self.addr(), size, flags), Ordering::Relaxed);
     }
 
+    /// The owner's free onto its cache: live (exactly `size`, no flags) to
+    /// `CACHED` in one compare-exchange, so that of an owner's free and a
+    /// foreign claim of the same live block exactly one wins. False: the
+    /// header no longer says live with `size` (a claim won).
+    #[inline(always)]
+    pub(crate) fn live_to_cached(&self, key: Key, size: usize) -> bool {
+        crate::sync::model_point();
+        let addr = self.addr();
+        self.size_flags
+            .compare_exchange(
+                key.pack(addr, size, 0),
+                key.pack(addr, size, CACHED),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// The size of the previous block if it is free, else 0 — decoded, not
     /// yet cross-checked against that block.
     ///

@@ -47,7 +47,8 @@ use crate::sys;
 /// What one chunk slot is, as stored in the chunk map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ChunkUse {
-    /// Not handed out (and not committed).
+    /// Not handed out (and not committed), or an arena chunk on its way
+    /// back: unlinked by its arena, not yet released (`mark_leaving`).
     Free,
     /// Holds the heap's metadata.
     Meta,
@@ -468,6 +469,20 @@ impl Region {
     fn set_use(&self, idx: usize, what: ChunkUse) {
         // SAFETY: as in `chunk_use`; the caller holds slot `idx`.
         unsafe { (*self.map.add(idx)).store(what.encode(), Ordering::Release) }
+    }
+
+    /// Marks arena chunk `idx` `Free` in the map as its arena unlinks it,
+    /// under that arena's lock and ahead of `release`: from here on the
+    /// lock-free tests (`ChunkTest::holds`, `locate`) send a free of an
+    /// address in it to the "not allocated here" answers, and a lock
+    /// holder that re-reads the map after taking the arena lock knows that
+    /// a chunk still marked as its arena's is linked and will stay
+    /// committed until it lets the lock go. The slot itself stays taken
+    /// (and committed) until `release`, so nobody can hand it out between.
+    pub(crate) fn mark_leaving(&self, idx: usize) {
+        if idx < self.chunks {
+            self.set_use(idx, ChunkUse::Free);
+        }
     }
 
     /// Hands out one committed, zero-filled chunk to arena `arena_id`.

@@ -144,6 +144,16 @@ impl Arena {
         claimed: bool,
     ) -> Result<(), FreeError> {
         let mut st = self.lock_and_drain_some(region);
+        // The caller read the map without the lock. Under it, a chunk the
+        // map still gives us is linked and stays committed (an arena marks
+        // a chunk's map entry as it unlinks it, `Region::mark_leaving`);
+        // one it no longer gives us emptied since — every block in it was
+        // freed, so this is a second free — and may be released, reused by
+        // another arena, or protected: nothing in it is read.
+        if !self.is_our_chunk(ptr as usize) {
+            drop(st);
+            return Err(FreeError::DoubleFree);
+        }
         if !claimed && self.cache_is_mine() {
             // SAFETY: we own the cache (just checked) and hold the lock.
             unsafe { self.cache_tick(&mut st, region) };

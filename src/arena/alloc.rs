@@ -333,7 +333,7 @@ impl ArenaState {
             (*start).set(key, total, block::FREE);
             Header::set_prev_size(block::block_after(start, total), key, total);
             if total == CHUNK_DATA && self.counters.empty_chunks >= 1 {
-                self.unlink_chunk(c);
+                self.unlink_chunk(region, c);
                 return Some(c);
             }
             self.link_free(region, start, total, false);
@@ -341,8 +341,13 @@ impl ArenaState {
         }
     }
 
-    /// Removes an empty chunk from the list (its one free block is in no bin).
-    pub(super) unsafe fn unlink_chunk(&mut self, c: *mut ChunkHeader) {
+    /// Removes an empty chunk from the list (its one free block is in no
+    /// bin) and from the region's map, before the lock is let go: so that,
+    /// under this arena's lock, "the map gives this chunk to the arena"
+    /// means "it is linked, committed, and stays so while the lock is held"
+    /// (`Region::mark_leaving`). The caller releases it to the region.
+    pub(super) unsafe fn unlink_chunk(&mut self, region: &Region, c: *mut ChunkHeader) {
+        region.mark_leaving(region.chunk_index(c as usize));
         // SAFETY: `c` and its list neighbours are our chunks (lock held).
         unsafe {
             let (next, prev) = ((*c).next, (*c).prev);

@@ -384,11 +384,7 @@ impl Arena {
             }
         }
         // SAFETY: `b` is a live block of ours that the caller gives up.
-        if unsafe { self.link_cached(c, b, size, key) } {
-            Push::Done
-        } else {
-            Push::Full(b, size)
-        }
+        unsafe { self.link_cached(c, b, size, key, true) }
     }
 
     /// Puts block `b` of `size` bytes (class `c`) on its class list, marked
@@ -403,25 +399,38 @@ impl Arena {
     /// has one); `key` is `self.key`, or `self.key.unchecked()` on a heap
     /// that is not hardened (the fast path: every check folds away).
     #[inline(always)]
-    unsafe fn link_cached(&self, c: usize, b: *mut Header, size: usize, key: Key) -> bool {
+    unsafe fn link_cached(
+        &self,
+        c: usize,
+        b: *mut Header,
+        size: usize,
+        key: Key,
+        live: bool,
+    ) -> Push {
         let cache = &self.cache;
         let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
-            return false;
+            return Push::Full(b, size);
         };
         let n = count.load(Relaxed);
         let bytes = cache.bytes.load(Relaxed) + size;
         if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
-            return false;
+            return Push::Full(b, size);
         }
         // SAFETY: the caller's contract.
         unsafe {
-            (*b).set(key, size, CACHED);
+            if live {
+                if !(*b).live_to_cached(key, size) {
+                    return Push::Locked;
+                }
+            } else {
+                (*b).set(key, size, CACHED);
+            }
             (*link_slot(b as usize)).store(head.load(Relaxed), Relaxed);
         }
         head.store(b as usize ^ cache.mask, Relaxed);
         count.store(n + 1, Relaxed);
         cache.bytes.store(bytes, Relaxed);
-        true
+        Push::Done
     }
 
     /// The miss path of `malloc`: under one lock acquisition, carves up to
@@ -710,7 +719,10 @@ impl Arena {
         };
         // SAFETY: `b` is pending, so nobody but the lock holder (us) may
         // touch it; we own the cache (caller).
-        unsafe { self.link_cached(c, b, size, self.key) }
+        matches!(
+            unsafe { self.link_cached(c, b, size, self.key, false) },
+            Push::Done
+        )
     }
 
     /// Length of class list `c`.

@@ -222,7 +222,7 @@ impl ArenaState {
                     // of ours refers to the chunk.
                     unsafe {
                         self.unlink_free(region, first, CHUNK_DATA);
-                        self.unlink_chunk(c);
+                        self.unlink_chunk(region, c);
                         region.release(region.chunk_index(c as usize), 1);
                     }
                     released += 1;

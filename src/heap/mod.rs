@@ -100,9 +100,9 @@ const READY: u8 = 2;
 pub struct Heap {
     config: Config,
     meta: AtomicPtr<HeapMeta>,
-    /// `meta.id` once `meta` is set, `NO_HEAP_ID` before: what the free
-    /// fast path compares the thread's binding with, without loading (and
-    /// null-testing) `meta`.
+    /// `meta.id` once `meta` is set, `NO_HEAP_ID` before: what the alloc
+    /// and free fast paths compare the thread's binding with, without
+    /// loading (and null-testing) `meta`.
     id: AtomicU64,
     init: AtomicU8,
 }
@@ -157,7 +157,7 @@ impl Heap {
     }
 
     /// The fast path of a small `malloc`: a hit in the caller's own owner
-    /// cache, on a heap that does not check. One load of `meta`, one TLS
+    /// cache, on a heap that does not check. The heap id compare, one TLS
     /// access (front binding and token word), one compare with the arena's
     /// `fast_owner`, a list pop: no call, no lock, no locked instruction.
     /// `None` sends the caller to `alloc_slow`, which decides everything
@@ -165,8 +165,10 @@ impl Heap {
     #[inline(always)]
     fn alloc_fast(&self, size: usize) -> Option<*mut u8> {
         let (heap, a, me) = cache::front();
-        let meta = self.meta_if_ready()?;
-        if heap != meta.id {
+        // As in `free_fast`: an empty binding holds 0 and an uninitialised
+        // heap `NO_HEAP_ID`, so a match means this thread bound to this
+        // (live) heap — no load of `meta` needed.
+        if heap != self.id.load(Ordering::Relaxed) {
             return None;
         }
         // SAFETY: the binding matched this heap's id, so the pointer is an
