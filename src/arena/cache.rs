@@ -719,10 +719,8 @@ impl Arena {
         };
         // SAFETY: `b` is pending, so nobody but the lock holder (us) may
         // touch it; we own the cache (caller).
-        matches!(
-            unsafe { self.link_cached(c, b, size, self.key, false) },
-            Push::Done
-        )
+        let pushed = unsafe { self.link_cached(c, b, size, self.key, false) };
+        matches!(pushed, Push::Done)
     }
 
     /// Length of class list `c`.
