@@ -48,9 +48,11 @@
 //!   from the address and the secret ([`Key::prev_mask`]), so bytes a
 //!   program writes over it decode to a size that fails the cross-check
 //!   against the block it names. Keeping "previous is free" here rather
-//!   than as a flag of `size_flags` means the owner never writes a word
-//!   that a foreign thread may be compare-exchanging: no locked instruction
-//!   on the alloc or free path beyond the arena lock's own.
+//!   than as a flag of `size_flags` means the lock holder never writes a
+//!   word that a foreign thread may be compare-exchanging with a plain
+//!   store; the one word both may change, `size_flags` of a live block, is
+//!   only ever changed from live by a compare-exchange (a foreign claim,
+//!   the owner's cache push), so exactly one of two frees of it wins.
 //! * `REMOTE_PENDING`: a live block that a foreign thread has freed and
 //!   queued for its owner (see `remote.rs`). Set only by that thread's
 //!   compare-exchange from a live, non-pending, verified word; cleared when

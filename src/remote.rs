@@ -7,9 +7,10 @@
 //! 1. [`Arena::claim_mt`]: the foreign thread validates the pointer against
 //!    the chunk's start bitmap and the block header, then sets the header's
 //!    `REMOTE_PENDING` flag with a compare-exchange. Only one free of a
-//!    block can win this, so a second free of the same block — remote or
-//!    local, before or after the drain — is reported as `DoubleFree` at once
-//!    and deterministically. From here on the block is not live for the
+//!    block can win this (the owner's cache push changes a live header
+//!    with a compare-exchange too, `arena/cache.rs`), so a second free of
+//!    the same block — remote or local, before or after the drain — is
+//!    reported as `DoubleFree` at once and deterministically. From here on the block is not live for the
 //!    user (`is_allocated` is false) though it is still counted live.
 //! 2. [`Arena::free_remote_mt`] pushes the pointer on the owner's queue (a
 //!    `sync::MpmcQueue`: crossbeam's `ArrayQueue`, capacity fixed at arena

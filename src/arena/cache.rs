@@ -1,6 +1,7 @@
 //! Owner cache: exact-size lists of small blocks that the arena's owning
-//! thread pops and pushes with no lock and no locked instruction — the fast
-//! path in front of the locked first-fit index (glibc's tcache and
+//! thread pops with no lock and no locked instruction and pushes with no
+//! lock and one compare-exchange (on the freed block's own header) — the
+//! fast path in front of the locked first-fit index (glibc's tcache and
 //! mimalloc's page free lists are the models).
 //!
 //! ```text
@@ -8,7 +9,7 @@
 //!    pop heads[class(n)] ─ hit ─▶ header CACHED -> live, return       (~20 instructions)
 //!                        └ miss ─▶ lock: carve a batch, keep 1         (cache_refill)
 //!  free(p), p a live small block of the caller's own arena
-//!    push on heads[class] ─ room ─▶ header live -> CACHED, done
+//!    push on heads[class] ─ room ─▶ header live -> CACHED (CAS), done
 //!                         └ full ─▶ lock: free half the class (coalescing), push (cache_flush)
 //! ```
 //!
@@ -59,6 +60,16 @@
 //! * cached blocks count as live in the index's counters (they are carved)
 //!   and are subtracted in `stats()`: the accounting equation becomes
 //!   `user live + cached + free = chunks × CHUNK_DATA`.
+//!
+//! **Same-block races.** A foreign free claims a live block with a
+//! compare-exchange (live -> `REMOTE_PENDING`, `remote.rs`); the owner's
+//! push turns it live -> `CACHED` with one too (`Header::live_to_cached`),
+//! so of an owner's free and a foreign free of one live block (a double
+//! free by two threads) exactly one wins and the other is `DoubleFree` at
+//! once — with a plain store, a claim landing between the push's read and
+//! its store would also win, and the block would sit in the cache and in
+//! a queue. The price: one uncontended locked instruction per free fast
+//! path, on a line the free writes anyway (`benches/RESULTS.md`).
 //!
 //! Every field is an atomic used with `Relaxed` plain loads and stores (no
 //! read-modify-write): the owner is the only writer, and `stats`/`check`

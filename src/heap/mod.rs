@@ -34,11 +34,13 @@
 //!   `Drop`; `init` goes `UNINIT -> BUSY -> READY` (back to `UNINIT` if the
 //!   OS refuses the reservation, so a later call may retry).
 //! * Allocation fast path (`alloc_fast`, inlined into the caller): one TLS
-//!   access (front binding and token word), one `Acquire` load of `meta`,
-//!   the owner test (one compare with the arena's `fast_owner`), a list
-//!   pop: no call, no lock, no locked instruction, no syscall, no
-//!   allocation, no formatting, no panic. The free fast path (`free_fast`)
-//!   is the same plus the chunk test and the start bit. Only unchecked
+//!   access (front binding and token word), the heap id compare, the owner
+//!   test (one compare with the arena's `fast_owner`), a list pop: no
+//!   call, no lock, no locked instruction, no syscall, no allocation, no
+//!   formatting, no panic. The free fast path (`free_fast`) is the same
+//!   plus the chunk test and the start bit, and its header change is one
+//!   uncontended compare-exchange (live -> `CACHED`), so that a foreign
+//!   free of the same block cannot also win (`arena/cache.rs`). Only unchecked
 //!   heaps take them (`fast_owner` is `NOT_A_TOKEN` on a hardened one);
 //!   anything they do not finish goes out of line to `alloc_slow` /
 //!   `free_slow`, which decide everything again, checks included. The
@@ -349,8 +351,9 @@ impl Heap {
     /// TLS access, the heap id compare (`Heap::id`, no load of `meta`), the
     /// `fast_owner` compare, the chunk test (the arena's copy of the range
     /// and map: nothing outside a committed chunk of ours is read), the
-    /// start bit and the header, a list push: no call, no lock, no locked
-    /// instruction. False (nothing done) sends the caller to the slow path,
+    /// start bit and the header, a list push whose header change is one
+    /// compare-exchange (a racing foreign free of the block loses): no
+    /// call, no lock, no other locked instruction. False (nothing done) sends the caller to the slow path,
     /// which classifies the pointer exactly.
     ///
     /// # Safety
