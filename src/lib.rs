@@ -47,7 +47,7 @@
 //!
 //! ```text
 //! malloc ─▶ Heap::alloc_impl                                   heap/mod.rs
-//!   ├─ ≤ 1 KiB: alloc_fast: cache::front (one TLS read), fast_owner == token,
+//!   ├─ ≤ 1 KiB: alloc_fast: cache::fast (one TLS read: an arena whose cache is ours),
 //!   │    cache_pop_fast — no call, no lock (unchecked heaps)      thread/cache.rs, arena/cache.rs
 //!   └─ else alloc_slow:
 //!   ├─ > 1 MiB ─▶ large::alloc: run cache | region.acquire_large_run   large.rs, region.rs
@@ -57,7 +57,7 @@
 //!        └─ else: lock_and_drain_some ─▶ ArenaState::alloc         remote.rs, arena/alloc.rs
 //!             take_first_fit (bins) | grow (region chunk) ─▶ carve bins.rs, chunk.rs, block.rs
 //!
-//! local free ─▶ free_fast: front binding, fast_owner == token,
+//! local free ─▶ free_fast: fast binding (one TLS read),
 //!   │    arena.chunk_test.holds ─▶ cache_push_fast (no call)       region.rs, arena/cache.rs
 //!   └─ else free_slow: the same test, checked (hardened) ─▶ Arena::cache_push
 //!   │    └─ class full: cache_flush (oldest half back to the index, under the lock)

@@ -34,12 +34,13 @@
 //!
 //! **Who may touch it.** Only the thread whose live token is the arena's
 //! `owner` ([`Arena::cache_is_mine`]: one TLS load and one relaxed load).
-//! The inline fast paths (`cache_pop_fast`, `cache_push_fast`) test
-//! instead that the arena's `fast_owner` equals the caller's token word as
-//! stored — one compare: `fast_owner` is the owner's token only while the
+//! The inline fast paths (`cache_pop_fast`, `cache_push_fast`) are reached
+//! instead through the thread's fast binding (`thread::cache::fast`),
+//! which the slow paths set only to an arena whose `fast_owner` equals the
+//! thread's token word: `fast_owner` is the owner's token only while the
 //! cache is on and the heap unchecked, else a value no token word holds
-//! (`registry::NOT_A_TOKEN`), and a dead or absent token word never equals
-//! a token; they run with the check values compiled out
+//! (`registry::NOT_A_TOKEN`), and the binding is cleared as the thread's
+//! exit begins; they run with the check values compiled out
 //! (`Key::unchecked`: links stay keyed), so a hardened heap always takes
 //! the checked paths.
 //! The owner word changes only from a dead token to a live one, and a
@@ -260,17 +261,18 @@ impl Arena {
         unsafe { self.pop_with(need, self.key) }
     }
 
-    /// `cache_pop` for a caller that found `self.fast_owner()` equal to
-    /// its token word: the heap does not check, so the checks are compiled
-    /// out (`Key::unchecked`).
+    /// `cache_pop` for a caller whose fast binding names this arena: the
+    /// heap does not check, so the checks are compiled out
+    /// (`Key::unchecked`).
     ///
     /// # Safety
     ///
-    /// As for `cache_pop`, with `fast_owner` equal to the caller's token.
+    /// As for `cache_pop`, with the caller's fast binding naming this arena
+    /// (`thread::cache::fast`).
     #[inline(always)]
     pub(crate) unsafe fn cache_pop_fast(&self, need: usize) -> Option<*mut u8> {
-        // SAFETY: forwarded; a `fast_owner` that is a token means the
-        // cache is on and ours, and the heap unhardened (`fast_owner_for`).
+        // SAFETY: forwarded; the fast binding means the cache is on and
+        // ours, and the heap unhardened (`fast_owner_for`, `note_fast`).
         unsafe { self.pop_with(need, self.key.unchecked()) }
     }
 
@@ -337,15 +339,17 @@ impl Arena {
         unsafe { self.push_with(ptr, self.key) }
     }
 
-    /// `cache_push` for a caller that found `self.fast_owner()` equal to
-    /// its token word: the checks are compiled out (`Key::unchecked`).
+    /// `cache_push` for a caller whose fast binding names this arena: the
+    /// checks are compiled out (`Key::unchecked`).
     ///
     /// # Safety
     ///
-    /// As for `cache_push`, with `fast_owner` equal to the caller's token.
+    /// As for `cache_push`, with the caller's fast binding naming this
+    /// arena (`thread::cache::fast`).
     #[inline(always)]
     pub(crate) unsafe fn cache_push_fast(&self, ptr: *mut u8) -> Push {
-        // SAFETY: forwarded; the heap is unhardened (`fast_owner_for`).
+        // SAFETY: forwarded; the heap is unhardened (`fast_owner_for`,
+        // `note_fast`).
         unsafe { self.push_with(ptr, self.key.unchecked()) }
     }
 

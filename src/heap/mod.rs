@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! malloc / GlobalAlloc::alloc ─▶ alloc_impl
-//!    ├─ small, fast_owner is us ─▶ alloc_fast: cache_pop_fast (inline, no call)
+//!    ├─ small, fast binding is this heap ─▶ alloc_fast: cache_pop_fast (inline, no call)
 //!    └─ else alloc_slow:
 //!    ├─ size > LARGE_THRESHOLD ─▶ large::alloc                       (large.rs)
 //!    └─ (arena, token) = cache::binding (one TLS access)             (thread/cache.rs)
@@ -12,7 +12,7 @@
 //!         └─ arena.lock_and_drain_some ─▶ ArenaState::alloc          (remote.rs, arena/alloc.rs)
 //!                 take (index first fit | grow: region chunk) ─▶ carve
 //!
-//! free ─▶ free_fast: own arena's chunk, fast_owner is us: cache_push_fast (inline)
+//! free ─▶ free_fast: fast binding is this heap, its arena's chunk: cache_push_fast (inline)
 //!    └─ else free_slow: own arena's chunk, owner: arena.cache_push | cache_flush (arena/cache.rs)
 //!    └─ else locate (region map: one load)                            (heap/meta.rs)
 //!    ├─ large ─▶ large::free (into the run cache)
@@ -159,29 +159,28 @@ impl Heap {
     }
 
     /// The fast path of a small `malloc`: a hit in the caller's own owner
-    /// cache, on a heap that does not check. The heap id compare, one TLS
-    /// access (front binding and token word), one compare with the arena's
-    /// `fast_owner`, a list pop: no call, no lock, no locked instruction.
-    /// `None` sends the caller to `alloc_slow`, which decides everything
-    /// again (an uninitialised heap, another binding, a miss, hardening).
+    /// cache, on a heap that does not check. One TLS access (the thread's
+    /// fast binding, `cache::fast`), the heap id compare, a list pop: no
+    /// call, no lock, no locked instruction. `None` sends the caller to
+    /// `alloc_slow`, which decides everything again (an uninitialised heap,
+    /// another binding, a miss, hardening).
     #[inline(always)]
     fn alloc_fast(&self, size: usize) -> Option<*mut u8> {
-        let (heap, a, me) = cache::front();
-        // As in `free_fast`: an empty binding holds 0 and an uninitialised
-        // heap `NO_HEAP_ID`, so a match means this thread bound to this
-        // (live) heap — no load of `meta` needed.
+        let (heap, a) = cache::fast();
+        // As in `free_fast`: an empty fast binding holds 0 and an
+        // uninitialised heap `NO_HEAP_ID`, so a match means this thread
+        // owns the cache of arena `a` of this (live) heap — no load of
+        // `meta`, no owner test.
         if heap != self.id.load(Ordering::Relaxed) {
             return None;
         }
-        // SAFETY: the binding matched this heap's id, so the pointer is an
-        // arena of this (live) heap.
+        // SAFETY: the fast binding matched this heap's id, so the pointer
+        // is an arena of this (live) heap.
         let arena = unsafe { &*a };
-        if arena.fast_owner() != me {
-            return None;
-        }
         let need = block::request_to_block_size(size).unwrap_or(CACHE_MAX_BLOCK);
-        // SAFETY: `fast_owner` is our token, and `need` is a block size the
-        // cache holds (`size <= CACHE_MAX_REQUEST`).
+        // SAFETY: the fast binding says the cache is ours on an unchecked
+        // heap (`cache::fast`), and `need` is a block size the cache holds
+        // (`size <= CACHE_MAX_REQUEST`).
         unsafe { arena.cache_pop_fast(need) }
     }
 
@@ -348,37 +347,39 @@ impl Heap {
 
     /// The fast path of `free`: a live small block of the caller's own
     /// arena goes on its owner cache, on a heap that does not check. One
-    /// TLS access, the heap id compare (`Heap::id`, no load of `meta`), the
-    /// `fast_owner` compare, the chunk test (the arena's copy of the range
-    /// and map: nothing outside a committed chunk of ours is read), the
-    /// start bit and the header, a list push whose header change is one
+    /// TLS access (the fast binding), the heap id compare (`Heap::id`, no
+    /// load of `meta`), the chunk test (the arena's copy of the range and
+    /// map: nothing outside a committed chunk of ours is read), the start
+    /// bit and the header, a list push whose header change is one
     /// compare-exchange (a racing foreign free of the block loses): no
-    /// call, no lock, no other locked instruction. False (nothing done) sends the caller to the slow path,
-    /// which classifies the pointer exactly.
+    /// call, no lock, no other locked instruction. False (nothing done)
+    /// sends the caller to the slow path, which classifies the pointer
+    /// exactly.
     ///
     /// # Safety
     ///
     /// As for [`Heap::free`].
     #[inline(always)]
     unsafe fn free_fast(&self, ptr: *mut u8) -> bool {
-        let (heap, a, me) = cache::front();
-        // An empty binding holds 0 and an uninitialised heap `NO_HEAP_ID`,
-        // so a match means this thread bound to this (live) heap, whose id
-        // no other heap of the process ever has.
+        let (heap, a) = cache::fast();
+        // An empty fast binding holds 0 and an uninitialised heap
+        // `NO_HEAP_ID`, so a match means this thread owns the cache of
+        // arena `a` of this (live) heap, whose id no other heap of the
+        // process ever has.
         if heap != self.id.load(Ordering::Relaxed) {
             return false;
         }
-        // SAFETY: the binding matched this heap's id: an arena of it, which
-        // this thread stored with the id and which lives as long as the heap.
+        // SAFETY: the fast binding matched this heap's id: an arena of it,
+        // which this thread stored with the id and which lives as long as
+        // the heap.
         let arena = unsafe { &*a };
         let addr = ptr as usize;
         // Null, unaligned and foreign pointers fail the range, alignment
         // or map test before anything is read at them.
         addr % GRANULE == 0
-            && arena.fast_owner() == me
             && arena.chunk_test.holds(addr)
-            // SAFETY: `fast_owner` is our token; `ptr` is aligned and in a
-            // committed chunk of `arena`.
+            // SAFETY: the cache is ours on an unchecked heap (the fast
+            // binding); `ptr` is aligned and in a committed chunk of `arena`.
             && matches!(unsafe { arena.cache_push_fast(ptr) }, Push::Done)
     }
 

@@ -26,41 +26,58 @@ pub(crate) fn cached_arena(heap: u64) -> Option<*const Arena> {
 
 /// The arena this thread is bound to in heap `heap`, if cached, and the
 /// thread's live token (0 if none): both from one TLS access, for the
-/// owner-cache fast path.
+/// slow paths, which also make it the fast binding if the thread owns it
+/// (`fast`).
+///
+/// `heap` is the id of a live heap (the caller's), so a matching entry is
+/// an arena of it.
 #[inline(always)]
 pub(crate) fn binding(heap: u64) -> Option<(*const Arena, u64)> {
     registry::with_state(|c| {
-        if c.heaps[0].get() == heap {
-            return Some((c.arenas[0].get() as *const Arena, c.live_token()));
-        }
-        (1..WAYS).find(|&i| c.heaps[i].get() == heap).map(|i| {
+        let i = (0..WAYS).find(|&i| c.heaps[i].get() == heap)?;
+        if i != 0 {
             // Move the hit to the front.
             c.heaps[0].swap(&c.heaps[i]);
             c.arenas[0].swap(&c.arenas[i]);
-            (c.arenas[0].get() as *const Arena, c.live_token())
-        })
+        }
+        let a = c.arenas[0].get() as *const Arena;
+        note_fast(c, heap, a);
+        Some((a, c.live_token()))
     })
     .flatten()
 }
 
-/// The fast paths' view of the binding cache: the front entry's heap id
-/// and arena, and the thread's token word as stored (`token_word`: dead
-/// and absent tokens included, which no arena's `fast_owner` ever equals);
-/// `(0, null, 0)` once the thread's TLS is gone (0 is no heap's id). The
-/// caller compares the id itself, after the TLS read, so that nothing
-/// needs to survive the TLS access (in a library built for dynamic
-/// linking it is a call). No move to the front: a binding in another entry
-/// takes the slow path, which moves it there.
+/// Makes `(heap, a)` the thread's fast binding if the thread owns `a`'s
+/// cache on an unchecked heap (`Arena::fast_owner` is its token word).
 #[inline(always)]
-pub(crate) fn front() -> (u64, *const Arena, u64) {
-    registry::with_state(|c| {
-        (
-            c.heaps[0].get(),
-            c.arenas[0].get() as *const Arena,
-            c.token_word(),
-        )
-    })
-    .unwrap_or((0, core::ptr::null(), 0))
+fn note_fast(c: &registry::ThreadState, heap: u64, a: *const Arena) {
+    // SAFETY: `a` is an arena of heap `heap`, which is live (callers).
+    if unsafe { (*a).fast_owner() } == c.token_word() {
+        c.fast_heap.set(heap);
+        c.fast_arena.set(a as usize);
+    }
+}
+
+/// The fast paths' view of the thread: its fast binding, a heap id and an
+/// arena of that heap whose owner cache this thread owns on an unchecked
+/// heap; `(0, null)` if it has none or its TLS is gone (0 is no heap's
+/// id). The caller compares the id itself, after the TLS read, so that
+/// nothing needs to survive the TLS access (in a library built for dynamic
+/// linking it is a call); a match means "this arena's cache is mine", with
+/// no load of the arena's owner word.
+///
+/// Why that holds: the slow paths set the fast binding only to an arena
+/// whose `fast_owner` equals the thread's token word (`note_fast`), which
+/// is a token only while the cache is on and the heap unchecked (fixed for
+/// the arena's life) and the thread owns the arena; a live thread keeps
+/// its arena until it exits (ownership changes only from a dead token),
+/// and the exit hook clears the fast binding as it kills the token, before
+/// it releases the slot an adopter waits for. A heap id is never reused,
+/// so a dropped heap's fast binding never matches another heap.
+#[inline(always)]
+pub(crate) fn fast() -> (u64, *const Arena) {
+    registry::with_state(|c| (c.fast_heap.get(), c.fast_arena.get() as *const Arena))
+        .unwrap_or((0, core::ptr::null()))
 }
 
 /// Records a binding at the front of the cache (evicting the oldest).
@@ -72,6 +89,7 @@ pub(crate) fn cache_arena(heap: u64, arena: *const Arena) {
         }
         c.heaps[0].set(heap);
         c.arenas[0].set(arena as usize);
+        note_fast(c, heap, arena);
     });
 }
 

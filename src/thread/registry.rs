@@ -134,6 +134,14 @@ pub(crate) struct ThreadState {
     pub(crate) arenas: [Cell<usize>; BINDING_WAYS],
     /// The heap this thread is binding to right now (0: none).
     pub(crate) binding: Cell<u64>,
+    /// The fast binding (`thread::cache::fast`): the id of a heap (0:
+    /// none) whose arena `fast_arena` this thread owns with the owner
+    /// cache on and the heap unchecked — that arena's `fast_owner` is this
+    /// thread's token — for as long as both are set. Cleared as the
+    /// thread's exit begins, with the token.
+    pub(crate) fast_heap: Cell<u64>,
+    /// The arena of the fast binding, as an address.
+    pub(crate) fast_arena: Cell<usize>,
     /// The thread's OS thread id once read (`sys::gettid`), 0 before:
     /// stress-mode records name it (`stress.rs`). A `fork` child's one
     /// thread forgets it (`forget_os_tid`).
@@ -148,6 +156,8 @@ impl ThreadState {
             heaps: [const { Cell::new(0) }; BINDING_WAYS],
             arenas: [const { Cell::new(0) }; BINDING_WAYS],
             binding: Cell::new(0),
+            fast_heap: Cell::new(0),
+            fast_arena: Cell::new(0),
             os_tid: Cell::new(0),
         }
     }
@@ -193,7 +203,11 @@ crate::sync::shim_thread_exit! {
 /// later exit hook claims no new slot, which nothing would release) and
 /// releases its slot.
 fn release_at_exit(slot_plus_one: usize) {
-    let _ = IDENTITY.try_with(|c| c.token.set(TOKEN_DEAD));
+    let _ = IDENTITY.try_with(|c| {
+        c.token.set(TOKEN_DEAD);
+        // Before the slot goes: an adopter may own the arena next.
+        c.fast_heap.set(0);
+    });
     release_slot_index(slot_plus_one.wrapping_sub(1));
 }
 
