@@ -48,6 +48,8 @@
 //! | [`DEFAULT_REDZONE`], [`MAX_REDZONE`] | 16, 4096 bytes | `Stress`, `stress` | overflows caught beyond the request against bytes per block |
 //! | [`LEAK_GROUPS`] | 4096 | `inspect::leaks` | distinct (size, thread) groups a leak report keeps (the rest are summed) |
 
+use core::ffi::CStr;
+
 /// log2 of the chunk size (see the table above).
 pub(crate) const CHUNK_SHIFT: u32 = 22;
 /// Chunk size and alignment: 4 MiB.
@@ -335,6 +337,7 @@ pub struct Config {
     purge_min: usize,
     purge_thread: bool,
     stress: Stress,
+    stats_at_exit: bool,
     at_init: Option<fn(Config) -> Config>,
 }
 
@@ -352,6 +355,7 @@ impl Config {
             purge_min: DEFAULT_PURGE_MIN,
             purge_thread: true,
             stress: Stress::off(),
+            stats_at_exit: false,
             at_init: None,
         }
     }
@@ -383,9 +387,9 @@ impl Config {
     /// A function the heap applies to this configuration once, when it
     /// first initialises (on its first allocation), before clamping: how a
     /// `static` heap takes settings known only at run time, such as the
-    /// environment (the preload library reads `ARENALLOC_*` this way). It
-    /// runs inside the first allocation: it must not allocate from this
-    /// heap, and should not panic.
+    /// environment (the preload library reads `ARENALLOC_*` this way, with
+    /// [`Config::with_env`]). It runs inside the first allocation: it must
+    /// not allocate from this heap, and should not panic.
     pub const fn at_init(mut self, f: fn(Config) -> Config) -> Config {
         self.at_init = Some(f);
         self
@@ -452,6 +456,22 @@ impl Config {
     pub const fn stress(mut self, stress: Stress) -> Config {
         self.stress = stress;
         self
+    }
+
+    /// Whether a statistics table is wanted at exit (`ARENALLOC_STATS`).
+    /// The library has no exit hook of its own: the preload library
+    /// writes the table (on stderr, or appended to the absolute path the
+    /// variable names); a Rust program that reads the environment with
+    /// [`Config::from_env`] prints [`Heap::stats`](crate::Heap::stats)
+    /// where it likes.
+    pub const fn stats_at_exit(mut self, on: bool) -> Config {
+        self.stats_at_exit = on;
+        self
+    }
+
+    /// Whether a statistics table is wanted at exit, as given.
+    pub const fn get_stats_at_exit(&self) -> bool {
+        self.stats_at_exit
     }
 
     /// The stress-mode settings, as given.
@@ -528,6 +548,7 @@ impl Config {
             purge_min: clamp_purge_min(given.purge_min),
             purge_thread: given.purge_thread,
             stress: given.stress.clamped(),
+            stats_at_exit: given.stats_at_exit,
             at_init: None,
         }
     }
@@ -546,6 +567,7 @@ impl PartialEq for Config {
             && self.purge_min == other.purge_min
             && self.purge_thread == other.purge_thread
             && self.stress == other.stress
+            && self.stats_at_exit == other.stats_at_exit
             && self.at_init.is_some() == other.at_init.is_some()
     }
 }
@@ -555,5 +577,483 @@ impl Eq for Config {}
 impl Default for Config {
     fn default() -> Config {
         Config::new()
+    }
+}
+
+// ----- the environment ------------------------------------------------------
+//
+// One table, `VARS`, names every `ARENALLOC_*` variable and how its value
+// changes a `Config`; one loop (`Config::with_vars`) applies it. The
+// parsers read byte slices and build values on the stack: nothing here
+// allocates, panics or takes a lock, so the preload library runs it inside
+// its first `malloc` (through `Config::at_init`).
+
+/// A malformed `ARENALLOC_*` value, as [`Config::with_vars`] hands it to
+/// its `report` callback before keeping the setting it had;
+/// [`Config::from_env`] writes it on stderr as one line:
+///
+/// ```text
+/// arenalloc: ignoring malformed ARENALLOC_MAX_ARENAS="lots" (expected a whole number >= 1); using the default
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Malformed<'a> {
+    /// The variable, such as `ARENALLOC_MAX_ARENAS`.
+    pub var: &'static str,
+    /// Its value as found.
+    pub value: &'a [u8],
+    /// What a value must look like (for `ARENALLOC_STRESS`, what the first
+    /// knob that failed must look like).
+    pub expected: &'static str,
+}
+
+/// Bytes of a malformed value that a report quotes.
+const QUOTED_VALUE: usize = 64;
+
+impl core::fmt::Display for Malformed<'_> {
+    /// The report without its `arenalloc: ` prefix (the value quoted up to
+    /// its first 64 bytes, invalid UTF-8 replaced).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ignoring malformed {}=\"", self.var)?;
+        let quoted = self.value.get(..QUOTED_VALUE).unwrap_or(self.value);
+        for chunk in quoted.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        write!(f, "\" (expected {}); using the default", self.expected)
+    }
+}
+
+/// Writes `m` on stderr as one line with one `write(2)` (no allocation, no
+/// formatting machinery): `Config::with_env`'s reporter.
+fn write_malformed(m: &Malformed<'_>) {
+    crate::sys::write_stderr(malformed_line(m).bytes());
+}
+
+/// The line `write_malformed` writes.
+fn malformed_line(m: &Malformed<'_>) -> crate::error::Line {
+    let mut line = crate::error::Line::new();
+    line.push(b"arenalloc: ignoring malformed ");
+    line.push(m.var.as_bytes());
+    line.push(b"=\"");
+    line.push(m.value.get(..QUOTED_VALUE).unwrap_or(m.value));
+    line.push(b"\" (expected ");
+    line.push(m.expected.as_bytes());
+    line.push(b"); using the default\n");
+    line
+}
+
+/// One `ARENALLOC_*` variable: its name (twice: `cname` is what `getenv`
+/// takes; a unit test checks they agree) and how a value changes a
+/// `Config` — or, when it is malformed, what a value must look like.
+struct Var {
+    name: &'static str,
+    cname: &'static CStr,
+    apply: fn(Config, &[u8]) -> Result<Config, &'static str>,
+}
+
+/// Every variable, in the order they are applied (they are independent:
+/// the order changes nothing). `Config::from_env`'s doc is their
+/// documentation.
+const VARS: [Var; 9] = [
+    Var {
+        name: "ARENALLOC_MAX_ARENAS",
+        cname: c"ARENALLOC_MAX_ARENAS",
+        apply: |c, v| match parse_size(v, false) {
+            Some(n) if n >= 1 => Ok(c.max_arenas(n)),
+            _ => Err("a whole number >= 1"),
+        },
+    },
+    Var {
+        name: "ARENALLOC_REGION_SIZE",
+        cname: c"ARENALLOC_REGION_SIZE",
+        apply: |c, v| match parse_size(v, true) {
+            Some(n) if n >= 2 * CHUNK => Ok(c.region_size(n)),
+            _ => Err("bytes with an optional K/M/G/T suffix, at least 8M"),
+        },
+    },
+    Var {
+        name: "ARENALLOC_OWNER_CACHE",
+        cname: c"ARENALLOC_OWNER_CACHE",
+        apply: |c, v| {
+            parse_size(v, true)
+                .map(|n| c.owner_cache(n))
+                .ok_or("bytes with an optional K/M/G/T suffix (0: off)")
+        },
+    },
+    Var {
+        name: "ARENALLOC_PURGE_MS",
+        cname: c"ARENALLOC_PURGE_MS",
+        apply: |c, v| match v {
+            b"-1" => Ok(c.purge_ms(-1)),
+            _ => parse_size(v, false)
+                .map(|n| c.purge_ms(i64::try_from(n).unwrap_or(i64::MAX)))
+                .ok_or("milliseconds (0: purge at once, -1: never)"),
+        },
+    },
+    Var {
+        name: "ARENALLOC_PURGE_MIN",
+        cname: c"ARENALLOC_PURGE_MIN",
+        apply: |c, v| {
+            parse_size(v, true)
+                .map(|n| c.purge_min(n))
+                .ok_or("bytes with an optional K/M/G/T suffix")
+        },
+    },
+    Var {
+        name: "ARENALLOC_PURGE_THREAD",
+        cname: c"ARENALLOC_PURGE_THREAD",
+        apply: |c, v| parse_flag(v).map(|on| c.purge_thread(on)).ok_or("0 or 1"),
+    },
+    Var {
+        name: "ARENALLOC_HARDENED",
+        cname: c"ARENALLOC_HARDENED",
+        apply: |c, v| parse_flag(v).map(|on| c.hardened(on)).ok_or("0 or 1"),
+    },
+    Var {
+        name: "ARENALLOC_STRESS",
+        cname: c"ARENALLOC_STRESS",
+        apply: |c, v| parse_stress(v).map(|s| c.stress(s)),
+    },
+    Var {
+        name: "ARENALLOC_STATS",
+        cname: c"ARENALLOC_STATS",
+        apply: |c, v| match v {
+            b"0" => Ok(c.stats_at_exit(false)),
+            b"1" => Ok(c.stats_at_exit(true)),
+            [b'/', ..] => Ok(c.stats_at_exit(true)),
+            _ => Err("1, 0 or an absolute path"),
+        },
+    },
+];
+
+/// One knob of `ARENALLOC_STRESS` (`key=value`).
+struct Knob {
+    key: &'static [u8],
+    /// The value's form, for the report of a malformed one.
+    expected: &'static str,
+    apply: fn(Stress, &[u8]) -> Option<Stress>,
+}
+
+/// What `ARENALLOC_STRESS` must look like, for a report that is not about
+/// one knob's value.
+const STRESS_EXPECTED: &str = "1, 0, or key=value knobs separated by commas (Config::from_env)";
+
+/// Every knob of `ARENALLOC_STRESS`.
+const KNOBS: [Knob; 6] = [
+    Knob {
+        key: b"quarantine",
+        expected: "quarantine=bytes, optional K/M/G/T suffix",
+        apply: |s, v| Some(s.quarantine(parse_size(v, true)?)),
+    },
+    Knob {
+        key: b"redzone",
+        expected: "redzone=bytes, optional K/M/G/T suffix",
+        apply: |s, v| Some(s.redzone(parse_size(v, true)?)),
+    },
+    Knob {
+        key: b"free_fill",
+        expected: "free_fill=a byte, 0x.. or decimal",
+        apply: |s, v| Some(s.free_fill(parse_byte(v)?)),
+    },
+    Knob {
+        key: b"alloc_fill",
+        expected: "alloc_fill=a byte, 0x.. or decimal",
+        apply: |s, v| Some(s.alloc_fill(parse_byte(v)?)),
+    },
+    Knob {
+        key: b"continue",
+        expected: "continue=0 or 1",
+        apply: |s, v| Some(s.keep_going(parse_flag(v)?)),
+    },
+    Knob {
+        key: b"leaks",
+        expected: "leaks=0 or 1",
+        apply: |s, v| Some(s.leak_report(parse_flag(v)?)),
+    },
+];
+
+impl Config {
+    /// The defaults ([`Config::new`]) with every `ARENALLOC_*` variable of
+    /// the process environment applied: what the preload library runs, and
+    /// what a Rust program can run too. A malformed value is reported on
+    /// stderr as one line naming the variable, the value and what was
+    /// expected, and the setting keeps its default. Allocates nothing, so
+    /// it may run inside an allocation (see [`Config::with_env`]).
+    ///
+    /// | variable | value | default | sets |
+    /// | --- | --- | --- | --- |
+    /// | `ARENALLOC_MAX_ARENAS` | a whole number >= 1 | 128 | [`Config::max_arenas`] (1: one lock for every thread); `mallopt(M_ARENA_MAX)` can lower it later |
+    /// | `ARENALLOC_REGION_SIZE` | bytes, optional `K`/`M`/`G`/`T` suffix (binary, an optional `B`/`iB` after it), >= 8M | 64G, or what `RLIMIT_AS` leaves | [`Config::region_size`]: the one reservation |
+    /// | `ARENALLOC_OWNER_CACHE` | bytes, optional suffix; 0 = off | 1M (at most 4M) | [`Config::owner_cache`]: each arena's lock-free cache of freed blocks |
+    /// | `ARENALLOC_PURGE_MS` | milliseconds; 0 = purge at once, -1 = never | 200 | [`Config::purge_ms`]: how long free pages stay resident before decay purges them |
+    /// | `ARENALLOC_PURGE_MIN` | bytes, optional suffix | 64K | [`Config::purge_min`]: the smallest free block whose pages are purged (one page … one chunk); `mallopt(M_TRIM_THRESHOLD)` changes it later |
+    /// | `ARENALLOC_PURGE_THREAD` | `0` or `1` | `1` | [`Config::purge_thread`]: whether a background thread runs decay (0: only allocating threads do) |
+    /// | `ARENALLOC_HARDENED` | `0` or `1` | `0` | [`Config::hardened`]: heap-corruption checks on every free and allocation |
+    /// | `ARENALLOC_STRESS` | `1`, `0`, or `key=value` knobs separated by `,` (they turn it on): `quarantine=` bytes (suffixes), `redzone=` bytes, `free_fill=` / `alloc_fill=` a byte (`0x..` or decimal), `continue=0/1`, `leaks=0/1` | unset (off) | [`Config::stress`]: quarantine, poison, redzones, fills, thread-attributed reports; the preload library verifies every quarantined block and redzone at exit and (unless `leaks=0`) writes a leak report where `ARENALLOC_STATS` says, else to stderr |
+    /// | `ARENALLOC_STATS` | `1`, `0`, or an absolute path | unset (off) | [`Config::stats_at_exit`]: the preload library writes a statistics table at exit, on stderr or appended to that file (for programs whose stderr is checked) |
+    ///
+    /// ```
+    /// use arenalloc::{Config, Heap};
+    ///
+    /// // Read now...
+    /// let config = Config::from_env();
+    /// assert!(config.get_max_arenas() >= 1);
+    ///
+    /// // ...or when a `static` heap first initialises (inside its first
+    /// // allocation), as the preload library does:
+    /// static HEAP: Heap = Heap::with_config(Config::new().at_init(Config::with_env));
+    /// let p = HEAP.malloc(32);
+    /// assert!(!p.is_null());
+    /// unsafe { HEAP.free(p) }.unwrap();
+    /// ```
+    pub fn from_env() -> Config {
+        Config::new().with_env()
+    }
+
+    /// This configuration with every `ARENALLOC_*` variable of the process
+    /// environment applied over it (table: [`Config::from_env`]); malformed
+    /// values are reported on stderr and leave the setting as it was. It
+    /// reads the environment with `getenv` and parses on the stack: no
+    /// allocation, no lock, no panic, so it is fit for [`Config::at_init`]
+    /// (`Config::new().at_init(Config::with_env)`).
+    pub fn with_env(self) -> Config {
+        self.with_vars(crate::sys::getenv, write_malformed)
+    }
+
+    /// This configuration with the `ARENALLOC_*` variables that `lookup`
+    /// finds applied over it (table: [`Config::from_env`]): `lookup` is
+    /// asked once for each variable, by name, and answers with its value
+    /// or `None` (unset). Each malformed value is passed to `report` and
+    /// leaves the setting as it was. For reading settings from somewhere
+    /// other than the process environment, and for tests.
+    ///
+    /// ```
+    /// use arenalloc::{Config, Malformed};
+    ///
+    /// let vars = [("ARENALLOC_MAX_ARENAS", "4"), ("ARENALLOC_PURGE_MS", "soon")];
+    /// let mut bad = Vec::new();
+    /// let config = Config::new().with_vars(
+    ///     |name| {
+    ///         let name = name.to_str().ok()?;
+    ///         vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes())
+    ///     },
+    ///     |m: &Malformed<'_>| bad.push(m.to_string()),
+    /// );
+    /// assert_eq!(config.get_max_arenas(), 4);
+    /// assert_eq!(config.get_purge_ms(), arenalloc::DEFAULT_PURGE_MS);
+    /// assert_eq!(
+    ///     bad,
+    ///     ["ignoring malformed ARENALLOC_PURGE_MS=\"soon\" \
+    ///       (expected milliseconds (0: purge at once, -1: never)); using the default"]
+    /// );
+    /// ```
+    pub fn with_vars<'a>(
+        mut self,
+        mut lookup: impl FnMut(&'static CStr) -> Option<&'a [u8]>,
+        mut report: impl FnMut(&Malformed<'_>),
+    ) -> Config {
+        for var in &VARS {
+            let Some(value) = lookup(var.cname) else {
+                continue;
+            };
+            match (var.apply)(self, value) {
+                Ok(c) => self = c,
+                Err(expected) => report(&Malformed {
+                    var: var.name,
+                    value,
+                    expected,
+                }),
+            }
+        }
+        self
+    }
+}
+
+/// `ARENALLOC_STRESS`'s value: `1` (on, defaults), `0` (off), or
+/// `key=value` knobs separated by commas, which turn it on; `Err`: what
+/// was expected.
+fn parse_stress(v: &[u8]) -> Result<Stress, &'static str> {
+    match v {
+        b"0" => return Ok(Stress::off()),
+        b"1" => return Ok(Stress::new()),
+        _ => {}
+    }
+    let mut s = Stress::new();
+    for knob in v.split(|&b| b == b',') {
+        let Some(eq) = knob.iter().position(|&b| b == b'=') else {
+            return Err(STRESS_EXPECTED);
+        };
+        let (key, value) = match knob.split_at_checked(eq) {
+            Some((key, rest)) => (key, rest.get(1..).unwrap_or_default()),
+            None => return Err(STRESS_EXPECTED),
+        };
+        let Some(k) = KNOBS.iter().find(|k| k.key == key) else {
+            return Err(STRESS_EXPECTED);
+        };
+        s = (k.apply)(s, value).ok_or(k.expected)?;
+    }
+    Ok(s)
+}
+
+/// `0` or `1`.
+fn parse_flag(v: &[u8]) -> Option<bool> {
+    match v {
+        b"0" => Some(false),
+        b"1" => Some(true),
+        _ => None,
+    }
+}
+
+/// A byte: `0x` and one or two hex digits, or decimal.
+fn parse_byte(v: &[u8]) -> Option<u8> {
+    let n = match v.strip_prefix(b"0x").or_else(|| v.strip_prefix(b"0X")) {
+        Some(hex) if !hex.is_empty() && hex.len() <= 2 => {
+            let mut n = 0u32;
+            for &b in hex {
+                n = n * 16 + (b as char).to_digit(16)?;
+            }
+            n as usize
+        }
+        Some(_) => return None,
+        None => parse_size(v, false)?,
+    };
+    u8::try_from(n).ok()
+}
+
+/// A decimal number with, when `suffixes`, one of `K M G T` (binary
+/// multiples, case-insensitive, an optional trailing `B` or `iB`).
+fn parse_size(v: &[u8], suffixes: bool) -> Option<usize> {
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let (number, rest) = v.split_at_checked(digits)?;
+    let mut n: usize = 0;
+    for &b in number {
+        n = n.checked_mul(10)?.checked_add(usize::from(b - b'0'))?;
+    }
+    if rest.is_empty() {
+        return Some(n);
+    }
+    if !suffixes {
+        return None;
+    }
+    let (&unit, tail) = rest.split_first()?;
+    let shift = match unit.to_ascii_uppercase() {
+        b'K' => 10,
+        b'M' => 20,
+        b'G' => 30,
+        b'T' => 40,
+        _ => return None,
+    };
+    match tail {
+        b"" | b"B" | b"b" | b"iB" | b"IB" | b"ib" => n.checked_mul(1usize << shift),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn each_name_is_its_c_name() {
+        for var in &VARS {
+            assert_eq!(var.cname.to_str(), Ok(var.name));
+            assert!(var.name.starts_with("ARENALLOC_"));
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size(b"123", true), Some(123));
+        assert_eq!(parse_size(b"8M", true), Some(8 << 20));
+        assert_eq!(parse_size(b"64g", true), Some(64 << 30));
+        assert_eq!(parse_size(b"1TiB", true), Some(1 << 40));
+        assert_eq!(parse_size(b"2KB", true), Some(2048));
+        assert_eq!(parse_size(b"12x", true), None);
+        assert_eq!(parse_size(b"", true), None);
+        assert_eq!(parse_size(b"8M", false), None);
+        assert_eq!(parse_size(b"8MM", true), None);
+        assert_eq!(parse_size(b"99999999999999999999999", true), None);
+        assert_eq!(parse_size(b"17179869184T", true), None, "overflows");
+    }
+
+    #[test]
+    fn bytes_and_flags_parse() {
+        assert_eq!(parse_byte(b"0xdd"), Some(0xdd));
+        assert_eq!(parse_byte(b"0XA"), Some(10));
+        assert_eq!(parse_byte(b"190"), Some(190));
+        assert_eq!(parse_byte(b"256"), None);
+        assert_eq!(parse_byte(b"0x100"), None);
+        assert_eq!(parse_byte(b"0x"), None);
+        assert_eq!(parse_byte(b"0xg"), None);
+        assert_eq!(parse_flag(b"1"), Some(true));
+        assert_eq!(parse_flag(b"0"), Some(false));
+        assert_eq!(parse_flag(b"yes"), None);
+    }
+
+    #[test]
+    fn stress_knobs_parse() {
+        assert_eq!(parse_stress(b"1"), Ok(Stress::new()));
+        assert_eq!(parse_stress(b"0"), Ok(Stress::off()));
+        assert_eq!(
+            parse_stress(
+                b"quarantine=64M,redzone=32,free_fill=0xdd,alloc_fill=190,continue=1,leaks=0"
+            ),
+            Ok(Stress::new()
+                .quarantine(64 << 20)
+                .redzone(32)
+                .free_fill(0xdd)
+                .alloc_fill(190)
+                .keep_going(true)
+                .leak_report(false))
+        );
+        for (bad, expected) in [
+            (&b"yes"[..], STRESS_EXPECTED),
+            (b"", STRESS_EXPECTED),
+            (b"redzone", STRESS_EXPECTED),
+            (b"color=red", STRESS_EXPECTED),
+            (b"redzone=1,", STRESS_EXPECTED),
+            (b"free_fill=0x100", KNOBS[2].expected),
+            (b"leaks=2", KNOBS[5].expected),
+            (b"redzone=lots", KNOBS[1].expected),
+        ] {
+            assert_eq!(
+                parse_stress(bad),
+                Err(expected),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn the_longest_report_fits_its_line() {
+        // The longest name, a value past the quoted length and the longest
+        // expectation: the line still ends whole (`Line` drops what does
+        // not fit), and quotes the value's first 64 bytes.
+        let expected = KNOBS
+            .iter()
+            .map(|k| k.expected)
+            .chain([
+                STRESS_EXPECTED,
+                "bytes with an optional K/M/G/T suffix, at least 8M",
+            ])
+            .max_by_key(|e| e.len())
+            .unwrap();
+        let var = VARS.iter().map(|v| v.name).max_by_key(|n| n.len()).unwrap();
+        let value = [b'x'; 2 * QUOTED_VALUE];
+        let m = Malformed {
+            var,
+            value: &value,
+            expected,
+        };
+        let line = String::from_utf8(malformed_line(&m).bytes().to_vec()).unwrap();
+        assert_eq!(line, format!("arenalloc: {m}\n"));
+        assert!(line.contains(&format!("=\"{}\" (expected", "x".repeat(QUOTED_VALUE))));
     }
 }

@@ -111,6 +111,7 @@ mod sync;
 mod sys;
 mod thread;
 
+pub use config::Malformed;
 pub use config::{
     Config, Stress, CHUNK, DEFAULT_MAX_ARENAS, DEFAULT_OWNER_CACHE, DEFAULT_PURGE_MIN,
     DEFAULT_PURGE_MS, DEFAULT_QUARANTINE, DEFAULT_REDZONE, DEFAULT_REGION_SIZE,

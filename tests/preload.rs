@@ -492,6 +492,8 @@ fn malformed_environment_is_reported_and_defaults_used() {
 
 // Issue-specific C cases live in their own files under tests/preload/,
 // sharing the helpers above.
+#[path = "preload/config.rs"]
+mod config;
 #[path = "preload/decay.rs"]
 mod decay;
 #[path = "preload/hardening.rs"]

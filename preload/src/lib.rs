@@ -15,20 +15,10 @@
 //! line.rs        Line: output assembled on the stack (no allocation, no fmt)
 //! ```
 //!
-//! The environment, read once when the heap initialises (a malformed value
-//! is reported once on stderr and the default used):
-//!
-//! | variable | value | default | sets |
-//! | --- | --- | --- | --- |
-//! | `ARENALLOC_MAX_ARENAS` | a whole number >= 1 | 128 | `Config::max_arenas` (1: one lock for every thread); `mallopt(M_ARENA_MAX)` can lower it later |
-//! | `ARENALLOC_REGION_SIZE` | bytes, optional `K`/`M`/`G`/`T` suffix, >= 8M | 64 GiB, or what `RLIMIT_AS` leaves | `Config::region_size`: the one reservation |
-//! | `ARENALLOC_OWNER_CACHE` | bytes, optional suffix; 0 = off | 1M (at most 4M) | `Config::owner_cache`: each arena's lock-free cache of freed blocks |
-//! | `ARENALLOC_PURGE_MS` | milliseconds; 0 = purge at once, -1 = never | 200 | `Config::purge_ms`: how long free pages stay resident before decay purges them |
-//! | `ARENALLOC_PURGE_MIN` | bytes, optional suffix | 64K | `Config::purge_min`: the smallest free block whose pages are purged (one page … one chunk); `mallopt(M_TRIM_THRESHOLD)` changes it later |
-//! | `ARENALLOC_PURGE_THREAD` | `0` or `1` | `1` | `Config::purge_thread`: whether a background thread runs decay (0: only allocating threads do) |
-//! | `ARENALLOC_HARDENED` | `0` or `1` | `0` | `Config::hardened`: heap-corruption checks on every free and allocation |
-//! | `ARENALLOC_STATS` | `1`, or an absolute path | unset | a statistics table at exit, on stderr or appended to that file (for programs whose stderr is checked) |
-//! | `ARENALLOC_STRESS` | `1`, or `key=value` knobs separated by `,`: `quarantine=` bytes (suffixes), `redzone=` bytes, `free_fill=` / `alloc_fill=` a byte (`0x..` or decimal), `continue=0/1`, `leaks=0/1` | unset (off) | `Config::stress`: quarantine, poison, redzones, fills, thread-attributed reports; at exit every quarantined block and redzone is verified and (unless `leaks=0`) a leak report goes where `ARENALLOC_STATS` says, else to stderr |
+//! The environment (`ARENALLOC_*`) is read once, when the heap
+//! initialises, by `arenalloc`'s one parser, `Config::with_env`; its doc
+//! (`Config::from_env`) is the table of every variable. A malformed value
+//! is reported once on stderr and the default used.
 //!
 //! Invariants:
 //! * This *is* `malloc`: nothing here calls libc's allocator. Whatever runs
@@ -37,8 +27,8 @@
 //!   made while a thread binds to its arena come from the heap's internal
 //!   pool (see `arenalloc`'s `heap/bind.rs`), so there is no recursion.
 //! * The heap is built on first use from the environment, read with
-//!   `getenv` and parsed into a stack buffer (nothing allocates while the
-//!   heap is being built).
+//!   `getenv` and parsed on the stack (`Config::with_env`: nothing
+//!   allocates while the heap is being built).
 //! * `fork`: the heap's own `pthread_atfork` handlers (`arenalloc`'s
 //!   `heap/fork.rs`), registered when the heap first initialises, take
 //!   every heap lock
@@ -55,20 +45,19 @@
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
 
-use heap::{Config, Heap, Stress};
+use heap::{Config, Heap};
 
 mod introspect;
 mod line;
-
-use line::Line;
 
 /// `malloc`'s alignment: what `max_align_t` needs on x86-64 and aarch64.
 const MALLOC_ALIGN: usize = 16;
 
 /// The process heap. Its configuration is read from the environment by the
 /// heap itself, once, on the first allocation (`Config::at_init`): the
-/// heap's own start-up state machine is the only one.
-static HEAP: Heap = Heap::with_config(Config::new().at_init(config_from_env));
+/// heap's own start-up state machine is the only one, and the only reader
+/// that reports malformed values.
+static HEAP: Heap = Heap::with_config(Config::new().at_init(Config::with_env));
 
 #[inline]
 fn heap() -> &'static Heap {
@@ -83,11 +72,12 @@ fn heap() -> &'static Heap {
 /// this — by the loader or libc's own start-up — are served as usual: the
 /// heap initialises itself on first use.)
 extern "C" fn on_load() {
-    if env_flag(c"ARENALLOC_STATS") {
+    let config = env_quietly();
+    if config.get_stats_at_exit() {
         // SAFETY: `print_stats` is an `extern "C" fn()` that never unwinds.
         unsafe { libc::atexit(print_stats) };
     }
-    if env_flag(c"ARENALLOC_STRESS") {
+    if config.get_stress().is_on() {
         // Registered after `print_stats`, so it runs first (atexit is
         // LIFO): the sweep's reports come before the table.
         // SAFETY: as above.
@@ -110,180 +100,11 @@ fn env(name: &CStr) -> Option<&'static [u8]> {
     (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_bytes())
 }
 
-fn env_flag(name: &CStr) -> bool {
-    matches!(env(name), Some(v) if !v.is_empty() && v != b"0")
-}
-
-/// The `ARENALLOC_*` settings over `config`; runs once, inside the first
-/// allocation (it allocates nothing: `getenv` and a stack buffer).
-fn config_from_env(mut config: Config) -> Config {
-    if let Some(v) = env(c"ARENALLOC_MAX_ARENAS") {
-        match parse_size(v, false) {
-            Some(n) if n >= 1 => config = config.max_arenas(n),
-            _ => report_malformed(b"ARENALLOC_MAX_ARENAS", v, b"a whole number >= 1"),
-        }
-    }
-    if let Some(v) = env(c"ARENALLOC_REGION_SIZE") {
-        match parse_size(v, true) {
-            Some(n) if n >= 2 * heap::CHUNK => config = config.region_size(n),
-            _ => report_malformed(
-                b"ARENALLOC_REGION_SIZE",
-                v,
-                b"bytes with an optional K/M/G/T suffix, at least 8M",
-            ),
-        }
-    }
-    if let Some(v) = env(c"ARENALLOC_OWNER_CACHE") {
-        match parse_size(v, true) {
-            Some(n) => config = config.owner_cache(n),
-            None => report_malformed(
-                b"ARENALLOC_OWNER_CACHE",
-                v,
-                b"bytes with an optional K/M/G/T suffix (0: off)",
-            ),
-        }
-    }
-    if let Some(v) = env(c"ARENALLOC_PURGE_MS") {
-        match v {
-            b"-1" => config = config.purge_ms(-1),
-            _ => match parse_size(v, false) {
-                Some(n) => config = config.purge_ms(n.min(i64::MAX as usize) as i64),
-                None => report_malformed(
-                    b"ARENALLOC_PURGE_MS",
-                    v,
-                    b"milliseconds (0: purge at once, -1: never)",
-                ),
-            },
-        }
-    }
-    if let Some(v) = env(c"ARENALLOC_PURGE_MIN") {
-        match parse_size(v, true) {
-            Some(n) => config = config.purge_min(n),
-            None => report_malformed(
-                b"ARENALLOC_PURGE_MIN",
-                v,
-                b"bytes with an optional K/M/G/T suffix",
-            ),
-        }
-    }
-    if let Some(v) = env(c"ARENALLOC_PURGE_THREAD") {
-        match v {
-            b"1" => config = config.purge_thread(true),
-            b"0" => config = config.purge_thread(false),
-            _ => report_malformed(b"ARENALLOC_PURGE_THREAD", v, b"0 or 1"),
-        }
-    }
-    if let Some(v) = env(c"ARENALLOC_STRESS") {
-        match parse_stress(v) {
-            Some(s) => config = config.stress(s),
-            None => report_malformed(
-                b"ARENALLOC_STRESS",
-                v,
-                b"1, 0, or key=value knobs separated by commas: quarantine, redzone, \
-                  free_fill, alloc_fill, continue, leaks",
-            ),
-        }
-    }
-    if let Some(v) = env(c"ARENALLOC_HARDENED") {
-        match v {
-            b"1" => config = config.hardened(true),
-            b"0" => config = config.hardened(false),
-            _ => report_malformed(b"ARENALLOC_HARDENED", v, b"0 or 1"),
-        }
-    }
-    config
-}
-
-/// `ARENALLOC_STRESS`'s value: `1` (on, defaults), `0` (off), or
-/// `key=value` knobs separated by commas, which turn it on (`None`:
-/// malformed). Allocates nothing.
-fn parse_stress(v: &[u8]) -> Option<Stress> {
-    match v {
-        b"0" => return Some(Stress::off()),
-        b"1" => return Some(Stress::new()),
-        _ => {}
-    }
-    let mut s = Stress::new();
-    for knob in v.split(|&b| b == b',') {
-        let eq = knob.iter().position(|&b| b == b'=')?;
-        let (key, value) = (knob.get(..eq)?, knob.get(eq + 1..)?);
-        let flag = || match value {
-            b"0" => Some(false),
-            b"1" => Some(true),
-            _ => None,
-        };
-        s = match key {
-            b"quarantine" => s.quarantine(parse_size(value, true)?),
-            b"redzone" => s.redzone(parse_size(value, true)?),
-            b"free_fill" => s.free_fill(parse_byte(value)?),
-            b"alloc_fill" => s.alloc_fill(parse_byte(value)?),
-            b"continue" => s.keep_going(flag()?),
-            b"leaks" => s.leak_report(flag()?),
-            _ => return None,
-        };
-    }
-    Some(s)
-}
-
-/// A byte: `0x` and hex digits, or decimal.
-fn parse_byte(v: &[u8]) -> Option<u8> {
-    let n = match v.strip_prefix(b"0x").or_else(|| v.strip_prefix(b"0X")) {
-        Some(hex) if !hex.is_empty() && hex.len() <= 2 => {
-            let mut n = 0u32;
-            for &b in hex {
-                n = n * 16 + (b as char).to_digit(16)?;
-            }
-            n as usize
-        }
-        Some(_) => return None,
-        None => parse_size(v, false)?,
-    };
-    u8::try_from(n).ok()
-}
-
-/// Parses a decimal number with, when `suffixes`, one of `K M G T`
-/// (binary multiples, case-insensitive, an optional trailing `B` or `iB`).
-fn parse_size(v: &[u8], suffixes: bool) -> Option<usize> {
-    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let mut n: usize = 0;
-    let (number, rest) = v.split_at(digits.min(v.len()));
-    for &b in number {
-        n = n.checked_mul(10)?.checked_add(usize::from(b - b'0'))?;
-    }
-    if rest.is_empty() {
-        return Some(n);
-    }
-    if !suffixes {
-        return None;
-    }
-    let (&unit, tail) = rest.split_first()?;
-    let shift = match unit.to_ascii_uppercase() {
-        b'K' => 10,
-        b'M' => 20,
-        b'G' => 30,
-        b'T' => 40,
-        _ => return None,
-    };
-    match tail {
-        b"" | b"B" | b"b" | b"iB" | b"IB" | b"ib" => n.checked_mul(1usize << shift),
-        _ => None,
-    }
-}
-
-/// One line on stderr, assembled in a stack buffer (the heap is not ready).
-fn report_malformed(name: &[u8], value: &[u8], expected: &[u8]) {
-    let mut line = Line::new();
-    line.push(b"arenalloc: ignoring malformed ");
-    line.push(name);
-    line.push(b"=\"");
-    line.push(value.get(..64).unwrap_or(value));
-    line.push(b"\" (expected ");
-    line.push(expected);
-    line.push(b"); using the default\n");
-    line.write_stderr();
+/// The settings of the environment, without reporting malformed values:
+/// the heap's own reading (`Config::with_env`, on the first allocation) is
+/// the one that reports them, once.
+fn env_quietly() -> Config {
+    Config::new().with_vars(env, |_| {})
 }
 
 /// At exit in stress mode: every quarantined block's poison and every
@@ -291,9 +112,7 @@ fn report_malformed(name: &[u8], value: &[u8], expected: &[u8]) {
 /// `continue=1`, aborts), then the leak report goes where `ARENALLOC_STATS`
 /// names a file, else to stderr (`leaks=0`: none).
 extern "C" fn stress_at_exit() {
-    let Some(stress) = env(c"ARENALLOC_STRESS").and_then(parse_stress) else {
-        return;
-    };
+    let stress = env_quietly().get_stress();
     if !stress.is_on() {
         return;
     }
@@ -532,59 +351,5 @@ pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     match heap().allocation_containing(p.cast()) {
         Some((start, usable)) if start == p.cast() => usable,
         _ => 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{parse_size, parse_stress};
-    use heap::Stress;
-
-    #[test]
-    fn stress_knobs_parse() {
-        assert_eq!(parse_stress(b"1"), Some(Stress::new()));
-        assert_eq!(parse_stress(b"0"), Some(Stress::off()));
-        assert_eq!(
-            parse_stress(
-                b"quarantine=64M,redzone=32,free_fill=0xdd,alloc_fill=190,continue=1,leaks=0"
-            ),
-            Some(
-                Stress::new()
-                    .quarantine(64 << 20)
-                    .redzone(32)
-                    .free_fill(0xdd)
-                    .alloc_fill(190)
-                    .keep_going(true)
-                    .leak_report(false)
-            )
-        );
-        for bad in [
-            &b"yes"[..],
-            b"redzone",
-            b"free_fill=0x100",
-            b"leaks=2",
-            b"color=red",
-            b"redzone=1,",
-        ] {
-            assert_eq!(
-                parse_stress(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_suffixes() {
-        assert_eq!(parse_size(b"123", true), Some(123));
-        assert_eq!(parse_size(b"8M", true), Some(8 << 20));
-        assert_eq!(parse_size(b"64g", true), Some(64 << 30));
-        assert_eq!(parse_size(b"1TiB", true), Some(1 << 40));
-        assert_eq!(parse_size(b"2KB", true), Some(2048));
-        assert_eq!(parse_size(b"12x", true), None);
-        assert_eq!(parse_size(b"", true), None);
-        assert_eq!(parse_size(b"8M", false), None);
-        assert_eq!(parse_size(b"99999999999999999999999", true), None);
     }
 }

@@ -1,8 +1,7 @@
 //! `Line`: one line of output assembled in a stack buffer, so that the
-//! preload library can report (a malformed environment variable before the
-//! heap exists, `malloc_stats`, `malloc_info`) without allocating while it
-//! formats and without `core::fmt` (whose panicking paths the panic audit,
-//! `.ci/no-panics.py`, would have to argue away).
+//! preload library can report (`malloc_stats`, `malloc_info`) without
+//! allocating while it formats and without `core::fmt` (whose panicking
+//! paths the panic audit, `.ci/no-panics.py`, would have to argue away).
 //!
 //! The `arenalloc` crate has its own, smaller one in `src/error.rs` for its
 //! abort messages; it is private to that crate, and this is the only copy

@@ -269,6 +269,19 @@ pub(crate) fn monotonic_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// The value of environment variable `name`, if set (`getenv(3)`: a look
+/// through the process environment, no allocation). The slice points into
+/// the environment: valid until the program changes that variable, so
+/// callers parse it at once and keep nothing of it.
+pub(crate) fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated; getenv returns null or a pointer to
+    // a NUL-terminated string in the environment.
+    let v = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: a non-null getenv result is a valid C string (see above for
+    // how long it stays one).
+    (!v.is_null()).then(|| unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes())
+}
+
 /// Writes `bytes` to file descriptor 2 with one `write(2)`; a short or
 /// failed write is ignored (the callers abort next).
 pub(crate) fn write_stderr(bytes: &[u8]) {

@@ -17,6 +17,7 @@
 //! | [`random_u64`] | `heap::meta` | the per-heap secret of header checks |
 //! | [`thread_key_create`] / [`thread_key_set`] | `sync` | the thread-exit hook that releases a registry slot, without a TLS destructor (which would allocate) |
 //! | [`register_atfork`] | `heap::fork` | the process's `fork` handlers, once (glibc's `pthread_atfork` allocates: called with no heap lock held) |
+//! | [`getenv`] | `config` | the `ARENALLOC_*` variables (`Config::from_env`) |
 //! | [`address_space_limit`] / [`address_space_used`] | `region` | sizing the reservation under `RLIMIT_AS` (`ulimit -v`) |
 //!
 //! Invariant: nothing here allocates, panics or touches memory the caller
