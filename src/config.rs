@@ -46,6 +46,9 @@
 //! | [`DEFAULT_PURGE_MIN`] | 64 KiB | `Config`, `arena::purge` | the smallest free block whose pages are purged: syscalls against RSS in small free runs |
 //! | [`DEFAULT_QUARANTINE`], [`MAX_QUARANTINE`] | 16 MiB, 1 GiB | `Stress`, `arena::quarantine` | per arena: how long a freed block waits (late writes caught) against memory held |
 //! | [`DEFAULT_REDZONE`], [`MAX_REDZONE`] | 16, 4096 bytes | `Stress`, `stress` | overflows caught beyond the request against bytes per block |
+//! | [`DEFAULT_JITTER_RATE`] | 1/4 | `Stress`, `stress` | share of stress-mode calls that jitter delays: races widened against the run's speed |
+//! | [`JITTER_SPINS`] | 4096 | `stress` | the longest jitter spin (`spin_loop` hints; a delay yields or spins a random count below it) |
+//! | [`INJECT_THREADS`] | 256 | `stress` | small thread ids the exit report counts injected failures for (higher ids share the last line) |
 //! | [`LEAK_GROUPS`] | 4096 | `inspect::leaks` | distinct (size, thread) groups a leak report keeps (the rest are summed) |
 
 use core::ffi::CStr;
@@ -153,6 +156,14 @@ pub const DEFAULT_REDZONE: usize = 16;
 pub const MAX_REDZONE: usize = 4096;
 /// Groups a leak report keeps (`Heap::leak_report`); the rest are summed.
 pub(crate) const LEAK_GROUPS: usize = 4096;
+/// Default share of stress-mode allocation and free calls that schedule
+/// jitter (`Stress::jitter`) delays.
+pub(crate) const DEFAULT_JITTER_RATE: f64 = 0.25;
+/// A jitter delay that spins spins fewer `spin_loop` hints than this.
+pub(crate) const JITTER_SPINS: u64 = 4096;
+/// Small thread ids (registry slot + 1) whose injected failures the exit
+/// report counts one by one; higher ids are summed with the last.
+pub(crate) const INJECT_THREADS: usize = 256;
 
 /// The stress-testing mode's settings (`Config::stress`): quarantine,
 /// poison, redzones, fill patterns, what a report does. `Stress::new()`
@@ -169,7 +180,7 @@ pub(crate) const LEAK_GROUPS: usize = 4096;
 /// unsafe { A.free(p) }.unwrap();
 /// A.check().unwrap();
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Stress {
     on: bool,
     quarantine: usize,
@@ -178,6 +189,18 @@ pub struct Stress {
     alloc_fill: u8,
     keep_going: bool,
     leaks: bool,
+    /// Every this many-th eligible allocation of a thread fails (0: none).
+    fail_every: u64,
+    /// Each eligible allocation fails with this probability (0: none).
+    fail_rate: f64,
+    /// Eligible allocations fail once live bytes would pass this.
+    fail_after: Option<usize>,
+    /// Only requests of at least this many bytes are eligible.
+    fail_min: usize,
+    /// The generator's seed (`None`: drawn when the heap initialises).
+    seed: Option<u64>,
+    jitter: bool,
+    jitter_rate: f64,
 }
 
 impl Stress {
@@ -193,6 +216,13 @@ impl Stress {
             alloc_fill: 0xbe,
             keep_going: false,
             leaks: true,
+            fail_every: 0,
+            fail_rate: 0.0,
+            fail_after: None,
+            fail_min: 0,
+            seed: None,
+            jitter: false,
+            jitter_rate: DEFAULT_JITTER_RATE,
         }
     }
 
@@ -244,6 +274,83 @@ impl Stress {
         self
     }
 
+    /// Allocation-failure injection: every `n`-th eligible allocation of
+    /// each thread fails (0: off). An injected failure is what real
+    /// exhaustion looks like: null from `malloc` and `GlobalAlloc` (so
+    /// `try_reserve` returns an error and `Vec::push` calls
+    /// `handle_alloc_error`), NULL with `ENOMEM` from the preload library's
+    /// C API, and `realloc` leaves the block where it was. Eligible: a
+    /// request of at least [`Stress::fail_min`] bytes, made while the
+    /// thread is not binding to an arena. Counted per thread, so a
+    /// thread's failures depend only on its own calls.
+    ///
+    /// ```
+    /// use arenalloc::{Config, Heap, Stress};
+    /// let heap = Heap::with_config(Config::new().stress(Stress::new().fail_every(3)));
+    /// let got: Vec<bool> = (0..6).map(|_| !heap.malloc(32).is_null()).collect();
+    /// assert_eq!(got, [true, true, false, true, true, false]);
+    /// assert_eq!(heap.injected_failures(), 2);
+    /// ```
+    pub const fn fail_every(mut self, n: u64) -> Stress {
+        self.fail_every = n;
+        self
+    }
+
+    /// Allocation-failure injection: each eligible allocation fails with
+    /// probability `p` (clamped to `0..=1`; 0: off), drawn from the seeded
+    /// generator ([`Stress::seed`]) by the thread's small id and its count
+    /// of eligible allocations — the same seed and the same calls on a
+    /// thread give the same failures. Failures as [`Stress::fail_every`].
+    pub const fn fail_rate(mut self, p: f64) -> Stress {
+        self.fail_rate = p;
+        self
+    }
+
+    /// Allocation-failure injection: an eligible allocation fails when the
+    /// heap's live stress-mode bytes (requests, all threads) plus its own
+    /// request would pass `bytes` — a memory limit. Failures as
+    /// [`Stress::fail_every`].
+    pub const fn fail_after(mut self, bytes: usize) -> Stress {
+        self.fail_after = Some(bytes);
+        self
+    }
+
+    /// Only requests of at least `bytes` are eligible for injected failures
+    /// (and counted by `fail_every`); 0 (the default): every request.
+    pub const fn fail_min(mut self, bytes: usize) -> Stress {
+        self.fail_min = bytes;
+        self
+    }
+
+    /// The seed of the generator that `fail_rate` and `jitter` draw from.
+    /// Without one the heap draws a seed when it initialises, and the
+    /// preload library's exit report prints it, so that a failing run can
+    /// be replayed with `seed=` ([`Heap::stress_seed`](crate::Heap::stress_seed)).
+    pub const fn seed(mut self, seed: u64) -> Stress {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Seeded schedule jitter: at seeded random points (a share
+    /// [`Stress::jitter_rate`] of the calls) an allocation or free, before
+    /// it returns and with no lock held, yields the CPU or spins for a
+    /// random short time, so that a race in the program whose window spans
+    /// an allocator call happens far more often. Drawn like
+    /// [`Stress::fail_rate`], from its own stream: turning jitter on does
+    /// not move the injected failures.
+    pub const fn jitter(mut self, on: bool) -> Stress {
+        self.jitter = on;
+        self
+    }
+
+    /// The share of calls jitter delays (clamped to `0..=1`; default
+    /// 0.25); turns jitter on.
+    pub const fn jitter_rate(mut self, p: f64) -> Stress {
+        self.jitter_rate = p;
+        self.jitter = true;
+        self
+    }
+
     /// Whether stress mode is on.
     pub const fn is_on(&self) -> bool {
         self.on
@@ -279,9 +386,52 @@ impl Stress {
         self.leaks
     }
 
+    /// Every how many eligible allocations one fails (0: never).
+    pub const fn get_fail_every(&self) -> u64 {
+        self.fail_every
+    }
+
+    /// The probability of an injected failure, as given.
+    pub const fn get_fail_rate(&self) -> f64 {
+        self.fail_rate
+    }
+
+    /// The live-bytes limit past which allocations fail, if any.
+    pub const fn get_fail_after(&self) -> Option<usize> {
+        self.fail_after
+    }
+
+    /// The smallest request eligible for an injected failure.
+    pub const fn get_fail_min(&self) -> usize {
+        self.fail_min
+    }
+
+    /// The seed, if one was given.
+    pub const fn get_seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// Whether schedule jitter is on.
+    pub const fn get_jitter(&self) -> bool {
+        self.jitter
+    }
+
+    /// The share of calls jitter delays, as given.
+    pub const fn get_jitter_rate(&self) -> f64 {
+        self.jitter_rate
+    }
+
+    /// Whether any allocation-failure injection is set.
+    pub(crate) fn injects(&self) -> bool {
+        self.fail_every != 0 || self.fail_rate > 0.0 || self.fail_after.is_some()
+    }
+
     /// The settings the heap uses: clamped.
-    const fn clamped(self) -> Stress {
+    fn clamped(self) -> Stress {
+        let unit = |p: f64| if p > 0.0 { p.min(1.0) } else { 0.0 };
         Stress {
+            fail_rate: unit(self.fail_rate),
+            jitter_rate: unit(self.jitter_rate),
             quarantine: if self.quarantine > MAX_QUARANTINE {
                 MAX_QUARANTINE
             } else {
@@ -302,6 +452,29 @@ impl Default for Stress {
         Stress::new()
     }
 }
+
+impl PartialEq for Stress {
+    /// Equal when every setting is; the probabilities are compared by
+    /// their bits (so a NaN equals itself, and `Eq` holds).
+    fn eq(&self, other: &Stress) -> bool {
+        self.on == other.on
+            && self.quarantine == other.quarantine
+            && self.redzone == other.redzone
+            && self.free_fill == other.free_fill
+            && self.alloc_fill == other.alloc_fill
+            && self.keep_going == other.keep_going
+            && self.leaks == other.leaks
+            && self.fail_every == other.fail_every
+            && self.fail_rate.to_bits() == other.fail_rate.to_bits()
+            && self.fail_after == other.fail_after
+            && self.fail_min == other.fail_min
+            && self.seed == other.seed
+            && self.jitter == other.jitter
+            && self.jitter_rate.to_bits() == other.jitter_rate.to_bits()
+    }
+}
+
+impl Eq for Stress {}
 
 /// The page size purging works in (x86-64 and aarch64 Linux base pages;
 /// a larger real page only makes some purges cover less).
@@ -742,7 +915,7 @@ struct Knob {
 const STRESS_EXPECTED: &str = "1, 0, or key=value knobs separated by commas (Config::from_env)";
 
 /// Every knob of `ARENALLOC_STRESS`.
-const KNOBS: [Knob; 6] = [
+const KNOBS: [Knob; 13] = [
     Knob {
         key: b"quarantine",
         expected: "quarantine=bytes, optional K/M/G/T suffix",
@@ -773,6 +946,41 @@ const KNOBS: [Knob; 6] = [
         expected: "leaks=0 or 1",
         apply: |s, v| Some(s.leak_report(parse_flag(v)?)),
     },
+    Knob {
+        key: b"fail_every",
+        expected: "fail_every=a whole number (0: off)",
+        apply: |s, v| Some(s.fail_every(parse_u64(v)?)),
+    },
+    Knob {
+        key: b"fail_rate",
+        expected: "fail_rate=a probability, 0 to 1 (0.001, 1e-3)",
+        apply: |s, v| Some(s.fail_rate(parse_probability(v)?)),
+    },
+    Knob {
+        key: b"fail_after",
+        expected: "fail_after=bytes, optional K/M/G/T suffix",
+        apply: |s, v| Some(s.fail_after(parse_size(v, true)?)),
+    },
+    Knob {
+        key: b"fail_min",
+        expected: "fail_min=bytes, optional K/M/G/T suffix",
+        apply: |s, v| Some(s.fail_min(parse_size(v, true)?)),
+    },
+    Knob {
+        key: b"seed",
+        expected: "seed=a 64-bit number, decimal or 0x..",
+        apply: |s, v| Some(s.seed(parse_u64(v)?)),
+    },
+    Knob {
+        key: b"jitter",
+        expected: "jitter=0 or 1",
+        apply: |s, v| Some(s.jitter(parse_flag(v)?)),
+    },
+    Knob {
+        key: b"jitter_rate",
+        expected: "jitter_rate=a probability, 0 to 1",
+        apply: |s, v| Some(s.jitter_rate(parse_probability(v)?)),
+    },
 ];
 
 impl Config {
@@ -792,7 +1000,7 @@ impl Config {
     /// | `ARENALLOC_PURGE_MIN` | bytes, optional suffix | 64K | [`Config::purge_min`]: the smallest free block whose pages are purged (one page … one chunk); `mallopt(M_TRIM_THRESHOLD)` changes it later |
     /// | `ARENALLOC_PURGE_THREAD` | `0` or `1` | `1` | [`Config::purge_thread`]: whether a background thread runs decay (0: only allocating threads do) |
     /// | `ARENALLOC_HARDENED` | `0` or `1` | `0` | [`Config::hardened`]: heap-corruption checks on every free and allocation |
-    /// | `ARENALLOC_STRESS` | `1`, `0`, or `key=value` knobs separated by `,` (they turn it on): `quarantine=` bytes (suffixes), `redzone=` bytes, `free_fill=` / `alloc_fill=` a byte (`0x..` or decimal), `continue=0/1`, `leaks=0/1` | unset (off) | [`Config::stress`]: quarantine, poison, redzones, fills, thread-attributed reports; the preload library verifies every quarantined block and redzone at exit and (unless `leaks=0`) writes a leak report where `ARENALLOC_STATS` says, else to stderr |
+    /// | `ARENALLOC_STRESS` | `1`, `0`, or `key=value` knobs separated by `,` (they turn it on): `quarantine=` bytes (suffixes), `redzone=` bytes, `free_fill=` / `alloc_fill=` a byte (`0x..` or decimal), `continue=0/1`, `leaks=0/1`; failure injection `fail_every=N`, `fail_rate=P` (0 to 1), `fail_after=` bytes, `fail_min=` bytes, `seed=S` (decimal or `0x..`); schedule jitter `jitter=0/1`, `jitter_rate=P` | unset (off) | [`Config::stress`] ([`Stress`]'s methods of the same names): quarantine, poison, redzones, fills, thread-attributed reports, injected allocation failures, schedule jitter; the preload library verifies every quarantined block and redzone at exit, reports injected failures per thread and the seed, and (unless `leaks=0`) writes a leak report where `ARENALLOC_STATS` says, else to stderr |
     /// | `ARENALLOC_STATS` | `1`, `0`, or an absolute path | unset (off) | [`Config::stats_at_exit`]: the preload library writes a statistics table at exit, on stderr or appended to that file (for programs whose stderr is checked) |
     ///
     /// ```
@@ -923,6 +1131,61 @@ fn parse_byte(v: &[u8]) -> Option<u8> {
     u8::try_from(n).ok()
 }
 
+/// A 64-bit number: decimal, or `0x` and at most 16 hex digits.
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    let Some(hex) = v.strip_prefix(b"0x").or_else(|| v.strip_prefix(b"0X")) else {
+        return u64::try_from(parse_size(v, false)?).ok();
+    };
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &b in hex {
+        n = n << 4 | u64::from((b as char).to_digit(16)?);
+    }
+    Some(n)
+}
+
+/// A probability from 0 to 1: decimal digits with an optional fraction
+/// (`0.001`, `.5`, `1`), then an optional exponent (`1e-3`, `5E-2`).
+/// Parsed on the stack (a few significant digits are plenty for a rate).
+fn parse_probability(v: &[u8]) -> Option<f64> {
+    let (mantissa, exponent) = match v.iter().position(|&b| b == b'e' || b == b'E') {
+        Some(at) => {
+            let (m, e) = v.split_at_checked(at)?;
+            let e = e.get(1..)?;
+            let (negative, digits) = match e.split_first() {
+                Some((b'-', d)) => (true, d),
+                Some((b'+', d)) => (false, d),
+                _ => (false, e),
+            };
+            let n = i32::try_from(parse_size(digits, false)?).ok()?;
+            (m, if negative { -n } else { n })
+        }
+        None => (v, 0),
+    };
+    let (int, frac) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(at) => {
+            let (i, f) = mantissa.split_at_checked(at)?;
+            (i, f.get(1..)?)
+        }
+        None => (mantissa, &[][..]),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut value = 0.0f64;
+    for &b in int.iter().chain(frac) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10.0 + f64::from(b - b'0');
+    }
+    let scale = exponent.checked_sub(i32::try_from(frac.len()).ok()?)?;
+    let p = value * 10f64.powi(scale);
+    (0.0..=1.0).contains(&p).then_some(p)
+}
+
 /// A decimal number with, when `suffixes`, one of `K M G T` (binary
 /// multiples, case-insensitive, an optional trailing `B` or `iB`).
 fn parse_size(v: &[u8], suffixes: bool) -> Option<usize> {
@@ -997,6 +1260,47 @@ mod env_tests {
     }
 
     #[test]
+    fn numbers_and_probabilities_parse() {
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"0xDEADbeef"), Some(0xdead_beef));
+        assert_eq!(parse_u64(b"0xffffffffffffffff"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"0x"), None);
+        assert_eq!(parse_u64(b"12k"), None);
+        for (text, p) in [
+            (&b"0"[..], 0.0),
+            (b"1", 1.0),
+            (b"0.5", 0.5),
+            (b".25", 0.25),
+            (b"1.", 1.0),
+            (b"0.001", 0.001),
+            (b"1e-3", 0.001),
+            (b"5E-2", 0.05),
+            (b"0.1e+1", 1.0),
+        ] {
+            let got = parse_probability(text).unwrap();
+            assert!((got - p).abs() < 1e-12, "{text:?}: {got}");
+        }
+        for bad in [
+            &b""[..],
+            b".",
+            b"2",
+            b"1.01",
+            b"-0.1",
+            b"0.5x",
+            b"1e",
+            b"e-3",
+            b"1e99999999999",
+        ] {
+            assert_eq!(
+                parse_probability(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
     fn stress_knobs_parse() {
         assert_eq!(parse_stress(b"1"), Ok(Stress::new()));
         assert_eq!(parse_stress(b"0"), Ok(Stress::off()));
@@ -1012,6 +1316,23 @@ mod env_tests {
                 .keep_going(true)
                 .leak_report(false))
         );
+        assert_eq!(
+            parse_stress(b"fail_every=7,fail_rate=0.25,fail_after=1M,fail_min=64,seed=0x2a"),
+            Ok(Stress::new()
+                .fail_every(7)
+                .fail_rate(0.25)
+                .fail_after(1 << 20)
+                .fail_min(64)
+                .seed(42))
+        );
+        assert_eq!(
+            parse_stress(b"jitter=1,seed=18446744073709551615"),
+            Ok(Stress::new().jitter(true).seed(u64::MAX))
+        );
+        assert_eq!(
+            parse_stress(b"jitter_rate=1e-1"),
+            Ok(Stress::new().jitter_rate(0.1))
+        );
         for (bad, expected) in [
             (&b"yes"[..], STRESS_EXPECTED),
             (b"", STRESS_EXPECTED),
@@ -1021,6 +1342,15 @@ mod env_tests {
             (b"free_fill=0x100", KNOBS[2].expected),
             (b"leaks=2", KNOBS[5].expected),
             (b"redzone=lots", KNOBS[1].expected),
+            (b"fail_every=-1", KNOBS[6].expected),
+            (b"fail_rate=1.5", KNOBS[7].expected),
+            (b"fail_rate=", KNOBS[7].expected),
+            (b"fail_after=1X", KNOBS[8].expected),
+            (b"fail_min=big", KNOBS[9].expected),
+            (b"seed=0x10000000000000000", KNOBS[10].expected),
+            (b"seed=18446744073709551616", KNOBS[10].expected),
+            (b"jitter=2", KNOBS[11].expected),
+            (b"jitter_rate=-0.5", KNOBS[12].expected),
         ] {
             assert_eq!(
                 parse_stress(bad),

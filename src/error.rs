@@ -234,6 +234,9 @@ pub(crate) fn abort_on_free_error(err: FreeError, ptr: *const u8) -> ! {
     line.push(what.as_bytes());
     line.push(&hex(ptr as usize));
     line.push(why.as_bytes());
+    // Stress mode: a bad free that follows an injected allocation failure
+    // says so (its cleanup path is the usual suspect).
+    crate::stress::push_last_injected_anywhere(&mut line);
     line.push(b"\n");
     crate::sys::write_stderr(line.bytes());
     crate::sys::abort()

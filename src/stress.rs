@@ -38,11 +38,34 @@
 //! them (the bug being hunted): the reads are plain loads of memory the
 //! allocator owns, like a poison check in any allocator; a torn read can
 //! only make a report name an earlier offset of the same write.
+//!
+//! # Failure injection and schedule jitter
+//!
+//! `fail_every`, `fail_rate`, `fail_after`, `fail_min`, `seed`, `jitter`
+//! (`Stress`): [`Shared::inject_failure`] decides, after the calling thread
+//! is bound and before anything is carved, whether an allocation fails;
+//! [`Shared::jitter`] delays an allocation or free before it returns, with
+//! no lock held. Invariants:
+//! * Deterministic per thread: a decision is a pure function of the seed,
+//!   the thread's small id and the thread's own count of calls (`Counts`,
+//!   in a thread local of this module's) — never of another thread's
+//!   calls or of time; only `fail_after` also reads the heap-wide live
+//!   bytes, which is its meaning. Failures and jitter draw from separate
+//!   streams (salts), so turning jitter on moves no failure.
+//! * A thread's counts are per heap (for its four most recently used
+//!   stress heaps; a heap that fell out of those starts again from zero).
+//! * Nothing here allocates, locks or panics; the only system call is the
+//!   `sched_yield` of a jitter delay.
+//! * Every injected failure is counted (per small thread id, up to
+//!   `INJECT_THREADS`) and remembered as the heap's and the process's
+//!   latest, so that a report written after it can name it
+//!   ([`push_after_injected`]).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::GRANULE;
-use crate::config::Stress;
+use crate::config::{Stress, INJECT_THREADS, JITTER_SPINS};
 use crate::error::Line;
 use crate::thread::registry;
 
@@ -117,20 +140,190 @@ impl Record {
     }
 }
 
-/// The heap-wide part of stress mode: the sequence and the report count.
+/// The heap-wide part of stress mode: the sequence, the report count, and
+/// failure injection's and jitter's seed and counters.
 pub(crate) struct Shared {
     /// The last sequence number handed out (allocations and frees).
     seq: AtomicU64,
     /// Reports written so far.
     reports: AtomicU64,
+    /// The generator's seed: `Stress::seed`, or drawn at init.
+    seed: u64,
+    /// Whether `seed` was given (the exit report says how to replay one
+    /// that was not).
+    seed_given: bool,
+    /// `fail_rate` as a threshold on a 64-bit draw (`u64::MAX`: always).
+    fail_threshold: u64,
+    /// `jitter_rate` as a threshold (0 with jitter off).
+    jitter_threshold: u64,
+    /// Requested bytes of live stress-mode blocks (kept with `fail_after`
+    /// only).
+    live: AtomicUsize,
+    /// Injected failures, in all.
+    injected: AtomicU64,
+    /// Injected failures by small thread id (the last slot sums the rest).
+    injected_by_thread: [AtomicU64; INJECT_THREADS],
+    /// Calls jitter delayed.
+    jittered: AtomicU64,
+    /// The latest injected failure (`injection_word`; 0: none yet).
+    last_injected: AtomicU64,
+    /// Set once injection and jitter have ended (`Heap::end_injection`).
+    ended: AtomicBool,
+}
+
+/// The latest injected failure of any heap of the process
+/// (`injection_word`; 0: none): what the abort line of a bad free, which
+/// names no heap, says came before it (`error::abort_on_free_error`).
+static LAST_INJECTED: AtomicU64 = AtomicU64::new(0);
+/// The seed of the heap that injected `LAST_INJECTED`.
+static LAST_INJECTED_SEED: AtomicU64 = AtomicU64::new(0);
+
+/// Salts of the two streams drawn from the seed.
+const SALT_FAIL: u64 = 0x6661_696c_7572_6573;
+const SALT_JITTER: u64 = 0x6a69_7474_6572_2121;
+
+/// A probability as a threshold on a uniform 64-bit draw.
+fn threshold(p: f64) -> u64 {
+    if p >= 1.0 {
+        u64::MAX
+    } else if p > 0.0 {
+        // Saturating conversion; p < 1 keeps it below 2^64.
+        (p * 18_446_744_073_709_551_616.0) as u64
+    } else {
+        0
+    }
+}
+
+/// Whether a draw falls under `threshold` (`u64::MAX`: always).
+fn hit(draw: u64, threshold: u64) -> bool {
+    threshold == u64::MAX || draw < threshold
+}
+
+/// The draw of stream `salt` for call `n` of thread `thread` under
+/// `seed`: splitmix64's finaliser over the four.
+fn draw(seed: u64, salt: u64, thread: u32, n: u64) -> u64 {
+    let mut z = seed
+        ^ salt
+        ^ u64::from(thread).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `thread << 32 | n`: failure number `n` (from 1) of small thread id
+/// `thread`.
+fn injection_word(thread: u32, n: u64) -> u64 {
+    u64::from(thread) << 32 | (n & 0xffff_ffff)
+}
+
+/// A thread's counts of its stress-mode calls on one heap: what its
+/// decisions are drawn by.
+struct Counts {
+    /// The heap they belong to (0: free entry).
+    heap: Cell<u64>,
+    /// Eligible allocations (those `fail_min` lets through).
+    allocs: Cell<u64>,
+    /// Allocation and free calls (the jitter stream's index).
+    calls: Cell<u64>,
+    /// Failures injected into this thread.
+    failures: Cell<u64>,
+}
+
+/// Stress heaps a thread keeps counts for at once; a fifth one takes the
+/// place of the one used least recently, whose counts start again.
+const COUNT_WAYS: usize = 4;
+
+impl Counts {
+    const fn new() -> Counts {
+        Counts {
+            heap: Cell::new(0),
+            allocs: Cell::new(0),
+            calls: Cell::new(0),
+            failures: Cell::new(0),
+        }
+    }
+
+    fn swap(&self, other: &Counts) {
+        self.heap.swap(&other.heap);
+        self.allocs.swap(&other.allocs);
+        self.calls.swap(&other.calls);
+        self.failures.swap(&other.failures);
+    }
+}
+
+// Stress mode's own thread local, not the registry's `ThreadState`: only
+// stress-mode paths touch it, so the fast paths' TLS block does not grow.
+// Const-initialised and without a destructor, like that one: no
+// allocation, readable during thread exit. Most recently used first.
+crate::sync::shim_thread_local! {
+    static COUNTS: [Counts; COUNT_WAYS] = [const { Counts::new() }; COUNT_WAYS];
+}
+
+/// Runs `f` on this thread's counts for heap `heap` (from zero if it had
+/// none); `None` once the thread local is gone.
+fn with_counts<R>(heap: u64, f: impl FnOnce(&Counts) -> R) -> Option<R> {
+    COUNTS
+        .try_with(|ways| {
+            // Move `heap`'s entry (or, on a miss, the least recently used
+            // one, cleared) to the front, shifting the others back.
+            let at = ways
+                .iter()
+                .position(|c| c.heap.get() == heap)
+                .unwrap_or(COUNT_WAYS - 1);
+            for i in (0..at).rev() {
+                if let (Some(a), Some(b)) = (ways.get(i), ways.get(i + 1)) {
+                    a.swap(b);
+                }
+            }
+            let front = ways.first()?;
+            if front.heap.get() != heap {
+                front.heap.set(heap);
+                front.allocs.set(0);
+                front.calls.set(0);
+                front.failures.set(0);
+            }
+            Some(f(front))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Adds one to `cell` and returns the new value.
+fn bump(cell: &Cell<u64>) -> u64 {
+    let n = cell.get().wrapping_add(1);
+    cell.set(n);
+    n
 }
 
 impl Shared {
-    pub(crate) const fn new() -> Shared {
+    /// The shared state of a heap with settings `stress`; `drawn` is the
+    /// seed used when none was given.
+    pub(crate) fn new(stress: &Stress, drawn: u64) -> Shared {
         Shared {
             seq: AtomicU64::new(0),
             reports: AtomicU64::new(0),
+            seed: stress.get_seed().unwrap_or(drawn),
+            seed_given: stress.get_seed().is_some(),
+            fail_threshold: threshold(stress.get_fail_rate()),
+            jitter_threshold: if stress.get_jitter() {
+                threshold(stress.get_jitter_rate())
+            } else {
+                0
+            },
+            live: AtomicUsize::new(0),
+            injected: AtomicU64::new(0),
+            injected_by_thread: [const { AtomicU64::new(0) }; INJECT_THREADS],
+            jittered: AtomicU64::new(0),
+            last_injected: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
         }
+    }
+
+    /// Ends failure injection and jitter for good: allocations from now on
+    /// fail only for real, and nothing is delayed.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
     }
 
     /// The next sequence number (from 1). `Relaxed`: a number, not an
@@ -143,6 +336,150 @@ impl Shared {
     /// Reports written so far.
     pub(crate) fn reports(&self) -> u64 {
         self.reports.load(Ordering::Relaxed)
+    }
+
+    /// The seed in use, and whether it was given.
+    pub(crate) fn seed(&self) -> (u64, bool) {
+        (self.seed, self.seed_given)
+    }
+
+    /// Injected failures so far, and by small thread id (`(id, count)`
+    /// for each id with any; the last id stands for itself and all above).
+    pub(crate) fn injected(&self) -> (u64, impl Iterator<Item = (u32, u64)> + '_) {
+        let by_thread = self
+            .injected_by_thread
+            .iter()
+            .enumerate()
+            .map(|(id, n)| (id as u32, n.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n != 0);
+        (self.injected.load(Ordering::Relaxed), by_thread)
+    }
+
+    /// Calls jitter delayed so far.
+    pub(crate) fn jittered(&self) -> u64 {
+        self.jittered.load(Ordering::Relaxed)
+    }
+
+    /// The heap's latest injected failure (`injection_word`; 0: none).
+    pub(crate) fn last_injected(&self) -> u64 {
+        self.last_injected.load(Ordering::Relaxed)
+    }
+
+    /// Whether the allocation of `size` bytes that thread `thread` (its
+    /// small id) is making on heap `heap` fails by injection (module doc);
+    /// counts it if so. `stress` is the heap's (clamped) settings.
+    pub(crate) fn inject_failure(
+        &self,
+        stress: &Stress,
+        heap: u64,
+        thread: u32,
+        size: usize,
+    ) -> bool {
+        if !stress.injects() || size < stress.get_fail_min() || self.ended.load(Ordering::Relaxed) {
+            return false;
+        }
+        let fail = with_counts(heap, |c| {
+            let n = bump(&c.allocs);
+            let every = stress.get_fail_every();
+            let fail = (every != 0 && n % every == 0)
+                || (self.fail_threshold != 0
+                    && hit(draw(self.seed, SALT_FAIL, thread, n), self.fail_threshold))
+                || stress.get_fail_after().is_some_and(|limit| {
+                    self.live.load(Ordering::Relaxed).saturating_add(size) > limit
+                });
+            fail.then(|| bump(&c.failures))
+        });
+        let Some(Some(nth)) = fail else {
+            return false;
+        };
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        let slot = (thread as usize).min(INJECT_THREADS - 1);
+        if let Some(count) = self.injected_by_thread.get(slot) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let word = injection_word(thread, nth);
+        self.last_injected.store(word, Ordering::Relaxed);
+        LAST_INJECTED_SEED.store(self.seed, Ordering::Relaxed);
+        LAST_INJECTED.store(word, Ordering::Relaxed);
+        true
+    }
+
+    /// Keeps the live bytes `fail_after` compares with: `size` bytes were
+    /// allocated (`grew`) or freed. A no-op without `fail_after`.
+    pub(crate) fn count_live(&self, stress: &Stress, size: usize, grew: bool) {
+        if stress.get_fail_after().is_none() {
+            return;
+        }
+        if grew {
+            self.live.fetch_add(size, Ordering::Relaxed);
+        } else {
+            // Saturating: a request read back from a record the program
+            // overwrote may be wrong (that is reported, not trusted).
+            let _ = self
+                .live
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                    Some(l.saturating_sub(size))
+                });
+        }
+    }
+
+    /// Schedule jitter (module doc): at the seeded share of calls, yields
+    /// or spins a random short time. Called as an allocation or free of
+    /// thread `thread` on heap `heap` returns, with no lock held.
+    pub(crate) fn jitter(&self, heap: u64, thread: u32) {
+        if self.jitter_threshold == 0 || self.ended.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(n) = with_counts(heap, |c| bump(&c.calls)) else {
+            return;
+        };
+        let d = draw(self.seed, SALT_JITTER, thread, n);
+        if !hit(d, self.jitter_threshold) {
+            return;
+        }
+        self.jittered.fetch_add(1, Ordering::Relaxed);
+        // The delay's kind and length from the draw's other bits (the low
+        // ones decided whether).
+        let how = draw(d, SALT_JITTER, thread, n);
+        if how & 1 == 0 {
+            crate::sync::yield_now();
+        } else {
+            for _ in 0..(how >> 1) % JITTER_SPINS {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Appends ` after injected failure #N in thread T` for the injected
+/// failure `word` names (`Shared::last_injected`; nothing for 0), so a
+/// report that follows one says so.
+pub(crate) fn push_after_injected(line: &mut Line, word: u64) {
+    if word == 0 {
+        return;
+    }
+    line.push(b" after injected failure #");
+    line.push_dec(word & 0xffff_ffff);
+    line.push(b" in thread ");
+    line.push_dec(word >> 32);
+}
+
+/// Appends ` (seed S)`: a report that aborts the run comes before the exit
+/// report that prints the seed, and the seed is what replays it.
+pub(crate) fn push_seed(line: &mut Line, seed: u64) {
+    line.push(b" (seed ");
+    line.push_dec(seed);
+    line.push(b")");
+}
+
+/// For the abort line of a bad free, which names no heap: ` after injected
+/// failure #N in thread T (seed S)` for the process's latest injected
+/// failure, if there was one.
+pub(crate) fn push_last_injected_anywhere(line: &mut Line) {
+    let word = LAST_INJECTED.load(Ordering::Relaxed);
+    if word != 0 {
+        push_after_injected(line, word);
+        push_seed(line, LAST_INJECTED_SEED.load(Ordering::Relaxed));
     }
 }
 
@@ -360,6 +697,7 @@ impl Finding {
 /// arenalloc: heap overflow at 0x… (+64 of a 64-byte block allocated by thread 1 [tid 4711] at #7, freed by thread 1 [tid 4711] at #9)
 /// arenalloc: heap overflow at 0x… (+64 of a 64-byte block allocated by thread 1 [tid 4711] at #7, still live)
 /// arenalloc: stress record overwritten at 0x… (block 0x…: a write past its redzone or after free)
+/// arenalloc: use-after-free write at 0x… (+8 of a 32-byte block …, freed by thread 1 [tid 4711] at #41) after injected failure #3 in thread 2 (seed 42)
 /// ```
 #[cold]
 #[inline(never)]
@@ -372,7 +710,7 @@ pub(crate) fn report(f: &Finding, stress: &Stress, shared: &Shared) {
         line.push_hex(f.addr);
         line.push(b" (block ");
         line.push_hex(f.payload);
-        line.push(b": a write past its redzone or after free)\n");
+        line.push(b": a write past its redzone or after free)");
     } else {
         line.push(match f.kind {
             Kind::UseAfterFree => b"use-after-free write at ",
@@ -386,13 +724,18 @@ pub(crate) fn report(f: &Finding, stress: &Stress, shared: &Shared) {
         line.push(b"-byte block allocated by ");
         push_who(&mut line, f.rec.alloc, f.rec.alloc_seq);
         if f.rec.free_seq == 0 {
-            line.push(b", still live)\n");
+            line.push(b", still live)");
         } else {
             line.push(b", freed by ");
             push_who(&mut line, f.rec.free, f.rec.free_seq);
-            line.push(b")\n");
+            line.push(b")");
         }
     }
+    push_after_injected(&mut line, shared.last_injected());
+    if stress.injects() || stress.get_jitter() {
+        push_seed(&mut line, shared.seed);
+    }
+    line.push(b"\n");
     crate::sys::write_stderr(line.bytes());
     if !stress.get_keep_going() {
         crate::sys::abort();

@@ -116,6 +116,20 @@ const GOOD: &[Good] = &[
         },
     },
     Good {
+        var: "ARENALLOC_STRESS",
+        value: "fail_every=10,fail_rate=1e-2,fail_after=64M,fail_min=4K,seed=0xabc,jitter=1,jitter_rate=0.5",
+        is_set: |c| {
+            c.get_stress()
+                == Stress::new()
+                    .fail_every(10)
+                    .fail_rate(0.01)
+                    .fail_after(64 << 20)
+                    .fail_min(4096)
+                    .seed(0xabc)
+                    .jitter_rate(0.5)
+        },
+    },
+    Good {
         var: "ARENALLOC_STATS",
         value: "1",
         is_set: |c| c.get_stats_at_exit(),
@@ -204,6 +218,48 @@ const BAD: &[Bad] = &[
         var: "ARENALLOC_STRESS",
         values: &["leaks=2"],
         expected: "leaks=0 or 1",
+    },
+    Bad {
+        var: "ARENALLOC_STRESS",
+        values: &["fail_every=x", "fail_every=-3", "fail_every=1K"],
+        expected: "fail_every=a whole number (0: off)",
+    },
+    Bad {
+        var: "ARENALLOC_STRESS",
+        values: &[
+            "fail_rate=2",
+            "fail_rate=-0.1",
+            "fail_rate=",
+            "fail_rate=1%",
+            "fail_rate=.",
+            "fail_rate=1e",
+        ],
+        expected: "fail_rate=a probability, 0 to 1 (0.001, 1e-3)",
+    },
+    Bad {
+        var: "ARENALLOC_STRESS",
+        values: &["fail_after=lots", "fail_after=1X"],
+        expected: "fail_after=bytes, optional K/M/G/T suffix",
+    },
+    Bad {
+        var: "ARENALLOC_STRESS",
+        values: &["fail_min=", "fail_min=1.5K"],
+        expected: "fail_min=bytes, optional K/M/G/T suffix",
+    },
+    Bad {
+        var: "ARENALLOC_STRESS",
+        values: &["seed=x", "seed=-1", "seed=0x", "seed=18446744073709551616"],
+        expected: "seed=a 64-bit number, decimal or 0x..",
+    },
+    Bad {
+        var: "ARENALLOC_STRESS",
+        values: &["jitter=yes", "jitter=0.5"],
+        expected: "jitter=0 or 1",
+    },
+    Bad {
+        var: "ARENALLOC_STRESS",
+        values: &["jitter_rate=1.1", "jitter_rate=often"],
+        expected: "jitter_rate=a probability, 0 to 1",
     },
     Bad {
         var: "ARENALLOC_STATS",

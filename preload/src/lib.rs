@@ -109,19 +109,23 @@ fn env_quietly() -> Config {
 
 /// At exit in stress mode: every quarantined block's poison and every
 /// live block's redzone is verified (a finding is reported and, unless
-/// `continue=1`, aborts), then the leak report goes where `ARENALLOC_STATS`
-/// names a file, else to stderr (`leaks=0`: none).
+/// `continue=1`, aborts); then, where `ARENALLOC_STATS` names a file, else
+/// to stderr: what failure injection and jitter did (failures per thread,
+/// the seed) and the leak report (`leaks=0`: none).
 extern "C" fn stress_at_exit() {
     let stress = env_quietly().get_stress();
     if !stress.is_on() {
         return;
     }
+    // The reports below allocate: nothing may fail or wait from here on.
+    heap().end_injection();
     heap().stress_verify();
-    if !stress.get_leak_report() {
-        return;
-    }
     let mut text = Vec::new();
-    if heap().leak_report(&mut text).is_ok() {
+    let _ = heap().stress_injection_report(&mut text);
+    if stress.get_leak_report() {
+        let _ = heap().leak_report(&mut text);
+    }
+    if !text.is_empty() {
         write_report(&text);
     }
 }

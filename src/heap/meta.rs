@@ -67,7 +67,8 @@ pub(crate) struct HeapMeta {
     pub(super) purge_min: AtomicUsize,
     /// The decay thread's state (`purge.rs`).
     pub(crate) decay: super::purge::Decay,
-    /// Stress mode's sequence and report count (`stress.rs`).
+    /// Stress mode's sequence, report count, and failure injection's and
+    /// jitter's seed and counters (`stress.rs`).
     pub(crate) stress: crate::stress::Shared,
     /// The next heap in the process's list of heaps that `fork` handles
     /// (`fork.rs`); changed only under that list's lock.
@@ -250,7 +251,10 @@ pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
         addr_of_mut!((*meta).arena_cap).write(AtomicUsize::new(config.get_max_arenas()));
         addr_of_mut!((*meta).purge_min).write(AtomicUsize::new(config.get_purge_min()));
         addr_of_mut!((*meta).decay).write(super::purge::Decay::new(&config));
-        addr_of_mut!((*meta).stress).write(crate::stress::Shared::new());
+        // The seed when none is given: drawn apart from the secret, which
+        // an exit report printing the seed must not reveal.
+        let drawn = crate::sys::random_u64(base as u64 ^ 0x7365_6564);
+        addr_of_mut!((*meta).stress).write(crate::stress::Shared::new(&config.get_stress(), drawn));
         addr_of_mut!((*meta).fork_next).write(core::sync::atomic::AtomicPtr::new(ptr::null_mut()));
     }
     meta

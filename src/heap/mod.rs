@@ -209,8 +209,8 @@ impl Heap {
             return ptr::null_mut();
         };
         if meta.stress_on() {
-            let p = self.stress_alloc(meta, size, align, false);
-            return self.slow_path_done(meta, p, size, align, reclaim);
+            // Its own reclaim and retry: one injected failure, not two.
+            return self.stress_alloc(meta, size, align, false);
         }
         if arena::arena_serves(size, align) {
             let (arena, me) = match cache::binding(meta.id) {
@@ -290,9 +290,7 @@ impl Heap {
 
     fn alloc_zeroed_impl(&self, size: usize, align: usize) -> *mut u8 {
         if let Some(meta) = self.meta().filter(|m| m.stress_on()) {
-            let p = self.stress_alloc(meta, size, align, true);
-            meta.kick_decay();
-            return p;
+            return self.stress_alloc(meta, size, align, true);
         }
         if !arena::arena_serves(size, align) {
             // Fresh runs are already zero; `large` clears a reused one.

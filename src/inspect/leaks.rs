@@ -73,7 +73,10 @@ impl Heap {
     /// ```
     ///
     /// Returns the number of blocks reported. The preload library writes
-    /// it at exit in stress mode (`ARENALLOC_STRESS`).
+    /// it at exit in stress mode (`ARENALLOC_STRESS`). After an injected
+    /// allocation failure (`Stress::fail_every` and the like) the first
+    /// line ends with the latest one: `… in 2 groups after injected
+    /// failure #3 in thread 2`.
     ///
     /// ```
     /// use arenalloc::{Config, Heap, Stress};
@@ -115,11 +118,18 @@ impl Heap {
         let bytes: usize =
             list.iter().map(|g| g.size * g.blocks).sum::<usize>() + groups.other_bytes;
         let mut text = format!(
-            "arenalloc: leak report: {blocks} block{}, {bytes} bytes still allocated, in {} group{}\n",
+            "arenalloc: leak report: {blocks} block{}, {bytes} bytes still allocated, in {} group{}",
             if blocks == 1 { "" } else { "s" },
             list.len(),
             if list.len() == 1 { "" } else { "s" },
         );
+        // Stress mode: leaks that follow an injected failure say so.
+        if let Some(word) = self.meta_if_ready().map(|m| m.stress.last_injected()) {
+            let mut line = crate::error::Line::new();
+            crate::stress::push_after_injected(&mut line, word);
+            text += &String::from_utf8_lossy(line.bytes());
+        }
+        text.push('\n');
         for g in &list {
             text += &format!(
                 "arenalloc:   {} block{} of {} bytes ({} bytes)",

@@ -6,6 +6,13 @@
 //! line); with it on, the bug must be reported with the right line: the
 //! exact address and offset, the request size, and both threads (the
 //! kernel thread ids the program printed, and the heap's small ids).
+//!
+//! Issue 20's knobs on C programs written for them: `tests/c/inject.c`
+//! (a double free only on the cleanup path after a failed `malloc`, found
+//! with `fail_rate` and silent without; the failure pattern a seed gives,
+//! replayed; every C entry point failing as exhaustion does) and
+//! `tests/c/race_window.c` (a use-after-free race whose window contains a
+//! `malloc`, found in fewer runs with `jitter=1`).
 
 use super::hardening::{run_with_deadline_env, Finished};
 use super::*;
@@ -233,5 +240,207 @@ fn stress_malformed_setting_is_reported_and_ignored() {
         run.stderr
             .contains("arenalloc: ignoring malformed ARENALLOC_STRESS=\"redzone=lots\""),
         "{ctx}"
+    );
+}
+
+/// Compiles `tests/c/inject.c` once.
+fn inject_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| compile_c(&scratch("c-inject"), "inject", &[]))
+}
+
+/// Compiles `tests/c/race_window.c` once.
+fn race_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| compile_c(&scratch("c-race-window"), "race_window", &[]))
+}
+
+/// `inject args` under `ARENALLOC_STRESS=stress`, in `dir`.
+fn inject(dir: &str, args: &[&str], stress: &str) -> Finished {
+    run_with_deadline_env(
+        &scratch(dir),
+        inject_binary(),
+        args,
+        &[("ARENALLOC_STRESS", stress)],
+    )
+}
+
+/// The exit report's `injected N allocation failures (thread 1: N)`.
+fn injected_by_thread_1(run: &Finished) -> u64 {
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("arenalloc: injected "))
+        .unwrap_or_else(|| panic!("no injection report: {}", context("inject", run)));
+    let total: u64 = line
+        .trim_start_matches("arenalloc: injected ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        line.ends_with(&format!(" ({}thread 1: {total})", "")),
+        "one thread: {line}"
+    );
+    total
+}
+
+#[test]
+fn inject_cleanup_double_free_is_found_by_fail_rate_and_silent_without() {
+    // Without injection the bug never runs: silent, to the end.
+    for stress in ["leaks=0", "0"] {
+        let run = inject("inject-cleanup-off", &["cleanup", "1000"], stress);
+        let ctx = context(&format!("cleanup, ARENALLOC_STRESS={stress}"), &run);
+        assert!(run.status.success(), "{ctx}");
+        assert_eq!(run.stdout, "ok cleanup 1000 0\n", "{ctx}");
+        assert!(!run.stderr.contains("arenalloc:"), "{ctx}");
+    }
+    // With it the cleanup path runs, and its double free is reported.
+    let run = inject(
+        "inject-cleanup-on",
+        &["cleanup", "1000"],
+        "fail_rate=0.05,seed=7,leaks=0",
+    );
+    let ctx = context("cleanup, fail_rate=0.05,seed=7", &run);
+    assert_eq!(run.status.signal(), Some(libc::SIGABRT), "{ctx}");
+    let name = run
+        .stdout
+        .split("cleanup frees name ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{ctx}"));
+    let line = report(&run, "arenalloc: double free of ", "cleanup");
+    let rest = line
+        .strip_prefix(&format!(
+            "arenalloc: double free of {name} after injected failure #"
+        ))
+        .unwrap_or_else(|| panic!("the name's second free, after a failure: {ctx}"));
+    let (nth, rest) = rest.split_once(" in thread ").unwrap();
+    assert!(nth.parse::<u64>().unwrap() >= 1, "{ctx}");
+    assert_eq!(rest, "1 (seed 7)", "{ctx}");
+    assert!(!run.stdout.contains("ok cleanup"), "{ctx}");
+    // The same seed, the same run: the same failure number.
+    let again = inject(
+        "inject-cleanup-again",
+        &["cleanup", "1000"],
+        "fail_rate=0.05,seed=7,leaks=0",
+    );
+    assert_eq!(
+        report(&again, "arenalloc: double free of ", "cleanup again")
+            .split_once(" after ")
+            .map(|(_, r)| r.to_string()),
+        line.split_once(" after ").map(|(_, r)| r.to_string()),
+        "{}",
+        context("cleanup again", &again)
+    );
+}
+
+#[test]
+fn inject_the_same_seed_replays_the_same_failures() {
+    let pattern = |dir: &str, stress: &str| {
+        let run = inject(dir, &["pattern", "400", "48"], stress);
+        let ctx = context(&format!("pattern, {stress}"), &run);
+        assert!(run.status.success(), "{ctx}");
+        let line = run.stdout.trim_end().to_string();
+        assert_eq!(line.len(), 400, "{ctx}");
+        // Only the program's mallocs are eligible (48 bytes and up), and
+        // the exit report counts exactly its NULLs.
+        let nulls = line.matches('1').count() as u64;
+        assert_eq!(injected_by_thread_1(&run), nulls, "{ctx}");
+        (line, run)
+    };
+    let (first, _) = pattern("inject-seed-a", "fail_rate=0.3,fail_min=48,seed=42,leaks=0");
+    let (second, _) = pattern("inject-seed-b", "fail_rate=0.3,fail_min=48,seed=42,leaks=0");
+    assert_eq!(first, second, "the same seed, the same failures");
+    let nulls = first.matches('1').count();
+    assert!((80..160).contains(&nulls), "about 30 %: {nulls}");
+    let (other, _) = pattern("inject-seed-c", "fail_rate=0.3,fail_min=48,seed=43,leaks=0");
+    assert_ne!(other, first, "another seed, other failures");
+    // No seed: the report prints the one drawn, which replays the run.
+    let (drawn, run) = pattern("inject-seed-d", "fail_rate=0.3,fail_min=48,leaks=0");
+    let seed = run
+        .stderr
+        .split("arenalloc: seed ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{}", context("drawn seed", &run)))
+        .to_string();
+    assert!(
+        run.stderr.contains(&format!(
+            "(drawn; replay with seed={seed} in ARENALLOC_STRESS"
+        )),
+        "{}",
+        context("drawn seed", &run)
+    );
+    let (replayed, _) = pattern(
+        "inject-seed-e",
+        &format!("fail_rate=0.3,fail_min=48,seed={seed},leaks=0"),
+    );
+    assert_eq!(replayed, drawn);
+    // fail_every counts the program's mallocs of the thread.
+    let (every, _) = pattern("inject-seed-f", "fail_every=4,fail_min=48,leaks=0");
+    assert_eq!(every, "0001".repeat(100));
+}
+
+#[test]
+fn inject_every_c_entry_point_fails_like_exhaustion() {
+    let run = inject("inject-api", &["api"], "fail_every=1,fail_min=1000,leaks=0");
+    let ctx = context("api", &run);
+    assert!(run.status.success(), "{ctx}");
+    assert_eq!(run.stdout, "ok api\n", "{ctx}");
+    assert_eq!(injected_by_thread_1(&run), 10, "{ctx}");
+}
+
+/// Runs `race_window` `runs` times under `stress` (each with its own seed
+/// after `seed=`); how many runs stress mode caught the race in. A run
+/// that catches it must say so the one way (an aborting use-after-free
+/// report); one that does not must complete.
+fn race_detections(stress: &str, runs: u64) -> u64 {
+    let dir = scratch(&format!("race-{}", stress.replace([',', '='], "-")));
+    let mut found = 0;
+    for k in 1..=runs {
+        let knobs = format!("{stress},seed={k}");
+        let run =
+            run_with_deadline_env(&dir, race_binary(), &["4"], &[("ARENALLOC_STRESS", &knobs)]);
+        let ctx = context(&format!("race_window 4, {knobs}"), &run);
+        if run.status.success() {
+            assert!(run.stdout.starts_with("ok 4 "), "{ctx}");
+            // Nothing but jitter's exit report.
+            assert!(
+                run.stderr
+                    .lines()
+                    .all(|l| l.starts_with("arenalloc: jitter delayed ")
+                        || l == format!("arenalloc: seed {k}")),
+                "{ctx}"
+            );
+            continue;
+        }
+        assert_eq!(run.status.signal(), Some(libc::SIGABRT), "{ctx}");
+        let line = report(&run, "arenalloc: use-after-free write at ", "race");
+        assert!(
+            line.contains(" (+8 of a 64-byte block allocated by thread "),
+            "{ctx}"
+        );
+        if stress.contains("jitter") {
+            assert!(line.ends_with(&format!(" (seed {k})")), "{ctx}");
+        }
+        found += 1;
+    }
+    found
+}
+
+#[test]
+fn jitter_finds_a_race_around_a_malloc_in_fewer_runs() {
+    // The race is real without jitter too, only rarer (the table of
+    // tests/c/jitter-table.sh measures how much): over the same runs,
+    // jitter must catch it more often, and often.
+    let runs = 30;
+    let without = race_detections("leaks=0", runs);
+    let with = race_detections("leaks=0,jitter=1", runs);
+    eprintln!("race_window: caught in {without} of {runs} runs without jitter, {with} with");
+    assert!(
+        with > without && with >= 5,
+        "{without} without jitter, {with} with"
     );
 }
