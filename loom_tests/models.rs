@@ -21,10 +21,19 @@
 //! count each once, nothing stays live that should not), and that
 //! `check()` — which drains every queue and walks every arena — passes.
 //!
+//! **Each model fails on a broken variant of the real code** (issue 17,
+//! item 4): its doc names the mutation it catches ("Mutation caught
+//! (`NAME`)") and how loom reports it. The mutations are patches of
+//! `src/` in `loom_tests/mutations/NAME.patch`; `loom_tests/mutations.sh`
+//! applies each in turn, runs the models it names, checks that they fail
+//! with the failure named here, and reverts it (not run by CI: a rebuild
+//! of the library per mutation, about 4 minutes in all):
+//! `bash loom_tests/mutations.sh [NAME...]`.
+//!
 
 #![cfg(arenalloc_loom)]
 
-use arenalloc::{Config, FreeError, Heap, CHUNK};
+use arenalloc::{Config, FreeError, Heap, CHUNK, LARGE_THRESHOLD};
 use loom::sync::mpsc;
 use loom::sync::Arc;
 use loom::thread;
@@ -83,6 +92,12 @@ fn remote_frees(heap: &Heap) -> u64 {
 }
 
 /// (1) A foreign free races the owner's allocations and its drain.
+///
+/// Mutation caught (`push-before-claim`): `Arena::free_remote_mt` pushing
+/// the block on the queue before claiming it (the two steps swapped): loom
+/// runs the owner's drain between the push and the claim, the drain finds
+/// an entry that is not a pending block, and the process aborts with
+/// `arenalloc: double free of 0x…`.
 #[test]
 fn foreign_free_races_owner_alloc_and_drain() {
     loom::model(|| {
@@ -103,6 +118,15 @@ fn foreign_free_races_owner_alloc_and_drain() {
 
 /// (2) With a one-slot queue, the second foreign free finds it full and
 /// takes the owner's lock, racing the owner's own alloc/free.
+///
+/// Mutations caught: (`lock-acquire-relaxed`) `RawLock::try_lock`
+/// acquiring with a `Relaxed` compare-exchange instead of `Acquire`: loom
+/// reports `Causality violation: Concurrent write accesses to
+/// UnsafeCell` — the fallback's writes to the arena state race the
+/// owner's; (`fallback-forgets-claim`) the queue-full fallback of
+/// `free_remote_mt` calling `free_locked(.., false)`, forgetting that it
+/// holds the claim: under the lock the block reads as pending, not live,
+/// and the free returns `Err(DoubleFree)` (the model's `unwrap` panics).
 #[test]
 fn queue_full_fallback_races_owner() {
     loom::model(|| {
@@ -128,6 +152,14 @@ fn queue_full_fallback_races_owner() {
 
 /// (3) The owner exits while frees of its blocks are in flight; a new
 /// thread adopts its arena (draining the queue) while another free lands.
+///
+/// Mutation caught (`create-before-adopt`): `HeapMeta::choose_arena`
+/// trying a new arena before an orphan (two steps in the wrong order): the
+/// adopter makes a third arena and the model's `the orphaned arena is
+/// adopted, not a new one made` fails (as it does for `adopt-only-unowned`,
+/// model (6)'s). The in-flight frees themselves add nothing here that
+/// models (1) and (4) do not catch: `check()` drains whatever an adoption
+/// would have left queued, so a missing adoption drain goes unseen.
 #[test]
 fn owner_exits_with_frees_in_flight_and_arena_is_adopted() {
     loom::model(|| {
@@ -162,6 +194,12 @@ fn owner_exits_with_frees_in_flight_and_arena_is_adopted() {
 
 /// (4) Two threads free blocks of the same foreign arena at once while its
 /// owner allocates.
+///
+/// Mutation caught: `push-before-claim`, as (1) (`arenalloc: double free
+/// of 0x…`). No mutation found that this model catches and (1) does not:
+/// what it adds — two producers on one queue — is crossbeam's `ArrayQueue`,
+/// which loom runs as a `Mutex<VecDeque>` stand-in (`sync::MpmcQueue`), not
+/// the real code; and the two claims touch different headers.
 #[test]
 fn two_threads_free_into_the_same_foreign_arena() {
     loom::model(|| {
@@ -207,6 +245,11 @@ fn cached_blocks(heap: &Heap) -> usize {
 /// (5) A foreign free of a block parked in its owner's cache is a double
 /// free — refused under the lock, whatever the owner does meanwhile with
 /// its lock (here: a locked-path allocation) — and leaves the block parked.
+///
+/// Mutation caught (`claim-takes-cached`): `Header::claim_remote_mt`
+/// refusing only free and already-pending blocks (forgetting `CACHED`):
+/// the foreign thread claims the parked block and queues it, and its free
+/// returns `Ok(())` (the `assert_eq!` with `Err(DoubleFree)` fails).
 #[test]
 fn foreign_free_of_a_cached_block_is_a_double_free() {
     loom::model(|| {
@@ -235,6 +278,13 @@ fn foreign_free_of_a_cached_block_is_a_double_free() {
 /// cache included, and allocates from it while another foreign free lands.
 /// The freeing threads never allocate (no arena of their own), so their
 /// frees go straight to the arena's queue.
+///
+/// Mutation caught (`adopt-only-unowned`): `Arena::try_adopt` taking only
+/// an arena whose owner word is 0 (forgetting that an exited owner leaves
+/// its dead token there): the next thread makes an arena of its own, with
+/// a cache of its own, and `the orphan's cache, adopted, less c` fails.
+/// Not caught: `try_adopt` leaving `fast_owner` as it was — harmless, the
+/// adopter then takes the checked paths of the same cache.
 #[test]
 fn owner_exits_with_a_full_cache_and_the_adopter_inherits_it() {
     loom::model(|| {
@@ -258,7 +308,7 @@ fn owner_exits_with_a_full_cache_and_the_adopter_inherits_it() {
         let h = heap.clone();
         let adopter = thread::spawn(move || {
             let c = Block(h.malloc(SMALL)); // adopts, pops an inherited block
-            assert_eq!(cached_blocks(&h), 1);
+            assert_eq!(cached_blocks(&h), 1, "the orphan's cache, adopted, less c");
             free(&h, c).unwrap(); // back into the cache it now owns
             c
         });
@@ -277,6 +327,11 @@ fn owner_exits_with_a_full_cache_and_the_adopter_inherits_it() {
 /// (7) Two threads free blocks of one arena (remote frees) while its owner
 /// empties its cache and refills it from the index (taking the lock and
 /// draining the queue).
+///
+/// Mutation caught (`cache-pending-uncounted`): `Arena::cache_pending` —
+/// the refill's drain putting a remotely freed block on the owner cache —
+/// not counting the remote free: in the interleavings where the frees land
+/// before the refill, `each remote free counted once` fails (1 or 0 of 2).
 #[test]
 fn remote_frees_race_the_owners_cache_refill() {
     loom::model(|| {
@@ -291,7 +346,7 @@ fn remote_frees_race_the_owners_cache_refill() {
         t1.join().unwrap();
         t2.join().unwrap();
         settle(&heap, &[a, b], &[c, d]);
-        assert_eq!(remote_frees(&heap), 2);
+        assert_eq!(remote_frees(&heap), 2, "each remote free counted once");
         free(&heap, c).unwrap();
         free(&heap, d).unwrap();
         settle(&heap, &[a, b, c, d], &[]);
@@ -299,24 +354,33 @@ fn remote_frees_race_the_owners_cache_refill() {
 }
 
 /// (5b) As (5), but the owner's concurrent free finds its cache full and
-/// flushes — popping the very block the foreign thread is re-freeing.
+/// flushes — giving back the very block the foreign thread is re-freeing.
+/// A flush keeps the newest half of a class (`Arena::flush_class`), so `p`
+/// is parked first and `r` on top of it: the flush then frees `p`.
 ///
 /// A bug this model found: the flush used to make a popped block live
 /// before freeing it under the lock, so a foreign `claim_mt` in that window
 /// succeeded and the double free returned `Ok(())`. The flush now frees
 /// blocks straight from `CACHED` (`Arena::flush_class`).
+///
+/// Mutation caught (`flush-via-live`): that bug put back — `flush_class`
+/// setting the header live (`Header::set(.., 0)`) before `st.free` — makes
+/// loom find the foreign claim between the two and the foreign free
+/// returning `Ok(())` (the `assert_eq!` on its result fails).
 #[test]
 fn foreign_free_of_a_cached_block_races_the_owners_flush() {
     loom::model(|| {
         let heap = cached_heap(4);
         let p = Block(heap.malloc(SMALL)); // refill: p, two parked
-        let q = Block(heap.malloc(SMALL)); // popped
-        free(&heap, p).unwrap(); // parked: the cache is full again
+        let q = Block(heap.malloc(SMALL)); // popped: one parked
+        let r = Block(heap.malloc(SMALL)); // popped: the cache is empty
+        free(&heap, p).unwrap(); // parked first (the older)
+        free(&heap, r).unwrap(); // parked on top: the cache is full
         let h = heap.clone();
         let t = thread::spawn(move || free(&h, p));
-        free(&heap, q).unwrap(); // no room: flush pops p, then parks q
+        free(&heap, q).unwrap(); // no room: the flush frees p, then parks q
         assert_eq!(t.join().unwrap(), Err(FreeError::DoubleFree));
-        settle(&heap, &[p, q], &[]);
+        settle(&heap, &[p, q, r], &[]);
     });
 }
 
@@ -326,6 +390,17 @@ fn foreign_free_of_a_cached_block_races_the_owners_flush() {
 /// binding to the heap, which adopts the arena (and its cache) or, finding
 /// it under reclaim, makes its own. Either way every cached block ends up
 /// exactly once in the cache or the index, and nothing is lost or doubled.
+///
+/// Mutations caught: (`reclaim-plain-store`) `Arena::begin_reclaim` storing
+/// `RECLAIMING` after its check instead of compare-exchanging it: loom
+/// runs the binder's adoption between the check and the store, reclaimer
+/// and adopter both use the cache, and `check()` reports `BadCache`;
+/// (`reclaim-keeps-cache`) `decay_step` not emptying the orphan's cache
+/// when it reclaims: when the binder then makes its own arena the heap
+/// holds both caches and `s.cached_blocks() <= 3` fails;
+/// (`adopt-during-reclaim`) `Arena::try_adopt` forgetting that
+/// `RECLAIMING` is no dead token: the binder adopts the arena in the middle
+/// of the reclaim, and `check()` reports `BadCache`.
 #[test]
 fn trim_reclaims_an_orphans_cache_while_a_thread_binds() {
     loom::model(|| {
@@ -375,6 +450,15 @@ fn pending_blocks(heap: &Heap) -> usize {
 /// cache; if not, the refill carved new blocks and the batch is drained
 /// later (`stats`). Either way each block comes back exactly once and each
 /// remote free is counted once.
+///
+/// Mutations caught: (`miss-keeps-batches`) the cache-miss path of
+/// `Heap::alloc_with` not sending the batches before its refill (a slow
+/// path that skips `flush_batches`): the batch is never sent and `each
+/// batched free once` fails (0 of 2); (`batch-link-after-free`)
+/// `Arena::drain_into` reading a batch block's link after freeing or
+/// caching the block (two steps in the wrong order), when the word holds a
+/// bin or cache link: the next "entry" is no pending block and the process
+/// aborts with `arenalloc: double free of 0x…` (model (11) catches it too).
 #[test]
 fn batched_remote_frees_race_the_owners_refill() {
     loom::model(|| {
@@ -433,6 +517,13 @@ fn batched_remote_frees_race_the_owners_refill() {
 /// reclaim, makes its own. The binder allocates a size the cache does not
 /// serve, so no refill of its own sends the batch for it. Either way the
 /// block is sent once and freed once, and no batch is left behind.
+///
+/// Mutation caught (`adopter-keeps-batches`): `HeapMeta::choose_arena` not
+/// sending the dead owner's batches when it adopts the arena: in the
+/// interleavings where the binder adopts before `trim` can reclaim, nobody
+/// sends the batch and `p sent and drained once` fails (0). Not caught:
+/// `try_adopt` forgetting that `RECLAIMING` is not a dead token — the
+/// batch is sent either way; model (9) catches that one.
 #[test]
 fn trim_and_adoption_race_to_send_an_orphans_batch() {
     loom::model(|| {
@@ -471,11 +562,14 @@ fn trim_and_adoption_race_to_send_an_orphans_batch() {
 /// live to `CACHED` with one compare-exchange (`Header::live_to_cached`),
 /// as the claim turns it from live to `REMOTE_PENDING`.
 ///
-/// Mutation caught: with the push's compare-exchange replaced by the plain
-/// store it was before (`Header::set(.., CACHED)` after the read), loom
-/// finds in its second iteration the owner preempted between its read and
-/// its store, the foreign claim winning in between, and both frees
-/// returning `Ok(())`.
+/// Mutation caught (`cache-push-plain-store`): with the push's
+/// compare-exchange replaced by the plain store it was before
+/// (`Header::set(.., CACHED)` after the read), loom finds in its second
+/// iteration the owner preempted between its read and its store, the
+/// foreign claim winning in between, and both frees returning `Ok(())`.
+/// The claim's side too (`claim-plain-store`): `Header::claim_remote_mt`
+/// storing `REMOTE_PENDING` over the word it read instead of
+/// compare-exchanging it fails the same assertion.
 #[test]
 fn owners_cache_push_races_a_foreign_free_of_the_same_block() {
     loom::model(|| {
@@ -498,5 +592,92 @@ fn owners_cache_push_races_a_foreign_free_of_the_same_block() {
         settle(&heap, &[p], &[q]);
         free(&heap, q).unwrap();
         settle(&heap, &[p, q], &[]);
+    });
+}
+
+// ----- a double free racing the release of its chunk ---------------------------
+
+/// A heap as `heap(4)` with `max_arenas` arenas, and in its arena 0 a block
+/// `p` that is the last live block of its chunk while the arena already
+/// keeps one empty chunk: the free of `p` unlinks that chunk
+/// (`release_block`; its map entry marked `Free` under the arena lock,
+/// `Region::mark_leaving`) and hands it back to the region, which
+/// decommits it (`PROT_NONE`).
+fn heap_with_a_chunk_to_release(max_arenas: usize) -> (Arc<Heap>, Block) {
+    let config = Config::new()
+        .region_size(8 * CHUNK)
+        .max_arenas(max_arenas)
+        .remote_queue_capacity(4)
+        .owner_cache(0);
+    let heap = Arc::new(Heap::with_config(config));
+    // Three of the largest blocks an arena serves fill its first chunk; a
+    // fourth takes a chunk of its own.
+    let fill = [(); 3].map(|_| Block(heap.malloc(LARGE_THRESHOLD)));
+    let p = Block(heap.malloc(LARGE_THRESHOLD));
+    for b in fill {
+        free(&heap, b).unwrap(); // the first chunk empties: kept
+    }
+    let s = heap.stats();
+    assert_eq!((s.arenas()[0].chunks, s.arenas()[0].live_blocks), (2, 1));
+    (heap, p)
+}
+
+/// Both frees of `p` returned: exactly one won, one of the two empty
+/// chunks went back, and the heap is intact.
+fn one_free_won_and_the_chunk_went_back(
+    heap: &Heap,
+    p: Block,
+    results: [Result<(), FreeError>; 2],
+) {
+    let [a, b] = results;
+    assert!(
+        matches!(
+            (a, b),
+            (Ok(()), Err(FreeError::DoubleFree)) | (Err(FreeError::DoubleFree), Ok(()))
+        ),
+        "exactly one free of p wins: they returned {a:?} and {b:?}"
+    );
+    settle(heap, &[p], &[]);
+    assert_eq!(
+        heap.stats().arenas()[0].chunks,
+        1,
+        "an empty chunk went back"
+    );
+}
+
+/// (13) A double free racing the release of its chunk, on the locked
+/// path: with one arena every free takes its lock (`free_locked`), so two
+/// threads freeing `p` at once both read the map (`locate`) without the
+/// lock, then queue on it. The first unlinks and releases `p`'s chunk; the
+/// second, if it read the map before that, must not read anything in the
+/// chunk: under the lock it re-checks that the map still gives the arena
+/// the chunk (`is_our_chunk`) and reports `DoubleFree`.
+///
+/// The map is not a loom object, so loom cannot see a thread read it, and
+/// a thread that reads `Free` there returns without a loom operation. The
+/// other thread therefore first allocates and frees a block `x` of its
+/// own (locked calls on the same arena, which loom sees): loom then runs
+/// them before, during and after the main thread's free, and so either
+/// free's map read ahead of the other free. (`x` comes from `p`'s chunk
+/// while `p` is live — a free of `p` then leaves the chunk in use, and the
+/// free of `x` releases it — or from the kept empty chunk once `p`'s went
+/// back: one chunk goes back either way.)
+///
+/// Mutation caught (`free-locked-no-recheck`): without the re-check
+/// `free_locked` goes on to `find_live_word`, which reads the header of the
+/// released (`PROT_NONE`) chunk: the test process dies of SIGSEGV.
+#[test]
+fn double_free_races_the_release_of_its_chunk() {
+    loom::model(|| {
+        let (heap, p) = heap_with_a_chunk_to_release(1);
+        let h = heap.clone();
+        let other = thread::spawn(move || {
+            let x = Block(h.malloc(16));
+            free(&h, x).unwrap();
+            free(&h, p)
+        });
+        let mine = free(&heap, p);
+        let theirs = other.join().unwrap();
+        one_free_won_and_the_chunk_went_back(&heap, p, [mine, theirs]);
     });
 }
