@@ -692,16 +692,20 @@ fn double_free_races_the_release_of_its_chunk() {
 /// lock (`claim_mt`: the chunk's start bitmap and `p`'s header, read and
 /// compare-exchanged in place) and queues it.
 ///
-/// Fails on the code as it is, two ways (hence ignored; see model (15)
-/// for the first): the owner's locked free and the claim both win
-/// (`exactly one free of p wins: they returned Ok(()) and Ok(())`, or the
-/// later drain of `p` aborting with `arenalloc: double free of 0x…`); and
-/// the claim, whose map read (`locate`) preceded the owner's free, reads
-/// and compare-exchanges `p`'s header after the chunk went back: SIGSEGV
-/// in `Header::claim_remote_mt`, under `Arena::claim_mt`. The lock-free
-/// claim has no lock under which to re-check the map.
+/// Two things make it pass: the owner's locked free takes `p` from any
+/// claim with a compare-exchange (`ArenaState::free_live`, model 15), and
+/// an arena chunk that leaves stays readable (`Region::release_arena_chunk`
+/// purges it without `PROT_NONE`), so the claim, whose map read (`locate`)
+/// preceded the owner's free, reads zeros (or the coalesced free block)
+/// there and goes to the locked path, which re-checks the map under the
+/// lock and answers `DoubleFree`; a claim that did win something after
+/// the chunk left aborts at once (`claim_mt`'s re-check).
+///
+/// Mutations caught: `release_arena_chunk` protecting the chunk again
+/// (`sys::decommit` instead of `sys::purge`): SIGSEGV in
+/// `Header::claim_remote_mt` under `Arena::claim_mt`; dropping
+/// `free_live`'s compare-exchange: both frees return `Ok(())`.
 #[test]
-#[ignore = "finds two races item 3 left open: locked free vs claim, and a claim of a released chunk (SIGSEGV)"]
 fn remote_double_free_races_the_release_of_its_chunk() {
     loom::model(|| {
         let (heap, p) = heap_with_a_chunk_to_release(4);
@@ -722,14 +726,17 @@ fn remote_double_free_races_the_release_of_its_chunk() {
 /// allocated frees the same `p` (a claim, then the queue): model (12)
 /// without the cache. Exactly one must win.
 ///
-/// Fails on the code as it is (hence ignored): `free_locked` reads `p` live
-/// (`find_live_word`) and then marks it free with a plain store
-/// (`release_block`), so a claim between the two also succeeds — loom's
-/// fifth iteration: `exactly one free of p wins: the owner's returned
-/// Ok(()), the foreign one Ok(())`; `p` is then in the index and in the
-/// queue, and the drain aborts with `arenalloc: double free of 0x…`.
+/// `free_locked` reads `p` live (`find_live_word`) and then frees it, so
+/// it first takes the block from any claim with the claim's own
+/// compare-exchange (`ArenaState::free_live`).
+///
+/// Mutation caught: with `free_live`'s compare-exchange dropped (the plain
+/// store of `FREE` in `release_block` after the read, as it was), a claim
+/// between the two also succeeds — loom's fifth iteration: `exactly one
+/// free of p wins: the owner's returned Ok(()), the foreign one Ok(())`;
+/// `p` is then in the index and in the queue, and the drain aborts with
+/// `arenalloc: double free of 0x…`.
 #[test]
-#[ignore = "finds a race item 3 left open: a locked free and a foreign claim of one live block both win"]
 fn owners_locked_free_races_a_foreign_free_of_the_same_block() {
     loom::model(|| {
         let heap = heap(4);

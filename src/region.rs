@@ -550,6 +550,35 @@ impl Region {
         }
     }
 
+    /// Takes back arena chunk `idx`, which its arena unlinked (and marked
+    /// `Free`, `mark_leaving`): unmarks and purges it but leaves it
+    /// readable — unlike `release`, no `PROT_NONE` — because lock-free
+    /// readers may still be on their way into it: a foreign claim
+    /// (`Arena::claim_mt`) or an owner's cache push that tested the map
+    /// just before the chunk emptied reads its start bitmap and a header
+    /// next, and must find zeros (no block starts there: the free goes to
+    /// the locked path, which classifies it) rather than fault. Only an
+    /// invalid free — a pointer into a chunk with no live block — can be
+    /// such a reader. The pages hold no memory until written again.
+    ///
+    /// # Safety
+    ///
+    /// The caller's arena unlinked the chunk; nothing of the arena's refers
+    /// to it.
+    pub(crate) unsafe fn release_arena_chunk(&self, idx: usize) {
+        {
+            let _slots = self.slots.lock();
+            self.set_use(idx, ChunkUse::Free);
+        }
+        // SAFETY: the slot is ours (caller) and lies inside the reservation;
+        // its contents are nobody's.
+        unsafe { sys::purge(self.chunk_addr(idx), CHUNK) };
+        self.committed.fetch_sub(CHUNK, Ordering::Relaxed);
+        let (mut slots, _) = self.slots.lock();
+        // SAFETY: `idx` is in bounds and was taken by the caller's arena.
+        unsafe { slots.give(idx, 1) };
+    }
+
     /// Takes back `n` slots starting at `idx`: unmarks, purges, protects.
     ///
     /// # Safety

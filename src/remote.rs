@@ -72,6 +72,16 @@ fn batch_link(payload: usize) -> *mut usize {
     payload as *mut usize
 }
 
+/// Gives back to the region a chunk an arena's free unlinked (if any),
+/// after the arena lock is let go.
+fn release_empty_chunk(region: &Region, empty: Option<*mut crate::chunk::ChunkHeader>) {
+    if let Some(chunk) = empty {
+        let idx = region.chunk_index(chunk as usize);
+        // SAFETY: the arena unlinked this empty chunk; nothing refers to it.
+        unsafe { region.release_arena_chunk(idx) };
+    }
+}
+
 impl Arena {
     /// Step 1 of a remote free: validates `ptr` as a live
     /// block of this arena without the lock and marks it pending. `false`
@@ -90,14 +100,25 @@ impl Arena {
         }
         let b = block::payload_to_block(ptr);
         let c = chunk::chunk_of(ptr as usize);
-        // SAFETY: the chunk is committed while the map marks it ours; the
-        // bitmap and a header at a set start bit are readable atomics.
-        unsafe {
+        // SAFETY: the caller found the chunk ours in the map; an arena
+        // chunk stays readable after it leaves (`release_arena_chunk`
+        // purges it, no `PROT_NONE`), so the bitmap and a header at a set
+        // start bit are readable atomics even if it left since.
+        let claimed = unsafe {
             (b as usize) >= (*c).first_block() as usize
                 && b < (*c).sentinel()
                 && (*c).is_start(b as usize)
                 && (*b).claim_remote_mt(self.key)
+        };
+        // A live block keeps its chunk, so a legitimate claim finds the
+        // chunk still ours. If it left between the caller's map test and
+        // the claim, every block it held was freed: this free is a second
+        // one, and what it claimed is not ours (another arena's block, or
+        // a large block's bytes). Stop here, before anything queues it.
+        if claimed && !self.chunk_test.holds(ptr as usize) {
+            abort_on_free_error(FreeError::DoubleFree, ptr);
         }
+        claimed
     }
 
     /// Steps 1 and 2: a free of a block of this arena by a thread that does
@@ -163,26 +184,22 @@ impl Arena {
         // held; the block freed is one `find_*` proved live (or pending and
         // claimed by us).
         let empty = unsafe {
-            let (b, w) = if claimed {
+            if claimed {
                 st.counters.queue_full += 1;
-                match st.find_claimed(ptr) {
-                    Some(found) => found,
-                    None => {
-                        drop(st);
-                        abort_on_free_error(FreeError::DoubleFree, ptr)
-                    }
-                }
+                let Some((b, w)) = st.find_claimed(ptr) else {
+                    drop(st);
+                    abort_on_free_error(FreeError::DoubleFree, ptr)
+                };
+                st.free(region, b, w.size)
             } else {
-                st.find_live_word(ptr)?
-            };
-            st.free(region, b, w.size)
+                // A foreign claim needs no lock: `free_live` decides
+                // against one landing after this read (loom model 15).
+                let (b, w) = st.find_live_word(ptr)?;
+                st.free_live(region, b, w.size)?
+            }
         };
         drop(st);
-        if let Some(chunk) = empty {
-            let idx = region.chunk_index(chunk as usize);
-            // SAFETY: the arena unlinked this empty chunk; nothing refers to it.
-            unsafe { region.release(idx, 1) };
-        }
+        release_empty_chunk(region, empty);
         Ok(())
     }
 
@@ -226,7 +243,7 @@ impl Arena {
         // SAFETY: `b` is a pending (hence live) block of ours of `w.size`.
         if let Some(chunk) = unsafe { st.free(region, b, w.size) } {
             // SAFETY: the arena unlinked the empty chunk; nothing refers to it.
-            unsafe { region.release(region.chunk_index(chunk as usize), 1) };
+            unsafe { region.release_arena_chunk(region.chunk_index(chunk as usize)) };
         }
         st.counters.remote_frees += 1;
         Ok(())

@@ -21,6 +21,7 @@ use super::{purge, ArenaState};
 use crate::bins::Ctx;
 use crate::block::{self, Header, Word, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{self, ChunkHeader, CHUNK_DATA};
+use crate::error::FreeError;
 use crate::error::{abort_on_corruption, Corruption};
 use crate::region::Region;
 
@@ -97,6 +98,32 @@ impl ArenaState {
             self.counters.allocs += 1;
             block::block_to_payload(b)
         }
+    }
+
+    /// Frees live block `b` of `size` bytes found under the lock
+    /// (`find_live_word`, or a cache push that found it live): first takes
+    /// it from any foreign claim with the claim's own compare-exchange
+    /// (live -> `REMOTE_PENDING`), since a claim needs no lock and may land
+    /// between the caller's read and this free's store of `FREE`; a claim
+    /// that already won makes this free the `DoubleFree` (exactly one of two
+    /// frees of one live block wins, as on the cache path).
+    ///
+    /// # Safety
+    ///
+    /// As for `free`, with `b` read live under the lock held now.
+    pub(crate) unsafe fn free_live(
+        &mut self,
+        region: &Region,
+        b: *mut Header,
+        size: usize,
+    ) -> Result<Option<*mut ChunkHeader>, FreeError> {
+        // SAFETY: `b` is a header of a chunk of ours, committed while we
+        // hold the lock and it is carved (caller).
+        if !unsafe { (*b).claim_remote_mt(self.key) } {
+            return Err(FreeError::DoubleFree);
+        }
+        // SAFETY: the claim is ours now: `b` is ours to free (caller).
+        Ok(unsafe { self.free(region, b, size) })
     }
 
     // ----- the checks ----------------------------------------------------------

@@ -218,7 +218,7 @@ fn release_empty(region: &Region, empty: Option<*mut crate::chunk::ChunkHeader>)
     if let Some(ch) = empty {
         // SAFETY: the arena unlinked this empty chunk under its lock;
         // nothing refers to it.
-        unsafe { region.release(region.chunk_index(ch as usize), 1) };
+        unsafe { region.release_arena_chunk(region.chunk_index(ch as usize)) };
     }
 }
 
@@ -576,8 +576,9 @@ impl Arena {
             Push::Done => {}
             // Still no room (a limit smaller than one block): free it.
             Push::Full(..) => {
-                // SAFETY: as above; `Full` means the header still says live.
-                let empty = unsafe { st.free(region, b, size) };
+                // SAFETY: as above; `Full` means the header said live, and
+                // `free_live` decides against a claim landing since.
+                let empty = unsafe { st.free_live(region, b, size) }?;
                 release_empty(region, empty);
             }
             // The header is no longer live: between the caller's read and

@@ -166,7 +166,7 @@ impl ArenaState {
                     }
                     if let Some(empty) = self.free(region, b, w.size) {
                         // The whole chunk is one free block now.
-                        region.release(region.chunk_index(empty as usize), 1);
+                        region.release_arena_chunk(region.chunk_index(empty as usize));
                         break;
                     }
                     // The free may have merged `after` into the free block

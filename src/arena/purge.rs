@@ -223,7 +223,7 @@ impl ArenaState {
                     unsafe {
                         self.unlink_free(region, first, CHUNK_DATA);
                         self.unlink_chunk(region, c);
-                        region.release(region.chunk_index(c as usize), 1);
+                        region.release_arena_chunk(region.chunk_index(c as usize));
                     }
                     released += 1;
                 }

@@ -253,7 +253,7 @@ impl ArenaState {
         unsafe {
             (*b).set(self.key, size, 0);
             if let Some(chunk) = self.free(region, b, size) {
-                region.release(region.chunk_index(chunk as usize), 1);
+                region.release_arena_chunk(region.chunk_index(chunk as usize));
             }
         }
     }
