@@ -206,10 +206,24 @@ pub(crate) struct ThreadExit {
     hook: fn(usize),
 }
 
+/// An armed hook and the value it gets.
+#[cfg(arenalloc_loom)]
+type Armed = (fn(usize), usize);
+
 #[cfg(arenalloc_loom)]
 struct ExitGuard {
-    armed: core::cell::Cell<Option<(fn(usize), usize)>>,
+    armed: core::cell::Cell<Option<Armed>>,
 }
+
+// Under loom the hook is the guard above, so `sys`'s `pthread` key calls,
+// which only the std `ThreadExit` makes, would be dead code there (and
+// `clippy -D warnings` under loom would fail on it): naming them here keeps
+// them live without a cfg outside this file.
+#[cfg(arenalloc_loom)]
+const _: () = {
+    let _ = crate::sys::thread_key_create;
+    let _ = crate::sys::thread_key_set;
+};
 
 #[cfg(arenalloc_loom)]
 impl Drop for ExitGuard {
