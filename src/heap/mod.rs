@@ -331,8 +331,12 @@ impl Heap {
     /// # Safety
     ///
     /// If `ptr` is a live allocation of this heap, nobody uses it after this
-    /// call. (Invalid pointers are detected, not undefined behaviour, as long
-    /// as no other thread frees or reallocates the same pointer concurrently.)
+    /// call. (Invalid pointers are detected, not undefined behaviour. Two
+    /// threads freeing one live block at once are decided at once: exactly
+    /// one gets `Ok(())`, the other `Err(DoubleFree)`. Not covered: a free
+    /// racing a `realloc` of the same pointer, and one window on the owner
+    /// cache's fast push described in `docs/DESIGN.md` — an invalid pointer
+    /// into a chunk that another arena reuses during that free.)
     #[inline]
     pub unsafe fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
         // SAFETY: forwarded contract.
