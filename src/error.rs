@@ -10,6 +10,7 @@ use core::fmt;
 
 /// Why a pointer could not be freed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FreeError {
     /// The pointer was already freed: it is the start of a free block, or
     /// points into free heap memory (a freed block that was merged with its
@@ -20,18 +21,44 @@ pub enum FreeError {
     NotAllocated,
     /// The pointer is outside every region of this heap.
     OutsideHeap,
+    /// A sized free ([`Heap::free_sized`](crate::Heap::free_sized),
+    /// `GlobalAlloc::dealloc`, the `Allocator` trait's `deallocate`, C's
+    /// `free_sized`, C++'s sized `delete`) gave a size the live block does
+    /// not match: more than its usable bytes (hardened heaps), or other
+    /// than its request (stress mode, which records requests). Checked
+    /// only in those two modes; the block is not freed.
+    SizeMismatch {
+        /// The size the caller gave.
+        size: usize,
+        /// What the block holds: its usable bytes (hardened), its request
+        /// (stress mode).
+        holds: usize,
+    },
 }
 
 impl FreeError {
-    /// What the unchecked APIs print before aborting, up to the address.
-    fn message(self) -> (&'static str, &'static str) {
-        match self {
+    /// Appends what the unchecked APIs print before aborting, after
+    /// `arenalloc: ` and before the newline, for `ptr` to `line`.
+    fn write_message(self, line: &mut Line, ptr: usize) {
+        let (what, why) = match self {
             FreeError::DoubleFree => ("double free of ", ""),
             FreeError::NotAllocated => {
                 ("free of ", ", which is not the start of an allocated block")
             }
             FreeError::OutsideHeap => ("free of ", ", which is outside every arenalloc heap"),
-        }
+            FreeError::SizeMismatch { size, holds } => {
+                line.push(b"free of ");
+                line.push_hex(ptr);
+                line.push(b" with size ");
+                line.push_dec(size as u64);
+                line.push(b", block holds ");
+                line.push_dec(holds as u64);
+                return;
+            }
+        };
+        line.push(what.as_bytes());
+        line.push_hex(ptr);
+        line.push(why.as_bytes());
     }
 }
 
@@ -47,11 +74,16 @@ impl FreeError {
 
 impl fmt::Display for FreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FreeError::DoubleFree => "double free",
-            FreeError::NotAllocated => "pointer is not the start of an allocated block",
-            FreeError::OutsideHeap => "pointer is outside the heap",
-        })
+        match self {
+            FreeError::DoubleFree => f.write_str("double free"),
+            FreeError::NotAllocated => {
+                f.write_str("pointer is not the start of an allocated block")
+            }
+            FreeError::OutsideHeap => f.write_str("pointer is outside the heap"),
+            FreeError::SizeMismatch { size, holds } => {
+                write!(f, "free with size {size}, block holds {holds}")
+            }
+        }
     }
 }
 
@@ -102,6 +134,7 @@ pub enum HeapErrorKind {
 
 /// An invariant violation found by `Heap::check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HeapError {
     /// The arena it was found in (`None`: large allocations or the region).
     pub arena: Option<u32>,
@@ -222,18 +255,16 @@ impl Line {
     }
 }
 
-/// Prints `arenalloc: <what> 0x<ptr><why>` on stderr and aborts the process.
-/// Used by the APIs that cannot return an error (`GlobalAlloc`, `realloc`,
-/// the C API).
+/// Prints `arenalloc: <what> 0x<ptr><why>` on stderr (for a size mismatch
+/// `arenalloc: free of 0x<ptr> with size <n>, block holds <m>`) and aborts
+/// the process. Used by the APIs that cannot return an error
+/// (`GlobalAlloc`, `realloc`, the C API).
 #[cold]
 #[inline(never)]
 pub(crate) fn abort_on_free_error(err: FreeError, ptr: *const u8) -> ! {
-    let (what, why) = err.message();
     let mut line = Line::new();
     line.push(b"arenalloc: ");
-    line.push(what.as_bytes());
-    line.push(&hex(ptr as usize));
-    line.push(why.as_bytes());
+    err.write_message(&mut line, ptr as usize);
     // Stress mode: a bad free that follows an injected allocation failure
     // says so (its cleanup path is the usual suspect).
     crate::stress::push_last_injected_anywhere(&mut line);
@@ -283,6 +314,28 @@ mod tests {
         l.push(b" ");
         l.push_dec(u64::MAX);
         assert_eq!(l.bytes(), b"0 4711 18446744073709551615");
+    }
+
+    #[test]
+    fn free_error_lines_name_the_address_and_sizes() {
+        use super::FreeError;
+        let line = |e: FreeError| {
+            let mut l = super::Line::new();
+            e.write_message(&mut l, 0x7f00_1230);
+            String::from_utf8(l.bytes().to_vec()).unwrap()
+        };
+        assert_eq!(line(FreeError::DoubleFree), "double free of 0x7f001230");
+        assert_eq!(
+            line(FreeError::SizeMismatch {
+                size: 48,
+                holds: 32
+            }),
+            "free of 0x7f001230 with size 48, block holds 32"
+        );
+        assert_eq!(
+            line(FreeError::OutsideHeap),
+            "free of 0x7f001230, which is outside every arenalloc heap"
+        );
     }
 
     #[test]

@@ -94,6 +94,8 @@
 //! `remote`/`large` ← `heap` ← `inspect`.
 
 #![warn(missing_docs)]
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod arena;
 mod bins;

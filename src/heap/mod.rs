@@ -52,13 +52,18 @@
 //!
 //! Files: `meta.rs` (metadata layout, arena table, pointer lookup),
 //! `pool.rs` (the internal pool for allocations made while binding),
-//! `bind.rs` (thread -> arena), `fork.rs` (the `pthread_atfork` handlers every heap registers).
+//! `bind.rs` (thread -> arena), `fork.rs` (the `pthread_atfork` handlers every heap registers),
+//! `sized.rs` (frees told the size: `dealloc`, `free_sized`), `allocator.rs`
+//! (`Allocator` for `&Heap`, behind the `allocator-api2` and `nightly` features).
 
+#[cfg(any(feature = "allocator-api2", feature = "nightly"))]
+mod allocator;
 mod bind;
 mod fork;
 mod meta;
 mod pool;
 pub(crate) mod purge;
+mod sized;
 mod stress;
 
 use core::alloc::{GlobalAlloc, Layout};
@@ -123,13 +128,14 @@ unsafe impl GlobalAlloc for Heap {
         self.alloc_impl(layout.size(), layout.align().max(GRANULE))
     }
 
+    /// Uses the layout's size (`sized.rs`): a block too large for the
+    /// owner cache skips the fast path; hardened and stress-mode heaps
+    /// check it against the block.
     #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: the caller passes a live block of this heap.
-        if !unsafe { self.free_fast(ptr) } {
-            // SAFETY: as above.
-            unsafe { self.dealloc_slow(ptr) }
-        }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller passes a live block of this heap, allocated
+        // with `layout`.
+        unsafe { self.dealloc_sized(ptr, layout.size()) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -385,20 +391,6 @@ impl Heap {
             && matches!(unsafe { arena.cache_push_fast(ptr) }, Push::Done)
     }
 
-    /// `dealloc` for what the fast path did not take: aborts on an invalid
-    /// free.
-    ///
-    /// # Safety
-    ///
-    /// As for [`Heap::free`].
-    #[inline(never)]
-    unsafe fn dealloc_slow(&self, ptr: *mut u8) {
-        // SAFETY: forwarded contract.
-        if let Err(e) = unsafe { self.free_slow(ptr) } {
-            abort_on_free_error(e, ptr);
-        }
-    }
-
     /// Every free the fast path did not take (a hardened heap, a full
     /// class, another arena's block, a large one, an invalid pointer).
     ///
@@ -411,6 +403,24 @@ impl Heap {
             return Ok(());
         }
         let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
+        // SAFETY: forwarded; `ptr` is not null.
+        unsafe { self.free_slow_with(meta, ptr, true) }
+    }
+
+    /// `free_slow` once `meta` is known; `cacheable: false` says the block
+    /// is too large for the owner cache (a sized free, `sized.rs`), so the
+    /// push is not tried.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::free`]; `ptr` is not null.
+    #[inline(always)]
+    unsafe fn free_slow_with(
+        &self,
+        meta: &HeapMeta,
+        ptr: *mut u8,
+        cacheable: bool,
+    ) -> Result<(), FreeError> {
         if meta.stress_on() {
             // SAFETY: forwarded; `ptr` is not null.
             return unsafe { self.stress_free(meta, ptr) };
@@ -419,7 +429,7 @@ impl Heap {
         // with no lock and no arena-table lookup (checked, on a hardened
         // heap; flushing half its class when that is full).
         let bind = cache::binding(meta.id);
-        if let Some((a, me)) = bind {
+        if let Some((a, me)) = bind.filter(|_| cacheable) {
             // SAFETY: the binding matched this heap's id: an arena of it.
             let arena = unsafe { &*a };
             let addr = ptr as usize;
