@@ -495,6 +495,10 @@ pub(crate) const fn clamp_purge_min(bytes: usize) -> usize {
 
 /// How a heap is set up.
 ///
+/// The builder methods have the settings' plain names (`max_arenas(n)`),
+/// so the getters are `get_max_arenas()` and so on, as for
+/// `std::process::Command` (and [`Stress`]).
+///
 /// ```
 /// use arenalloc::{Config, Heap};
 /// static ONE_LOCK: Heap = Heap::with_config(Config::new().max_arenas(1).region_size(1 << 30));

@@ -161,43 +161,16 @@ fn write_report(text: &[u8]) {
 }
 
 extern "C" fn print_stats() {
-    let s = heap().stats();
-    let remote: u64 = s
-        .arenas()
-        .iter()
-        .map(|a| a.remote_frees + a.queue_full_fallbacks)
-        .sum();
-    let contended: u64 = s.arenas().iter().map(|a| a.lock_contended).sum();
-    let adoptions: u64 = s.arenas().iter().map(|a| a.adoptions).sum();
     // At exit the heap may be used by nothing else; formatting allocates
-    // through it, with no heap lock held.
-    let text = format!(
-        "arenalloc: stats at exit (pid {})\n\
-         arenalloc:   allocations {:>14}   frees {:>14}   remote frees {:>12}\n\
-         arenalloc:   live blocks {:>14}   live bytes {:>9}   peak committed {:>10}\n\
-         arenalloc:   arenas used {:>14}   adoptions {:>10}   contended locks {:>9}\n\
-         arenalloc:   pool used {:>16}   pool size {:>10}   reserved bytes {:>10}\n\
-         arenalloc:   cached blocks {:>12}   cached bytes {:>7}   large cached {:>12}\n\
-         arenalloc:   stress reports {:>11}   quarantined {:>8}\n",
-        std::process::id(),
-        s.allocations(),
-        s.frees(),
-        remote,
-        s.live_blocks(),
-        s.allocated_bytes(),
-        s.peak_committed_bytes(),
-        s.arenas().len(),
-        adoptions,
-        contended,
-        s.pool_used_bytes(),
-        s.pool_capacity_bytes(),
-        s.reserved_bytes(),
-        s.cached_blocks(),
-        s.cached_bytes(),
-        s.large_cached_bytes(),
-        s.stress_reports(),
-        s.quarantined_bytes(),
-    );
+    // through it, with no heap lock held. The table is `HeapStats`'
+    // `Display`, each line prefixed.
+    let table = heap().stats().to_string();
+    let mut text = format!("arenalloc: stats at exit (pid {})\n", std::process::id());
+    for line in table.lines() {
+        text.push_str("arenalloc:   ");
+        text.push_str(line);
+        text.push('\n');
+    }
     write_report(text.as_bytes());
 }
 

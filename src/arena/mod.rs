@@ -130,6 +130,8 @@ pub(crate) struct Arena {
     /// lock-free claim of a remote free (`remote.rs`).
     pub(crate) key: Key,
     state: Locked<ArenaState>,
+    /// Two counters as the last lock holder left them ([`Published`]).
+    published: Published,
     /// Token of the owning thread, or 0 (module doc).
     owner: AtomicU64,
     /// `owner` when the owner may take the owner cache's fast paths (the
@@ -204,8 +206,55 @@ impl Batch {
     }
 }
 
-/// The arena lock, held.
-pub(crate) type ArenaGuard<'a> = LockedGuard<'a, ArenaState>;
+/// The arena lock, held. On release it publishes the two counters the
+/// heap reads without the lock (`Arena::published`): two loads of counters
+/// the holder just touched and two plain stores to this arena's own
+/// fields, no locked instruction — and nothing on the owner cache's
+/// lock-free paths, which take no lock.
+pub(crate) struct ArenaGuard<'a> {
+    guard: LockedGuard<'a, ArenaState>,
+    published: &'a Published,
+}
+
+/// `live_bytes` and `purged_bytes` of an arena's [`Counters`] as the last
+/// lock holder left them: what `Heap::allocated_bytes` and
+/// `Heap::resident_bytes` sum without taking any lock. Written only by
+/// the lock holder as it releases (`Relaxed` stores: a statistic, ordered
+/// for the next holder by the lock itself), read `Relaxed` by anyone.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    live_bytes: AtomicUsize,
+    purged_bytes: AtomicUsize,
+}
+
+impl core::ops::Deref for ArenaGuard<'_> {
+    type Target = ArenaState;
+    #[inline(always)]
+    fn deref(&self) -> &ArenaState {
+        &self.guard
+    }
+}
+
+impl core::ops::DerefMut for ArenaGuard<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut ArenaState {
+        &mut self.guard
+    }
+}
+
+impl Drop for ArenaGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Before the inner guard unlocks (fields drop after this).
+        let c = &self.guard.counters;
+        self.published
+            .live_bytes
+            .store(c.live_bytes, core::sync::atomic::Ordering::Relaxed);
+        self.published
+            .purged_bytes
+            .store(c.purged_bytes, core::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 impl Arena {
     /// Takes the arena lock, counting the acquisition and any contention
@@ -213,7 +262,11 @@ impl Arena {
     /// beyond the lock's own).
     #[inline]
     pub(crate) fn lock(&self) -> ArenaGuard<'_> {
-        let (mut guard, contended) = self.state.lock();
+        let (guard, contended) = self.state.lock();
+        let mut guard = ArenaGuard {
+            guard,
+            published: &self.published,
+        };
         guard.counters.lock_acquisitions += 1;
         guard.counters.lock_contended += u64::from(contended);
         self.repair_if_forked(&mut guard);
@@ -223,7 +276,10 @@ impl Arena {
     /// Takes the arena lock if it is free (the decay thread: it never
     /// waits for a busy arena), counting the acquisition.
     pub(crate) fn try_lock(&self) -> Option<ArenaGuard<'_>> {
-        let mut guard = self.state.try_lock()?;
+        let mut guard = ArenaGuard {
+            guard: self.state.try_lock()?,
+            published: &self.published,
+        };
         guard.counters.lock_acquisitions += 1;
         self.repair_if_forked(&mut guard);
         Some(guard)
@@ -257,6 +313,7 @@ impl Arena {
                 stress,
                 quarantine: quarantine::Fifo::new(),
             }),
+            published: Published::default(),
             owner: AtomicU64::new(owner),
             fast_owner: AtomicU64::new(fast_owner_for(owner, cache_bytes, key)),
             // The heap sets the real one before it publishes the arena.
@@ -266,6 +323,19 @@ impl Arena {
             region: core::ptr::null(),
             fork_repair: core::sync::atomic::AtomicU8::new(0),
         }
+    }
+
+    /// `(live_bytes, purged_bytes)` as the last lock holder left them
+    /// ([`Published`]); takes no lock.
+    pub(crate) fn published(&self) -> (usize, usize) {
+        (
+            self.published
+                .live_bytes
+                .load(core::sync::atomic::Ordering::Relaxed),
+            self.published
+                .purged_bytes
+                .load(core::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The remote-free queue.

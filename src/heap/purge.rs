@@ -368,6 +368,8 @@ impl Heap {
 
     /// Ticks of the decay clock so far (each is half of `purge_ms`); reads
     /// one word, takes no lock: what a test waits on to know decay ran.
+    /// A test hook, not part of the supported API.
+    #[doc(hidden)]
     pub fn decay_epoch(&self) -> u64 {
         self.meta_if_ready().map_or(0, |m| m.region.decay_epoch())
     }
@@ -381,7 +383,8 @@ impl Heap {
 
     /// Whether the decay thread is parked: it found nothing to do for two
     /// ticks and sleeps until the next free that leaves something to
-    /// decay. Takes no lock.
+    /// decay. Takes no lock. A test hook, not part of the supported API.
+    #[doc(hidden)]
     pub fn decay_thread_parked(&self) -> bool {
         self.meta_if_ready()
             .is_some_and(|m| m.decay.thread_exists() && m.region.decay_is_parked())

@@ -6,6 +6,8 @@
 //! small (the heap grew in between) drops the extra arenas rather than grow
 //! under the lock.
 
+use core::fmt;
+
 use crate::arena::{Arena, Counters};
 use crate::block::HEADER;
 use crate::chunk::CHUNK;
@@ -13,6 +15,7 @@ use crate::heap::{Heap, HeapMeta};
 
 /// Statistics of one arena, taken under its lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ArenaStats {
     /// The arena's index in its heap.
     pub id: u32,
@@ -71,6 +74,19 @@ pub struct ArenaStats {
 }
 
 /// Statistics of a heap: per arena, large allocations, and totals.
+///
+/// `Display` writes the totals table the preload library prints at exit
+/// (`ARENALLOC_STATS`), six lines; the alternate form (`{:#}`) adds a line
+/// per arena.
+///
+/// ```
+/// let heap = arenalloc::Heap::new();
+/// let p = heap.malloc(100);
+/// let table = heap.stats().to_string();
+/// assert!(table.starts_with("allocations"));
+/// assert!(table.contains("live blocks              1"));
+/// # unsafe { heap.free(p) }.unwrap();
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct HeapStats {
     arenas: Vec<ArenaStats>,
@@ -241,6 +257,86 @@ impl HeapStats {
     }
 }
 
+impl HeapStats {
+    /// Remote frees over all arenas: through the queue, and under the
+    /// lock when the queue was full.
+    fn remote_frees(&self) -> u64 {
+        self.arenas
+            .iter()
+            .map(|a| a.remote_frees + a.queue_full_fallbacks)
+            .sum()
+    }
+}
+
+impl fmt::Display for HeapStats {
+    /// The totals table (six lines, each ending in a newline); `{:#}`
+    /// adds one line per arena.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let contended: u64 = self.arenas.iter().map(|a| a.lock_contended).sum();
+        let adoptions: u64 = self.arenas.iter().map(|a| a.adoptions).sum();
+        writeln!(
+            f,
+            "allocations {:>14}   frees {:>14}   remote frees {:>12}",
+            self.allocations(),
+            self.frees(),
+            self.remote_frees(),
+        )?;
+        writeln!(
+            f,
+            "live blocks {:>14}   live bytes {:>9}   peak committed {:>10}",
+            self.live_blocks(),
+            self.allocated_bytes(),
+            self.peak_committed_bytes(),
+        )?;
+        writeln!(
+            f,
+            "arenas used {:>14}   adoptions {:>10}   contended locks {:>9}",
+            self.arenas.len(),
+            adoptions,
+            contended,
+        )?;
+        writeln!(
+            f,
+            "pool used {:>16}   pool size {:>10}   reserved bytes {:>10}",
+            self.pool_used_bytes(),
+            self.pool_capacity_bytes(),
+            self.reserved_bytes(),
+        )?;
+        writeln!(
+            f,
+            "cached blocks {:>12}   cached bytes {:>7}   large cached {:>12}",
+            self.cached_blocks(),
+            self.cached_bytes(),
+            self.large_cached_bytes(),
+        )?;
+        writeln!(
+            f,
+            "stress reports {:>11}   quarantined {:>8}",
+            self.stress_reports(),
+            self.quarantined_bytes(),
+        )?;
+        if f.alternate() {
+            for a in &self.arenas {
+                writeln!(
+                    f,
+                    "arena {:>4}: live {:>9} blocks {:>12} bytes   free {:>9} blocks {:>12} bytes   \
+                     chunks {:>5}   locks {:>10} ({} contended)   remote frees {:>9}",
+                    a.id,
+                    a.live_blocks,
+                    a.allocated_bytes,
+                    a.free_blocks,
+                    a.free_bytes,
+                    a.chunks,
+                    a.lock_acquisitions,
+                    a.lock_contended,
+                    a.remote_frees + a.queue_full_fallbacks,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One arena's statistics from its counters (taken under its lock) and its
 /// owner cache: cached blocks are carved (live to the index) but not the
 /// user's, so they move from the live figures to their own, and the cache's
@@ -321,6 +417,67 @@ fn pending_for(meta: &HeapMeta, id: u32) -> (usize, usize) {
 
 /// Gathers statistics; the vector is allocated before any lock is taken.
 impl Heap {
+    /// Usable bytes of the live blocks and large allocations, read without
+    /// taking any lock: each arena's live bytes as its last lock holder
+    /// left them, less what its owner cache holds, plus the large
+    /// allocations' — relaxed loads of a few counters per arena (the owner
+    /// cache's classes among them), no lock, no system call, no
+    /// allocation. What a monitor polls; [`Heap::stats`] is exact but
+    /// takes every arena's lock.
+    ///
+    /// Not a snapshot: an operation in flight on another thread may be
+    /// counted half. It differs from `stats().allocated_bytes()` by the
+    /// blocks freed by other threads and not yet handed back (counted here
+    /// as allocated; `stats` drains them first) and, in stress mode, by
+    /// counting each block's usable bytes (its redzone and record
+    /// included) and quarantined blocks, where `stats` counts requests.
+    ///
+    /// ```
+    /// let heap = arenalloc::Heap::new();
+    /// let p = heap.malloc(1000);
+    /// assert_eq!(heap.allocated_bytes(), heap.stats().allocated_bytes());
+    /// # unsafe { heap.free(p) }.unwrap();
+    /// ```
+    pub fn allocated_bytes(&self) -> usize {
+        let Some(meta) = self.meta_if_ready() else {
+            return 0;
+        };
+        let arenas: usize = meta
+            .arenas()
+            .map(|a| {
+                let (live, _) = a.published();
+                let cache = a.cache_counts();
+                live.saturating_sub(cache.bytes.saturating_sub(cache.blocks * HEADER))
+            })
+            .sum();
+        arenas
+            + meta
+                .large
+                .live_bytes
+                .load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `committed − purged` bytes, as [`HeapStats::resident_bytes`], read
+    /// without taking any lock (as [`Heap::allocated_bytes`]: one relaxed
+    /// load per arena and the region's committed-bytes counter): an upper
+    /// bound of the heap's resident memory. [`Heap::measured_resident_bytes`]
+    /// asks the kernel instead.
+    pub fn resident_bytes(&self) -> usize {
+        let Some(meta) = self.meta_if_ready() else {
+            return 0;
+        };
+        let purged: usize = meta.arenas().map(|a| a.published().1).sum();
+        meta.region.committed_bytes().saturating_sub(purged)
+    }
+
+    /// Bytes committed (metadata, arena chunks, large runs), as
+    /// [`HeapStats::committed_bytes`], read without taking any lock (one
+    /// relaxed load).
+    pub fn committed_bytes(&self) -> usize {
+        self.meta_if_ready()
+            .map_or(0, |m| m.region.committed_bytes())
+    }
+
     /// Bytes of the heap's memory the kernel reports resident right now,
     /// measured page by page (`mincore(2)`) over every chunk in use and
     /// the metadata. Takes no heap lock and changes nothing (unlike
