@@ -23,7 +23,28 @@ asm = subprocess.run(
 
 EXPORTS = {"malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign",
            "aligned_alloc", "memalign", "valloc", "pvalloc", "malloc_usable_size",
-           "malloc_trim", "mallopt", "mallinfo", "mallinfo2", "malloc_stats", "malloc_info"}
+           "malloc_trim", "mallopt", "mallinfo", "mallinfo2", "malloc_stats", "malloc_info",
+           # glibc's internal names and C23's sized frees (libc_names.rs, sized.rs)
+           "__libc_malloc", "__libc_free", "__libc_calloc", "__libc_realloc",
+           "__libc_memalign", "__libc_valloc", "__libc_pvalloc", "__libc_mallinfo",
+           "__libc_mallopt", "free_sized", "free_aligned_sized",
+           # C++'s operator new and delete (cxx.rs), as objdump -C names them
+           "operator new(unsigned long)", "operator new[](unsigned long)",
+           "operator new(unsigned long, std::nothrow_t const&)",
+           "operator new[](unsigned long, std::nothrow_t const&)",
+           "operator new(unsigned long, std::align_val_t)",
+           "operator new[](unsigned long, std::align_val_t)",
+           "operator new(unsigned long, std::align_val_t, std::nothrow_t const&)",
+           "operator new[](unsigned long, std::align_val_t, std::nothrow_t const&)",
+           "operator delete(void*)", "operator delete[](void*)",
+           "operator delete(void*, unsigned long)", "operator delete[](void*, unsigned long)",
+           "operator delete(void*, std::nothrow_t const&)",
+           "operator delete[](void*, std::nothrow_t const&)",
+           "operator delete(void*, std::align_val_t)", "operator delete[](void*, std::align_val_t)",
+           "operator delete(void*, unsigned long, std::align_val_t)",
+           "operator delete[](void*, unsigned long, std::align_val_t)",
+           "operator delete(void*, std::align_val_t, std::nothrow_t const&)",
+           "operator delete[](void*, std::align_val_t, std::nothrow_t const&)"}
 PANIC = re.compile(r"^(core::panicking::|core::option::unwrap_failed|"
                    r"core::result::unwrap_failed|core::option::expect_failed|"
                    r"core::slice::index::|std::panicking::|core::cell::panic_already|"

@@ -504,3 +504,5 @@ mod introspect;
 mod limits;
 #[path = "preload/stress_mode.rs"]
 mod stress_mode;
+#[path = "preload/surface.rs"]
+mod surface;

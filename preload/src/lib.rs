@@ -47,8 +47,12 @@ use core::ptr;
 
 use heap::{Config, Heap};
 
+mod cxx;
+mod header;
 mod introspect;
+mod libc_names;
 mod line;
+mod sized;
 
 /// `malloc`'s alignment: what `max_align_t` needs on x86-64 and aarch64.
 const MALLOC_ALIGN: usize = 16;
