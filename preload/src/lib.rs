@@ -6,12 +6,18 @@
 //! `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`) over one process
 //! heap, and glibc's introspection and tuning calls (`malloc_trim`,
 //! `mallinfo2`, `mallinfo`, `malloc_stats`, `malloc_info`, `mallopt`: see
-//! `introspect.rs` for how each maps onto arenalloc). The `arenalloc`
-//! library crate itself exports none of these: only this `cdylib` does.
+//! `introspect.rs` for how each maps onto arenalloc), glibc's `__libc_*`
+//! names, C23's sized frees, C++'s `operator new`/`delete`, and its own
+//! functions (`include/arenalloc.h`). The `arenalloc` library crate itself
+//! exports none of these: only this `cdylib` does.
 //!
 //! ```text
 //! lib.rs         the allocation API, the environment, fork, the exit report
 //! introspect.rs  malloc_trim, mallinfo2/mallinfo, malloc_stats, malloc_info, mallopt
+//! libc_names.rs  __libc_malloc, __libc_free, … (glibc's internal names)
+//! sized.rs       free_sized, free_aligned_sized (C23)
+//! cxx.rs         operator new / delete, every form (Itanium names)
+//! header.rs      arenalloc_check, arenalloc_stats_print, arenalloc_dump, arenalloc_leak_report
 //! line.rs        Line: output assembled on the stack (no allocation, no fmt)
 //! ```
 //!
