@@ -219,3 +219,48 @@ fn dealloc_with_a_wrong_size_aborts_with_one_line() {
         assert!(!stderr.contains("child: survived"), "{stderr}");
     }
 }
+
+/// The hardened check reads the size as stored and verifies only an
+/// apparent mismatch: a header the program overwrote is reported as the
+/// corruption it is (by the free that follows), not as a size mismatch.
+#[test]
+fn sized_free_of_an_overwritten_header_reports_the_corruption() {
+    const NAME: &str = "sized_free_of_an_overwritten_header_reports_the_corruption";
+    if std::env::var_os(CHILD).is_some() {
+        let heap = region(Config::new().hardened(true));
+        let p = heap.malloc(100);
+        let keep = heap.malloc(100);
+        eprintln!("child: block {:p}", p.wrapping_sub(16));
+        // SAFETY: `p`'s header is in a committed chunk of the heap; the
+        // write of its size word is the bug under test.
+        unsafe { p.sub(8).cast::<u64>().write(0) };
+        let r = free_sized(&heap, p, 100);
+        eprintln!("child: survived {r:?} {keep:p}");
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "corrupt")
+        .output()
+        .expect("spawn the test binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{:?}\n{stderr}",
+        out.status
+    );
+    let block = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("child: block "))
+        .expect("the child allocated");
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("arenalloc:"))
+        .collect();
+    assert_eq!(
+        reports,
+        [format!("arenalloc: heap corruption at {block} (header check failed)").as_str()],
+        "{stderr}"
+    );
+}

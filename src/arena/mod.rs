@@ -116,10 +116,15 @@ pub(crate) struct ArenaState {
     stress: Stress,
     /// Stress mode's FIFO of quarantined blocks (`quarantine.rs`).
     quarantine: quarantine::Fifo,
+    /// The arena's own [`Published`] words, which the guard writes as it
+    /// releases the lock (`ArenaGuard`'s drop): set by `Arena::new` to
+    /// where the arena is built, never changed.
+    published: *const Published,
 }
 
-// SAFETY: the raw pointers point into chunks this arena owns; the state is
-// only reached under the arena lock, so moving it between threads is fine.
+// SAFETY: the raw pointers point into chunks this arena owns, and
+// `published` at the arena's own atomic words (Sync); the state is only
+// reached under the arena lock, so moving it between threads is fine.
 unsafe impl Send for ArenaState {}
 
 /// One arena. Lives in the heap's metadata, never moves.
@@ -207,14 +212,12 @@ impl Batch {
 }
 
 /// The arena lock, held. On release it publishes the two counters the
-/// heap reads without the lock (`Arena::published`): two loads of counters
-/// the holder just touched and two plain stores to this arena's own
-/// fields, no locked instruction — and nothing on the owner cache's
-/// lock-free paths, which take no lock.
-pub(crate) struct ArenaGuard<'a> {
-    guard: LockedGuard<'a, ArenaState>,
-    published: &'a Published,
-}
+/// heap reads without the lock (`Arena::published`): a load of the state's
+/// `published` pointer and of two counters the holder just touched, and
+/// two plain stores to the arena's own words, no locked instruction — and
+/// nothing on the owner cache's lock-free paths, which take no lock. As
+/// small as the lock's own guard (two words, returned in registers).
+pub(crate) struct ArenaGuard<'a>(LockedGuard<'a, ArenaState>);
 
 /// `live_bytes` and `purged_bytes` of an arena's [`Counters`] as the last
 /// lock holder left them: what `Heap::allocated_bytes` and
@@ -231,14 +234,14 @@ impl core::ops::Deref for ArenaGuard<'_> {
     type Target = ArenaState;
     #[inline(always)]
     fn deref(&self) -> &ArenaState {
-        &self.guard
+        &self.0
     }
 }
 
 impl core::ops::DerefMut for ArenaGuard<'_> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut ArenaState {
-        &mut self.guard
+        &mut self.0
     }
 }
 
@@ -246,11 +249,16 @@ impl Drop for ArenaGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         // Before the inner guard unlocks (fields drop after this).
-        let c = &self.guard.counters;
-        self.published
+        let st: &ArenaState = &self.0;
+        // SAFETY: `published` points at this arena's own `Published`
+        // (`Arena::new`), which lives as long as the arena, and so as
+        // long as the lock this guard holds.
+        let published = unsafe { &*st.published };
+        let c = &st.counters;
+        published
             .live_bytes
             .store(c.live_bytes, core::sync::atomic::Ordering::Relaxed);
-        self.published
+        published
             .purged_bytes
             .store(c.purged_bytes, core::sync::atomic::Ordering::Relaxed);
     }
@@ -263,10 +271,7 @@ impl Arena {
     #[inline]
     pub(crate) fn lock(&self) -> ArenaGuard<'_> {
         let (guard, contended) = self.state.lock();
-        let mut guard = ArenaGuard {
-            guard,
-            published: &self.published,
-        };
+        let mut guard = ArenaGuard(guard);
         guard.counters.lock_acquisitions += 1;
         guard.counters.lock_contended += u64::from(contended);
         self.repair_if_forked(&mut guard);
@@ -276,17 +281,17 @@ impl Arena {
     /// Takes the arena lock if it is free (the decay thread: it never
     /// waits for a busy arena), counting the acquisition.
     pub(crate) fn try_lock(&self) -> Option<ArenaGuard<'_>> {
-        let mut guard = ArenaGuard {
-            guard: self.state.try_lock()?,
-            published: &self.published,
-        };
+        let mut guard = ArenaGuard(self.state.try_lock()?);
         guard.counters.lock_acquisitions += 1;
         self.repair_if_forked(&mut guard);
         Some(guard)
     }
 
-    /// A new arena owned by `owner` (a token, or 0). Allocates the remote
-    /// queue: call with no heap lock held.
+    /// A new arena owned by `owner` (a token, or 0), to be moved to `home`
+    /// (its slot in the heap's table) before anyone locks it: the state
+    /// keeps the address its `Published` words will have there. Allocates
+    /// the remote queue: call with no heap lock held.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: u32,
         queue_capacity: usize,
@@ -295,6 +300,7 @@ impl Arena {
         cache_bytes: usize,
         purge: purge::Policy,
         stress: Stress,
+        home: *const Arena,
     ) -> Arena {
         Arena {
             id,
@@ -312,6 +318,12 @@ impl Arena {
                 idle_mark: 0,
                 stress,
                 quarantine: quarantine::Fifo::new(),
+                // Where `published` will be once the arena is at `home`
+                // (computed, not dereferenced).
+                published: home
+                    .cast::<u8>()
+                    .wrapping_add(core::mem::offset_of!(Arena, published))
+                    .cast::<Published>(),
             }),
             published: Published::default(),
             owner: AtomicU64::new(owner),

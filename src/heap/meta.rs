@@ -134,6 +134,9 @@ impl HeapMeta {
         if !room {
             return None;
         }
+        // SAFETY: slot `n` was reserved by us alone and is inside the
+        // table; only its address is taken here.
+        let home = unsafe { (*self.arenas.add(n)).arena.as_ptr() };
         let mut arena = Arena::new(
             n as u32,
             self.config.get_remote_queue_capacity(),
@@ -150,6 +153,7 @@ impl HeapMeta {
                 self.purge_min.load(Ordering::Relaxed),
             ),
             self.config.get_stress(),
+            home,
         );
         arena.chunk_test = self.region.chunk_test(n as u32);
         arena.region = &self.region;

@@ -459,7 +459,7 @@ impl Heap {
     /// # Safety
     ///
     /// As for [`Heap::free`]; `ptr` is not null.
-    #[inline]
+    #[inline(always)]
     unsafe fn free_located(
         &self,
         meta: &HeapMeta,

@@ -114,18 +114,30 @@ impl Heap {
     #[inline(never)]
     pub(super) unsafe fn dealloc_sized_slow(&self, ptr: *mut u8, size: usize) {
         // SAFETY: forwarded contract.
-        if let Err(e) = unsafe { self.free_sized_slow(ptr, size) } {
+        if let Err(e) = unsafe { self.free_sized_with(ptr, size) } {
             abort_on_free_error(e, ptr);
         }
     }
 
-    /// Every sized free the fast path did not take (module doc).
+    /// `free_sized` for what the fast path did not take.
     ///
     /// # Safety
     ///
     /// As for [`Heap::free`].
     #[inline(never)]
     unsafe fn free_sized_slow(&self, ptr: *mut u8, size: usize) -> Result<(), FreeError> {
+        // SAFETY: forwarded contract.
+        unsafe { self.free_sized_with(ptr, size) }
+    }
+
+    /// Every sized free the fast path did not take (module doc), inlined
+    /// into both of its callers (one call from `dealloc` to the free).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::free`].
+    #[inline(always)]
+    unsafe fn free_sized_with(&self, ptr: *mut u8, size: usize) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
         }
@@ -154,7 +166,13 @@ impl Heap {
                 _ => Ok(()),
             };
         }
-        match live_usable(meta, ptr) {
+        // The size as stored first (no check value computed: the free that
+        // follows verifies the header anyway); only an apparent mismatch
+        // is read again, verified, before it is reported.
+        if !matches!(live_usable(meta, ptr, false), Some(u) if size > u) {
+            return Ok(());
+        }
+        match live_usable(meta, ptr, true) {
             Some(usable) if size > usable => Err(FreeError::SizeMismatch {
                 size,
                 holds: usable,
@@ -165,9 +183,12 @@ impl Heap {
 }
 
 /// The usable bytes of the live block whose payload starts at `ptr`, read
-/// without an arena lock (module doc); `None` if there is none or its
-/// header does not verify.
-fn live_usable(meta: &HeapMeta, ptr: *mut u8) -> Option<usize> {
+/// without an arena lock (module doc); `None` if there is none. With
+/// `verify`, an arena block's header must verify under the arena's key and
+/// say live; without, its size is taken as stored (a quick look, which a
+/// corrupt header can fool: confirm before reporting).
+#[inline(always)]
+fn live_usable(meta: &HeapMeta, ptr: *mut u8, verify: bool) -> Option<usize> {
     let addr = ptr as usize;
     match locate(meta, addr).ok()? {
         Owner::Pool(payload, usable) => (payload == addr).then_some(usable),
@@ -185,16 +206,19 @@ fn live_usable(meta: &HeapMeta, ptr: *mut u8) -> Option<usize> {
             // (as for `Arena::claim_mt`); the bitmap and a header at a set
             // start bit inside the block area are readable atomics; `read`
             // verifies the header under the arena's key.
-            let word = unsafe {
+            unsafe {
                 if (b as usize) < (*c).first_block() as usize
                     || b >= (*c).sentinel()
                     || !(*c).is_start(b as usize)
                 {
                     return None;
                 }
-                (*b).read(arena.key)?
-            };
-            word.is_live().then(|| block::block_to_usable(word.size))
+                if !verify {
+                    return Some((*b).size().saturating_sub(block::HEADER));
+                }
+                let word = (*b).read(arena.key)?;
+                word.is_live().then(|| block::block_to_usable(word.size))
+            }
         }
     }
 }
