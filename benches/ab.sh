@@ -10,6 +10,8 @@
 #   benches/ab.sh REV pairs [ROUNDS]  the `pairs/arenalloc/` criterion group,
 #                                     ROUNDS each (default 3), alternated;
 #                                     prints median ns and tree ÷ REV
+#                                     (PAIRS=arenalloc_global, _locked,
+#                                     _hardened, …: another variant)
 #
 # REV is built in a temporary git worktree into target/ab-REV; the working
 # tree into target/release. WORKLOADS and THREADS override the driver cells.
@@ -54,11 +56,12 @@ pairs)
     bin() { ls -t "$1"/release/deps/fragments-* | grep -v '\.d$' | head -1; }
     a=$(bin "$base_target") b=$(bin target)
     out=$(mktemp)
+    pairs=${PAIRS:-arenalloc}
     for _ in $(seq "${n:-3}"); do
         for v in a b; do
             exe=${!v}
-            "$exe" --bench "pairs/arenalloc/" 2>/dev/null | tr '\n' ' ' |
-                grep -oE "pairs/arenalloc/[0-9]+ +time: +\[[0-9.]+ [a-z]+ [0-9.]+ ns" |
+            "$exe" --bench "pairs/$pairs/" 2>/dev/null | tr '\n' ' ' |
+                grep -oE "pairs/$pairs/[0-9]+ +time: +\[[0-9.]+ [a-z]+ [0-9.]+ ns" |
                 awk -v v="$v" '{print v, $1, $5}' >>"$out"
         done
     done
