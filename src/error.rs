@@ -26,15 +26,19 @@ pub enum FreeError {
     /// `free_sized`, C++'s sized `delete`) gave a size the live block does
     /// not match: more than its usable bytes (hardened heaps), or other
     /// than its request (stress mode, which records requests). Checked
-    /// only in those two modes; the block is not freed.
-    SizeMismatch {
-        /// The size the caller gave.
-        size: usize,
-        /// What the block holds: its usable bytes (hardened), its request
-        /// (stress mode).
-        holds: usize,
-    },
+    /// only in those two modes; the block is not freed, and
+    /// [`Heap::usable_size`](crate::Heap::usable_size) says what it holds
+    /// (the request, in stress mode). The aborting APIs name both sizes:
+    /// `arenalloc: free of 0x… with size 48, block holds 32`.
+    ///
+    /// (No fields: every internal free path returns a `FreeError`, and one
+    /// byte of it travels in a register where two sizes would not.)
+    SizeMismatch,
 }
+
+// Every free path returns `Result<(), FreeError>`: kept to one byte, it is
+// returned in a register, not through memory (see `SizeMismatch`).
+const _: () = assert!(core::mem::size_of::<Result<(), FreeError>>() == 1);
 
 impl FreeError {
     /// Appends what the unchecked APIs print before aborting, after
@@ -46,15 +50,7 @@ impl FreeError {
                 ("free of ", ", which is not the start of an allocated block")
             }
             FreeError::OutsideHeap => ("free of ", ", which is outside every arenalloc heap"),
-            FreeError::SizeMismatch { size, holds } => {
-                line.push(b"free of ");
-                line.push_hex(ptr);
-                line.push(b" with size ");
-                line.push_dec(size as u64);
-                line.push(b", block holds ");
-                line.push_dec(holds as u64);
-                return;
-            }
+            FreeError::SizeMismatch => ("free of ", " with a size its block does not match"),
         };
         line.push(what.as_bytes());
         line.push_hex(ptr);
@@ -80,9 +76,7 @@ impl fmt::Display for FreeError {
                 f.write_str("pointer is not the start of an allocated block")
             }
             FreeError::OutsideHeap => f.write_str("pointer is outside the heap"),
-            FreeError::SizeMismatch { size, holds } => {
-                write!(f, "free with size {size}, block holds {holds}")
-            }
+            FreeError::SizeMismatch => f.write_str("size does not match the block"),
         }
     }
 }
@@ -273,6 +267,31 @@ pub(crate) fn abort_on_free_error(err: FreeError, ptr: *const u8) -> ! {
     crate::sys::abort()
 }
 
+/// Prints `arenalloc: free of 0x<ptr> with size <size>, block holds
+/// <holds>` on stderr and aborts: a sized free's mismatch
+/// ([`FreeError::SizeMismatch`]) where the sizes are known.
+#[cold]
+#[inline(never)]
+pub(crate) fn abort_on_size_mismatch(ptr: *const u8, size: usize, holds: usize) -> ! {
+    let mut line = Line::new();
+    line.push(b"arenalloc: ");
+    size_mismatch_message(&mut line, ptr as usize, size, holds);
+    crate::stress::push_last_injected_anywhere(&mut line);
+    line.push(b"\n");
+    crate::sys::write_stderr(line.bytes());
+    crate::sys::abort()
+}
+
+/// `free of 0x<ptr> with size <size>, block holds <holds>`.
+fn size_mismatch_message(line: &mut Line, ptr: usize, size: usize, holds: usize) {
+    line.push(b"free of ");
+    line.push_hex(ptr);
+    line.push(b" with size ");
+    line.push_dec(size as u64);
+    line.push(b", block holds ");
+    line.push_dec(holds as u64);
+}
+
 /// `0x`-prefixed lowercase hex of `n`, in a fixed buffer, padded with NULs
 /// that `trim` removes.
 fn hex(n: usize) -> HexBuf {
@@ -326,11 +345,14 @@ mod tests {
         };
         assert_eq!(line(FreeError::DoubleFree), "double free of 0x7f001230");
         assert_eq!(
-            line(FreeError::SizeMismatch {
-                size: 48,
-                holds: 32
-            }),
-            "free of 0x7f001230 with size 48, block holds 32"
+            line(FreeError::SizeMismatch),
+            "free of 0x7f001230 with a size its block does not match"
+        );
+        let mut l = super::Line::new();
+        super::size_mismatch_message(&mut l, 0x7f00_1230, 48, 32);
+        assert_eq!(
+            l.bytes(),
+            b"free of 0x7f001230 with size 48, block holds 32"
         );
         assert_eq!(
             line(FreeError::OutsideHeap),

@@ -53,10 +53,7 @@ fn hardened_heap_reports_a_size_above_the_usable_bytes_and_frees_nothing() {
         assert!(usable >= size);
         assert_eq!(
             free_sized(&heap, p, usable + 1),
-            Err(FreeError::SizeMismatch {
-                size: usable + 1,
-                holds: usable
-            }),
+            Err(FreeError::SizeMismatch),
             "request {size}"
         );
         assert!(heap.is_allocated(p), "a rejected sized free frees nothing");
@@ -92,10 +89,7 @@ fn hardened_check_reads_another_threads_block_too() {
         let usable = heap.usable_size(p).unwrap();
         assert_eq!(
             free_sized(&heap, p, usable + 16),
-            Err(FreeError::SizeMismatch {
-                size: usable + 16,
-                holds: usable
-            })
+            Err(FreeError::SizeMismatch)
         );
         free_sized(&heap, p, size).unwrap();
     }
@@ -109,27 +103,16 @@ fn stress_mode_reports_any_size_but_the_request() {
     for size in SIZES {
         let p = heap.malloc(size);
         for wrong in [size + 1, size - 1, 0] {
-            assert_eq!(
-                free_sized(&heap, p, wrong),
-                Err(FreeError::SizeMismatch {
-                    size: wrong,
-                    holds: size
-                })
-            );
+            assert_eq!(free_sized(&heap, p, wrong), Err(FreeError::SizeMismatch));
         }
-        assert!(heap.is_allocated(p));
+        // What the block holds, for the caller: its request.
+        assert_eq!(heap.usable_size(p), Some(size));
         free_sized(&heap, p, size).unwrap();
         // A reallocated block's request is the new size.
         let q = heap.malloc(size);
         // SAFETY: a live block; only the result is used after.
         let r = unsafe { heap.realloc(q, size + 100) };
-        assert_eq!(
-            free_sized(&heap, r, size),
-            Err(FreeError::SizeMismatch {
-                size,
-                holds: size + 100
-            })
-        );
+        assert_eq!(free_sized(&heap, r, size), Err(FreeError::SizeMismatch));
         free_sized(&heap, r, size + 100).unwrap();
     }
     heap.check().unwrap();

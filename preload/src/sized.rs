@@ -9,19 +9,34 @@
 //! Invariant: a sized free frees exactly what `free` would; without the
 //! checks a wrong size changes nothing but which path is tried first.
 
+use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
 
 use crate::heap;
 
 /// Frees `p`, an allocation of `size` bytes, aborting with DESIGN's
 /// one-line message if it is not a live block of the heap or (checked
-/// heaps) does not match `size`.
+/// heaps) does not match `size` — through `GlobalAlloc::dealloc`, the
+/// library's sized free that aborts naming both sizes.
 #[inline]
 pub(crate) fn free_sized_or_abort(p: *mut u8, size: usize) {
-    // SAFETY: the C contract: `p` is NULL or a live allocation the caller
-    // gives up; anything else is detected and reported.
-    if let Err(e) = unsafe { heap().free_sized(p, size) } {
-        e.abort(p);
+    if p.is_null() {
+        return;
+    }
+    match Layout::from_size_align(size, 1) {
+        // SAFETY: the C contract: `p` is a live allocation of `size` bytes
+        // (what the layout says; `dealloc` reads only its size) that the
+        // caller gives up; anything else is detected and reported.
+        Ok(layout) => unsafe { heap().dealloc(p, layout) },
+        // A size no block can hold (above `isize::MAX`): a mismatch on a
+        // checked heap, a hint like any other without checks.
+        Err(_) => {
+            // SAFETY: as above.
+            let freed = unsafe { heap().free_sized(p, size) };
+            if let Err(e) = freed {
+                e.abort(p);
+            }
+        }
     }
 }
 

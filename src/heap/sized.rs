@@ -50,7 +50,7 @@ use super::Heap;
 use crate::block::{self, GRANULE};
 use crate::chunk;
 use crate::config::CACHE_MAX_REQUEST;
-use crate::error::{abort_on_free_error, FreeError};
+use crate::error::{abort_on_free_error, abort_on_size_mismatch, FreeError};
 use crate::large;
 
 impl Heap {
@@ -60,7 +60,8 @@ impl Heap {
     /// [`Heap::free`], plus: a size above the owner cache's classes skips
     /// the cache attempts; on a hardened heap a size above the block's
     /// usable bytes, in stress mode a size other than the block's request,
-    /// is `Err(FreeError::SizeMismatch)` and frees nothing.
+    /// is `Err(FreeError::SizeMismatch)` and frees nothing
+    /// ([`Heap::usable_size`] says what the block holds).
     ///
     /// ```
     /// use arenalloc::{Config, FreeError, Heap};
@@ -69,7 +70,7 @@ impl Heap {
     /// let usable = heap.usable_size(p).unwrap();
     /// assert_eq!(
     ///     unsafe { heap.free_sized(p, usable + 16) },
-    ///     Err(FreeError::SizeMismatch { size: usable + 16, holds: usable })
+    ///     Err(FreeError::SizeMismatch)
     /// );
     /// unsafe { heap.free_sized(p, 20) }.unwrap();
     /// ```
@@ -104,9 +105,8 @@ impl Heap {
         }
     }
 
-    /// `dealloc_sized` for what the
-    /// fast path did not take: aborts on an invalid free or a size
-    /// mismatch.
+    /// `dealloc_sized` for what the fast path did not take: aborts on an
+    /// invalid free, or on a size mismatch naming both sizes.
     ///
     /// # Safety
     ///
@@ -114,8 +114,10 @@ impl Heap {
     #[inline(never)]
     pub(super) unsafe fn dealloc_sized_slow(&self, ptr: *mut u8, size: usize) {
         // SAFETY: forwarded contract.
-        if let Err(e) = unsafe { self.free_sized_with(ptr, size) } {
-            abort_on_free_error(e, ptr);
+        match unsafe { self.free_sized_with(ptr, size) } {
+            Ok(()) => {}
+            Err(Mismatch::Holds(holds)) => abort_on_size_mismatch(ptr, size, holds),
+            Err(Mismatch::Free(e)) => abort_on_free_error(e, ptr),
         }
     }
 
@@ -127,7 +129,10 @@ impl Heap {
     #[inline(never)]
     unsafe fn free_sized_slow(&self, ptr: *mut u8, size: usize) -> Result<(), FreeError> {
         // SAFETY: forwarded contract.
-        unsafe { self.free_sized_with(ptr, size) }
+        unsafe { self.free_sized_with(ptr, size) }.map_err(|e| match e {
+            Mismatch::Holds(_) => FreeError::SizeMismatch,
+            Mismatch::Free(e) => e,
+        })
     }
 
     /// Every sized free the fast path did not take (module doc), inlined
@@ -137,32 +142,29 @@ impl Heap {
     ///
     /// As for [`Heap::free`].
     #[inline(always)]
-    unsafe fn free_sized_with(&self, ptr: *mut u8, size: usize) -> Result<(), FreeError> {
+    unsafe fn free_sized_with(&self, ptr: *mut u8, size: usize) -> Result<(), Mismatch> {
         if ptr.is_null() {
             return Ok(());
         }
-        let meta = self.meta_if_ready().ok_or(FreeError::OutsideHeap)?;
+        let meta = self
+            .meta_if_ready()
+            .ok_or(Mismatch::Free(FreeError::OutsideHeap))?;
         if meta.config.get_hardened() || meta.stress_on() {
-            self.check_size(meta, ptr, size)?;
+            self.check_size(meta, ptr, size).map_err(Mismatch::Holds)?;
         }
         // SAFETY: forwarded contract; `ptr` is not null.
-        unsafe { self.free_slow_with(meta, ptr, size <= CACHE_MAX_REQUEST) }
+        unsafe { self.free_slow_with(meta, ptr, size <= CACHE_MAX_REQUEST) }.map_err(Mismatch::Free)
     }
 
-    /// `Err(SizeMismatch)` if the live block at `ptr` cannot have been
-    /// allocated with `size` (module doc); `Ok` too when there is no live
-    /// block at `ptr` (the free decides what it is).
-    fn check_size(&self, meta: &HeapMeta, ptr: *mut u8, size: usize) -> Result<(), FreeError> {
+    /// `Err(holds)` — what the block holds — if the live block at `ptr`
+    /// cannot have been allocated with `size` (module doc); `Ok` too when
+    /// there is no live block at `ptr` (the free decides what it is).
+    fn check_size(&self, meta: &HeapMeta, ptr: *mut u8, size: usize) -> Result<(), usize> {
         if meta.stress_on() {
             // `containing` answers the request in stress mode (the record,
             // read under the block's arena lock).
             return match self.containing(ptr) {
-                Some((start, request)) if start == ptr as usize && request != size => {
-                    Err(FreeError::SizeMismatch {
-                        size,
-                        holds: request,
-                    })
-                }
+                Some((start, request)) if start == ptr as usize && request != size => Err(request),
                 _ => Ok(()),
             };
         }
@@ -173,13 +175,18 @@ impl Heap {
             return Ok(());
         }
         match live_usable(meta, ptr, true) {
-            Some(usable) if size > usable => Err(FreeError::SizeMismatch {
-                size,
-                holds: usable,
-            }),
+            Some(usable) if size > usable => Err(usable),
             _ => Ok(()),
         }
     }
+}
+
+/// Why a sized free failed, inside this module: the free's own error, or
+/// a mismatch with what the block holds (which the aborting path names;
+/// the checked API returns `FreeError::SizeMismatch`).
+enum Mismatch {
+    Free(FreeError),
+    Holds(usize),
 }
 
 /// The usable bytes of the live block whose payload starts at `ptr`, read
