@@ -5,7 +5,7 @@
 //! ```text
 //!  base (CHUNK-aligned)
 //!  +------------------+---------+---------+---------+-----+---------+
-//!  | metadata chunks  | chunk 1 | chunk 2 | chunk 3 | ... | chunk N |   PROT_NONE until handed out
+//!  | metadata chunks  | chunk 1 | chunk 2 | chunk 3 | ... | chunk N |   PROT_NONE until first handed out
 //!  | (HeapMeta, arena |  arena  |  large  |  large  |     |  free   |
 //!  | table, chunk map,|   #0    |  head   |  tail   |     |         |
 //!  | free-slot bits)  |         |         |         |     |         |
@@ -17,10 +17,14 @@
 //!   It is as large as asked when the OS grants that, else the largest size
 //!   halving finds (`Region::reserve_at_most`, which also respects
 //!   `RLIMIT_AS`); `len` is what was granted.
-//!   A chunk is committed (`PROT_READ|PROT_WRITE`) exactly while it is
-//!   handed out; on return it is purged (`MADV_DONTNEED`) and protected
-//!   again, so RSS follows the live set and a stale pointer into a returned
-//!   chunk faults instead of corrupting it. A handed-out chunk is zero-filled.
+//!   A chunk is made `PROT_READ|PROT_WRITE` when it is first handed out and
+//!   stays so; on return it is purged (`MADV_DONTNEED`: no memory until
+//!   written again, so RSS follows the live set) but not protected, because
+//!   lock-free readers that tested the map just before it left — a remote
+//!   claim, an owner's cache push, a `usable_size` of a block start — may
+//!   still read its bitmap and a header: they must find zeros or another
+//!   owner's words, never a fault (they re-check the map after reading). A
+//!   handed-out chunk is zero-filled.
 //! * `map[i]` says what slot `i` is (free, metadata, arena chunk of arena
 //!   `id`, large head, large tail at distance `d` from its head). It is the
 //!   O(1) ownership lookup behind every free: an address-range check, then
@@ -552,7 +556,7 @@ impl Region {
 
     /// Takes back arena chunk `idx`, which its arena unlinked (and marked
     /// `Free`, `mark_leaving`): unmarks and purges it but leaves it
-    /// readable — unlike `release`, no `PROT_NONE` — because lock-free
+    /// readable — as every slot once handed out — because lock-free
     /// readers may still be on their way into it: a foreign claim
     /// (`Arena::claim_mt`) or an owner's cache push that tested the map
     /// just before the chunk emptied reads its start bitmap and a header
@@ -579,7 +583,8 @@ impl Region {
         unsafe { slots.give(idx, 1) };
     }
 
-    /// Takes back `n` slots starting at `idx`: unmarks, purges, protects.
+    /// Takes back `n` slots starting at `idx`: unmarks and purges them, and
+    /// leaves them readable (module doc: lock-free readers).
     ///
     /// # Safety
     ///
@@ -594,7 +599,7 @@ impl Region {
             }
         }
         // SAFETY: the slots are ours (caller) and lie inside the reservation.
-        unsafe { sys::decommit(self.chunk_addr(idx), n << CHUNK_SHIFT) };
+        unsafe { sys::purge(self.chunk_addr(idx), n << CHUNK_SHIFT) };
         self.committed
             .fetch_sub(n << CHUNK_SHIFT, Ordering::Relaxed);
         let (mut slots, _) = self.slots.lock();

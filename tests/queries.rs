@@ -2,9 +2,10 @@
 //! racing with frees that hand chunks back to the region.
 //!
 //! The queries are documented to answer for any pointer at any time. A
-//! chunk that empties goes back to the region (purged and `PROT_NONE`)
-//! when its arena already keeps an empty one, so a query of an address in
-//! it must never read its memory once the region may have protected it.
+//! chunk that empties goes back to the region (purged; it stays readable,
+//! but may be handed out again at once) when its arena already keeps an
+//! empty one, so a query of an address in it must never take another
+//! owner's words for an answer.
 //! Here one thread empties chunks over and over — six 1 MiB blocks fill two
 //! chunks (three to a chunk; 1 MiB is still an arena request), freeing them
 //! leaves two empty chunks and the second goes back — and publishes the
@@ -115,4 +116,56 @@ fn queries_race_with_frees_that_release_chunks() {
         1,
         "every round released its second chunk"
     );
+}
+
+/// A query of a block start is answered without a lock (`start_usable`),
+/// and must say what the locked path says of the same block: live blocks
+/// of every path (cached classes, the locked index, a large run) give
+/// their usable size, the same as an interior pointer into them does;
+/// a freed block (parked in the owner cache or back in the index), and a
+/// block another thread freed that waits in its owner's queue, give none.
+#[test]
+fn block_start_queries_agree_with_the_locked_path() {
+    let heap = Heap::with_config(Config::new().region_size(256 << 20));
+    for size in [
+        1,
+        16,
+        17,
+        100,
+        1024,
+        1025,
+        5000,
+        100_000,
+        2 * LARGE_THRESHOLD,
+    ] {
+        let p = heap.malloc(size);
+        assert!(!p.is_null());
+        let usable = heap.usable_size(p).expect("a live block has a size");
+        assert!(usable >= size, "{size}: usable {usable}");
+        assert_eq!(
+            heap.usable_size(p.wrapping_add(1)),
+            Some(usable),
+            "{size}: interior"
+        );
+        assert_eq!(heap.allocation_containing(p), Some((p, usable)));
+        assert!(heap.is_allocated(p));
+        // SAFETY: `p` is live and ours; nothing uses it after.
+        unsafe { heap.free(p) }.unwrap();
+        assert_eq!(heap.usable_size(p), None, "{size}: freed");
+        assert!(!heap.is_allocated(p));
+        assert_eq!(heap.allocation_containing(p), None);
+    }
+    let p = heap.malloc(64) as usize;
+    std::thread::scope(|s| {
+        // SAFETY: `p` is live and handed over to the freeing thread.
+        s.spawn(|| unsafe { heap.free(p as *mut u8) }.unwrap());
+    });
+    assert_eq!(
+        heap.usable_size(p as *const u8),
+        None,
+        "pending in the queue"
+    );
+    assert!(!heap.is_allocated(p as *const u8));
+    heap.check().expect("heap invariants");
+    assert_eq!(heap.stats().live_blocks(), 0);
 }

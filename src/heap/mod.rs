@@ -672,12 +672,58 @@ impl Heap {
 
     /// Whether `ptr` points into the payload of a live block of this heap.
     pub fn is_allocated(&self, ptr: *const u8) -> bool {
-        self.containing(ptr).is_some()
+        self.start_usable(ptr).is_some() || self.containing(ptr).is_some()
     }
 
     /// The usable size of the live block whose payload contains `ptr`.
+    /// Without a lock when `ptr` is where a block of an arena starts (what
+    /// `malloc_usable_size` is asked); an interior pointer, a large block
+    /// or stress mode takes the locked path.
     pub fn usable_size(&self, ptr: *const u8) -> Option<usize> {
-        self.containing(ptr).map(|(_, usable)| usable)
+        self.start_usable(ptr)
+            .or_else(|| self.containing(ptr).map(|(_, usable)| usable))
+    }
+
+    /// The usable size of the live arena block that starts at `ptr`, read
+    /// without a lock; `None` whenever that is not sure (any other pointer,
+    /// a block that is not live, stress mode), for the locked path to
+    /// decide. Like a remote claim: the map gives the chunk to an arena,
+    /// the start bit says a header is at `ptr - HEADER`, the header (checked
+    /// on a hardened heap) says live, and the map, read again, still gives
+    /// the chunk to that arena. A live block keeps its chunk, so for a block
+    /// start the answer is exact; for anything else every read is of memory
+    /// that stays readable (a slot once handed out is never protected again,
+    /// `region.rs`), and a chunk that changed hands in between fails the
+    /// second map test.
+    #[inline(always)]
+    fn start_usable(&self, ptr: *const u8) -> Option<usize> {
+        let meta = self.meta_if_ready()?;
+        let region = &meta.region;
+        if meta.stress_on() || ptr as usize % GRANULE != 0 || !region.contains(ptr as usize) {
+            return None;
+        }
+        let idx = region.chunk_index(ptr as usize);
+        let owner = region.chunk_use(idx);
+        if !matches!(owner, ChunkUse::Arena(_)) {
+            return None;
+        }
+        let key = block::Key::new(meta.secret, meta.config.get_hardened());
+        let b = block::payload_to_block(ptr.cast_mut());
+        let c = crate::chunk::chunk_of(ptr as usize);
+        // SAFETY: the map gave the chunk to `arena` (a slot handed out, so
+        // readable from then on: `region.rs`); the bitmap and the header at
+        // a set start bit are atomics, read in bounds of the chunk.
+        let w = unsafe {
+            if (b as usize) < (*c).first_block() as usize
+                || b >= (*c).sentinel()
+                || !(*c).is_start(b as usize)
+            {
+                return None;
+            }
+            (*b).read(key)?
+        };
+        (w.is_live() && w.size >= block::MIN_BLOCK && region.chunk_use(idx) == owner)
+            .then(|| block::block_to_usable(w.size))
     }
 
     /// The live allocation whose payload contains `ptr` (its start, an
@@ -693,12 +739,17 @@ impl Heap {
     /// assert!(start == p && usable >= 100);
     /// # unsafe { heap.free(p) }.unwrap();
     /// ```
+    #[inline]
     pub fn allocation_containing(&self, ptr: *const u8) -> Option<(*mut u8, usize)> {
+        if let Some(usable) = self.start_usable(ptr) {
+            return Some((ptr.cast_mut(), usable));
+        }
         self.containing(ptr)
             .map(|(payload, usable)| (payload as *mut u8, usable))
     }
 
     /// `(payload, usable)` of the live block containing `ptr`.
+    #[inline(never)]
     fn containing(&self, ptr: *const u8) -> Option<(usize, usize)> {
         let meta = self.meta_if_ready()?;
         match locate(meta, ptr as usize).ok()? {
@@ -818,17 +869,18 @@ impl Heap {
 ///
 /// Why: `locate` reads the chunk map without a lock, and a chunk that
 /// empties is unlinked under the arena lock but handed back to the region
-/// — marked `Free`, then purged and made `PROT_NONE` — after that lock is
-/// released (`remote.rs`). Holding the arena lock alone therefore does not
-/// keep the chunk readable: a bitmap read after the lock is taken can
-/// fault. So `f` runs:
+/// — marked `Free`, then purged — after that lock is released
+/// (`remote.rs`), and may be handed out again at once. Holding the arena
+/// lock alone therefore does not keep the chunk's contents ours: a bitmap
+/// read after the lock is taken could see zeros or another owner's words.
+/// So `f` runs:
 /// 1. under the arena lock, so the chunk's blocks and bitmap are those of
 ///    one consistent state (only this lock's holder changes them; a remote
 ///    claim changes one flag with a compare-exchange); and
 /// 2. inside `Region::with_map_stable`, after the map entry is re-read as
 ///    `Arena(arena.id)`: the region marks a slot `Free` under that lock
-///    before it decommits it, so a slot still marked as `arena`'s there is
-///    committed and stays so until the lock is let go. Its contents are
+///    before it purges it, so a slot still marked as `arena`'s there stays
+///    `arena`'s until the lock is let go. Its contents are
 ///    valid too: a chunk can become `arena`'s again only through a grow
 ///    under the arena lock, which we hold; a chunk unlinked but not yet
 ///    released still reads as one free block, so it answers "not live".

@@ -52,22 +52,6 @@ pub(crate) fn commit(addr: *mut u8, len: usize) -> bool {
     unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
 }
 
-/// Drops the pages' contents (they read as zero if committed again) and
-/// makes the range inaccessible.
-///
-/// # Safety
-///
-/// `addr..addr+len` is a page-aligned range of our reservation that
-/// nothing will read or write until it is committed again.
-pub(crate) unsafe fn decommit(addr: *mut u8, len: usize) {
-    // SAFETY: the caller gives up the range; purging and protecting it
-    // cannot affect memory anyone still uses.
-    unsafe {
-        libc::madvise(addr.cast(), len, libc::MADV_DONTNEED);
-        libc::mprotect(addr.cast(), len, libc::PROT_NONE);
-    }
-}
-
 /// Drops the pages' contents and their residency but keeps them
 /// committed: they read as zero when touched again (`MADV_DONTNEED` on
 /// private anonymous memory; `MADV_FREE` would leave them counted in RSS

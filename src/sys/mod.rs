@@ -4,8 +4,8 @@
 //! | call | used by | for |
 //! | --- | --- | --- |
 //! | [`reserve_aligned`] | `region` | the heap's one `PROT_NONE` + `MAP_NORESERVE` reservation |
-//! | [`commit`] / [`decommit`] | `region` | a chunk's pages while it is handed out / after it comes back |
-//! | [`purge`] | `arena::purge` | free pages inside a chunk: not resident, still committed |
+//! | [`commit`] | `region` | a slot's pages, readable and writable from its first hand-out on |
+//! | [`purge`] | `arena::purge`, `region` | free pages inside a chunk, and a slot that comes back: not resident, still readable |
 //! | [`resident_pages`] | `inspect::stats` | measured residency (`Heap::measured_resident_bytes`) |
 //! | [`unreserve`] | `region` | dropping a heap |
 //! | [`futex_wait`] / [`futex_wake`] | `sync` | the arena lock's slow path |
