@@ -572,7 +572,7 @@ impl Config {
         self
     }
 
-    /// Heap-corruption checks (README "Safety"): a keyed check value in
+    /// Heap-corruption checks (README "Safety and stress mode"): a keyed check value in
     /// every block header, verified on every free, realloc and coalesce;
     /// `prev_size` boundary tags mangled and cross-checked against the block
     /// they name; free-list links safe-linked and validated when taken. A

@@ -23,7 +23,7 @@
 //! instead (one lock, per-thread locked arenas, owner caches) and draws it
 //! (`lock-granularity.svg`); the server workload (bursts freed on other
 //! threads, then idle) draws RSS over time (`rss-timeline.svg`). See
-//! `compare/src/driver/` and the README's "Comparison driver" section. The
+//! `compare/src/driver/` and `benches/RESULTS.md`, "Comparison driver". The
 //! library demo that used to live here is `cargo run --release --example
 //! demo`.
 //!

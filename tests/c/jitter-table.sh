@@ -11,7 +11,7 @@
 #   bash tests/c/jitter-table.sh                 # 20 seeds, at most 200 runs each, SWAPS=4
 #   SEEDS=5 MAX=50 bash tests/c/jitter-table.sh  # a quick look
 #
-# Prints a Markdown table (README "Stress mode", benches/RESULTS.md).
+# Prints a Markdown table (README "Safety and stress mode", benches/RESULTS.md).
 # Needs cc; builds the preload library.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
