@@ -577,9 +577,10 @@ impl Config {
     /// `prev_size` boundary tags mangled and cross-checked against the block
     /// they name; free-list links safe-linked and validated when taken. A
     /// failed check aborts with `arenalloc: heap corruption at 0x… (…)`.
-    /// Off by default: an alloc+free pair costs 1.21-1.42x as much on the
-    /// owner-cache fast path and 1.11-1.23x on the locked path (measured:
-    /// `benches/RESULTS.md`, "Hardened checks"). On in the test suites. The preload library reads
+    /// Off by default: an alloc+free pair of 16 B-1 KiB costs 2.4-3.2x as
+    /// much (a hardened heap leaves the inline fast path for the checked
+    /// one) and 1.09-1.17x on the locked path (measured: `benches/RESULTS.md`,
+    /// "Hardened checks"). On in the test suites. The preload library reads
     /// `ARENALLOC_HARDENED=1`.
     pub const fn hardened(mut self, on: bool) -> Config {
         self.hardened = on;
