@@ -184,8 +184,8 @@ impl Word {
 /// the `prev_size` mangling. Copied into every arena at creation; never
 /// changes.
 ///
-/// Without hardening — the default: check values cost 25-50 % on the
-/// locked path, README "Safety" — headers carry no check value and
+/// Without hardening — the default: the checks cost 9-17 % on the locked
+/// path, `benches/RESULTS.md` "Hardened checks" — headers carry no check value and
 /// `prev_size` is stored plain, but links are still safe-linked and every
 /// header must still be well formed (nothing above its size field), which
 /// is what the default integrity checks stand on (DESIGN "Heap
