@@ -668,8 +668,11 @@ fn one_free_won_and_the_chunk_went_back(
 /// back: one chunk goes back either way.)
 ///
 /// Mutation caught (`free-locked-no-recheck`): without the re-check
-/// `free_locked` goes on to `find_live_word`, which reads the header of the
-/// released (`PROT_NONE`) chunk: the test process dies of SIGSEGV.
+/// `free_locked` goes on to `find_live_word` in the released chunk, which
+/// reads as zeros there (a released chunk is purged, not protected, since
+/// model 14), and answers `NotAllocated` instead of `DoubleFree`: `exactly
+/// one free of p wins: they returned Err(NotAllocated) …`. (While released
+/// chunks were `PROT_NONE` the same mutation died of SIGSEGV.)
 #[test]
 fn double_free_races_the_release_of_its_chunk() {
     loom::model(|| {
@@ -701,10 +704,10 @@ fn double_free_races_the_release_of_its_chunk() {
 /// lock and answers `DoubleFree`; a claim that did win something after
 /// the chunk left aborts at once (`claim_mt`'s re-check).
 ///
-/// Mutations caught: `release_arena_chunk` protecting the chunk again
-/// (`sys::decommit` instead of `sys::purge`): SIGSEGV in
-/// `Header::claim_remote_mt` under `Arena::claim_mt`; dropping
-/// `free_live`'s compare-exchange: both frees return `Ok(())`.
+/// Mutations caught (`release-protects`): `release_arena_chunk`
+/// protecting the chunk again (`PROT_NONE` after the purge): SIGSEGV in
+/// `Header::claim_remote_mt` under `Arena::claim_mt`; (`free-live-plain`)
+/// dropping `free_live`'s compare-exchange: both frees return `Ok(())`.
 #[test]
 fn remote_double_free_races_the_release_of_its_chunk() {
     loom::model(|| {
@@ -730,7 +733,7 @@ fn remote_double_free_races_the_release_of_its_chunk() {
 /// it first takes the block from any claim with the claim's own
 /// compare-exchange (`ArenaState::free_live`).
 ///
-/// Mutation caught: with `free_live`'s compare-exchange dropped (the plain
+/// Mutation caught (`free-live-plain`): with `free_live`'s compare-exchange dropped (the plain
 /// store of `FREE` in `release_block` after the read, as it was), a claim
 /// between the two also succeeds — loom's fifth iteration: `exactly one
 /// free of p wins: the owner's returned Ok(()), the foreign one Ok(())`;
