@@ -44,6 +44,7 @@
 //! | [`DEFAULT_PURGE_MS`] | 200 ms | `Config`, `heap::purge` | how long free pages stay resident (reuse without a page fault) against RSS held after a burst |
 //! | [`DECAY_THREAD_AFTER`] | 16 MiB | `heap::purge` | committed bytes from which an allocation starts the decay thread ahead of need (small programs never get one) |
 //! | [`DEFAULT_PURGE_MIN`] | 64 KiB | `Config`, `arena::purge` | the smallest free block whose pages are purged: syscalls against RSS in small free runs |
+//! | [`PURGE_ROUND`] | 16 | `arena::purge` | blocks a decay step takes out of the index per lock hold to purge with the lock dropped: how long an owner waits behind the decay against lock round trips per purge |
 //! | [`DEFAULT_QUARANTINE`], [`MAX_QUARANTINE`] | 16 MiB, 1 GiB | `Stress`, `arena::quarantine` | per arena: how long a freed block waits (late writes caught) against memory held |
 //! | [`DEFAULT_REDZONE`], [`MAX_REDZONE`] | 16, 4096 bytes | `Stress`, `stress` | overflows caught beyond the request against bytes per block |
 //! | [`DEFAULT_JITTER_RATE`] | 1/4 | `Stress`, `stress` | share of stress-mode calls that jitter delays: races widened against the run's speed |
@@ -140,6 +141,10 @@ pub const MAX_REMOTE_QUEUE_CAPACITY: usize = LARGE_THRESHOLD / (2 * core::mem::s
 /// Default decay: free pages are purged between half of this and this long
 /// after they became free (`Config::purge_ms`).
 pub const DEFAULT_PURGE_MS: i64 = 200;
+/// Free blocks a decay step takes out of its arena's index per lock hold,
+/// to `madvise` with the lock dropped (`arena/purge.rs`): the lock is held
+/// for their unlinking and relinking only, a few µs.
+pub(crate) const PURGE_ROUND: usize = 16;
 /// Committed bytes from which an allocation slow path starts the decay
 /// thread even before anything waits for decay, so that it exists when a
 /// burst of frees comes that no allocation follows (`heap/purge.rs`).

@@ -72,16 +72,6 @@ fn batch_link(payload: usize) -> *mut usize {
     payload as *mut usize
 }
 
-/// Gives back to the region a chunk an arena's free unlinked (if any),
-/// after the arena lock is let go.
-fn release_empty_chunk(region: &Region, empty: Option<*mut crate::chunk::ChunkHeader>) {
-    if let Some(chunk) = empty {
-        let idx = region.chunk_index(chunk as usize);
-        // SAFETY: the arena unlinked this empty chunk; nothing refers to it.
-        unsafe { region.release_arena_chunk(idx) };
-    }
-}
-
 impl Arena {
     /// Step 1 of a remote free: validates `ptr` as a live
     /// block of this arena without the lock and marks it pending. `false`
@@ -153,7 +143,7 @@ impl Arena {
     /// Frees `ptr` under the arena lock (draining a batch first): a local
     /// free, or the queue-full fallback of a remote one (`claimed`: the
     /// caller already marked it pending). An empty chunk the free leaves
-    /// goes back to the region after the lock is dropped.
+    /// goes back to the region after the lock is dropped (`ArenaGuard`).
     ///
     /// # Safety
     ///
@@ -182,24 +172,23 @@ impl Arena {
         }
         // SAFETY: `ptr` is aligned and in one of our chunks; the lock is
         // held; the block freed is one `find_*` proved live (or pending and
-        // claimed by us).
-        let empty = unsafe {
+        // claimed by us). A chunk the free empties goes back to the region
+        // when the guard unlocks.
+        unsafe {
             if claimed {
                 st.counters.queue_full += 1;
                 let Some((b, w)) = st.find_claimed(ptr) else {
                     drop(st);
                     abort_on_free_error(FreeError::DoubleFree, ptr)
                 };
-                st.free(region, b, w.size)
+                st.free(region, b, w.size);
             } else {
                 // A foreign claim needs no lock: `free_live` decides
                 // against one landing after this read (loom model 15).
                 let (b, w) = st.find_live_word(ptr)?;
-                st.free_live(region, b, w.size)?
+                st.free_live(region, b, w.size)?;
             }
-        };
-        drop(st);
-        release_empty_chunk(region, empty);
+        }
         Ok(())
     }
 
@@ -240,11 +229,9 @@ impl Arena {
         }
         // SAFETY: `addr` is aligned and in one of our chunks; lock held.
         let (b, w) = unsafe { st.find_claimed(addr as *mut u8) }.ok_or(addr)?;
-        // SAFETY: `b` is a pending (hence live) block of ours of `w.size`.
-        if let Some(chunk) = unsafe { st.free(region, b, w.size) } {
-            // SAFETY: the arena unlinked the empty chunk; nothing refers to it.
-            unsafe { region.release_arena_chunk(region.chunk_index(chunk as usize)) };
-        }
+        // SAFETY: `b` is a pending (hence live) block of ours of `w.size`;
+        // a chunk it empties goes back when the guard unlocks.
+        unsafe { st.free(region, b, w.size) };
         st.counters.remote_frees += 1;
         Ok(())
     }
@@ -408,7 +395,7 @@ impl Arena {
     }
 
     /// Frees up to `limit` queued blocks under the lock. Chunks that empty
-    /// go straight back to the region (the lock order allows it). Returns
+    /// go back to the region when the guard unlocks (`ArenaGuard`). Returns
     /// the number drained, or the first entry that is not a pending block
     /// of this arena (heap corruption or a racing double free).
     #[cold]

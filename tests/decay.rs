@@ -378,3 +378,229 @@ fn queued_remote_frees_are_applied_in_bounded_rounds() {
     );
     heap.check().unwrap();
 }
+
+/// A decay step never holds an arena's lock across `madvise`
+/// (`arena/purge.rs`): it takes at most 16 dirty blocks out of the index
+/// per lock hold, purges them with the lock dropped and takes the lock
+/// again to put them back — so trimming 96 separate free blocks takes the
+/// lock at least 96 / 16 times, and still returns all their pages.
+#[test]
+fn trim_purges_in_rounds_with_the_lock_dropped() {
+    const N: usize = 96;
+    const BIG: usize = 128 << 10;
+    let heap = Heap::with_config(Config::new().purge_ms(-1));
+    // Big blocks kept apart by small live ones, so none merges (the small
+    // ones above the owner cache's sizes: carved right after each big one).
+    const SMALL: usize = 2048;
+    let pairs: Vec<(*mut u8, *mut u8)> = (0..N)
+        .map(|i| {
+            let big = heap.malloc(BIG);
+            let small = heap.malloc(SMALL);
+            assert!(!big.is_null() && !small.is_null());
+            // SAFETY: fresh blocks of `BIG` and `SMALL` bytes.
+            unsafe {
+                std::ptr::write_bytes(big, 0x5a, BIG);
+                std::ptr::write_bytes(small, i as u8, SMALL);
+            }
+            (big, small)
+        })
+        .collect();
+    for &(big, _) in &pairs {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(big) }.unwrap();
+    }
+    let before = heap.stats();
+    let resident = heap.measured_resident_bytes();
+    assert!(heap.trim(), "trim released nothing");
+    let after = heap.stats();
+    let taken = after.arenas()[0].lock_acquisitions - before.arenas()[0].lock_acquisitions;
+    assert!(
+        taken >= (N / 16) as u64,
+        "trim took the lock {taken} times for {N} free blocks: not in rounds"
+    );
+    // Every big block's interior (all but the page of its header and
+    // links, and a part page at its end) went back.
+    let interior = BIG - 2 * 4096;
+    assert!(
+        after.purged_bytes() >= N * interior,
+        "{} bytes purged for {N} blocks of {BIG}",
+        after.purged_bytes()
+    );
+    let now = heap.measured_resident_bytes();
+    assert!(
+        resident - now >= N * interior,
+        "resident {resident} -> {now}: the purge returned too little"
+    );
+    heap.check().unwrap();
+    for (i, &(_, small)) in pairs.iter().enumerate() {
+        // SAFETY: the separators are live and were not purged.
+        assert!(unsafe { std::slice::from_raw_parts(small, SMALL) }
+            .iter()
+            .all(|&b| b == i as u8));
+        // SAFETY: live, freed once.
+        unsafe { heap.free(small) }.unwrap();
+    }
+    heap.check().unwrap();
+}
+
+/// While a decay step has blocks out of the index with its lock dropped,
+/// the owners go on allocating, writing and freeing big blocks next to
+/// them: no block being purged is ever handed out (a purge of a block in
+/// use would zero its pages under its owner: every block's pattern is
+/// verified before it is freed), neighbours freed meanwhile merge with the
+/// purged blocks when they go back, pages still go back, and `check()` is
+/// exact afterwards. Once with `trim` looping on another thread, once with
+/// a 2 ms decay thread.
+#[test]
+fn blocks_being_purged_are_never_handed_out() {
+    const WORKERS: usize = 3;
+    const ROUNDS: usize = 150;
+    const KEEP: usize = 24;
+    for trimmer in [true, false] {
+        let purge_ms = if trimmer { -1 } else { 2 };
+        let heap = leak(Config::new().purge_ms(purge_ms).purge_min(16 << 10));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let trims = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut n = 0u64;
+                while trimmer && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    heap.trim();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                thread::spawn(move || {
+                    let mut rng = Rng::from_path(0x9a7e, &[w as u64, trimmer as u64]);
+                    let mut held: Vec<(usize, usize, u8)> = Vec::new();
+                    for round in 0..ROUNDS {
+                        while held.len() < 2 * KEEP {
+                            let size = (16 << 10) + rng.below(240 << 10);
+                            let p = heap.malloc(size);
+                            assert!(!p.is_null());
+                            let tag = (rng.next() as u8) | 1;
+                            // SAFETY: a fresh block of `size` bytes.
+                            unsafe { std::ptr::write_bytes(p, tag, size) };
+                            held.push((p as usize, size, tag));
+                        }
+                        rng.shuffle(&mut held);
+                        // Free half: free blocks for the purge, next to
+                        // live ones that are freed in a later round.
+                        for (p, size, tag) in held.drain(KEEP..) {
+                            // SAFETY: a live block of `size` bytes.
+                            let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
+                            assert!(
+                                bytes.iter().all(|&b| b == tag),
+                                "round {round}: a live block changed under its owner"
+                            );
+                            // SAFETY: live, freed once.
+                            unsafe { heap.free(p as *mut u8) }.unwrap();
+                        }
+                    }
+                    for (p, size, tag) in held {
+                        // SAFETY: as above.
+                        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
+                        assert!(bytes.iter().all(|&b| b == tag), "a live block changed");
+                        // SAFETY: live, freed once.
+                        unsafe { heap.free(p as *mut u8) }.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let trims = trims.join().unwrap();
+        heap.check().unwrap();
+        let s = heap.stats();
+        assert_eq!(s.live_blocks(), 0);
+        let purges: u64 = s.arenas().iter().map(|a| a.purges).sum();
+        eprintln!("trimmer {trimmer}: {trims} trims, {purges} madvise calls");
+        assert!(purges > 0, "nothing was purged while the owners worked");
+        // Everything is free: every chunk goes back.
+        heap.trim();
+        heap.check().unwrap();
+        let s = heap.stats();
+        assert!(
+            s.arenas().iter().all(|a| a.chunks == 0),
+            "chunks kept after the last trim"
+        );
+    }
+}
+
+/// `fork` while another thread trims over and over (blocks out of the
+/// index, the arena lock dropped, `madvise` running): the fork handlers
+/// take the decay's tick lock first, which every decay step holds, so no
+/// child inherits a block taken out — each child's `check()` is exact, and
+/// it allocates, frees, trims and checks again.
+#[test]
+fn a_fork_never_inherits_a_block_taken_out_to_purge() {
+    const FORKS: usize = 40;
+    let heap = leak(Config::new().purge_ms(-1).purge_min(16 << 10));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut rng = Rng::from_path(0xf0c, &[]);
+            let mut held: Vec<usize> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while held.len() < 64 {
+                    let size = (16 << 10) + rng.below(112 << 10);
+                    let p = heap.malloc(size);
+                    assert!(!p.is_null());
+                    // SAFETY: a fresh block of `size` bytes.
+                    unsafe { std::ptr::write_bytes(p, 1, size) };
+                    held.push(p as usize);
+                }
+                rng.shuffle(&mut held);
+                for p in held.drain(32..) {
+                    // SAFETY: live, freed once.
+                    unsafe { heap.free(p as *mut u8) }.unwrap();
+                }
+                heap.trim();
+            }
+            for p in held {
+                // SAFETY: live, freed once.
+                unsafe { heap.free(p as *mut u8) }.unwrap();
+            }
+        })
+    };
+    // Let the churn reach its steady state (blocks out and back) first.
+    while heap.stats().arenas().iter().map(|a| a.purges).sum::<u64>() < 64 {
+        thread::yield_now();
+    }
+    for i in 0..FORKS {
+        // SAFETY: the child only uses `heap` (which allocates nothing from
+        // the global allocator here) and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = heap.check().is_ok()
+                && {
+                    let p = heap.malloc(100 << 10);
+                    // SAFETY: a fresh block (or null, which fails below).
+                    !p.is_null() && unsafe { heap.free(p) }.is_ok()
+                }
+                && {
+                    heap.trim();
+                    heap.check().is_ok()
+                };
+            // SAFETY: ends the child without running the parent's exit code.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "fork {i}: the child's heap failed check() (status {status:#x})"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+    heap.check().unwrap();
+}

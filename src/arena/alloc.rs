@@ -62,9 +62,10 @@ impl ArenaState {
         }
     }
 
-    /// Frees the live block `b` of `size` bytes. Returns a chunk that became
-    /// empty and that the caller must hand back to the region after
-    /// dropping the lock.
+    /// Frees the live block `b` of `size` bytes. A chunk the free empties
+    /// (when another empty one is kept already) is unlinked and queued on
+    /// `released`, which the guard hands back to the region after
+    /// unlocking; returns whether that happened.
     ///
     /// # Safety
     ///
@@ -72,17 +73,18 @@ impl ArenaState {
     /// header verified by `find_live_word` or `find_claimed`, or taken off
     /// the owner cache); the caller holds the lock.
     #[inline]
-    pub(crate) unsafe fn free(
-        &mut self,
-        region: &Region,
-        b: *mut Header,
-        size: usize,
-    ) -> Option<*mut ChunkHeader> {
+    pub(crate) unsafe fn free(&mut self, region: &Region, b: *mut Header, size: usize) -> bool {
         self.counters.live_blocks -= 1;
         self.counters.live_bytes -= block::block_to_usable(size);
         self.counters.frees += 1;
         // SAFETY: `b` is live and ours (caller).
-        unsafe { self.release_block(region, b, size) }
+        match unsafe { self.release_block(region, b, size) } {
+            Some(c) => {
+                self.release_later(c);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Carves one `need`-byte block (a block size, 16-aligned payload) for
@@ -106,7 +108,8 @@ impl ArenaState {
     /// (live -> `REMOTE_PENDING`), since a claim needs no lock and may land
     /// between the caller's read and this free's store of `FREE`; a claim
     /// that already won makes this free the `DoubleFree` (exactly one of two
-    /// frees of one live block wins, as on the cache path).
+    /// frees of one live block wins, as on the cache path). A chunk the
+    /// free empties goes back when the guard unlocks, as for `free`.
     ///
     /// # Safety
     ///
@@ -116,14 +119,15 @@ impl ArenaState {
         region: &Region,
         b: *mut Header,
         size: usize,
-    ) -> Result<Option<*mut ChunkHeader>, FreeError> {
+    ) -> Result<(), FreeError> {
         // SAFETY: `b` is a header of a chunk of ours, committed while we
         // hold the lock and it is carved (caller).
         if !unsafe { (*b).claim_remote_mt(self.key) } {
             return Err(FreeError::DoubleFree);
         }
         // SAFETY: the claim is ours now: `b` is ours to free (caller).
-        Ok(unsafe { self.free(region, b, size) })
+        unsafe { self.free(region, b, size) };
+        Ok(())
     }
 
     // ----- the checks ----------------------------------------------------------
@@ -221,6 +225,7 @@ impl ArenaState {
     #[cold]
     fn grow(&mut self, region: &Region) -> Option<*mut Header> {
         let base = region.acquire_arena_chunk(self.id)?;
+        self.region = region;
         // SAFETY: the region just handed us this chunk: committed, zeroed,
         // ours alone.
         let first = unsafe { chunk::init(base, self.id, self.key) };
@@ -327,7 +332,7 @@ impl ArenaState {
     /// neighbours and indexes the result, or unlinks its chunk if the chunk
     /// is now empty and another empty one is already kept. Does not touch
     /// the live counters.
-    unsafe fn release_block(
+    pub(super) unsafe fn release_block(
         &mut self,
         region: &Region,
         b: *mut Header,
@@ -368,11 +373,22 @@ impl ArenaState {
         }
     }
 
+    /// Queues chunk `c`, empty, unlinked and marked leaving
+    /// (`unlink_chunk`), for the region: the guard gives it back through
+    /// `Region::release_arena_chunk` after unlocking (`ArenaGuard`).
+    pub(super) fn release_later(&mut self, c: *mut ChunkHeader) {
+        // SAFETY: `c` is a committed chunk of ours that no list names any
+        // more; its `next` link is free for the `released` list.
+        unsafe { (*c).next = self.released };
+        self.released = c;
+    }
+
     /// Removes an empty chunk from the list (its one free block is in no
     /// bin) and from the region's map, before the lock is let go: so that,
     /// under this arena's lock, "the map gives this chunk to the arena"
     /// means "it is linked, committed, and stays so while the lock is held"
-    /// (`Region::mark_leaving`). The caller releases it to the region.
+    /// (`Region::mark_leaving`). The caller queues it for the region
+    /// (`release_later`).
     pub(super) unsafe fn unlink_chunk(&mut self, region: &Region, c: *mut ChunkHeader) {
         region.mark_leaving(region.chunk_index(c as usize));
         // SAFETY: `c` and its list neighbours are our chunks (lock held).
@@ -489,7 +505,13 @@ impl ArenaState {
     /// Puts free block `b` (its header written, `PURGED` iff `purged`) in
     /// the index, and tells the decay clock about it (`purge.rs`).
     #[inline]
-    unsafe fn link_free(&mut self, region: &Region, b: *mut Header, size: usize, purged: bool) {
+    pub(super) unsafe fn link_free(
+        &mut self,
+        region: &Region,
+        b: *mut Header,
+        size: usize,
+        purged: bool,
+    ) {
         // SAFETY: `b` is a free block of `size` bytes in no bin (caller).
         unsafe { self.index.insert(self.key, b, size) };
         self.counters.free_blocks += 1;

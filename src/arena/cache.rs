@@ -212,16 +212,6 @@ pub(crate) fn class_of(size: usize) -> Option<usize> {
     (size <= CACHE_MAX_BLOCK).then_some(c)
 }
 
-/// Gives a chunk a free emptied back to the region (under the arena lock:
-/// arena lock, then region lock, is the lock order).
-fn release_empty(region: &Region, empty: Option<*mut crate::chunk::ChunkHeader>) {
-    if let Some(ch) = empty {
-        // SAFETY: the arena unlinked this empty chunk under its lock;
-        // nothing refers to it.
-        unsafe { region.release_arena_chunk(region.chunk_index(ch as usize)) };
-    }
-}
-
 /// The link word of a cached block.
 #[inline(always)]
 fn link_slot(b: usize) -> *const AtomicUsize {
@@ -525,9 +515,9 @@ impl Arena {
                     st.counters.from_cache += 1;
                     let b = block::payload_to_block(p);
                     let size = st.hdr(b).size;
-                    // SAFETY: as above; `p` is live and ours, of `size`.
-                    let empty = unsafe { st.free(region, b, size) };
-                    release_empty(region, empty);
+                    // SAFETY: as above; `p` is live and ours, of `size`
+                    // (a chunk it empties goes back when the guard unlocks).
+                    unsafe { st.free(region, b, size) };
                 }
             }
         }
@@ -577,9 +567,9 @@ impl Arena {
             // Still no room (a limit smaller than one block): free it.
             Push::Full(..) => {
                 // SAFETY: as above; `Full` means the header said live, and
-                // `free_live` decides against a claim landing since.
-                let empty = unsafe { st.free_live(region, b, size) }?;
-                release_empty(region, empty);
+                // `free_live` decides against a claim landing since (a
+                // chunk it empties goes back when the guard unlocks).
+                unsafe { st.free_live(region, b, size) }?;
             }
             // The header is no longer live: between the caller's read and
             // ours a foreign free of the same block claimed it (only a
@@ -596,8 +586,8 @@ impl Arena {
     /// empty — each freed straight from `CACHED`, never through a live
     /// header: a foreign free racing the flush finds the block not live,
     /// fails its claim and is classified under our lock as the double free
-    /// it is. Chunks that empty go back to the region at once (the lock
-    /// order allows it).
+    /// it is. Chunks that empty go back to the region when the guard
+    /// unlocks (`ArenaGuard`).
     ///
     /// # Safety
     ///
@@ -634,9 +624,9 @@ impl Arena {
             let next = self.cached_next(region, cur);
             st.counters.from_cache += 1;
             // SAFETY: `cur` was on our list: a carved block of ours of
-            // `size` bytes, now off the cache.
-            let empty = unsafe { st.free(region, cur as *mut Header, size) };
-            release_empty(region, empty);
+            // `size` bytes, now off the cache (a chunk it empties goes back
+            // when the guard unlocks).
+            unsafe { st.free(region, cur as *mut Header, size) };
             cur = next;
         }
     }

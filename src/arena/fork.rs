@@ -164,9 +164,9 @@ impl ArenaState {
                     } else {
                         self.counters.from_cache += 1;
                     }
-                    if let Some(empty) = self.free(region, b, w.size) {
-                        // The whole chunk is one free block now.
-                        region.release_arena_chunk(region.chunk_index(empty as usize));
+                    if self.free(region, b, w.size) {
+                        // The whole chunk is one free block now, queued
+                        // for the region (the guard releases it).
                         break;
                     }
                     // The free may have merged `after` into the free block

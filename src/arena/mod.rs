@@ -47,7 +47,8 @@ use crate::bins::FreeIndex;
 use crate::block::{Key, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
 use crate::config::Stress;
-use crate::region::ChunkTest;
+use crate::region::{ChunkTest, Region};
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU32, AtomicUsize};
 
 use crate::sync::{AtomicU64, Locked, LockedGuard, MpmcQueue, Ordering};
@@ -120,10 +121,24 @@ pub(crate) struct ArenaState {
     /// releases the lock (`ArenaGuard`'s drop): set by `Arena::new` to
     /// where the arena is built, never changed.
     published: *const Published,
+    /// Empty chunks unlinked (and marked leaving in the region's map,
+    /// `unlink_chunk`) under the lock and not yet given back to the
+    /// region, linked through `ChunkHeader::next`: the guard hands them
+    /// over after unlocking ([`ArenaGuard`]), so the list is empty
+    /// whenever the lock is free (`check` never sees it otherwise).
+    released: *mut ChunkHeader,
+    /// Free blocks a decay step took out of the index to purge with the
+    /// lock dropped (`purge.rs`); 0 whenever the decay's tick lock is free.
+    purging: usize,
+    /// The region the arena's chunks come from (set by `grow`, which is
+    /// handed it; null until the first chunk): where the guard gives
+    /// `released` chunks back.
+    region: *const Region,
 }
 
-// SAFETY: the raw pointers point into chunks this arena owns, and
-// `published` at the arena's own atomic words (Sync); the state is only
+// SAFETY: the raw pointers point into chunks this arena owns, `region` at
+// the heap's region (Sync, outlives the arena), and `published` at the
+// arena's own atomic words (Sync); the state is only
 // reached under the arena lock, so moving it between threads is fine.
 unsafe impl Send for ArenaState {}
 
@@ -215,9 +230,14 @@ impl Batch {
 /// heap reads without the lock (`Arena::published`): a load of the state's
 /// `published` pointer and of two counters the holder just touched, and
 /// two plain stores to the arena's own words, no locked instruction — and
-/// nothing on the owner cache's lock-free paths, which take no lock. As
-/// small as the lock's own guard (two words, returned in registers).
-pub(crate) struct ArenaGuard<'a>(LockedGuard<'a, ArenaState>);
+/// nothing on the owner cache's lock-free paths, which take no lock. Then
+/// it unlocks, and only after that hands the chunks that emptied under it
+/// (`ArenaState::released`, already marked leaving in the map) back to the
+/// region: their `madvise` runs with no arena lock held. As small as the
+/// lock's own guard (two words, returned in registers).
+pub(crate) struct ArenaGuard<'a> {
+    inner: ManuallyDrop<LockedGuard<'a, ArenaState>>,
+}
 
 /// `live_bytes` and `purged_bytes` of an arena's [`Counters`] as the last
 /// lock holder left them: what `Heap::allocated_bytes` and
@@ -234,22 +254,21 @@ impl core::ops::Deref for ArenaGuard<'_> {
     type Target = ArenaState;
     #[inline(always)]
     fn deref(&self) -> &ArenaState {
-        &self.0
+        &self.inner
     }
 }
 
 impl core::ops::DerefMut for ArenaGuard<'_> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut ArenaState {
-        &mut self.0
+        &mut self.inner
     }
 }
 
 impl Drop for ArenaGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        // Before the inner guard unlocks (fields drop after this).
-        let st: &ArenaState = &self.0;
+        let st: &mut ArenaState = &mut self.inner;
         // SAFETY: `published` points at this arena's own `Published`
         // (`Arena::new`), which lives as long as the arena, and so as
         // long as the lock this guard holds.
@@ -261,6 +280,40 @@ impl Drop for ArenaGuard<'_> {
         published
             .purged_bytes
             .store(c.purged_bytes, core::sync::atomic::Ordering::Relaxed);
+        let released = st.released;
+        let region = st.region;
+        if !released.is_null() {
+            st.released = core::ptr::null_mut();
+        }
+        // SAFETY: dropped once, here (unlocks); `inner` is not used after.
+        unsafe { ManuallyDrop::drop(&mut self.inner) };
+        if !released.is_null() {
+            // SAFETY: the chunks were unlinked and marked leaving under the
+            // lock and are reachable from nothing but this list
+            // (`ArenaState::released`), which we just took; a chunk on it
+            // came from `region` (set by `grow`), which outlives the arena.
+            unsafe { release_chunks(&*region, released) };
+        }
+    }
+}
+
+/// Gives each chunk of the `released` list (linked through `next`) back to
+/// the region (`Region::release_arena_chunk`: purged, left readable).
+///
+/// # Safety
+///
+/// Every chunk on the list was unlinked from its arena and marked leaving
+/// (`ArenaState::unlink_chunk`); the arena no longer names it.
+#[cold]
+#[inline(never)]
+unsafe fn release_chunks(region: &Region, mut c: *mut ChunkHeader) {
+    while !c.is_null() {
+        // SAFETY: `c` is still ours (it goes back below); its `next` is
+        // read first.
+        let next = unsafe { (*c).next };
+        // SAFETY: the caller's contract.
+        unsafe { region.release_arena_chunk(region.chunk_index(c as usize)) };
+        c = next;
     }
 }
 
@@ -271,7 +324,9 @@ impl Arena {
     #[inline]
     pub(crate) fn lock(&self) -> ArenaGuard<'_> {
         let (guard, contended) = self.state.lock();
-        let mut guard = ArenaGuard(guard);
+        let mut guard = ArenaGuard {
+            inner: ManuallyDrop::new(guard),
+        };
         guard.counters.lock_acquisitions += 1;
         guard.counters.lock_contended += u64::from(contended);
         self.repair_if_forked(&mut guard);
@@ -281,7 +336,9 @@ impl Arena {
     /// Takes the arena lock if it is free (the decay thread: it never
     /// waits for a busy arena), counting the acquisition.
     pub(crate) fn try_lock(&self) -> Option<ArenaGuard<'_>> {
-        let mut guard = ArenaGuard(self.state.try_lock()?);
+        let mut guard = ArenaGuard {
+            inner: ManuallyDrop::new(self.state.try_lock()?),
+        };
         guard.counters.lock_acquisitions += 1;
         self.repair_if_forked(&mut guard);
         Some(guard)
@@ -324,6 +381,9 @@ impl Arena {
                     .cast::<u8>()
                     .wrapping_add(core::mem::offset_of!(Arena, published))
                     .cast::<Published>(),
+                released: core::ptr::null_mut(),
+                purging: 0,
+                region: core::ptr::null(),
             }),
             published: Published::default(),
             owner: AtomicU64::new(owner),

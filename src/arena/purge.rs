@@ -29,20 +29,45 @@
 //! page stays resident between half the decay and the decay, and a block
 //! reused within that time costs no page fault.
 //!
-//! Invariants (`check()` proves both, under the lock):
+//! **No system call under the lock.** A decay step (a tick, trim) purges
+//! in rounds of at most [`PURGE_ROUND`] blocks:
+//!
+//! ```text
+//!  lock    take_dirty: each block out of its bin, header FREE -> CACHED
+//!          (to the index allocated: no neighbour merges with it, no take
+//!          finds it; to the user not live: freeing it is a double free),
+//!          the next block's prev_size 0; `purging` counts them
+//!  unlock  Purging::purge: MADV_DONTNEED of each interior (the slow part:
+//!          tens of µs per call, a TLB shootdown on every CPU the process
+//!          runs on), nobody else touches those pages
+//!  lock    put_back: each block FREE | PURGED into its bin — or, if a
+//!          neighbour was freed meanwhile, merged with it (dirty again,
+//!          as any merge) — then the next round's take_dirty
+//! ```
+//!
+//! Chunks go back to the region the same way: unlinked under the lock,
+//! decommitted by the guard after it unlocks (`ArenaGuard`). Only
+//! `Policy::immediate` (`purge_ms(0)`, a `madvise` asked for on every free)
+//! still purges under the lock, on the freeing path.
+//!
+//! Invariants (`check()` proves all three, under the lock):
 //! * `counters.purged_bytes` is the sum of `interior(b).1` over the
 //!   arena's `PURGED` free blocks, and `PURGED ⇒ FREE`;
 //! * unless the policy is `never`, an arena with `dirty_epoch == 0` has no
-//!   free block of at least `min` bytes that is not `PURGED`.
+//!   free block of at least `min` bytes that is not `PURGED`;
+//! * `purging == 0` whenever the decay's tick lock is free: every decay
+//!   step runs under it (`heap/purge.rs`), and so do `check`, `stats` and
+//!   `fork`'s prepare, so none of them ever meets a block taken out (a
+//!   fork child inherits none: its repair would take one for a cached
+//!   block).
 //!
-//! Everything here runs under the arena lock; `madvise` is the only system
-//! call, and it neither allocates nor takes a lock of ours.
+//! `madvise` neither allocates nor takes a lock of ours.
 
 use super::{Arena, ArenaState};
 use crate::bins::{self, BINS};
-use crate::block::{Header, FREE, MIN_BLOCK, PURGED};
+use crate::block::{self, Header, CACHED, FREE, MIN_BLOCK, PURGED};
 use crate::chunk::CHUNK_DATA;
-use crate::config::PAGE;
+use crate::config::{PAGE, PURGE_ROUND};
 use crate::region::Region;
 use crate::sys;
 
@@ -77,6 +102,51 @@ pub(crate) fn interior(b: *mut Header, size: usize) -> (usize, usize) {
     let start = (b as usize + MIN_BLOCK).next_multiple_of(PAGE);
     let end = (b as usize + size) & !(PAGE - 1);
     (start, end.saturating_sub(start))
+}
+
+/// Blocks a decay step took out of the index ([`ArenaState::take_dirty`])
+/// to purge with the lock dropped; on the decay thread's stack.
+pub(crate) struct Purging {
+    /// The blocks and their sizes; the first `n` are taken.
+    blocks: [(*mut Header, usize); PURGE_ROUND],
+    n: usize,
+    /// `madvise` calls made for them (statistics).
+    calls: u64,
+}
+
+impl Purging {
+    pub(crate) fn new() -> Purging {
+        Purging {
+            blocks: [(core::ptr::null_mut(), 0); PURGE_ROUND],
+            n: 0,
+            calls: 0,
+        }
+    }
+
+    /// Whether no block is taken.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Hands every taken block's interior back to the OS; call with the
+    /// arena lock dropped. Returns the bytes purged.
+    pub(crate) fn purge(&mut self) -> usize {
+        let mut bytes = 0;
+        for &(b, size) in self.blocks.iter().take(self.n) {
+            let (start, len) = interior(b, size);
+            if len != 0 {
+                // SAFETY: `take_dirty` took the block out of the index and
+                // marked it not free: nobody but us names it until
+                // `put_back`, and its interior lies past its header and
+                // links, before the next header, so nothing reads it until
+                // it is written again.
+                unsafe { sys::purge(start as *mut u8, len) };
+                self.calls += 1;
+                bytes += len;
+            }
+        }
+        bytes
+    }
 }
 
 /// What one decay step did to an arena.
@@ -133,7 +203,7 @@ impl ArenaState {
     /// # Safety
     ///
     /// As for `note_dirty`.
-    unsafe fn purge_block(&mut self, b: *mut Header, size: usize) -> usize {
+    unsafe fn purge_block(&mut self, b: *mut Header, size: usize) {
         let (start, len) = interior(b, size);
         if len != 0 {
             // SAFETY: the interior lies inside a free block of ours, past
@@ -144,7 +214,6 @@ impl ArenaState {
         // SAFETY: `b` is our free block (caller); its size is unchanged.
         unsafe { (*b).set(self.key, size, FREE | PURGED) };
         self.counters.purged_bytes += len;
-        len
     }
 
     /// Changes the smallest purged block (`Heap::set_purge_min`); a lower
@@ -173,35 +242,91 @@ impl ArenaState {
         idle
     }
 
-    /// Purges every free block of at least `min` bytes (at most
-    /// `purge.min`) that is not `PURGED` yet — walks the bins that can hold
-    /// one — and stops the decay clock. Returns the interior bytes purged.
-    pub(crate) fn purge_free(&mut self, min: usize) -> usize {
+    /// Takes out of the index, for a purge with the lock dropped, up to
+    /// `PURGE_ROUND` free blocks of at least `min` bytes (at most
+    /// `purge.min`) that are not `PURGED` — walks the bins that can hold
+    /// one — into `out` (module doc: each is marked `CACHED`, the block
+    /// after it told that its neighbour is not free). Returns whether that
+    /// was all of them; then, if `out` is empty, stops the decay clock.
+    pub(crate) fn take_dirty(&mut self, region: &Region, min: usize, out: &mut Purging) -> bool {
         let min = min.min(self.purge.min);
-        let mut total = 0;
+        // A corrupted list cannot loop us forever: no bin holds more.
+        let most = self.counters.free_blocks;
         for bin in bins::bin_of(min)..BINS {
             let mut b = self.index.head(bin);
             let mut steps = 0;
-            while !b.is_null() && steps <= self.counters.free_blocks {
+            while !b.is_null() && steps <= most {
                 steps += 1;
                 let w = self.hdr(b);
                 // SAFETY: `b` is a free block of this bin (index
                 // invariant; its header just verified); the lock is held.
-                unsafe {
-                    if w.size >= min && !w.is_purged() {
-                        total += self.purge_block(b, w.size);
+                // Its next link is read before it leaves the bin.
+                let next = unsafe { bins::links_of(self.key, b).0 };
+                if w.size >= min && !w.is_purged() {
+                    if out.n == PURGE_ROUND {
+                        return false;
                     }
-                    b = bins::links_of(self.key, b).0;
+                    // SAFETY: as above; `b` leaves the index, and its
+                    // header and the tag after it say "not free" (module
+                    // doc), so nothing takes or merges it until `put_back`.
+                    unsafe {
+                        self.unlink_free(region, b, w.size);
+                        (*b).set(self.key, w.size, CACHED);
+                        Header::set_prev_size(block::block_after(b, w.size), self.key, 0);
+                    }
+                    if let Some(slot) = out.blocks.get_mut(out.n) {
+                        *slot = (b, w.size);
+                        out.n += 1;
+                    }
+                    self.purging += 1;
+                }
+                b = next;
+            }
+        }
+        if out.n == 0 {
+            self.dirty_epoch = 0;
+        }
+        true
+    }
+
+    /// Puts the blocks of `out` (purged since [`ArenaState::take_dirty`]
+    /// took them) back into the index: `PURGED`, or merged with a
+    /// neighbour freed meanwhile (and then dirty, as any merge). Empties
+    /// `out`.
+    pub(crate) fn put_back(&mut self, region: &Region, out: &mut Purging) {
+        self.counters.purges += out.calls;
+        for &(b, size) in out.blocks.iter().take(out.n) {
+            self.purging -= 1;
+            let next = block::block_after(b, size);
+            // SAFETY: `take_dirty` took `b`, of `size` bytes, out of the
+            // index; it is still ours and marked not free, so its
+            // neighbours did not merge with it: `next` is a block (or the
+            // sentinel) of its chunk, and a free neighbour, if any, says
+            // so by its own header (after) or by `b`'s tag (before).
+            unsafe {
+                let lone = !self.hdr(next).is_free() && Header::prev_size(b, self.key) == 0;
+                if lone {
+                    (*b).set(self.key, size, FREE | PURGED);
+                    Header::set_prev_size(next, self.key, size);
+                    self.link_free(region, b, size, true);
+                } else {
+                    // A free block carrying no flag: `release_block`
+                    // merges it as it would a block being freed.
+                    (*b).set(self.key, size, 0);
+                    if let Some(c) = self.release_block(region, b, size) {
+                        self.release_later(c);
+                    }
                 }
             }
         }
-        self.dirty_epoch = 0;
-        total
+        out.n = 0;
+        out.calls = 0;
     }
 
-    /// Gives back to the region every empty chunk past the first `keep`
-    /// (`release_block` keeps one to absorb churn; decay, trim and a region
-    /// that ran short take it). Returns how many went back.
+    /// Unlinks every empty chunk past the first `keep` (`release_block`
+    /// keeps one to absorb churn; decay, trim and a region that ran short
+    /// take it); the guard gives them back to the region after unlocking.
+    /// Returns how many.
     pub(crate) fn release_empty_chunks(&mut self, region: &Region, keep: usize) -> usize {
         if self.counters.empty_chunks <= keep {
             return 0;
@@ -219,12 +344,13 @@ impl ArenaState {
                 } else {
                     // SAFETY: `first` is the chunk's one free block, in its
                     // bin; once it is out and the chunk unlinked, nothing
-                    // of ours refers to the chunk.
+                    // of ours refers to the chunk, and the guard gives it
+                    // back to the region after unlocking.
                     unsafe {
                         self.unlink_free(region, first, CHUNK_DATA);
                         self.unlink_chunk(region, c);
-                        region.release_arena_chunk(region.chunk_index(c as usize));
                     }
+                    self.release_later(c);
                     released += 1;
                 }
             }
@@ -239,6 +365,7 @@ impl ArenaState {
     pub(crate) fn check_purge(&self, purged: usize, dirty: bool) -> bool {
         purged == self.counters.purged_bytes
             && (self.purge.never || self.dirty_epoch != 0 || !dirty)
+            && self.purging == 0
     }
 
     /// Whether a free block of `size` bytes, `PURGED` or not, is one the
@@ -275,6 +402,11 @@ impl Arena {
     /// into the index. Returns what went back to the OS and whether the
     /// arena still has work for the decay (dirty pages, queued frees, an
     /// empty chunk kept), which keeps the decay thread ticking.
+    ///
+    /// No system call runs under the arena lock (module doc): pages are
+    /// purged in rounds with the lock dropped, chunks decommitted after
+    /// it. Call with the decay's tick lock held (`HeapMeta::pause_decay`),
+    /// so that no `check`, `stats` or `fork` meets a block taken out.
     pub(crate) fn decay_step<'a>(
         &self,
         region: &Region,
@@ -315,6 +447,11 @@ impl Arena {
                 );
             }
         }
+        if settle {
+            // Before the purge: an empty chunk goes back whole (the guard
+            // decommits it once unlocked) rather than purged first.
+            out.chunks = st.release_empty_chunks(region, 0);
+        }
         let purge_now = match step {
             Step::Tick(epoch) => st.purge_due(epoch),
             Step::Space => false,
@@ -326,16 +463,49 @@ impl Arena {
                 Step::Trim => PAGE + MIN_BLOCK,
                 _ => st.purge.min,
             };
-            out.pages = st.purge_free(min);
+            let (pages, relocked) = self.purge_rounds(st, region, min);
+            out.pages = pages;
+            st = relocked;
         }
-        if settle {
-            out.chunks = st.release_empty_chunks(region, 0);
-        }
+        // The step's own acquisitions do not make the arena look busy to
+        // the next tick (`idle_since_last_tick`).
+        st.idle_mark = st.counters.lock_acquisitions;
         let more = st.dirty_epoch != 0 || st.counters.empty_chunks != 0 || !self.queue().is_empty();
         drop(st);
         if reclaim {
             self.end_reclaim();
         }
         (out, more)
+    }
+
+    /// Purges every free block of at least `min` bytes that is not
+    /// `PURGED` (at most `purge.min`, as `take_dirty`), `PURGE_ROUND`
+    /// blocks per round, each round's `madvise` calls with the lock
+    /// dropped (module doc); stops the decay clock once a round finds
+    /// nothing. Returns the bytes purged and the lock, held again.
+    fn purge_rounds<'g>(
+        &'g self,
+        mut st: super::ArenaGuard<'g>,
+        region: &Region,
+        min: usize,
+    ) -> (usize, super::ArenaGuard<'g>) {
+        let mut batch = Purging::new();
+        // Every round takes blocks that were dirty, or merged since: a
+        // bound against a program that keeps freeing next to them (what
+        // is left waits for the next tick; the clock still runs).
+        let mut rounds = st.counters.free_blocks / PURGE_ROUND + 2;
+        let mut bytes = 0;
+        while rounds > 0 {
+            rounds -= 1;
+            st.take_dirty(region, min, &mut batch);
+            if batch.is_empty() {
+                break;
+            }
+            drop(st);
+            bytes += batch.purge();
+            st = self.lock();
+            st.put_back(region, &mut batch);
+        }
+        (bytes, st)
     }
 }

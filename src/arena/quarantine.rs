@@ -252,9 +252,8 @@ impl ArenaState {
         // SAFETY: `b` is ours (caller); `free` wants a block flagged live.
         unsafe {
             (*b).set(self.key, size, 0);
-            if let Some(chunk) = self.free(region, b, size) {
-                region.release_arena_chunk(region.chunk_index(chunk as usize));
-            }
+            // A chunk this empties goes back when the guard unlocks.
+            self.free(region, b, size);
         }
     }
 

@@ -246,6 +246,8 @@ impl HeapMeta {
     /// the chunks (`Step::Space`); waits for busy arenas. Returns what
     /// went back to the OS.
     pub(super) fn reclaim(&self, step: Step) -> Purged {
+        // As a tick: nothing may see the blocks a step takes out to purge.
+        let _paused = self.pause_decay();
         let mut out = Purged::default();
         for arena in self.arenas() {
             let (done, _) = arena.decay_step(&self.region, step, |id| self.arena(id));
