@@ -21,8 +21,9 @@
 //! | [`LARGE_CACHE_RUNS`], [`LARGE_CACHE_BYTES`], [`LARGE_CACHE_AGE_MS`] | 16, 128 MiB, 1 s | `large` | syscalls per large malloc/free against committed memory held by freed runs |
 //! | [`SMALL_LIMIT`] | 1 KiB | `bins` | exact-size bins (one per 16 bytes) below it, 8 per power of two above |
 //! | [`SUBBIN_BITS`] | 3 (8 sub-bins) | `bins` | bitmap words against first-fit waste above `SMALL_LIMIT` |
-//! | [`DRAIN_BATCH`] | 64 | `remote` | remote frees applied per lock acquisition on the owner's path |
-//! | [`DRAIN_ROUND`] | 256 | `remote`, `arena::purge` | remote frees applied per lock acquisition off the owner's path (adoption, `stats`, decay, trim): how long an owner can wait behind another lock holder's drain |
+//! | [`DRAIN_BATCH`] | 8 | `remote` | remote frees applied per lock acquisition on the owner's path (100-200 ns each): the owner's malloc and free tail against lock acquisitions per remote free |
+//! | [`DRAIN_ROUND`] | 32 | `remote`, `arena::purge` | remote frees applied per lock acquisition off the owner's path (adoption, `stats`, decay, trim): how long an owner can wait behind another lock holder's drain |
+//! | [`DECAY_DRAIN_ROUNDS`] | 8 | `arena::purge` | rounds of queued remote frees one decay tick applies to an idle arena (relocking between them) |
 //! | [`REMOTE_BATCH`], [`REMOTE_BATCH_BYTES`] | 32, 64 KiB | `remote` | remote frees per queue entry against frees held back (pending) |
 //! | [`SPINS_BEFORE_SLEEP`] | 100 | `sync` | spinning on a held arena lock before `futex_wait` |
 //! | [`POOL_SLACK`] | 64 KiB | `heap::pool` | internal-pool bytes beyond the queue buffers, for runtime allocations made while a thread binds |
@@ -34,7 +35,8 @@
 //! | [`DEFAULT_REMOTE_QUEUE_CAPACITY`] | 256 | `Config` | queue-full fallbacks against queue memory per arena |
 //! | [`DEFAULT_OWNER_CACHE`] | 1 MiB | `Config` | lock acquisitions saved against memory parked in owner caches |
 //! | [`CACHE_MAX_REQUEST`] | 1 KiB | `arena::cache` | requests served lock-free (one class per 16 bytes) |
-//! | [`CACHE_DRAIN`] | 256 | `arena::cache` | remote frees taken back (onto the cache) per refill |
+//! | [`CACHE_DRAIN`], [`CACHE_DRAIN_MOST`] | 32, 256 | `arena::cache` | remote frees taken back (onto the cache) per step of a refill, and per refill: steps stop once the size the refill needs came back (the malloc tail against carving what sits in the queue) |
+//! | [`BACKLOG_DRAIN`] | 8 | `remote` | how many times `DRAIN_BATCH` an owner applies once a quarter of its queue is taken: the malloc tail against queue-full fallbacks |
 //! | [`CACHE_CLASS_LIMIT`] | 64 | `arena::cache` | blocks one class parks before a flush (of half of them) |
 //! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
 //! | [`CACHE_FILL_LEVELS`] | 3 | `arena::cache` | a class's first refill carves an eighth of a batch, doubling per refill: lock acquisitions of a hot class against carved blocks left idle in a cold one |
@@ -73,15 +75,26 @@ pub(crate) const LARGE_CACHE_AGE_MS: u64 = 1000;
 pub(crate) const SMALL_LIMIT: usize = 1024;
 /// log2 of the number of sub-bins per power of two above `SMALL_LIMIT`.
 pub(crate) const SUBBIN_BITS: u32 = 3;
-/// Remote-queue entries an arena drains per lock acquisition on its
-/// alloc/free path.
-pub(crate) const DRAIN_BATCH: usize = 64;
-/// Remote-queue entries' blocks a lock holder off the owner's path
-/// (adoption, `stats`, `dump`, decay, trim) applies per acquisition: one
-/// that must empty the queue takes the lock again for the next round, so
-/// an owner's refill waits behind at most this many frees (plus the rest
-/// of one batch entry).
+/// Queued remote frees (blocks, not queue entries: a drain may stop
+/// inside a batch) an arena applies per lock acquisition on its owner's
+/// alloc/free path. Each costs 100-200 ns of cache misses (the blocks were
+/// last written on another core), so this bounds what one malloc pays
+/// for other threads' frees: at 64 the driver's `latency` workload had an
+/// 18 µs malloc p99.9 at 2 threads, at 8 under 6 µs.
+pub(crate) const DRAIN_BATCH: usize = 8;
+/// How many times `DRAIN_BATCH` an owner applies per acquisition once a
+/// quarter of its queue is taken: it falls behind the threads freeing its
+/// blocks, and a full queue would send each of them to its lock.
+pub(crate) const BACKLOG_DRAIN: usize = 8;
+/// Queued remote frees a lock holder off the owner's path (adoption,
+/// `stats`, `dump`, decay, trim) applies per acquisition: one that must
+/// empty the queue takes the lock again for the next round, so an owner's
+/// refill waits behind at most this many frees.
 pub(crate) const DRAIN_ROUND: usize = 4 * DRAIN_BATCH;
+/// Rounds of `DRAIN_ROUND` one decay tick applies to an idle arena's
+/// queue, taking the lock again between them; the rest waits for the
+/// next tick.
+pub(crate) const DECAY_DRAIN_ROUNDS: usize = 8;
 /// Claimed remote frees one batch holds before it is pushed...
 pub(crate) const REMOTE_BATCH: usize = 32;
 /// ...or bytes: what an owner keeps claimed but unsent per target.
@@ -122,8 +135,16 @@ pub(crate) const CACHE_FILL_LEVELS: u8 = 3;
 /// Owner slow paths (refills, flushes, locked calls) between two sweeps of
 /// the owner cache for classes nobody allocated from since the last one.
 pub(crate) const CACHE_SWEEP_EVERY: u32 = 1024;
-/// Remote frees an owner drains per cache refill, straight onto its cache.
-pub(crate) const CACHE_DRAIN: usize = 256;
+/// Remote frees an owner drains per step of a cache refill, straight onto
+/// its cache; the steps go on until a block of the size the refill is for
+/// came back (so it carves none), the queue is empty, or...
+pub(crate) const CACHE_DRAIN: usize = 32;
+/// ...this many were applied. A refill that drained the most it may at
+/// once (this many, in one step) was the driver's `latency` workload's
+/// malloc p99.9 at 2 and 8 threads; one that drains too few leaves the
+/// size it needs in the queue and carves it again (`prodcons` at 8
+/// threads: half the throughput at a fixed 32).
+pub(crate) const CACHE_DRAIN_MOST: usize = 8 * CACHE_DRAIN;
 /// Default bytes of each arena's owner cache.
 pub const DEFAULT_OWNER_CACHE: usize = 1 << 20;
 /// Most bytes an owner cache may hold (a chunk's worth).

@@ -18,14 +18,17 @@
 //!    foreign thread takes the owner's lock, drains a batch, and frees the
 //!    block itself ([`Arena::free_locked`] with `claimed`).
 //! 3. Whoever holds the arena lock — the owner on its own alloc/free path
-//!    ([`Arena::lock_and_drain_some`], `config::DRAIN_BATCH` entries), an
-//!    adopter, `stats`, `dump`, trim ([`Arena::lock_drained`]) and decay
-//!    (`config::DRAIN_ROUND` blocks per acquisition, taking the lock again
-//!    for the next round) — drains in bounded rounds, so no owner waits
-//!    behind a whole queue (only `check`, a diagnostic that must report a
-//!    bad entry rather than abort, drains all at once): each entry must be
-//!    a pending block of the arena, and is freed and coalesced like a
-//!    local free.
+//!    ([`Arena::lock_and_drain_some`], `config::DRAIN_BATCH` blocks; its
+//!    cache refill, `config::CACHE_DRAIN`), an adopter, `stats`, `dump`,
+//!    trim ([`Arena::lock_drained`]) and decay (`config::DRAIN_ROUND`
+//!    blocks per acquisition, taking the lock again for the next round) —
+//!    drains in bounded rounds, so no owner waits behind a whole queue
+//!    (only `check`, a diagnostic that must report a bad entry rather than
+//!    abort, drains all at once): each entry must be a pending block of the
+//!    arena, and is freed and coalesced like a local free. The bound counts
+//!    blocks, not entries: a drain that reaches it inside a batch leaves
+//!    the batch's rest in `ArenaState::drain_rest`, where the next drain
+//!    starts.
 //!
 //! **Batches.** A thread that owns an arena (and uses its owner cache)
 //! does not push each claimed block: it keeps one batch per target arena in
@@ -46,7 +49,9 @@
 //! Invariant: every pointer in the queue is a block (or the head of a batch
 //! of blocks) of the queue's arena whose header has `REMOTE_PENDING` set,
 //! and every such block is in the queue, in exactly one arena's unsent
-//! batch, or in the hands of a thread between steps 1 and 2. So no free is
+//! batch, in the rest of a batch its arena's drain stopped inside
+//! (`drain_rest`, under the lock), or in the hands of a thread between
+//! steps 1 and 2. So no free is
 //! lost: after all threads join, flushing every batch and draining every
 //! queue leaves each block live or free; until then `stats` counts the
 //! blocks of unsent batches as pending (freed by the user, not yet free).
@@ -57,7 +62,8 @@ use crate::arena::{Arena, ArenaGuard, ArenaState, BATCH_SLOTS};
 use crate::block::{self, GRANULE};
 use crate::chunk;
 use crate::config::{
-    DRAIN_BATCH, DRAIN_ROUND, MAX_REMOTE_QUEUE_CAPACITY, REMOTE_BATCH, REMOTE_BATCH_BYTES,
+    BACKLOG_DRAIN, DRAIN_BATCH, DRAIN_ROUND, MAX_REMOTE_QUEUE_CAPACITY, REMOTE_BATCH,
+    REMOTE_BATCH_BYTES,
 };
 use crate::error::{abort_on_free_error, FreeError};
 use crate::region::Region;
@@ -363,8 +369,8 @@ impl Arena {
     #[inline]
     pub(crate) fn lock_and_drain_some(&self, region: &Region) -> ArenaGuard<'_> {
         let mut st = self.lock();
-        if !self.queue().is_empty() {
-            if let Err(bad) = self.drain(&mut st, region, DRAIN_BATCH) {
+        if self.remote_waiting(&st) {
+            if let Err(bad) = self.drain(&mut st, region, self.drain_limit(DRAIN_BATCH)) {
                 drop(st);
                 abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
             }
@@ -387,11 +393,33 @@ impl Arena {
                 abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
             }
             rounds -= 1;
-            if rounds == 0 || self.queue().is_empty() {
+            if rounds == 0 || !self.remote_waiting(&st) {
                 return st;
             }
             drop(st);
         }
+    }
+
+    /// How many queued frees the owner applies per acquisition: `light`,
+    /// or `BACKLOG_DRAIN` times as many once a quarter of the queue is
+    /// taken. Small drains keep the owner's malloc tail short; but frees
+    /// must be applied as fast as other threads make them, or the queue
+    /// fills and every freer falls back to taking this lock (a producer
+    /// whose consumers free everything it allocates).
+    #[inline]
+    pub(crate) fn drain_limit(&self, light: usize) -> usize {
+        if self.queue().backlogged() {
+            light * BACKLOG_DRAIN
+        } else {
+            light
+        }
+    }
+
+    /// Whether queued remote frees wait for a lock holder: in the queue, or
+    /// the rest of a batch a bounded drain stopped inside (`st`: the lock).
+    #[inline]
+    pub(crate) fn remote_waiting(&self, st: &ArenaState) -> bool {
+        st.drain_rest != 0 || !self.queue().is_empty()
     }
 
     /// Frees up to `limit` queued blocks under the lock. Chunks that empty
@@ -428,8 +456,11 @@ impl Arena {
             return Ok(0);
         }
         let mut n = 0;
+        // The rest of a batch the last drain stopped inside comes first.
+        let rest = core::mem::take(&mut st.drain_rest);
+        let mut first = (rest != 0).then_some(rest | BATCH_TAG);
         while n < limit {
-            let Some(entry) = self.queue().pop() else {
+            let Some(entry) = first.take().or_else(|| self.queue().pop()) else {
                 break;
             };
             let mut addr = entry & !BATCH_TAG;
@@ -456,8 +487,19 @@ impl Arena {
                 if next == 0 {
                     break;
                 }
+                if n >= limit {
+                    // The bound is reached inside a batch: its rest waits
+                    // for the next drain (a pending block of ours, linked
+                    // on as it was).
+                    st.drain_rest = next;
+                    break;
+                }
                 addr = next;
             }
+        }
+        if let Some(entry) = first {
+            // A limit of 0: the rest stays where it was.
+            st.drain_rest = entry & !BATCH_TAG;
         }
         Ok(n)
     }

@@ -530,6 +530,21 @@ impl MpmcQueue {
         }
     }
 
+    /// Whether a quarter or more of the slots look taken (racy: pushes and
+    /// pops in flight may be counted or not).
+    #[inline]
+    pub(crate) fn backlogged(&self) -> bool {
+        #[cfg(not(arenalloc_loom))]
+        {
+            self.queue.len() * 4 >= self.queue.capacity()
+        }
+        #[cfg(arenalloc_loom)]
+        {
+            let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.len() * 4 >= self.capacity
+        }
+    }
+
     /// Whether the queue looks empty (exact when no push is in flight).
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {

@@ -7,7 +7,7 @@
 //! ```text
 //!  malloc(n), n <= CACHE_MAX_REQUEST, caller owns its arena
 //!    pop heads[class(n)] ─ hit ─▶ header CACHED -> live, return       (~20 instructions)
-//!                        └ miss ─▶ lock: carve a batch, keep 1         (cache_refill)
+//!                        └ miss ─▶ lock: take back remote frees, else carve a batch, keep 1 (cache_refill)
 //!  free(p), p a live small block of the caller's own arena
 //!    push on heads[class] ─ room ─▶ header live -> CACHED (CAS), done
 //!                         └ full ─▶ lock: free half the class (coalescing), push (cache_flush)
@@ -91,8 +91,8 @@ use crate::bins::Ctx;
 use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk;
 use crate::config::{
-    CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_FILL_LEVELS, CACHE_MAX_REQUEST, CACHE_REFILL,
-    CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
+    CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_DRAIN_MOST, CACHE_FILL_LEVELS, CACHE_MAX_REQUEST,
+    CACHE_REFILL, CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
 };
 use crate::error::{abort_on_corruption, Corruption, FreeError};
 use crate::region::Region;
@@ -448,11 +448,23 @@ impl Arena {
     #[cold]
     pub(crate) unsafe fn cache_refill(&self, region: &Region, need: usize) -> *mut u8 {
         let mut st = self.lock();
-        // Remote frees first: they come back as ready blocks (`drain_into`).
-        // SAFETY: we own the cache (caller) and hold the lock.
-        if let Err(bad) = unsafe { self.drain_into(&mut st, region, CACHE_DRAIN, true) } {
-            drop(st);
-            crate::error::abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
+        let c = need / GRANULE;
+        // Remote frees first: they come back as ready blocks (`drain_into`),
+        // `CACHE_DRAIN` at a time until one of the size asked for came
+        // back (no carve then), the queue is empty, or `CACHE_DRAIN_MOST`
+        // were applied: a refill pays for what it needs, not for the
+        // whole queue.
+        let mut budget = CACHE_DRAIN_MOST;
+        while budget > 0 && self.cache_count(c) == 0 && self.remote_waiting(&st) {
+            // SAFETY: we own the cache (caller) and hold the lock.
+            match unsafe { self.drain_into(&mut st, region, CACHE_DRAIN.min(budget), true) } {
+                Ok(n) if n > 0 => budget = budget.saturating_sub(n),
+                Ok(_) => break,
+                Err(bad) => {
+                    drop(st);
+                    crate::error::abort_on_free_error(FreeError::DoubleFree, bad as *const u8);
+                }
+            }
         }
         // SAFETY: we own the cache (caller) and hold the lock.
         unsafe { self.cache_tick(&mut st, region) };
@@ -464,7 +476,6 @@ impl Arena {
         if first.is_null() {
             return first;
         }
-        let c = need / GRANULE;
         let cache = &self.cache;
         // A class starts with an eighth of a batch and doubles it with each
         // refill: a size the program asks for a few times leaves a few

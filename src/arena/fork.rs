@@ -19,10 +19,12 @@
 //! The first thread that then takes the arena's lock (an adopter, the
 //! owner's refill, a remote free's fallback, decay, `check`) walks its
 //! chunks once and frees every stranded block into the index, coalescing
-//! as any free does. Until then no thread claims a block of the arena
-//! without the lock (`claim_mt` sends it there), so every `REMOTE_PENDING`
-//! header the walk meets was set before the fork: no batch or queue of the
-//! child holds it. A child that execs at once pays for none of it.
+//! as any free does (the rest of a batch a drain stopped inside,
+//! `drain_rest`, is such blocks: it is forgotten first). Until then no
+//! thread claims a block of the arena without the lock (`claim_mt` sends
+//! it there), so every `REMOTE_PENDING` header the walk meets was set
+//! before the fork: no batch or queue of the child holds it. A child that
+//! execs at once pays for none of it.
 //!
 //! Invariant: after the repair, every block of the arena is free (in a
 //! bin), live (a user of the child holds it or held it in the parent's
@@ -121,6 +123,9 @@ impl Arena {
     fn repair_after_fork(&self, st: &mut ArenaState) {
         let what = self.fork_repair.load(Relaxed);
         self.fork_repair.store(what & STALE_QUEUE, Relaxed);
+        // The rest of a batch a drain stopped inside is `REMOTE_PENDING`
+        // blocks: the walk frees them like every other pending block.
+        st.drain_rest = 0;
         // SAFETY: `region` was set before the arena was published and
         // outlives it; the lock is held (caller).
         unsafe { st.free_stranded(&*self.region, what) };

@@ -121,6 +121,12 @@ pub(crate) struct ArenaState {
     /// releases the lock (`ArenaGuard`'s drop): set by `Arena::new` to
     /// where the arena is built, never changed.
     published: *const Published,
+    /// The rest of a remote batch a bounded drain stopped inside: the
+    /// payload address of its next block (a `REMOTE_PENDING` block of
+    /// ours, linked on like any batch), or 0. The next drain starts here,
+    /// so a lock holder applies at most its limit of queued frees however
+    /// long a batch is (`remote.rs`).
+    pub(crate) drain_rest: usize,
     /// Empty chunks unlinked (and marked leaving in the region's map,
     /// `unlink_chunk`) under the lock and not yet given back to the
     /// region, linked through `ChunkHeader::next`: the guard hands them
@@ -381,6 +387,7 @@ impl Arena {
                     .cast::<u8>()
                     .wrapping_add(core::mem::offset_of!(Arena, published))
                     .cast::<Published>(),
+                drain_rest: 0,
                 released: core::ptr::null_mut(),
                 purging: 0,
                 region: core::ptr::null(),

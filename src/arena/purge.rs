@@ -67,7 +67,7 @@ use super::{Arena, ArenaState};
 use crate::bins::{self, BINS};
 use crate::block::{self, Header, CACHED, FREE, MIN_BLOCK, PURGED};
 use crate::chunk::CHUNK_DATA;
-use crate::config::{PAGE, PURGE_ROUND};
+use crate::config::{DECAY_DRAIN_ROUNDS, DRAIN_ROUND, PAGE, PURGE_ROUND};
 use crate::region::Region;
 use crate::sys;
 
@@ -437,14 +437,21 @@ impl Arena {
             Step::Tick(_) => idle || reclaim || self.live_owner().is_none(),
             Step::Space | Step::Trim => true,
         };
-        if settle && !self.queue().is_empty() {
-            // One round per tick (the rest keeps the clock ticking: `more`).
-            if let Err(bad) = self.drain(&mut st, region, crate::config::DRAIN_ROUND) {
+        // A round per lock hold, a few rounds per tick (the rest keeps the
+        // clock ticking: `more`).
+        let mut rounds = if settle { DECAY_DRAIN_ROUNDS } else { 0 };
+        while rounds > 0 && self.remote_waiting(&st) {
+            rounds -= 1;
+            if let Err(bad) = self.drain(&mut st, region, DRAIN_ROUND) {
                 drop(st);
                 crate::error::abort_on_free_error(
                     crate::error::FreeError::DoubleFree,
                     bad as *const u8,
                 );
+            }
+            if rounds > 0 && self.remote_waiting(&st) {
+                drop(st);
+                st = self.lock();
             }
         }
         if settle {
@@ -470,7 +477,7 @@ impl Arena {
         // The step's own acquisitions do not make the arena look busy to
         // the next tick (`idle_since_last_tick`).
         st.idle_mark = st.counters.lock_acquisitions;
-        let more = st.dirty_epoch != 0 || st.counters.empty_chunks != 0 || !self.queue().is_empty();
+        let more = st.dirty_epoch != 0 || st.counters.empty_chunks != 0 || self.remote_waiting(&st);
         drop(st);
         if reclaim {
             self.end_reclaim();
