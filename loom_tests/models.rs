@@ -359,15 +359,17 @@ fn remote_frees_race_the_owners_cache_refill() {
 
 /// (5b) As (5), but the owner's concurrent free finds its cache full and
 /// flushes — giving back the very block the foreign thread is re-freeing.
-/// A flush keeps the newest half of a class (`Arena::flush_class`), so `p`
-/// is parked first and `r` on top of it: the flush then frees `p`.
+/// A free into a full class evicts the class's newest block
+/// (`Arena::evict_newest`), so `r` is parked first and `p` on top of it:
+/// the eviction then frees `p`.
 ///
 /// A bug this model found: the flush used to make a popped block live
 /// before freeing it under the lock, so a foreign `claim_mt` in that window
-/// succeeded and the double free returned `Ok(())`. The flush now frees
-/// blocks straight from `CACHED` (`Arena::flush_class`).
+/// succeeded and the double free returned `Ok(())`. Cached blocks are now
+/// freed straight from `CACHED` (`Arena::evict_newest`, and the sweep's
+/// `Arena::flush_class`).
 ///
-/// Mutation caught (`flush-via-live`): that bug put back — `flush_class`
+/// Mutation caught (`flush-via-live`): that bug put back — `evict_newest`
 /// setting the header live (`Header::set(.., 0)`) before `st.free` — makes
 /// loom find the foreign claim between the two and the foreign free
 /// returning `Ok(())` (the `assert_eq!` on its result fails).
@@ -378,11 +380,11 @@ fn foreign_free_of_a_cached_block_races_the_owners_flush() {
         let p = Block(heap.malloc(SMALL)); // refill: p, two parked
         let q = Block(heap.malloc(SMALL)); // popped: one parked
         let r = Block(heap.malloc(SMALL)); // popped: the cache is empty
-        free(&heap, p).unwrap(); // parked first (the older)
-        free(&heap, r).unwrap(); // parked on top: the cache is full
+        free(&heap, r).unwrap(); // parked first (the older)
+        free(&heap, p).unwrap(); // parked on top: the cache is full
         let h = heap.clone();
         let t = thread::spawn(move || free(&h, p));
-        free(&heap, q).unwrap(); // no room: the flush frees p, then parks q
+        free(&heap, q).unwrap(); // no room: the eviction frees p, then parks q
         assert_eq!(t.join().unwrap(), Err(FreeError::DoubleFree));
         settle(&heap, &[p, q, r], &[]);
     });

@@ -37,7 +37,7 @@
 //! | [`CACHE_MAX_REQUEST`] | 1 KiB | `arena::cache` | requests served lock-free (one class per 16 bytes) |
 //! | [`CACHE_DRAIN`], [`CACHE_DRAIN_MOST`] | 32, 256 | `arena::cache` | remote frees taken back (onto the cache) per step of a refill, and per refill: steps stop once the size the refill needs came back (the malloc tail against carving what sits in the queue) |
 //! | [`BACKLOG_DRAIN`] | 8 | `remote` | how many times `DRAIN_BATCH` an owner applies once a quarter of its queue is taken: the malloc tail against queue-full fallbacks |
-//! | [`CACHE_CLASS_LIMIT`] | 64 | `arena::cache` | blocks one class parks before a flush (of half of them) |
+//! | [`CACHE_CLASS_LIMIT`] | 64 | `arena::cache` | blocks one class parks; a free into a full class evicts its newest block |
 //! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
 //! | [`CACHE_FILL_LEVELS`] | 3 | `arena::cache` | a class's first refill carves an eighth of a batch, doubling per refill: lock acquisitions of a hot class against carved blocks left idle in a cold one |
 //! | [`CACHE_SWEEP_EVERY`] | 1024 | `arena::cache` | owner slow paths between sweeps that give back classes nobody allocated from: memory parked in idle classes against flushes of briefly idle ones |
@@ -132,7 +132,7 @@ pub(crate) const CACHE_REFILL_BYTES: usize = 8 << 10;
 /// Refill levels of a class: its first refill carves `1 / 2^CACHE_FILL_LEVELS`
 /// of a full batch, each further one twice the last, up to the full batch.
 pub(crate) const CACHE_FILL_LEVELS: u8 = 3;
-/// Owner slow paths (refills, flushes, locked calls) between two sweeps of
+/// Owner slow paths (refills, locked calls) between two sweeps of
 /// the owner cache for classes nobody allocated from since the last one.
 pub(crate) const CACHE_SWEEP_EVERY: u32 = 1024;
 /// Remote frees an owner drains per step of a cache refill, straight onto

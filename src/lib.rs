@@ -60,7 +60,7 @@
 //! local free ─▶ free_fast: fast binding (one TLS read),
 //!   │    arena.chunk_test.holds ─▶ cache_push_fast (no call)       region.rs, arena/cache.rs
 //!   └─ else free_slow: the same test, checked (hardened) ─▶ Arena::cache_push
-//!   │    └─ class full: cache_flush (oldest half back to the index, under the lock)
+//!   │    └─ class full: cache_flush (its newest block back to the index, under the lock)
 //!   └─ else: locate (chunk map) ─▶ Arena::free_locked              heap/meta.rs, remote.rs
 //!        └─ lock ─▶ find_live (start bit) ─▶ ArenaState::free       arena/lookup.rs, arena/alloc.rs
 //!             └─ release_block: coalesce both neighbours, index | empty chunk ─▶ region.release

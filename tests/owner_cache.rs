@@ -156,8 +156,8 @@ fn owner_frees_park_small_blocks_that_are_not_live() {
     assert_eq!(s.arenas().len(), 1);
     assert_eq!(s.arenas()[0].cached_blocks, s.cached_blocks());
 
-    // The last block freed is on its class list whatever flushes ran (a
-    // flush frees older blocks, then pushes the one being freed).
+    // The last block freed is on its class list, or free in the index if
+    // that was full: not live either way.
     let last = *ptrs.last().unwrap();
     assert!(!heap.is_allocated(last));
     assert!(!heap.is_allocated(last.wrapping_add(1)), "nor inside it");
@@ -293,7 +293,7 @@ fn churn_past_the_limits_stays_bounded_and_is_reused() {
     );
     assert!(
         s.cached_bytes() > DEFAULT_OWNER_CACHE / 2,
-        "the final frees filled the cache to its byte limit (a flush keeps half)"
+        "the final frees filled the cache to its byte limit (and kept it there)"
     );
     assert!(s.cached_blocks() <= CLASS_LIMIT * (CACHE_MAX_REQUEST / 16 + 2));
 
@@ -408,9 +408,8 @@ fn refill_that_cannot_cache_a_carved_block_counts_nothing() {
     let heap = Heap::new();
     // 200 blocks of 80 bytes (64-byte requests), back to back.
     let blocks: Vec<*mut u8> = (0..200).map(|_| malloc_filled(&heap, 64)).collect();
-    // Freeing every other one overflows the class: flushes free the
-    // most recent half into the index, as 80-byte holes between live
-    // neighbours.
+    // Freeing every other one overflows the class: the frees past its
+    // limit go to the index, as 80-byte holes between live neighbours.
     for &p in blocks.iter().step_by(2) {
         free(&heap, p).unwrap();
     }
@@ -433,10 +432,12 @@ fn refill_that_cannot_cache_a_carved_block_counts_nothing() {
 
 /// Regression (`Arena::cache_flush`): a flush that emptied more than two
 /// chunks handed only two back to the region; the third was unlinked from
-/// the arena and never released. Chunks are now released as they empty,
-/// under the lock. Here:
-/// four chunks whose only non-free blocks are cached on one class list,
-/// flushed at once.
+/// the arena and never released. Chunks are now queued as they empty and
+/// released when the lock is dropped (`ArenaGuard`). Here: four chunks
+/// whose only non-free blocks are cached on one class list, flushed at
+/// once — by the sweep, the flush that gives back the oldest half of a
+/// class nobody allocates from (a free into a full class frees only the
+/// block freed).
 #[test]
 fn flush_that_empties_three_chunks_releases_them_all() {
     use arenalloc::CHUNK;
@@ -486,12 +487,25 @@ fn flush_that_empties_three_chunks_releases_them_all() {
     let s = heap.stats();
     let meta = s.committed_bytes() - s.arenas()[0].chunks * CHUNK;
     // The four survivors, then the pads, fill the class; one more free
-    // flushes the oldest half: the survivors first, emptying four chunks.
+    // goes to the index (the class is full) and leaves the cache as it is.
     for &p in survivors.iter().chain(pads) {
         free(&heap, p).unwrap();
     }
     assert_eq!(heap.stats().cached_blocks(), CLASS_LIMIT);
     free(&heap, refill[0]).unwrap();
+    assert_eq!(heap.stats().cached_blocks(), CLASS_LIMIT);
+    // Two sweep intervals with no allocation of that size (alloc + free of
+    // a 4 KiB block: two owner slow paths): the first sweep notes the
+    // class's allocations, the second gives back its oldest half — the
+    // survivors first, emptying four chunks.
+    for _ in 0..SWEEP_EVERY {
+        let p = malloc_filled(&heap, 4096);
+        free(&heap, p).unwrap();
+    }
+    assert!(
+        heap.stats().cached_blocks() <= CLASS_LIMIT / 2,
+        "a sweep gave back the idle class's oldest half"
+    );
     heap.check().unwrap();
     let s = heap.stats();
     assert_eq!(
