@@ -149,6 +149,35 @@ fn sized_free_of_an_invalid_pointer_is_classified_as_free_would() {
 /// configuration to abort in (`hardened` or `stress`).
 const CHILD: &str = "ARENALLOC_TEST_SIZED_CHILD";
 
+/// Runs test `name` of this binary again as a child with `CHILD=mode`,
+/// asserts that it died of `SIGABRT`, and returns the block it named
+/// (`child: block …`), its `arenalloc:` lines and its whole stderr.
+fn run_aborting_child(name: &str, mode: &str) -> (String, Vec<String>, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, mode)
+        .output()
+        .expect("spawn the test binary");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{mode}: {:?}\n{stderr}",
+        out.status
+    );
+    let block = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("child: block "))
+        .expect("the child allocated")
+        .to_owned();
+    let reports = stderr
+        .lines()
+        .filter(|l| l.starts_with("arenalloc:"))
+        .map(str::to_owned)
+        .collect();
+    (block, reports, stderr)
+}
+
 /// `GlobalAlloc::dealloc` with a layout 16 bytes larger than `alloc`'s:
 /// one line, `SIGABRT`, in both checking modes. (A 32-byte request has
 /// 32 usable bytes, so hardened and stress name the same figures.)
@@ -174,29 +203,12 @@ fn dealloc_with_a_wrong_size_aborts_with_one_line() {
         return;
     }
     for mode in ["hardened", "stress"] {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-            .env(CHILD, mode)
-            .output()
-            .expect("spawn the test binary");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.signal(),
-            Some(libc::SIGABRT),
-            "{mode}: {:?}\n{stderr}",
-            out.status
-        );
-        let block = stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("child: block "))
-            .expect("the child allocated");
-        let reports: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("arenalloc:"))
-            .collect();
+        let (block, reports, stderr) = run_aborting_child(NAME, mode);
         assert_eq!(
             reports,
-            [format!("arenalloc: free of {block} with size 48, block holds 32").as_str()],
+            [format!(
+                "arenalloc: free of {block} with size 48, block holds 32"
+            )],
             "{mode}: {stderr}"
         );
         assert!(!stderr.contains("child: survived"), "{stderr}");
@@ -221,29 +233,12 @@ fn sized_free_of_an_overwritten_header_reports_the_corruption() {
         eprintln!("child: survived {r:?} {keep:p}");
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "corrupt")
-        .output()
-        .expect("spawn the test binary");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGABRT),
-        "{:?}\n{stderr}",
-        out.status
-    );
-    let block = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("child: block "))
-        .expect("the child allocated");
-    let reports: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("arenalloc:"))
-        .collect();
+    let (block, reports, stderr) = run_aborting_child(NAME, "corrupt");
     assert_eq!(
         reports,
-        [format!("arenalloc: heap corruption at {block} (header check failed)").as_str()],
+        [format!(
+            "arenalloc: heap corruption at {block} (header check failed)"
+        )],
         "{stderr}"
     );
 }
