@@ -34,7 +34,8 @@
 //! | [`MAX_ARENAS`] | 4096 | `Config` | the most arenas a heap table has room for |
 //! | [`DEFAULT_REMOTE_QUEUE_CAPACITY`] | 256 | `Config` | queue-full fallbacks against queue memory per arena |
 //! | [`DEFAULT_OWNER_CACHE`] | 1 MiB | `Config` | lock acquisitions saved against memory parked in owner caches |
-//! | [`CACHE_MAX_REQUEST`] | 1 KiB | `arena::cache` | requests served lock-free (one class per 16 bytes) |
+//! | [`CACHE_MAX_REQUEST`] | 1 KiB | `arena::cache` | requests served lock-free inline (one exact class per 16 bytes) |
+//! | [`CACHE_BIG_MAX_REQUEST`], [`CACHE_BIG_CLASS_BYTES`] | 64 KiB, 128 KiB | `arena::cache` | requests served lock-free out of line (eight classes per doubling above 1 KiB), and the most bytes one such class parks: lock acquisitions of programs with larger blocks against memory parked |
 //! | [`CACHE_DRAIN`], [`CACHE_DRAIN_MOST`] | 32, 256 | `arena::cache` | remote frees taken back (onto the cache) per step of a refill, and per refill: steps stop once the size the refill needs came back (the malloc tail against carving what sits in the queue) |
 //! | [`BACKLOG_DRAIN`] | 8 | `remote` | how many times `DRAIN_BATCH` an owner applies once a quarter of its queue is taken: the malloc tail against queue-full fallbacks |
 //! | [`CACHE_CLASS_LIMIT`] | 64 | `arena::cache` | blocks one class parks; a free into a full class evicts its newest block |
@@ -123,6 +124,13 @@ pub const MAX_ARENAS: usize = 4096;
 /// Largest request (payload bytes) the owner cache serves: one exact-size
 /// class per 16 bytes up to here.
 pub(crate) const CACHE_MAX_REQUEST: usize = 1024;
+/// Largest request the owner cache's big classes serve: above
+/// `CACHE_MAX_REQUEST`, eight classes per doubling, each holding blocks of
+/// any size in its range (`arena::cache`), lock-free but out of line.
+pub(crate) const CACHE_BIG_MAX_REQUEST: usize = 64 << 10;
+/// Most bytes one big class parks (at least two blocks, at most
+/// `CACHE_CLASS_LIMIT`): 64 blocks of 2 KiB, 4 of 32 KiB.
+pub(crate) const CACHE_BIG_CLASS_BYTES: usize = 128 << 10;
 /// Most blocks one class of an owner cache holds.
 pub(crate) const CACHE_CLASS_LIMIT: u32 = 64;
 /// Most blocks one refill carves under one lock acquisition...

@@ -225,7 +225,9 @@ fn purge_ms_zero_purges_a_large_free_block_in_the_free() {
 #[test]
 fn an_idle_arenas_empty_chunks_go_back_after_the_decay() {
     let heap = Heap::with_config(Config::new().hardened(true).purge_ms(DECAY_MS));
-    let blocks: Vec<_> = (0..4096).map(|_| heap.malloc(4000)).collect();
+    // Blocks above the owner cache's classes (64 KiB requests), so that
+    // all of them go back to the index and empty their chunks.
+    let blocks: Vec<_> = (0..160).map(|_| heap.malloc(100 << 10)).collect();
     assert!(blocks.iter().all(|p| !p.is_null()));
     for &p in &blocks {
         // SAFETY: live, freed once.
@@ -389,9 +391,10 @@ fn trim_purges_in_rounds_with_the_lock_dropped() {
     const N: usize = 96;
     const BIG: usize = 128 << 10;
     let heap = Heap::with_config(Config::new().purge_ms(-1));
-    // Big blocks kept apart by small live ones, so none merges (the small
-    // ones above the owner cache's sizes: carved right after each big one).
-    const SMALL: usize = 2048;
+    // Big blocks kept apart by smaller live ones, so none merges (those
+    // above the owner cache's classes, 64 KiB requests: carved right after
+    // each big one, not in a refill's batch).
+    const SMALL: usize = 80 << 10;
     let pairs: Vec<(*mut u8, *mut u8)> = (0..N)
         .map(|i| {
             let big = heap.malloc(BIG);

@@ -36,8 +36,13 @@ use arenalloc::{Config, FreeError, Heap, DEFAULT_OWNER_CACHE};
 /// Most blocks one class of a cache holds (`CACHE_CLASS_LIMIT`, crate
 /// private, in `src/config.rs`'s table of tunables).
 const CLASS_LIMIT: usize = 64;
-/// The largest request the cache serves (`CACHE_MAX_REQUEST`, same table).
+/// The largest request the cache's small classes serve (`CACHE_MAX_REQUEST`,
+/// same table).
 const CACHE_MAX_REQUEST: usize = 1024;
+/// The largest request its big classes serve (`CACHE_BIG_MAX_REQUEST`).
+const CACHE_BIG_MAX_REQUEST: usize = 64 << 10;
+/// A request above every class: its malloc and free are owner slow paths.
+const UNCACHED: usize = 96 << 10;
 /// Owner slow paths between two sweeps (`CACHE_SWEEP_EVERY`, same table).
 const SWEEP_EVERY: usize = 1024;
 
@@ -313,6 +318,92 @@ fn churn_past_the_limits_stays_bounded_and_is_reused() {
     assert_counts(&heap, n_alloc + 1, n_free + 1, 0);
 }
 
+/// The big classes (requests of 1 KiB to `CACHE_BIG_MAX_REQUEST`): each
+/// holds a range of block sizes, eight per doubling. A freed block comes
+/// back, lock-free, to a malloc of its own size or of any smaller size of
+/// its class, and never to a larger request; a cached block is not live
+/// and freeing it again is `DoubleFree`; a request above every class
+/// takes the lock on each call. Random churn over the whole range keeps
+/// the cache within its byte limit and `check()` exact.
+#[test]
+fn big_classes_serve_their_range_without_the_lock() {
+    let heap = Heap::new();
+    // Warm up: the arena is bound and the classes' first refills are done.
+    let p = malloc_filled(&heap, 6000);
+    free(&heap, p).unwrap();
+    let locks_before = locks(&heap, 0);
+    for _ in 0..1000 {
+        let q = malloc_filled(&heap, 6000);
+        assert_eq!(q, p, "the block freed last comes back");
+        free(&heap, q).unwrap();
+    }
+    assert_eq!(
+        locks(&heap, 0),
+        locks_before + 1,
+        "1,000 pairs of 6,000 bytes took no lock (the one is stats')"
+    );
+    assert!(!heap.is_allocated(p), "a cached block is not live");
+    assert_eq!(free(&heap, p), Err(FreeError::DoubleFree));
+    assert!(heap.stats().cached_bytes() >= 6000);
+
+    // 6,000 bytes and 5,900 share a class (5,632-6,143 byte blocks): the
+    // 6,000-byte block serves the smaller request, whole.
+    let q = malloc_filled(&heap, 5900);
+    assert_eq!(
+        q, p,
+        "a smaller request of the class takes the larger block"
+    );
+    assert!(heap.usable_size(q).unwrap() >= 6000);
+    free(&heap, q).unwrap();
+    // 6,100 bytes is in the class too, but the cached block is too small:
+    // it is not handed out.
+    let r = malloc_filled(&heap, 6100);
+    assert_ne!(r, p, "a larger request never gets a smaller block");
+    free(&heap, r).unwrap();
+    heap.check().unwrap();
+
+    // Above every class: each malloc and each free takes the lock.
+    let locks_before = locks(&heap, 0);
+    for _ in 0..10 {
+        let big = malloc_filled(&heap, UNCACHED);
+        free(&heap, big).unwrap();
+    }
+    assert!(locks(&heap, 0) >= locks_before + 20, "uncached sizes lock");
+
+    // Churn over 1 KiB-64 KiB, then everything freed: bounded and exact.
+    let mut live: Vec<(*mut u8, usize)> = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for step in 0..20_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if live.len() > 64 || (x & 1 == 0 && !live.is_empty()) {
+            let (q, size) = live.swap_remove((x >> 8) as usize % live.len());
+            assert!(heap.usable_size(q).unwrap() >= size);
+            free(&heap, q).unwrap();
+        } else {
+            let size = CACHE_MAX_REQUEST
+                + 1
+                + (x >> 16) as usize % (CACHE_BIG_MAX_REQUEST - CACHE_MAX_REQUEST);
+            live.push((malloc_filled(&heap, size), size));
+        }
+        if step % 5_000 == 4_999 {
+            heap.check().unwrap();
+        }
+    }
+    for (q, _) in live {
+        free(&heap, q).unwrap();
+    }
+    let s = heap.stats();
+    assert!(s.cached_blocks() > 0 && s.cached_bytes() <= DEFAULT_OWNER_CACHE);
+    assert_eq!(s.live_blocks(), 0);
+    heap.check().unwrap();
+    // `trim` gives the caches back.
+    heap.trim();
+    assert_eq!(heap.stats().cached_blocks(), 0);
+    heap.check().unwrap();
+}
+
 /// (d) An owner exits with blocks in its cache; the next thread to bind
 /// adopts the arena, cache included, and is served from it.
 #[test]
@@ -495,11 +586,11 @@ fn flush_that_empties_three_chunks_releases_them_all() {
     free(&heap, refill[0]).unwrap();
     assert_eq!(heap.stats().cached_blocks(), CLASS_LIMIT);
     // Two sweep intervals with no allocation of that size (alloc + free of
-    // a 4 KiB block: two owner slow paths): the first sweep notes the
+    // a 96 KiB block, above the cache's classes: two owner slow paths): the first sweep notes the
     // class's allocations, the second gives back its oldest half — the
     // survivors first, emptying four chunks.
     for _ in 0..SWEEP_EVERY {
-        let p = malloc_filled(&heap, 4096);
+        let p = malloc_filled(&heap, UNCACHED);
         free(&heap, p).unwrap();
     }
     assert!(
@@ -682,7 +773,7 @@ fn refills_of_a_class_start_small_and_double() {
 /// Sweeps give back a class nobody allocates from — half of it at each
 /// sweep — and leave a class in use alone. Blocks of 100 bytes are freed
 /// into the cache and never asked for again; 48-byte blocks are allocated
-/// and freed all along (fast path); 4 KiB blocks, which the cache does not
+/// and freed all along (fast path); 96 KiB blocks, which the cache does not
 /// serve, make the owner slow paths that count towards a sweep.
 #[test]
 fn sweeps_give_back_an_idle_class_and_keep_a_used_one() {
@@ -696,10 +787,10 @@ fn sweeps_give_back_an_idle_class_and_keep_a_used_one() {
     assert!(parked >= 48, "the frees were cached: {parked}");
     let mut seen = vec![parked];
     for _ in 0..8 {
-        // One sweep interval: alloc + free of a 4 KiB block are two owner
+        // One sweep interval: alloc + free of a 96 KiB block are two owner
         // slow paths; the hot class is used on every step.
         for _ in 0..SWEEP_EVERY / 2 {
-            let big = malloc_filled(&heap, 4096);
+            let big = malloc_filled(&heap, UNCACHED);
             let small = malloc_filled(&heap, 48);
             free(&heap, small).unwrap();
             free(&heap, big).unwrap();

@@ -1,17 +1,33 @@
-//! Owner cache: exact-size lists of small blocks that the arena's owning
-//! thread pops with no lock and no locked instruction and pushes with no
-//! lock and one compare-exchange (on the freed block's own header) — the
-//! fast path in front of the locked first-fit index (glibc's tcache and
-//! mimalloc's page free lists are the models).
+//! Owner cache: per-class lists of blocks up to `CACHE_BIG_MAX_REQUEST`
+//! that the arena's owning thread pops with no lock and no locked
+//! instruction and pushes with no lock and one compare-exchange (on the
+//! freed block's own header) — the fast path in front of the locked
+//! first-fit index (glibc's tcache, jemalloc's tcache bins and mimalloc's
+//! page free lists are the models).
 //!
 //! ```text
-//!  malloc(n), n <= CACHE_MAX_REQUEST, caller owns its arena
+//!  malloc(n), n <= CACHE_MAX_REQUEST, caller owns its arena (inline: small class = exact size)
 //!    pop heads[class(n)] ─ hit ─▶ header CACHED -> live, return       (~20 instructions)
 //!                        └ miss ─▶ lock: take back remote frees, else carve a batch, keep 1 (cache_refill)
-//!  free(p), p a live small block of the caller's own arena
+//!  malloc(n), n <= CACHE_BIG_MAX_REQUEST (out of line: big class = a range of sizes)
+//!    pop_big: head of n's class if its block is large enough, else head of the class above
+//!  free(p), p a live block of the caller's own arena, in a class
 //!    push on heads[class] ─ room ─▶ header live -> CACHED (CAS), done
 //!                         └ full ─▶ lock: free the class's newest block (coalescing), push (cache_flush)
 //! ```
+//!
+//! **Classes.** Small classes, one per granule up to `CACHE_MAX_BLOCK`
+//! (a 1 KiB request): class `c` holds blocks of exactly `c * GRANULE`
+//! bytes, popped and pushed inline. Big classes above, eight per doubling
+//! up to `CACHE_BIG_MAX_BLOCK` (a 64 KiB request): class `i` holds blocks
+//! of any size in `[big_lo(i), big_lo(i + 1))`, popped and pushed out of
+//! line (a call, still no lock). Big blocks are carved at the size asked
+//! (no rounding to the class: the index's exact fit, and RSS ÷ live, stay
+//! what they were), so a pop reads the head block's size: it serves any
+//! request it is large enough for, and a request the head is too small for
+//! takes the class above, whose every block is larger. A big class parks
+//! at most `CACHE_BIG_CLASS_BYTES` worth (2 to `CACHE_CLASS_LIMIT`
+//! blocks) and a refill carves at most `CACHE_REFILL_BYTES` of it.
 //!
 //! **What it parks, and for how long.** A class's first refill carves an
 //! eighth of a full batch (`CACHE_FILL_LEVELS`) and each further one twice
@@ -53,11 +69,11 @@
 //! **Invariants** (`check()` proves them, under the arena lock, when the
 //! heap is quiescent):
 //! * every block on list `c` is a block of this arena whose header verifies
-//!   with flags exactly `CACHED` and size `c * GRANULE`, and is on exactly
-//!   one list, once (the chunk walk's count of `CACHED` headers equals the
-//!   lists' total);
+//!   with flags exactly `CACHED` and a size of class `c` (`class_of`), and
+//!   is on exactly one list, once (the chunk walk's count of `CACHED`
+//!   headers equals the lists' total);
 //! * `counts[c]` is the length of list `c`, `bytes` the sum of the cached
-//!   block sizes, `bytes <= limit` and `counts[c] <= CLASS_LIMIT`;
+//!   block sizes, `bytes <= limit` and `counts[c] <= class_cap(c)`;
 //! * cached blocks count as live in the index's counters (they are carved)
 //!   and are subtracted in `stats()`: the accounting equation becomes
 //!   `user live + cached + free = chunks × CHUNK_DATA`.
@@ -82,7 +98,8 @@
 //! block's own chunk (one test) or else, by the chunk map, in one of the
 //! arena's chunks, and aborts with `heap corruption … (free-list link
 //! corrupt)` otherwise; a hardened pop also checks the block's header
-//! (exactly `CACHED` and its class size).
+//! (exactly `CACHED` and its class size), and a big pop, which reads the
+//! header for the size anyway, checks it on every heap.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
@@ -91,22 +108,37 @@ use crate::bins::Ctx;
 use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk;
 use crate::config::{
-    CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_DRAIN_MOST, CACHE_FILL_LEVELS, CACHE_MAX_REQUEST,
-    CACHE_REFILL, CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
+    CACHE_BIG_CLASS_BYTES, CACHE_BIG_MAX_REQUEST, CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_DRAIN_MOST,
+    CACHE_FILL_LEVELS, CACHE_MAX_REQUEST, CACHE_REFILL, CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
 };
 use crate::error::{abort_on_corruption, Corruption, FreeError};
 use crate::region::Region;
 use crate::thread::registry;
 
-/// The largest block the cache holds: a `CACHE_MAX_REQUEST`-byte request.
+/// The largest block of the small classes (the inline fast paths): a
+/// `CACHE_MAX_REQUEST`-byte request.
 pub(crate) const CACHE_MAX_BLOCK: usize = CACHE_MAX_REQUEST + HEADER;
+/// The largest block the cache holds (the big classes): a
+/// `CACHE_BIG_MAX_REQUEST`-byte request.
+pub(crate) const CACHE_BIG_MAX_BLOCK: usize = CACHE_BIG_MAX_REQUEST + HEADER;
 /// The bits in which a cached block's next link may not differ from the
 /// block's own address for the pop's one-test check: the chunk's (the next
 /// block lies in the same, committed chunk) and the granule offset (a
 /// block address is 16-aligned, so the next one's must be too).
 const OTHER_CHUNK_OR_MISALIGNED: usize = !(crate::config::CHUNK - 1) | (GRANULE - 1);
-/// One list per block size `c * GRANULE`, `c < CLASSES`.
-const CLASSES: usize = CACHE_MAX_BLOCK / GRANULE + 1;
+/// Small classes: class `c < SMALL_CLASSES` holds blocks of exactly
+/// `c * GRANULE` bytes.
+const SMALL_CLASSES: usize = CACHE_MAX_BLOCK / GRANULE + 1;
+/// log2 of the big classes per doubling of the block size.
+const BIG_STEPS: u32 = 3;
+/// The doubling the big classes start at (1 KiB): the first one also
+/// holds the blocks of 1041-1151 bytes the small classes end below.
+const BIG_BASE_LOG: u32 = 10;
+/// Big classes: class `SMALL_CLASSES + i` holds blocks of any size in
+/// `[big_lo(i), big_lo(i + 1))` (in `(CACHE_MAX_BLOCK, CACHE_BIG_MAX_BLOCK]`).
+const BIG_CLASSES: usize = big_index(CACHE_BIG_MAX_BLOCK) + 1;
+/// All classes, small then big.
+const CLASSES: usize = SMALL_CLASSES + BIG_CLASSES;
 /// The first class a block can be in: below it the sizes are smaller than
 /// any block. Those classes are never used: their counts read full, so a
 /// push of a block whose size word says less than `MIN_BLOCK` (a program
@@ -115,7 +147,40 @@ const CLASSES: usize = CACHE_MAX_BLOCK / GRANULE + 1;
 const FIRST_CLASS: usize = MIN_BLOCK / GRANULE;
 
 const _: () = assert!(CACHE_MAX_REQUEST % GRANULE == 0 && CACHE_MAX_REQUEST >= 1024);
+const _: () = assert!(CACHE_MAX_BLOCK < 1 << (BIG_BASE_LOG + 1));
+const _: () = assert!(CACHE_BIG_MAX_BLOCK % GRANULE == 0 && CACHE_BIG_MAX_BLOCK > CACHE_MAX_BLOCK);
 const _: () = assert!(CACHE_REFILL >> CACHE_FILL_LEVELS >= 3);
+
+/// The big class (from 0) of a block of `size >= 1 << BIG_BASE_LOG`
+/// bytes: `BIG_STEPS` bits below the leading one pick the step.
+#[inline(always)]
+const fn big_index(size: usize) -> usize {
+    let k = usize::BITS - 1 - size.leading_zeros();
+    (((k - BIG_BASE_LOG) << BIG_STEPS) as usize)
+        + ((size >> (k - BIG_STEPS)) & ((1 << BIG_STEPS) - 1))
+}
+
+/// The smallest block size of big class `i`.
+const fn big_lo(i: usize) -> usize {
+    let k = BIG_BASE_LOG as usize + (i >> BIG_STEPS);
+    (1 << k) + ((i & ((1 << BIG_STEPS) - 1)) << (k - BIG_STEPS as usize))
+}
+
+/// Most blocks class `c` parks: `CACHE_CLASS_LIMIT` for a small class,
+/// `CACHE_BIG_CLASS_BYTES` worth (2 to `CACHE_CLASS_LIMIT`) for a big one.
+#[inline(always)]
+fn class_cap(c: usize) -> u32 {
+    if c < SMALL_CLASSES {
+        return CACHE_CLASS_LIMIT;
+    }
+    let n = CACHE_BIG_CLASS_BYTES / big_lo(c - SMALL_CLASSES);
+    (n.clamp(2, CACHE_CLASS_LIMIT as usize)) as u32
+}
+
+/// Whether a cached block of `size` bytes may be on list `c`.
+fn class_holds(c: usize, size: usize) -> bool {
+    class_of(size) == Some(c)
+}
 
 /// The cache of one arena (module doc).
 pub(crate) struct OwnerCache {
@@ -208,8 +273,13 @@ fn dead_class_count(c: usize) -> u32 {
 /// The class of a block of `size` bytes, if the cache holds that size.
 #[inline(always)]
 pub(crate) fn class_of(size: usize) -> Option<usize> {
-    let c = size / GRANULE;
-    (size <= CACHE_MAX_BLOCK).then_some(c)
+    if size <= CACHE_MAX_BLOCK {
+        Some(size / GRANULE)
+    } else if size <= CACHE_BIG_MAX_BLOCK {
+        Some(SMALL_CLASSES + big_index(size))
+    } else {
+        None
+    }
 }
 
 /// The link word of a cached block.
@@ -247,8 +317,64 @@ impl Arena {
     /// `self.cache_is_mine()`; `need` is a block size with `class_of(need)`.
     #[inline(always)]
     pub(crate) unsafe fn cache_pop(&self, need: usize) -> Option<*mut u8> {
+        if need > CACHE_MAX_BLOCK {
+            // SAFETY: forwarded.
+            return unsafe { self.pop_big(need) };
+        }
         // SAFETY: forwarded; `self.key` is the arena's key.
         unsafe { self.pop_with(need, self.key) }
+    }
+
+    /// `cache_pop` of a big class: the head of `need`'s own class if it is
+    /// large enough (the class holds a range of sizes), else the head of
+    /// the next class up, whose every block is. Out of line, with the
+    /// header read and checked on every heap (the block may be larger than
+    /// `need`; it is handed out whole, as the index would).
+    ///
+    /// # Safety
+    ///
+    /// As for `cache_pop`, with `CACHE_MAX_BLOCK < need <= CACHE_BIG_MAX_BLOCK`.
+    #[inline(never)]
+    unsafe fn pop_big(&self, need: usize) -> Option<*mut u8> {
+        let own = class_of(need)?;
+        let cache = &self.cache;
+        for c in [own, own + 1] {
+            let (Some(head), Some(count), Some(pops)) =
+                (cache.heads.get(c), cache.counts.get(c), cache.pops.get(c))
+            else {
+                return None;
+            };
+            let b = head.load(Relaxed) ^ cache.mask;
+            if b == 0 {
+                continue;
+            }
+            // SAFETY: `b` heads our own list: a cached block of ours (module
+            // invariant) in a committed chunk; its first payload word is its
+            // link.
+            unsafe {
+                let size = match (*(b as *const Header)).read(self.key) {
+                    Some(w) if w.flags == CACHED && class_holds(c, w.size) => w.size,
+                    _ => abort_on_corruption(b, Corruption::Header),
+                };
+                if size < need {
+                    // Only in `own`: the next class's blocks are all larger.
+                    continue;
+                }
+                let raw = (*link_slot(b)).load(Relaxed);
+                let next = raw ^ cache.mask;
+                // Integrity, as in `pop_with`.
+                if (next ^ b) & OTHER_CHUNK_OR_MISALIGNED != 0 && !self.cached_link_ok(next) {
+                    abort_on_corruption(b, Corruption::Link);
+                }
+                head.store(raw, Relaxed);
+                count.store(count.load(Relaxed) - 1, Relaxed);
+                cache.bytes.store(cache.bytes.load(Relaxed) - size, Relaxed);
+                pops.store(pops.load(Relaxed) + 1, Relaxed);
+                (*(b as *const Header)).set(self.key, size, 0);
+                return Some(block::block_to_payload(b as *mut Header));
+            }
+        }
+        None
     }
 
     /// `cache_pop` for a caller whose fast binding names this arena: the
@@ -270,8 +396,9 @@ impl Arena {
     ///
     /// # Safety
     ///
-    /// As for `cache_pop`; `key` is `self.key`, or `self.key.unchecked()`
-    /// on a heap that is not hardened.
+    /// As for `cache_pop`, with `need <= CACHE_MAX_BLOCK` (a small
+    /// class); `key` is `self.key`, or `self.key.unchecked()` on a heap
+    /// that is not hardened.
     #[inline(always)]
     unsafe fn pop_with(&self, need: usize, key: Key) -> Option<*mut u8> {
         let c = need / GRANULE;
@@ -326,11 +453,13 @@ impl Arena {
     #[inline(always)]
     pub(crate) unsafe fn cache_push(&self, ptr: *mut u8) -> Push {
         // SAFETY: forwarded.
-        unsafe { self.push_with(ptr, self.key) }
+        unsafe { self.push_with::<true>(ptr, self.key) }
     }
 
     /// `cache_push` for a caller whose fast binding names this arena: the
-    /// checks are compiled out (`Key::unchecked`).
+    /// checks are compiled out (`Key::unchecked`), and only the small
+    /// classes are tried (a big block goes to the slow path's
+    /// `cache_push`).
     ///
     /// # Safety
     ///
@@ -340,20 +469,27 @@ impl Arena {
     pub(crate) unsafe fn cache_push_fast(&self, ptr: *mut u8) -> Push {
         // SAFETY: forwarded; the heap is unhardened (`fast_owner_for`,
         // `note_fast`).
-        unsafe { self.push_with(ptr, self.key.unchecked()) }
+        unsafe { self.push_with::<false>(ptr, self.key.unchecked()) }
     }
 
     /// `cache_push` under `key`: for the user's frees and for the blocks a
-    /// refill carves alike (which `to_cache` counts under the lock).
+    /// refill carves alike (which `to_cache` counts under the lock). `BIG`:
+    /// the big classes too (else a block above `CACHE_MAX_BLOCK` is
+    /// `Locked`).
     ///
     /// # Safety
     ///
     /// As for `cache_push`; `key` is `self.key`, or `self.key.unchecked()`
     /// on a heap that is not hardened.
     #[inline(always)]
-    unsafe fn push_with(&self, ptr: *mut u8, key: Key) -> Push {
+    unsafe fn push_with<const BIG: bool>(&self, ptr: *mut u8, key: Key) -> Push {
         let b = block::payload_to_block(ptr);
         let ch = chunk::chunk_of(ptr as usize);
+        let max = if BIG {
+            CACHE_BIG_MAX_BLOCK
+        } else {
+            CACHE_MAX_BLOCK
+        };
         // SAFETY: the chunk is ours (caller), so committed while it holds
         // `ptr`'s block; a set start bit marks a header. A lock holder may
         // split and merge free neighbours meanwhile but never rewrites a
@@ -362,14 +498,21 @@ impl Arena {
         // No bounds test is needed before the start bit: no bit is ever set
         // for the chunk header's granules or the sentinel's, and a `b` just
         // below the chunk maps to the sentinel's bit.
-        let (size, c) = unsafe {
+        let (size, granules) = unsafe {
             if !(*ch).is_start(b as usize) {
                 return Push::Locked;
             }
-            match (*b).read_live_at_most(key, CACHE_MAX_BLOCK) {
+            match (*b).read_live_at_most(key, max) {
                 Some(w) => w,
                 None => return Push::Locked,
             }
+        };
+        // A small block's class is its size in granules (below
+        // `FIRST_CLASS` for a zeroed size word: no room there).
+        let c = if BIG && size > CACHE_MAX_BLOCK {
+            SMALL_CLASSES + big_index(size)
+        } else {
+            granules
         };
         if key.hardened() {
             // A block going onto the cache is not coalesced, so the checks
@@ -418,7 +561,7 @@ impl Arena {
         };
         let n = count.load(Relaxed);
         let bytes = cache.bytes.load(Relaxed) + size;
-        if n >= CACHE_CLASS_LIMIT || bytes > cache.limit {
+        if n >= class_cap(c) || bytes > cache.limit {
             return Push::Full(b, size);
         }
         // SAFETY: the caller's contract.
@@ -448,7 +591,7 @@ impl Arena {
     #[cold]
     pub(crate) unsafe fn cache_refill(&self, region: &Region, need: usize) -> *mut u8 {
         let mut st = self.lock();
-        let c = need / GRANULE;
+        let c = class_of(need).unwrap_or(0);
         // Remote frees first: they come back as ready blocks (`drain_into`),
         // `CACHE_DRAIN` at a time until one of the size asked for came
         // back (no carve then), the queue is empty, or `CACHE_DRAIN_MOST`
@@ -490,15 +633,17 @@ impl Arena {
         }
         // `need` is a block size (at least `MIN_BLOCK`); `max(1)` only
         // spares the division a test for zero it cannot fail. A refill
-        // takes the lock, so it carves at least three blocks (the caller's
-        // and two parked) whatever the level and the class.
+        // takes the lock, so it carves at least three small blocks (the
+        // caller's and two parked) whatever the level and the class; a big
+        // class carves by bytes alone (at least the caller's block).
         let per = need.max(1);
+        let least = if c < SMALL_CLASSES { 3 } else { 1 };
         let batch = ((CACHE_REFILL_BYTES >> shift) / per)
-            .max(3)
+            .max(least)
             .min(CACHE_REFILL >> shift);
         let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
             .min(batch.saturating_sub(1))
-            .min((CACHE_CLASS_LIMIT as usize).saturating_sub(self.cache_count(c)));
+            .min((class_cap(c) as usize).saturating_sub(self.cache_count(c)));
         // Carve the batch first and push it last block first, so that the
         // next `room` mallocs get ascending addresses, as carved (a program
         // that allocates a run of blocks gets them side by side).
@@ -516,7 +661,7 @@ impl Arena {
             st.counters.to_cache += 1;
             // SAFETY: `p` is a block we just carved, live and ours; we own
             // the cache (caller).
-            match unsafe { self.push_with(p, self.key) } {
+            match unsafe { self.push_with::<true>(p, self.key) } {
                 Push::Done => {}
                 // No room after all (a carve may keep up to 16 bytes more
                 // than `need`, landing in the next class): give it back,
@@ -570,7 +715,7 @@ impl Arena {
         // path on every free, which would sweep 32 times as often as the
         // half-class flushes this replaced did.
         // SAFETY: we own the cache (caller) and hold the lock.
-        unsafe { self.evict_newest(&mut st, region, size / GRANULE) };
+        unsafe { self.evict_newest(&mut st, region, class_of(size).unwrap_or(0)) };
         // SAFETY: `b` was live and ours (caller); the push reads its
         // header again.
         match unsafe { self.cache_push(block::block_to_payload(b)) } {
@@ -612,7 +757,6 @@ impl Arena {
         if n <= keep {
             return;
         }
-        let size = c * GRANULE;
         // Walk past the `keep` newest and cut the list there.
         let mut cur = head.load(Relaxed) ^ cache.mask;
         let mut last_kept = 0;
@@ -628,11 +772,12 @@ impl Arena {
             unsafe { (*link_slot(last_kept)).store(cache.mask, Relaxed) };
         }
         count.store(keep as u32, Relaxed);
-        cache
-            .bytes
-            .store(cache.bytes.load(Relaxed) - (n - keep) * size, Relaxed);
         while cur != 0 {
             let next = self.cached_next(region, cur);
+            let size = self.cached_size(c, cur);
+            cache
+                .bytes
+                .store(cache.bytes.load(Relaxed).saturating_sub(size), Relaxed);
             st.counters.from_cache += 1;
             // SAFETY: `cur` was on our list: a carved block of ours of
             // `size` bytes, now off the cache (a chunk it empties goes back
@@ -657,7 +802,7 @@ impl Arena {
         if b == 0 {
             return;
         }
-        let size = c * GRANULE;
+        let size = self.cached_size(c, b);
         head.store(self.cached_next(region, b) ^ cache.mask, Relaxed);
         count.store(count.load(Relaxed).saturating_sub(1), Relaxed);
         cache
@@ -728,6 +873,21 @@ impl Arena {
     #[inline(always)]
     fn cached_link_ok(&self, next: usize) -> bool {
         next == 0 || (next % GRANULE == 0 && self.chunk_test.holds(next))
+    }
+
+    /// The size of cached block `b` of class `c`: the class's for a small
+    /// one; a big class holds a range, so its header says (checked: a
+    /// header a program overwrote aborts, on every heap).
+    fn cached_size(&self, c: usize, b: usize) -> usize {
+        if c < SMALL_CLASSES {
+            return c * GRANULE;
+        }
+        // SAFETY: `b` is a cached block of ours (list invariant): a header
+        // of a committed chunk of ours.
+        match unsafe { (*(b as *const Header)).read(self.key) } {
+            Some(w) if w.flags == CACHED && class_holds(c, w.size) => w.size,
+            _ => abort_on_corruption(b, Corruption::Header),
+        }
     }
 
     /// The block after cached block `b` on its list (0 at the end),
@@ -852,18 +1012,18 @@ impl Arena {
                 // SAFETY: `is_our_block` proved `b` is a block start in one
                 // of our committed chunks.
                 unsafe {
-                    let ok = matches!((*(b as *const Header)).read(key), Some(w) if w.flags == CACHED && w.size == c * GRANULE);
-                    if !ok {
-                        return Err(b);
-                    }
+                    let size = match (*(b as *const Header)).read(key) {
+                        Some(w) if w.flags == CACHED && class_holds(c, w.size) => w.size,
+                        _ => return Err(b),
+                    };
+                    bytes += size;
                     b = (*link_slot(b)).load(Relaxed) ^ self.cache.mask;
                 }
             }
-            if n != expected {
+            if n != expected || n > class_cap(c) as usize {
                 return Err(head ^ self.cache.mask);
             }
             blocks += n;
-            bytes += n * c * GRANULE;
         }
         if bytes != self.cache.bytes.load(Relaxed) || bytes > self.cache.limit {
             return Err(0);

@@ -70,10 +70,12 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
-use crate::arena::cache::CACHE_MAX_BLOCK;
+use crate::arena::cache::{CACHE_BIG_MAX_BLOCK, CACHE_MAX_BLOCK};
 use crate::arena::{self, Arena, ArenaState, Push};
 use crate::block::{self, GRANULE};
-use crate::config::{Config, CACHE_MAX_REQUEST, LARGE_THRESHOLD, MAX_REMOTE_QUEUE_CAPACITY};
+use crate::config::{
+    Config, CACHE_BIG_MAX_REQUEST, CACHE_MAX_REQUEST, LARGE_THRESHOLD, MAX_REMOTE_QUEUE_CAPACITY,
+};
 use crate::error::{abort_on_free_error, FreeError};
 use crate::large;
 use crate::region::ChunkUse;
@@ -229,10 +231,10 @@ impl Heap {
                     Bound::None => return ptr::null_mut(),
                 },
             };
-            if align <= GRANULE && size <= CACHE_MAX_REQUEST && arena.cache_is_mine_with(me) {
-                let need = block::request_to_block_size(size).unwrap_or(CACHE_MAX_BLOCK);
+            if align <= GRANULE && size <= CACHE_BIG_MAX_REQUEST && arena.cache_is_mine_with(me) {
+                let need = block::request_to_block_size(size).unwrap_or(CACHE_BIG_MAX_BLOCK);
                 // SAFETY: the cache is ours (just checked) and `need` is a
-                // block size the cache holds (`size <= CACHE_MAX_REQUEST`).
+                // block size the cache holds (`size <= CACHE_BIG_MAX_REQUEST`).
                 let p = unsafe {
                     match arena.cache_pop(need) {
                         Some(p) => return p,

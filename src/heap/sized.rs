@@ -9,17 +9,18 @@
 //!   ├─ size <= CACHE_MAX_REQUEST: free_fast (as free)           heap/mod.rs
 //!   └─ else, or not taken: free_sized_slow
 //!        ├─ hardened or stress: check_size ─▶ Err(SizeMismatch) (nothing freed)
-//!        └─ free_slow_with(ptr, cacheable: size <= CACHE_MAX_REQUEST)
+//!        └─ free_slow_with(ptr, cacheable: size <= CACHE_BIG_MAX_REQUEST)
 //! ```
 //!
 //! What the size buys:
 //! * Work skipped. A request above `CACHE_MAX_REQUEST` has a block above
-//!   the owner cache's largest class, so neither the inline fast path nor
-//!   the slow path's (checked) cache push can take it: both attempts — two
-//!   TLS reads, the chunk tests, two reads of the header — are skipped and
-//!   the free goes straight to `locate`. Smaller frees take the same path
-//!   as `free`; the size costs them one compare (none when it is a
-//!   constant, as for a `Box`).
+//!   the owner cache's small classes, so the inline fast path cannot take
+//!   it and is skipped (a TLS read, the chunk test, a header read); one
+//!   above `CACHE_BIG_MAX_REQUEST` is above its big classes too, so the
+//!   slow path's (checked) cache push is skipped as well and the free goes
+//!   straight to `locate`. Smaller frees take the same path as `free`; the
+//!   size costs them one compare (none when it is a constant, as for a
+//!   `Box`).
 //! * A check, on a hardened heap and in stress mode: a size the live block
 //!   cannot have come from is reported ([`FreeError::SizeMismatch`]:
 //!   `arenalloc: free of 0x… with size 48, block holds 32` where the
@@ -49,7 +50,7 @@ use super::meta::{locate, HeapMeta, Owner};
 use super::Heap;
 use crate::block::{self, GRANULE};
 use crate::chunk;
-use crate::config::CACHE_MAX_REQUEST;
+use crate::config::{CACHE_BIG_MAX_REQUEST, CACHE_MAX_REQUEST};
 use crate::error::{abort_on_free_error, abort_on_size_mismatch, FreeError};
 use crate::large;
 
@@ -153,7 +154,8 @@ impl Heap {
             self.check_size(meta, ptr, size).map_err(Mismatch::Holds)?;
         }
         // SAFETY: forwarded contract; `ptr` is not null.
-        unsafe { self.free_slow_with(meta, ptr, size <= CACHE_MAX_REQUEST) }.map_err(Mismatch::Free)
+        unsafe { self.free_slow_with(meta, ptr, size <= CACHE_BIG_MAX_REQUEST) }
+            .map_err(Mismatch::Free)
     }
 
     /// `Err(holds)` — what the block holds — if the live block at `ptr`

@@ -23,7 +23,9 @@
  *                        heaps malloc_info lists.
  *   introspect opt       mallopt's return values (M_MMAP_THRESHOLD: 0, …).
  *   introspect purge T   mallopt(M_TRIM_THRESHOLD, T) (T < 0: no call), then
- *                        frees a 32 KiB block between live ones; prints
+ *                        frees a 96 KiB block between live ones (above the
+ *                        owner cache's 64 KiB classes, so it reaches the
+ *                        index, which purges); prints
  *                        how many bytes that purged (run with
  *                        ARENALLOC_PURGE_MS=0: purge as blocks become free).
  *
@@ -348,18 +350,20 @@ static int mode_opt(void) {
 static int mode_purge(int threshold) {
     if (threshold >= 0 && mallopt(M_TRIM_THRESHOLD, threshold) != 1)
         fail("mallopt(M_TRIM_THRESHOLD) returns 1", threshold, 0);
-    char *a = malloc(32 << 10), *b = malloc(32 << 10), *c = malloc(32 << 10);
+    char *a = malloc(96 << 10), *b = malloc(96 << 10), *c = malloc(96 << 10);
     if (!a || !b || !c)
         fail("malloc", 0, 0);
-    memset(a, 1, 32 << 10);
-    memset(b, 1, 32 << 10);
-    memset(c, 1, 32 << 10);
+    memset(a, 1, 96 << 10);
+    memset(b, 1, 96 << 10);
+    memset(c, 1, 96 << 10);
+    /* The two documents are freed after both readings: between them only
+     * b's free (and the second document's small buffers) may purge. */
     char *before = info_text();
     long purged_before = total_attr(before, "purged");
-    free(before);
     free(b);
     char *after = info_text();
     long purged_after = total_attr(after, "purged");
+    free(before);
     free(after);
     printf("purged=%ld\n", purged_after - purged_before);
     free(a);
