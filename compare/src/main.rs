@@ -27,10 +27,16 @@
 //! library demo that used to live here is `cargo run --release --example
 //! demo`.
 //!
-//! The binary's own global allocator stays `System`: the allocators under
-//! test are called through their `GlobalAlloc` values, never installed.
+//! The binary's own global allocator is `System`, behind a dispatcher
+//! (`driver/global.rs`): the allocators under test are called through
+//! their `GlobalAlloc` values, except by the service workload, whose
+//! child installs the one under test as its global allocator (a tokio
+//! runtime and serde_json allocate through nothing else).
 
 mod driver;
+
+#[global_allocator]
+static GLOBAL: driver::global::Global = driver::global::Global;
 
 use std::path::PathBuf;
 
@@ -44,7 +50,8 @@ use driver::workloads::Scale;
 /// Allocators: arenalloc, arenalloc-1lock, system, mimalloc, jemalloc,
 /// talc, linked_list. Workloads: larson, prodcons, cache-scratch,
 /// cache-thrash, random, realloc, fragmentation, thread-churn, large,
-/// server (at the largest thread count only); and, by name only
+/// server (at the largest thread count only), service (requests/s of a
+/// tokio + serde_json service); and, by name only
 /// (`--workload latency`, best with `--seconds 2`), latency: per-call
 /// p50/p99/p99.9/max of malloc and free under bursts and decay.
 #[derive(Parser, Debug)]

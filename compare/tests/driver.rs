@@ -11,7 +11,12 @@
 //! burst's figures, and its timeline must be an SVG with one line per
 //! allocator measured; the latency workload (by name only) must give, per
 //! thread and for the worst thread, positive malloc and free percentiles
-//! in order (p50 <= p99 <= p99.9 <= max), and a table of them.
+//! in order (p50 <= p99 <= p99.9 <= max), and a table of them; the
+//! service workload must answer requests on arenalloc and a peer, each
+//! installed as the child's global allocator, with a peak RSS and, for
+//! arenalloc, a finite count of lock acquisitions per 1,000 allocations,
+//! and a service child must refuse an allocator it cannot install or
+//! that is not the one installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -121,7 +126,7 @@ fn quick_json_has_every_allocator_and_the_heap_map_one_group_per_arena() {
 }
 
 /// Every workload of a default run, in report order.
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "larson",
     "prodcons",
     "cache-scratch",
@@ -132,6 +137,7 @@ const WORKLOADS: [&str; 10] = [
     "thread-churn",
     "large",
     "server",
+    "service",
 ];
 
 /// The keys every successful row had before `large` and the three-level
@@ -726,6 +732,117 @@ fn the_latency_workload_runs_by_name_and_prints_its_table() {
             }
         }
     }
+}
+
+#[test]
+fn the_service_workload_answers_requests_on_each_global_allocator() {
+    let dir = scratch("service");
+    let out = driver(
+        &dir,
+        &[
+            "--workload",
+            "service",
+            "--alloc",
+            "arenalloc,jemalloc",
+            "--threads",
+            "2",
+            "--seconds",
+            "0.1",
+            "--json",
+            "out.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for text in [
+        "\n### service\n",
+        "req/s, 2 workers",
+        "per 1,000 allocations",
+    ] {
+        assert!(stdout.contains(text), "no {text:?}: {}", explain(&out));
+    }
+    let rows = json_rows(&dir, "out.json");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for (row, alloc) in rows.iter().zip(["arenalloc", "jemalloc"]) {
+        assert_eq!(row["status"], "ok", "{row:#}");
+        assert_eq!(
+            (&row["workload"], &row["allocator"]),
+            (&"service".into(), &alloc.into())
+        );
+        let requests = row["requests"].as_u64().unwrap_or(0);
+        assert!(requests > 0, "{row:#}");
+        assert_eq!(
+            row["ops"].as_u64(),
+            Some(requests),
+            "an op is a request: {row:#}"
+        );
+        assert!(row["ops_per_sec"].as_f64().unwrap_or(0.0) > 0.0, "{row:#}");
+        // A tokio runtime and its documents take more than a megabyte.
+        assert!(
+            row["peak_rss_bytes"].as_u64().unwrap_or(0) > 1 << 20,
+            "{row:#}"
+        );
+        // Each document has 8-64 items, each with a note of at least 16 B.
+        assert!(
+            row["mean_request_bytes"].as_u64().unwrap_or(0) > 8 * 16,
+            "{row:#}"
+        );
+    }
+    let arenalloc = &rows[0];
+    assert_eq!(arenalloc["check"], "ok", "{arenalloc:#}");
+    // The runtime, the documents and the channels allocated in arenalloc:
+    // far more than one allocation per request, and the heap counted them.
+    let allocs = arenalloc["allocations_during_run"].as_u64().unwrap_or(0);
+    let requests = arenalloc["requests"].as_u64().unwrap_or(0);
+    assert!(allocs > 8 * requests, "{arenalloc:#}");
+    let locks = arenalloc["lock_acquisitions_during_run"]
+        .as_u64()
+        .expect("locks");
+    let per_1k = arenalloc["lock_acquisitions_per_1k_allocations"]
+        .as_f64()
+        .expect("lock acquisitions per 1,000 allocations");
+    assert!(per_1k.is_finite() && per_1k >= 0.0, "{arenalloc:#}");
+    let expected = 1000.0 * locks as f64 / allocs as f64;
+    assert!(
+        (per_1k - expected).abs() <= 1e-9 * expected.max(1.0),
+        "{arenalloc:#}"
+    );
+    // Only arenalloc's rows count its locks.
+    assert!(rows[1]
+        .get("lock_acquisitions_per_1k_allocations")
+        .is_none());
+}
+
+#[test]
+fn a_service_child_refuses_an_allocator_it_cannot_install_or_did_not() {
+    let child = |alloc: &str, global: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_arenalloc-compare"));
+        cmd.args(["--child", "--alloc", alloc, "--workload", "service"])
+            .args(["--threads", "1", "--seconds", "0.01"])
+            .env_remove("ARENALLOC_COMPARE_GLOBAL");
+        if let Some(g) = global {
+            cmd.env("ARENALLOC_COMPARE_GLOBAL", g);
+        }
+        cmd.output().expect("run the child")
+    };
+    // talc's lock allocates as it parks: it cannot be the global allocator.
+    let out = child("talc", Some("talc"));
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot install talc"));
+    // Without the variable the global allocator is System, not arenalloc.
+    let out = child("arenalloc", None);
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("which is system, not arenalloc"),
+        "{}",
+        explain(&out)
+    );
+    // An unknown name leaves System in place too.
+    let out = child("mimalloc", Some("nope"));
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
+    // With it, the child measures.
+    let out = child("system", Some("system"));
+    assert!(out.status.success(), "{}", explain(&out));
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! one JSON line on stdout and exits.
 //!
 //! Invariant: the line is printed only after the workload freed every
-//! block and, for arenalloc, `check()` passed; any panic (a null
+//! block and, for arenalloc, `check()` passed; a workload that measures
+//! the global allocator (service) runs only when the global allocator is
+//! the one asked for, with no `Overrides`; any panic (a null
 //! allocation, a corrupt block tag) exits at once with status 3 and a
 //! message on stderr, so that no thread is left waiting on a barrier.
 
@@ -13,6 +15,7 @@ use std::path::Path;
 use arenalloc::Heap;
 use serde_json::{json, Map, Value};
 
+use super::global;
 use super::peers::{self, Overrides, Visit};
 use super::workloads::{rss_now, rss_peak, Params, Workload};
 use crate::Args;
@@ -45,6 +48,25 @@ pub(crate) fn main(args: &Args) -> i32 {
         eprintln!("unknown workload {workload:?}");
         return 2;
     };
+    if workload.installs_global() {
+        if let Some((_, why)) = global::UNSUPPORTED.iter().find(|(n, _)| n == alloc) {
+            eprintln!(
+                "the {} workload cannot install {alloc} as the global allocator: {why}",
+                workload.name()
+            );
+            return 2;
+        }
+        let installed = global::installed();
+        if installed != alloc.as_str() {
+            eprintln!(
+                "the {} workload measures the global allocator, which is {installed}, not {alloc} \
+                 (the parent sets {}={alloc})",
+                workload.name(),
+                global::ENV
+            );
+            return 2;
+        }
+    }
     let params = Params {
         threads: threads.max(1),
         seconds: args.seconds.unwrap_or(0.5),
@@ -63,6 +85,13 @@ pub(crate) fn main(args: &Args) -> i32 {
         hardened: args.hardened,
         purge_ms: args.purge_ms,
     };
+    if workload.installs_global() && tune != Overrides::default() {
+        eprintln!(
+            "the {} workload measures the global allocator: no arenalloc settings can change it",
+            workload.name()
+        );
+        return 2;
+    }
     let mut row = match peers::with_allocator(alloc, tune, job) {
         Ok(Ok(row)) => row,
         Ok(Err(e)) | Err(e) => {
@@ -118,7 +147,9 @@ impl Visit for Job<'_> {
             }
         };
         let hook: Option<&(dyn Fn() + Sync)> = self.svg.map(|_| &render as _);
+        let before = heap.map(LockCounts::of);
         let outcome = self.workload.run(a, self.params, hook);
+        let after = heap.map(LockCounts::of);
         let mut row = Map::new();
         row.insert("ops".into(), json!(outcome.ops));
         row.insert("seconds".into(), json!(outcome.seconds));
@@ -155,6 +186,15 @@ impl Visit for Job<'_> {
                 })
                 .collect();
             row.insert("arenas".into(), Value::Array(arenas));
+            if let (Some(b), Some(a)) = (before, after) {
+                let locks = a.lock_acquisitions.saturating_sub(b.lock_acquisitions);
+                let allocs = a.allocations.saturating_sub(b.allocations);
+                row.insert("lock_acquisitions_during_run".into(), json!(locks));
+                row.insert("allocations_during_run".into(), json!(allocs));
+                // null when nothing was allocated (no ratio).
+                let per_1k = (allocs > 0).then(|| 1000.0 * locks as f64 / allocs as f64);
+                row.insert("lock_acquisitions_per_1k_allocations".into(), json!(per_1k));
+            }
             // Whether the decay returned memory to the OS during the run
             // (madvise calls, ever; decay threads started).
             let purges: u64 = s.arenas().iter().map(|a| a.purges).sum();
@@ -166,6 +206,25 @@ impl Visit for Job<'_> {
             row.insert("check".into(), json!("ok"));
         }
         Ok(row)
+    }
+}
+
+/// A heap's lock acquisitions (every arena's) and allocations (every
+/// one it served, large ones included), ever: read before and after a
+/// workload, their differences are its own.
+#[derive(Clone, Copy)]
+struct LockCounts {
+    lock_acquisitions: u64,
+    allocations: u64,
+}
+
+impl LockCounts {
+    fn of(heap: &Heap) -> LockCounts {
+        let s = heap.stats();
+        LockCounts {
+            lock_acquisitions: s.arenas().iter().map(|a| a.lock_acquisitions).sum(),
+            allocations: s.allocations(),
+        }
     }
 }
 

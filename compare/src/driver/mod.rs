@@ -11,6 +11,8 @@
 //!  --sweep-arenas: lesson tables, SVG (sweep.rs)
 //!  server: RSS table, timeline SVG (timeline.rs)  server: bursts, RSS sampler (server.rs)
 //!  latency: percentile table (report.rs)         latency: timed calls, histograms (latency.rs)
+//!  service: requests/s table (service.rs)       service: tokio + serde_json through the
+//!  sets ARENALLOC_COMPARE_GLOBAL=A   ───────▶   global allocator, set to A (global.rs)
 //! ```
 //!
 //! Invariants: a child measures exactly one allocator on one workload, so
@@ -20,11 +22,13 @@
 //! at a time (the machine's cores are the thing being measured).
 
 pub(crate) mod child;
+pub(crate) mod global;
 pub(crate) mod latency;
 pub(crate) mod parent;
 pub(crate) mod peers;
 pub(crate) mod report;
 pub(crate) mod server;
+pub(crate) mod service;
 pub(crate) mod sweep;
 pub(crate) mod timeline;
 pub(crate) mod workloads;

@@ -8,7 +8,12 @@
 //! result is one RSS timeline per allocator); every other workload runs at
 //! every thread count. A workload may leave an allocator out unless
 //! `--alloc` names it ([`Workload::left_out`]: the server workload and
-//! linked_list, whose frees are quadratic there).
+//! linked_list, whose frees are quadratic there; the service workload and
+//! talc, which cannot be a global allocator and whose child refuses it).
+//! A service child is
+//! told its allocator twice: `--alloc` and the environment variable that
+//! makes it the child's global allocator (`global.rs`); every other child
+//! runs with that variable removed.
 //!
 //! Invariant: every planned job yields exactly one row — the child's JSON
 //! line, or a failed row saying why (exit status and the end of its
@@ -22,6 +27,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
+use super::global;
 use super::peers::ALLOCATORS;
 use super::report;
 use super::sweep::{self, Point};
@@ -385,6 +391,11 @@ fn child_row(exe: &Path, spec: &Spec, plan: &Plan) -> Value {
     }
     if let Some(svg) = &spec.svg {
         cmd.arg("--svg").arg(svg);
+    }
+    if spec.workload.installs_global() {
+        cmd.env(global::ENV, spec.alloc);
+    } else {
+        cmd.env_remove(global::ENV);
     }
     let failed = |status: &str, error: String| {
         let mut row = json!({

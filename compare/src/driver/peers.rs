@@ -12,20 +12,25 @@
 //! | `talc` | `talc::TalcLock<parking_lot::RawMutex, Manual>` | claims an 8 GiB `MAP_NORESERVE` region |
 //! | `linked_list` | `linked_list_allocator::LockedHeap` | its spin lock; the same kind of region |
 //!
-//! None of them is the binary's `#[global_allocator]` (that stays
-//! `System`), so the harness's own allocations — thread spawns, channels,
-//! result vectors — never land in the allocator being measured.
+//! None of them is the binary's `#[global_allocator]` (that is `System`
+//! behind `global.rs`'s dispatcher), so the harness's own allocations —
+//! thread spawns, channels, result vectors — never land in the allocator
+//! being measured; except in a child of the service workload, where the
+//! dispatcher forwards every allocation of the process to the allocator
+//! under test (the statics below, shared with `global.rs`).
 //!
 //! The hidden child flags `--max-arenas`, `--owner-cache`,
 //! `--region-size`, `--hardened` and `--purge-ms` ([`Overrides`]) make the two arenalloc entries build
 //! their heap at run time with those settings instead (the
 //! lock-granularity sweep's points, valgrind's small region).
 //!
-//! Invariant: talc and linked_list_allocator get their region exactly once
-//! per process (a child measures one allocator); nothing here frees it.
+//! Invariant: at most one of talc and linked_list_allocator gets the
+//! backing region, exactly once per process (a child measures one
+//! allocator), through [`claim_region`], which the global allocator may
+//! have called first; nothing here frees it.
 
 use std::alloc::{GlobalAlloc, System};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use arenalloc::{Config, Heap};
 
@@ -53,17 +58,32 @@ pub(crate) const ALLOCATORS: [(&str, &str); 7] = [
 /// the pages they touch are ever committed (`MAP_NORESERVE`).
 const BACKING_REGION: usize = 8 << 30;
 
-static ARENALLOC: Heap = Heap::new();
-static ARENALLOC_1LOCK: Heap = Heap::with_config(Config::new().max_arenas(1));
+pub(super) static ARENALLOC: Heap = Heap::new();
+pub(super) static ARENALLOC_1LOCK: Heap = Heap::with_config(Config::new().max_arenas(1));
 /// talc leaves the lock to its user: parking_lot's, which spins briefly and
 /// then parks (a spin lock, as in talc's README, collapses when 8 threads
 /// share 2 cores). Its `RawMutex` implements the `lock_api` that talc
 /// re-exports (one `lock_api` 0.4 in the build).
 static TALC: talc::TalcLock<parking_lot::RawMutex, talc::source::Manual> =
     talc::TalcLock::new(talc::source::Manual);
-static LINKED_LIST: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
-/// Whether a backing region was handed out (at most one per process).
-static REGION_GIVEN: AtomicBool = AtomicBool::new(false);
+pub(super) static LINKED_LIST: linked_list_allocator::LockedHeap =
+    linked_list_allocator::LockedHeap::empty();
+/// Who has the backing region: [`REGION_FREE`], [`REGION_CLAIMING`],
+/// [`REGION_FAILED`] (the mapping or the claim failed; final), or the
+/// [`Backed`] allocator that holds it (final).
+static REGION: AtomicU8 = AtomicU8::new(REGION_FREE);
+const REGION_FREE: u8 = 0;
+const REGION_CLAIMING: u8 = 1;
+const REGION_FAILED: u8 = 2;
+
+/// The two allocators that need the backing region before their first
+/// allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum Backed {
+    Talc = 3,
+    LinkedList = 4,
+}
 
 /// Generic code to run with one allocator: [`with_allocator`] calls
 /// `visit` with the allocator and, for arenalloc, the heap itself (for its
@@ -155,28 +175,45 @@ pub(crate) fn with_allocator<V: Visit>(
         "mimalloc" => v.visit(&mimalloc::MiMalloc, None),
         "jemalloc" => v.visit(&tikv_jemallocator::Jemalloc, None),
         "talc" => {
-            let base = backing_region()?;
-            // SAFETY: the region is fresh, readable and writable, used by
-            // nothing else, and never unmapped (it lives until exit).
-            let claimed = unsafe { TALC.lock().claim(base, BACKING_REGION) };
-            claimed.ok_or("talc refused the region")?;
+            region_for(Backed::Talc)?;
             v.visit(&TALC, None)
         }
         "linked_list" => {
-            let base = backing_region()?;
-            // SAFETY: as for talc; `init` is called once on an empty heap.
-            unsafe { LINKED_LIST.lock().init(base, BACKING_REGION) };
+            region_for(Backed::LinkedList)?;
             v.visit(&LINKED_LIST, None)
         }
         _ => return Err(format!("unknown allocator {name:?}")),
     })
 }
 
-/// Maps the backing region for talc or linked_list_allocator: readable,
-/// writable, committed page by page as it is touched.
-fn backing_region() -> Result<*mut u8, String> {
-    if REGION_GIVEN.swap(true, Ordering::SeqCst) {
-        return Err("a backing region was already handed out".into());
+/// [`claim_region`] for `who`, or why it failed.
+fn region_for(who: Backed) -> Result<(), String> {
+    if claim_region(who) {
+        return Ok(());
+    }
+    Err(format!(
+        "no {} GiB backing region for {who:?}: mmap or the claim failed, or another allocator has it ({})",
+        BACKING_REGION >> 30,
+        std::io::Error::last_os_error()
+    ))
+}
+
+/// Maps the backing region (readable, writable, committed page by page
+/// as it is touched) and gives it to `who`, once per process; returns
+/// whether `who` holds it, now or from an earlier call. Allocates nothing,
+/// so that the global allocator may call it on a process's first
+/// allocation (`global.rs`). A call made while another thread is claiming
+/// returns false; the two callers (`with_allocator` and the global
+/// allocator's first allocation) both run before the process has a
+/// second thread.
+pub(super) fn claim_region(who: Backed) -> bool {
+    if let Err(now) = REGION.compare_exchange(
+        REGION_FREE,
+        REGION_CLAIMING,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        return now == who as u8;
     }
     // SAFETY: an anonymous private mapping at an address the kernel picks
     // touches no existing memory.
@@ -190,12 +227,20 @@ fn backing_region() -> Result<*mut u8, String> {
             0,
         )
     };
-    if p == libc::MAP_FAILED {
-        return Err(format!(
-            "mmap of {} GiB failed: {}",
-            BACKING_REGION >> 30,
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(p.cast())
+    let claimed = p != libc::MAP_FAILED
+        && match who {
+            // SAFETY: the region is fresh, readable and writable, used by
+            // nothing else, and never unmapped (it lives until exit); the
+            // state word makes this the only claim.
+            Backed::Talc => unsafe { TALC.lock().claim(p.cast(), BACKING_REGION) }.is_some(),
+            Backed::LinkedList => {
+                // SAFETY: as for talc; `init` is called once, on an empty
+                // heap.
+                unsafe { LINKED_LIST.lock().init(p.cast(), BACKING_REGION) };
+                true
+            }
+        };
+    let state = if claimed { who as u8 } else { REGION_FAILED };
+    REGION.store(state, Ordering::Release);
+    claimed
 }

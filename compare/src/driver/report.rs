@@ -2,7 +2,8 @@
 //! table per workload (ops/s per thread count and peak RSS, each peer's
 //! ratio to arenalloc), the fragmentation numbers, a summary of the
 //! ratios. The lock-granularity sweep's tables are `sweep.rs`'s, the
-//! server workload's `timeline.rs`'s, built with this file's [`Table`].
+//! server workload's `timeline.rs`'s, the service workload's (requests/s)
+//! `service.rs`'s, built with this file's [`Table`].
 //! The summary leaves the server workload out: it measures memory over
 //! time, and its bursts' throughput is mostly page faults; and the
 //! latency workload, whose figures are latency percentiles (its own
@@ -375,6 +376,11 @@ pub(crate) fn print_workload(w: Workload, plan: &Plan, rows: &[Value]) {
     if w == Workload::Latency {
         println!("\n### {}\n\n{}", w.name(), w.describe());
         print_latency(plan, rows);
+        return;
+    }
+    if w == Workload::Service {
+        println!("\n### {}\n\n{}", w.name(), w.describe());
+        super::service::print_table(plan, rows);
         return;
     }
     let max_t = plan.threads.iter().copied().max().unwrap_or(1);

@@ -2,14 +2,18 @@
 //! xmalloc, Hoard's cache-scratch and cache-thrash, mstress) plus a loop
 //! of 2-8 MiB blocks (`large`) and bursts freed remotely then left idle
 //! (`server`, in `server.rs`), written once against any `GlobalAlloc`
-//! and monomorphised per allocator; and, by name only (`--workload
+//! and monomorphised per allocator; a JSON service on a tokio runtime
+//! (`service`, in `service.rs`), the one workload that measures a whole
+//! program through the global allocator; and, by name only (`--workload
 //! latency`, not in a default run), per-call tail latency of malloc and
 //! free under server-like bursts (`latency`, in `latency.rs`).
 //!
 //! Invariants:
 //! * Only worker threads call the measured allocator (and, for
 //!   cache-scratch, the main thread's initial objects): the harness's own
-//!   allocations go to the binary's global allocator, `System`.
+//!   allocations go to the binary's global allocator, `System`. The
+//!   service workload is the exception: its child's global allocator is
+//!   the one measured, and everything in it allocates there.
 //! * Every block a workload allocates is freed before it returns, through
 //!   the allocator that made it, with the `Layout` it was made with. Sizes
 //!   travel inside the blocks: the first word of a block is a tag,
@@ -20,7 +24,8 @@
 //!   Throughput workloads run for a fixed time and count ops; fragmentation
 //!   does fixed work and is timed; server does fixed work on a fixed
 //!   schedule and times only its bursts; latency runs bursts for a fixed
-//!   time and times every call on its own.
+//!   time and times every call on its own; service counts requests
+//!   answered in a fixed time, not allocator calls.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
@@ -32,6 +37,7 @@ use serde_json::Value;
 
 use super::latency;
 use super::server;
+use super::service;
 
 /// Size of a run: quick (CI), the default, or full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -95,12 +101,13 @@ pub(crate) enum Workload {
     ThreadChurn,
     Large,
     Server,
+    Service,
     Latency,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 10] = [
+    pub(crate) const ALL: [Workload; 11] = [
         Workload::Larson,
         Workload::ProdCons,
         Workload::CacheScratch,
@@ -111,6 +118,7 @@ impl Workload {
         Workload::ThreadChurn,
         Workload::Large,
         Workload::Server,
+        Workload::Service,
     ];
 
     /// Every workload `--workload` accepts: [`Workload::ALL`] and those run
@@ -141,6 +149,7 @@ impl Workload {
             Workload::ThreadChurn => "thread-churn",
             Workload::Large => "large",
             Workload::Server => "server",
+            Workload::Service => "service",
             Workload::Latency => "latency",
         }
     }
@@ -158,6 +167,7 @@ impl Workload {
             Workload::ThreadChurn => "thread churn: generations of short-lived threads, each making 2,000 random 16-2048 B replacements, freeing 64 blocks left by its predecessor (a thread that has exited) and leaving 64 for its successor",
             Workload::Large => "large blocks: each thread allocates and frees blocks of 2-8 MiB (uniform sizes), touching the first and last page of each, keeping up to 4 alive and freeing them in random order",
             Workload::Server => "server bursts: each thread allocates its share of a live set (16-512 B blocks and, one in 128, 4-64 KiB; every byte written) and hands it to a thread of its own that frees it (every free is remote); then nothing allocates for over a second. RSS is sampled every 5 ms throughout and read 100 ms and 1 s after each burst's frees",
+            Workload::Service => "a JSON service on a tokio multi-thread runtime (as many workers as threads): 4 client tasks per worker build documents of 8-64 items (numbers, names, tags, a note of 16 B-4 KiB) with serde_json, serialise them and send them through mpsc channels to a handler task per worker, which parses each, keeps the items whose qty reaches a threshold, re-serialises them and answers through a oneshot channel; the client parses and checks the answer. Everything in the child allocates through the allocator under test, installed as its global allocator; an op is one request",
             Workload::Latency => "per-call latency: each thread repeats bursts of 2,048 blocks (16 B-4 KiB log-uniform, one in 64 of 16-256 KiB; every byte written), hands a quarter of them to the next thread, which frees them (remote frees), frees the rest in random order, then sleeps 20-50 ms while the allocator's decay returns memory to the OS; every malloc and every free is timed on its own (rdtsc) into per-thread histograms: p50, p99, p99.9 and max in ns, the worst thread's",
         }
     }
@@ -173,6 +183,12 @@ impl Workload {
         self == Workload::Server
     }
 
+    /// Whether the workload's child measures the allocator installed as
+    /// its global allocator (`global.rs`) rather than through its value.
+    pub(crate) fn installs_global(self) -> bool {
+        self == Workload::Service
+    }
+
     /// Allocators the workload leaves out unless `--alloc` names them, and
     /// why.
     pub(crate) fn left_out(self) -> &'static [(&'static str, &'static str)] {
@@ -181,6 +197,7 @@ impl Workload {
                 "linked_list",
                 "its free walks an address-ordered list of holes: one 256 MiB burst freed by 8 threads takes it about 30 s",
             )],
+            Workload::Service => &super::global::UNSUPPORTED,
             _ => &[],
         }
     }
@@ -204,6 +221,7 @@ impl Workload {
             Workload::ThreadChurn => thread_churn(a, p),
             Workload::Large => large(a, p),
             Workload::Server => return server::server(a, p),
+            Workload::Service => return service::service(p),
             Workload::Latency => return latency::latency(a, p),
         };
         Outcome {
