@@ -38,7 +38,8 @@
 //! | [`CACHE_BIG_MAX_REQUEST`], [`CACHE_BIG_CLASS_BYTES`] | 64 KiB, 128 KiB | `arena::cache` | requests served lock-free out of line (eight classes per doubling above 1 KiB), and the most bytes one such class parks: lock acquisitions of programs with larger blocks against memory parked |
 //! | [`CACHE_DRAIN`], [`CACHE_DRAIN_MOST`] | 32, 256 | `arena::cache` | remote frees taken back (onto the cache) per step of a refill, and per refill: steps stop once the size the refill needs came back (the malloc tail against carving what sits in the queue) |
 //! | [`BACKLOG_DRAIN`] | 8 | `remote` | how many times `DRAIN_BATCH` an owner applies once a quarter of its queue is taken: the malloc tail against queue-full fallbacks |
-//! | [`CACHE_CLASS_LIMIT`] | 64 | `arena::cache` | blocks one class parks; a free into a full class evicts its newest block |
+//! | [`CACHE_CLASS_LIMIT`], [`CACHE_CLASS_MAX`] | 64, 512 | `arena::cache` | blocks one class parks at first, and at most: each free that finds the class full doubles its cap (a sweep that finds it idle puts it back) — lock acquisitions of bulk frees against memory parked, which the byte limit bounds anyway |
+//! | [`CACHE_FLUSH_BATCH`] | 8 | `arena::cache` | blocks a free into a full class gives back (newest first) under its one lock acquisition: lock acquisitions per free past the cap against that free's latency |
 //! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
 //! | [`CACHE_FILL_LEVELS`] | 3 | `arena::cache` | a class's first refill carves an eighth of a batch, doubling per refill: lock acquisitions of a hot class against carved blocks left idle in a cold one |
 //! | [`CACHE_SWEEP_EVERY`] | 1024 | `arena::cache` | owner slow paths between sweeps that give back classes nobody allocated from: memory parked in idle classes against flushes of briefly idle ones |
@@ -131,8 +132,16 @@ pub(crate) const CACHE_BIG_MAX_REQUEST: usize = 64 << 10;
 /// Most bytes one big class parks (at least two blocks, at most
 /// `CACHE_CLASS_LIMIT`): 64 blocks of 2 KiB, 4 of 32 KiB.
 pub(crate) const CACHE_BIG_CLASS_BYTES: usize = 128 << 10;
-/// Most blocks one class of an owner cache holds.
+/// Blocks one class of an owner cache holds at first (a big class: at
+/// most this many).
 pub(crate) const CACHE_CLASS_LIMIT: u32 = 64;
+/// Most blocks one class holds once a run of frees past its cap has
+/// doubled it (up to eight times its first cap; a sweep that finds the
+/// class idle puts it back).
+pub(crate) const CACHE_CLASS_MAX: u32 = 512;
+/// Blocks a free into a full class gives back to the index, newest
+/// first, under its one lock acquisition.
+pub(crate) const CACHE_FLUSH_BATCH: usize = 8;
 /// Most blocks one refill carves under one lock acquisition...
 pub(crate) const CACHE_REFILL: usize = 32;
 /// ...and most bytes: small classes refill many blocks, large ones few.

@@ -33,9 +33,15 @@ use std::thread;
 
 use arenalloc::{Config, FreeError, Heap, DEFAULT_OWNER_CACHE};
 
-/// Most blocks one class of a cache holds (`CACHE_CLASS_LIMIT`, crate
-/// private, in `src/config.rs`'s table of tunables).
+/// Blocks one class of a cache holds at first (`CACHE_CLASS_LIMIT`, crate
+/// private, in `src/config.rs`'s table of tunables)...
 const CLASS_LIMIT: usize = 64;
+/// ...and at most, once frees past its cap have doubled it
+/// (`CACHE_CLASS_MAX`).
+const CLASS_MAX: usize = 512;
+/// Blocks a free into a full class gives back under one lock acquisition
+/// (`CACHE_FLUSH_BATCH`).
+const FLUSH_BATCH: usize = 8;
 /// The largest request the cache's small classes serve (`CACHE_MAX_REQUEST`,
 /// same table).
 const CACHE_MAX_REQUEST: usize = 1024;
@@ -243,7 +249,7 @@ fn churn_past_the_limits_stays_bounded_and_is_reused() {
             // One request size is one class, or two: a carve that would
             // leave a 16-byte sliver keeps it, and that block is a class up.
             let s = heap.stats();
-            assert!(s.cached_blocks() <= 2 * CLASS_LIMIT, "one size: {s:?}");
+            assert!(s.cached_blocks() <= 2 * CLASS_MAX, "one size: {s:?}");
             assert_counts(&heap, n_alloc, n_free, ptrs.len() - i - 1);
         }
     }
@@ -300,7 +306,7 @@ fn churn_past_the_limits_stays_bounded_and_is_reused() {
         s.cached_bytes() > DEFAULT_OWNER_CACHE / 2,
         "the final frees filled the cache to its byte limit (and kept it there)"
     );
-    assert!(s.cached_blocks() <= CLASS_LIMIT * (CACHE_MAX_REQUEST / 16 + 2));
+    assert!(s.cached_blocks() <= CLASS_MAX * (CACHE_MAX_REQUEST / 16 + 2));
 
     // Reuse: the block freed last heads its class list; a malloc of its
     // size pops it without the lock (the only acquisitions between the two
@@ -401,6 +407,44 @@ fn big_classes_serve_their_range_without_the_lock() {
     // `trim` gives the caches back.
     heap.trim();
     assert_eq!(heap.stats().cached_blocks(), 0);
+    heap.check().unwrap();
+}
+
+/// A bulk free past a class's cap doubles the cap (to `CLASS_MAX`) and
+/// gives back `FLUSH_BATCH` blocks per lock acquisition, so that a program
+/// that allocates and frees bursts of one size takes the lock a few times
+/// for the first burst and not at all once the class has grown.
+#[test]
+fn bulk_frees_grow_the_class_and_then_stay_off_the_lock() {
+    const N: usize = 400;
+    let heap = Heap::new();
+    let burst = || -> Vec<*mut u8> { (0..N).map(|_| malloc_filled(&heap, 200)).collect() };
+    let first = burst();
+    let before = locks(&heap, 0);
+    for &p in &first {
+        free(&heap, p).unwrap();
+    }
+    let taken = locks(&heap, 0) - before - 1;
+    assert!(
+        taken <= ((N - CLASS_LIMIT) / FLUSH_BATCH) as u64,
+        "{N} frees past a cap of {CLASS_LIMIT} took the lock {taken} times"
+    );
+    heap.check().unwrap();
+    // The class kept what its grown cap holds: the next burst is served
+    // mostly from it, and its frees all fit.
+    let cached = heap.stats().cached_blocks();
+    assert!(cached > N / 2, "only {cached} of {N} blocks parked");
+    let second = burst();
+    let before = locks(&heap, 0);
+    for &p in &second {
+        free(&heap, p).unwrap();
+    }
+    assert_eq!(
+        locks(&heap, 0),
+        before + 1,
+        "the second burst's frees all fit the grown class (the one is stats')"
+    );
+    assert!(heap.stats().cached_blocks() <= CLASS_MAX);
     heap.check().unwrap();
 }
 
@@ -527,8 +571,8 @@ fn refill_that_cannot_cache_a_carved_block_counts_nothing() {
 /// released when the lock is dropped (`ArenaGuard`). Here: four chunks
 /// whose only non-free blocks are cached on one class list, flushed at
 /// once — by the sweep, the flush that gives back the oldest half of a
-/// class nobody allocates from (a free into a full class frees only the
-/// block freed).
+/// class nobody allocates from (a free into a full class frees only its
+/// newest few).
 #[test]
 fn flush_that_empties_three_chunks_releases_them_all() {
     use arenalloc::CHUNK;
@@ -551,14 +595,12 @@ fn flush_that_empties_three_chunks_releases_them_all() {
             .filter(|&p| chunk_of(p) == chunks[i])
             .collect()
     };
-    let (c0, c5) = (in_chunk(0), in_chunk(5));
+    let c0 = in_chunk(0);
     let survivors: Vec<*mut u8> = (1..=4).map(|i| in_chunk(i)[0]).collect();
     let pads = &c0[..CLASS_LIMIT - 4];
-    // Free all but the survivors and pads; the cache's oldest (bottom)
-    // and newest entries are then blocks of chunk 5.
-    for &p in &c5[..70] {
-        free(&heap, p).unwrap();
-    }
+    // Free all of chunks 1-4 but the survivors, and all of chunk 0 but the
+    // pads (chunk 5 stays live), then empty the cache into the index: the
+    // survivors are the only non-free blocks of their chunks.
     for i in 1..=4 {
         for &p in &in_chunk(i)[1..] {
             free(&heap, p).unwrap();
@@ -567,28 +609,20 @@ fn flush_that_empties_three_chunks_releases_them_all() {
     for &p in &c0[pads.len()..] {
         free(&heap, p).unwrap();
     }
-    for &p in &c5[70..] {
-        free(&heap, p).unwrap();
-    }
-    // Empty the cache: those blocks are live again, all in chunk 5.
-    let n = heap.stats().cached_blocks();
-    let refill: Vec<*mut u8> = (0..n).map(|_| heap.malloc(1024)).collect();
-    assert!(refill.iter().all(|&p| chunk_of(p) == chunks[5]));
+    heap.trim();
     assert_eq!(heap.stats().cached_blocks(), 0);
     let s = heap.stats();
     let meta = s.committed_bytes() - s.arenas()[0].chunks * CHUNK;
-    // The four survivors, then the pads, fill the class; one more free
-    // goes to the index (the class is full) and leaves the cache as it is.
+    // The four survivors, then the pads, go on the class list: the
+    // survivors at its far (oldest) end.
     for &p in survivors.iter().chain(pads) {
         free(&heap, p).unwrap();
     }
     assert_eq!(heap.stats().cached_blocks(), CLASS_LIMIT);
-    free(&heap, refill[0]).unwrap();
-    assert_eq!(heap.stats().cached_blocks(), CLASS_LIMIT);
     // Two sweep intervals with no allocation of that size (alloc + free of
-    // a 96 KiB block, above the cache's classes: two owner slow paths): the first sweep notes the
-    // class's allocations, the second gives back its oldest half — the
-    // survivors first, emptying four chunks.
+    // a 96 KiB block, above the cache's classes: two owner slow paths):
+    // the first sweep notes the class's allocations, the second gives back
+    // its oldest half — the survivors first, emptying four chunks.
     for _ in 0..SWEEP_EVERY {
         let p = malloc_filled(&heap, UNCACHED);
         free(&heap, p).unwrap();

@@ -13,7 +13,7 @@
 //!    pop_big: head of n's class if its block is large enough, else head of the class above
 //!  free(p), p a live block of the caller's own arena, in a class
 //!    push on heads[class] ─ room ─▶ header live -> CACHED (CAS), done
-//!                         └ full ─▶ lock: free the class's newest block (coalescing), push (cache_flush)
+//!                         └ full ─▶ lock: double the class's cap, free its 8 newest blocks (coalescing), push (cache_flush)
 //! ```
 //!
 //! **Classes.** Small classes, one per granule up to `CACHE_MAX_BLOCK`
@@ -108,8 +108,9 @@ use crate::bins::Ctx;
 use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk;
 use crate::config::{
-    CACHE_BIG_CLASS_BYTES, CACHE_BIG_MAX_REQUEST, CACHE_CLASS_LIMIT, CACHE_DRAIN, CACHE_DRAIN_MOST,
-    CACHE_FILL_LEVELS, CACHE_MAX_REQUEST, CACHE_REFILL, CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
+    CACHE_BIG_CLASS_BYTES, CACHE_BIG_MAX_REQUEST, CACHE_CLASS_LIMIT, CACHE_CLASS_MAX, CACHE_DRAIN,
+    CACHE_DRAIN_MOST, CACHE_FILL_LEVELS, CACHE_FLUSH_BATCH, CACHE_MAX_REQUEST, CACHE_REFILL,
+    CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
 };
 use crate::error::{abort_on_corruption, Corruption, FreeError};
 use crate::region::Region;
@@ -166,15 +167,25 @@ const fn big_lo(i: usize) -> usize {
     (1 << k) + ((i & ((1 << BIG_STEPS) - 1)) << (k - BIG_STEPS as usize))
 }
 
-/// Most blocks class `c` parks: `CACHE_CLASS_LIMIT` for a small class,
-/// `CACHE_BIG_CLASS_BYTES` worth (2 to `CACHE_CLASS_LIMIT`) for a big one.
-#[inline(always)]
-fn class_cap(c: usize) -> u32 {
+/// The blocks class `c` parks at first (its cap until it overflows):
+/// `CACHE_CLASS_LIMIT` for a small class, `CACHE_BIG_CLASS_BYTES` worth
+/// (2 to `CACHE_CLASS_LIMIT`) for a big one; 0 for a class below
+/// `FIRST_CLASS`, which is never used (always full).
+fn first_cap(c: usize) -> u32 {
+    if c < FIRST_CLASS {
+        return 0;
+    }
     if c < SMALL_CLASSES {
         return CACHE_CLASS_LIMIT;
     }
     let n = CACHE_BIG_CLASS_BYTES / big_lo(c - SMALL_CLASSES);
     (n.clamp(2, CACHE_CLASS_LIMIT as usize)) as u32
+}
+
+/// The most class `c`'s cap grows to, doubling at each overflow: eight
+/// times its first cap, at most `CACHE_CLASS_MAX` blocks.
+fn max_cap(c: usize) -> u32 {
+    (first_cap(c).saturating_mul(8)).min(CACHE_CLASS_MAX)
 }
 
 /// Whether a cached block of `size` bytes may be on list `c`.
@@ -192,8 +203,14 @@ pub(crate) struct OwnerCache {
     /// link it loads as it is and a push stores the head it loads as it
     /// is: one XOR on the pop's dependency chain, none on the push's.
     mask: usize,
-    /// Length of each class list.
-    counts: [AtomicU32; CLASSES],
+    /// Blocks each class list may still take: its cap less its length.
+    /// Kept instead of the length so that the push's room test is a test
+    /// for zero of the word it stores back, one less (a pop: one more).
+    room: [AtomicU32; CLASSES],
+    /// Cap of each class list: it starts at `first_cap`, doubles (up to
+    /// `max_cap`) each time a free finds the class full, and goes back to
+    /// `first_cap` when a sweep finds the class idle. Slow paths only.
+    caps: [AtomicU32; CLASSES],
     /// Bytes of all cached blocks, headers included.
     bytes: AtomicUsize,
     /// Most bytes the cache may hold; 0: the cache is off.
@@ -237,7 +254,8 @@ impl OwnerCache {
         OwnerCache {
             heads: core::array::from_fn(|_| AtomicUsize::new(mask)),
             mask,
-            counts: core::array::from_fn(|c| AtomicU32::new(dead_class_count(c))),
+            room: core::array::from_fn(|c| AtomicU32::new(first_cap(c))),
+            caps: core::array::from_fn(|c| AtomicU32::new(first_cap(c))),
             bytes: AtomicUsize::new(0),
             limit,
             pops: [const { AtomicU64::new(0) }; CLASSES],
@@ -250,23 +268,20 @@ impl OwnerCache {
     /// A snapshot for `stats`.
     pub(crate) fn counts(&self) -> CacheCounts {
         CacheCounts {
-            blocks: self.counts[FIRST_CLASS..]
-                .iter()
-                .map(|c| c.load(Relaxed) as usize)
-                .sum(),
+            blocks: (FIRST_CLASS..CLASSES).map(|c| self.len(c)).sum(),
             bytes: self.bytes.load(Relaxed),
             pops: self.pops.iter().map(|p| p.load(Relaxed)).sum(),
         }
     }
-}
 
-/// What `counts[c]` holds for an empty class: 0, or "full" for a class
-/// below `FIRST_CLASS`.
-fn dead_class_count(c: usize) -> u32 {
-    if c < FIRST_CLASS {
-        CACHE_CLASS_LIMIT
-    } else {
-        0
+    /// Length of class list `c` (its cap less its room).
+    fn len(&self, c: usize) -> usize {
+        match (self.caps.get(c), self.room.get(c)) {
+            (Some(cap), Some(room)) => {
+                cap.load(Relaxed).saturating_sub(room.load(Relaxed)) as usize
+            }
+            _ => 0,
+        }
     }
 }
 
@@ -339,8 +354,8 @@ impl Arena {
         let own = class_of(need)?;
         let cache = &self.cache;
         for c in [own, own + 1] {
-            let (Some(head), Some(count), Some(pops)) =
-                (cache.heads.get(c), cache.counts.get(c), cache.pops.get(c))
+            let (Some(head), Some(room), Some(pops)) =
+                (cache.heads.get(c), cache.room.get(c), cache.pops.get(c))
             else {
                 return None;
             };
@@ -367,7 +382,7 @@ impl Arena {
                     abort_on_corruption(b, Corruption::Link);
                 }
                 head.store(raw, Relaxed);
-                count.store(count.load(Relaxed) - 1, Relaxed);
+                room.store(room.load(Relaxed) + 1, Relaxed);
                 cache.bytes.store(cache.bytes.load(Relaxed) - size, Relaxed);
                 pops.store(pops.load(Relaxed) + 1, Relaxed);
                 (*(b as *const Header)).set(self.key, size, 0);
@@ -403,11 +418,7 @@ impl Arena {
     unsafe fn pop_with(&self, need: usize, key: Key) -> Option<*mut u8> {
         let c = need / GRANULE;
         let cache = &self.cache;
-        let (head, count, pops) = (
-            cache.heads.get(c)?,
-            cache.counts.get(c)?,
-            cache.pops.get(c)?,
-        );
+        let (head, room, pops) = (cache.heads.get(c)?, cache.room.get(c)?, cache.pops.get(c)?);
         let b = head.load(Relaxed) ^ cache.mask;
         if b == 0 {
             return None;
@@ -435,7 +446,7 @@ impl Arena {
                 }
             }
             head.store(raw, Relaxed);
-            count.store(count.load(Relaxed) - 1, Relaxed);
+            room.store(room.load(Relaxed) + 1, Relaxed);
             cache.bytes.store(cache.bytes.load(Relaxed) - need, Relaxed);
             pops.store(pops.load(Relaxed) + 1, Relaxed);
             (*(b as *const Header)).set(key, need, 0);
@@ -556,12 +567,12 @@ impl Arena {
         live: bool,
     ) -> Push {
         let cache = &self.cache;
-        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
+        let (Some(head), Some(room)) = (cache.heads.get(c), cache.room.get(c)) else {
             return Push::Full(b, size);
         };
-        let n = count.load(Relaxed);
+        let r = room.load(Relaxed);
         let bytes = cache.bytes.load(Relaxed) + size;
-        if n >= class_cap(c) || bytes > cache.limit {
+        if r == 0 || bytes > cache.limit {
             return Push::Full(b, size);
         }
         // SAFETY: the caller's contract.
@@ -576,7 +587,7 @@ impl Arena {
             (*link_slot(b as usize)).store(head.load(Relaxed), Relaxed);
         }
         head.store(b as usize ^ cache.mask, Relaxed);
-        count.store(n + 1, Relaxed);
+        room.store(r - 1, Relaxed);
         cache.bytes.store(bytes, Relaxed);
         Push::Done
     }
@@ -643,7 +654,7 @@ impl Arena {
             .min(CACHE_REFILL >> shift);
         let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
             .min(batch.saturating_sub(1))
-            .min((class_cap(c) as usize).saturating_sub(self.cache_count(c)));
+            .min(self.cache_room(c));
         // Carve the batch first and push it last block first, so that the
         // next `room` mallocs get ascending addresses, as carved (a program
         // that allocates a run of blocks gets them side by side).
@@ -681,16 +692,20 @@ impl Arena {
     }
 
     /// The full path of `free`: `b`'s class is full (or the cache at its
-    /// byte limit), so under the lock the class's newest block goes to the
-    /// index — freed and coalesced like any free, while its lines are
-    /// still in this core's cache — and `b` takes its place at the head
+    /// byte limit), so under the lock a class full by count doubles its cap
+    /// (up to `max_cap`: a program that frees bursts of a size keeps them
+    /// next time), the class's `CACHE_FLUSH_BATCH` newest blocks go to the
+    /// index — freed and coalesced like any free, while their lines are
+    /// still in this core's cache — and `b` takes their place at the head
     /// (the next malloc of the size gets the block freed last). Classes
-    /// nobody allocates from go back through the sweep (refills' and
-    /// locked calls' `cache_tick`).
+    /// nobody allocates from go back, and their caps down, through the
+    /// sweep (refills' and locked calls' `cache_tick`).
     /// (Flushing the oldest half of the class here instead walked the list
     /// to its far end and freed 32 blocks that had gone cold: a ~1 µs free
     /// once in 32, which was the whole p99.9 of the driver's `latency`
-    /// workload's frees.)
+    /// workload's frees. Evicting one block with a fixed cap took the lock
+    /// on every free past the cap: 700 acquisitions per 1,000 allocations
+    /// in the driver's `service` workload.)
     ///
     /// # Safety
     ///
@@ -712,10 +727,19 @@ impl Arena {
         }
         let mut st = self.lock_and_drain_some(region);
         // Not a sweep tick: a run of frees past a full class takes this
-        // path on every free, which would sweep 32 times as often as the
-        // half-class flushes this replaced did.
+        // path once per `CACHE_FLUSH_BATCH` frees, which would sweep many
+        // times as often as the owner's other slow paths do.
+        let c = class_of(size).unwrap_or(0);
+        if self.cache_room(c) == 0 && c >= FIRST_CLASS {
+            // Full by count: a class the program frees more of than its cap
+            // (a bulk free, a size it allocates in bursts) grows, so that
+            // the next burst stays off the lock; a sweep that finds it idle
+            // shrinks it back.
+            let cap = self.cache.caps.get(c).map_or(0, |w| w.load(Relaxed));
+            self.set_cap(c, cap.saturating_mul(2).min(max_cap(c)));
+        }
         // SAFETY: we own the cache (caller) and hold the lock.
-        unsafe { self.evict_newest(&mut st, region, class_of(size).unwrap_or(0)) };
+        unsafe { self.evict_newest(&mut st, region, c, CACHE_FLUSH_BATCH) };
         // SAFETY: `b` was live and ours (caller); the push reads its
         // header again.
         match unsafe { self.cache_push(block::block_to_payload(b)) } {
@@ -750,10 +774,12 @@ impl Arena {
     /// The caller owns the cache and holds the arena lock (`st`).
     unsafe fn flush_class(&self, st: &mut ArenaState, region: &Region, c: usize, keep: usize) {
         let cache = &self.cache;
-        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
+        let (Some(head), Some(room), Some(cap)) =
+            (cache.heads.get(c), cache.room.get(c), cache.caps.get(c))
+        else {
             return;
         };
-        let n = count.load(Relaxed) as usize;
+        let n = cache.len(c);
         if n <= keep {
             return;
         }
@@ -771,7 +797,7 @@ impl Arena {
             // payload word is its link (now the end of the list).
             unsafe { (*link_slot(last_kept)).store(cache.mask, Relaxed) };
         }
-        count.store(keep as u32, Relaxed);
+        room.store(cap.load(Relaxed).saturating_sub(keep as u32), Relaxed);
         while cur != 0 {
             let next = self.cached_next(region, cur);
             let size = self.cached_size(c, cur);
@@ -787,32 +813,35 @@ impl Arena {
         }
     }
 
-    /// Frees the newest block of class `c` — its list's head, freed or
-    /// drained a moment ago, so still hot — into the index: room for one.
+    /// Frees the `n` newest blocks of class `c` — its list's head end,
+    /// freed or drained a moment ago, so still hot — into the index: room
+    /// for `n` under one lock acquisition, with no walk down the list.
     ///
     /// # Safety
     ///
     /// The caller owns the cache and holds the arena lock (`st`).
-    unsafe fn evict_newest(&self, st: &mut ArenaState, region: &Region, c: usize) {
+    unsafe fn evict_newest(&self, st: &mut ArenaState, region: &Region, c: usize, n: usize) {
         let cache = &self.cache;
-        let (Some(head), Some(count)) = (cache.heads.get(c), cache.counts.get(c)) else {
+        let (Some(head), Some(room)) = (cache.heads.get(c), cache.room.get(c)) else {
             return;
         };
-        let b = head.load(Relaxed) ^ cache.mask;
-        if b == 0 {
-            return;
+        for _ in 0..n {
+            let b = head.load(Relaxed) ^ cache.mask;
+            if b == 0 {
+                return;
+            }
+            let size = self.cached_size(c, b);
+            head.store(self.cached_next(region, b) ^ cache.mask, Relaxed);
+            room.store(room.load(Relaxed) + 1, Relaxed);
+            cache
+                .bytes
+                .store(cache.bytes.load(Relaxed).saturating_sub(size), Relaxed);
+            st.counters.from_cache += 1;
+            // SAFETY: `b` was our list's head: a carved block of ours of
+            // `size` bytes, now off the cache (a chunk it empties goes back
+            // when the guard unlocks).
+            unsafe { st.free(region, b as *mut Header, size) };
         }
-        let size = self.cached_size(c, b);
-        head.store(self.cached_next(region, b) ^ cache.mask, Relaxed);
-        count.store(count.load(Relaxed).saturating_sub(1), Relaxed);
-        cache
-            .bytes
-            .store(cache.bytes.load(Relaxed).saturating_sub(size), Relaxed);
-        st.counters.from_cache += 1;
-        // SAFETY: `b` was our list's head: a carved block of ours of
-        // `size` bytes, now off the cache (a chunk it empties goes back
-        // when the guard unlocks).
-        unsafe { st.free(region, b as *mut Header, size) };
     }
 
     /// Counts one owner slow path (a refill, a locked call of the owner);
@@ -861,6 +890,7 @@ impl Arena {
                 // SAFETY: forwarded.
                 unsafe { self.flush_class(st, region, c, self.cache_count(c) / 2) };
                 fill.store(fill.load(Relaxed).saturating_sub(1), Relaxed);
+                self.set_cap(c, first_cap(c));
             }
             swept.store(p, Relaxed);
         }
@@ -931,10 +961,25 @@ impl Arena {
     /// Length of class list `c`.
     #[inline]
     fn cache_count(&self, c: usize) -> usize {
+        self.cache.len(c)
+    }
+
+    /// Blocks class `c` has room for (its cap less its length).
+    fn cache_room(&self, c: usize) -> usize {
         self.cache
-            .counts
+            .room
             .get(c)
-            .map_or(0, |n| n.load(Relaxed) as usize)
+            .map_or(0, |r| r.load(Relaxed) as usize)
+    }
+
+    /// Sets class `c`'s cap, not below its length (which stays).
+    fn set_cap(&self, c: usize, cap: u32) {
+        let len = self.cache.len(c) as u32;
+        if let (Some(caps), Some(room)) = (self.cache.caps.get(c), self.cache.room.get(c)) {
+            let cap = cap.max(len);
+            caps.store(cap, Relaxed);
+            room.store(cap - len, Relaxed);
+        }
     }
 
     /// What `stats` reports of the cache.
@@ -965,9 +1010,16 @@ impl Arena {
     /// the blocks whose headers say `CACHED`).
     pub(super) fn cache_forget_all(&self) {
         let cache = &self.cache;
-        for (c, (head, count)) in cache.heads.iter().zip(&cache.counts).enumerate() {
+        for (c, ((head, room), cap)) in cache
+            .heads
+            .iter()
+            .zip(&cache.room)
+            .zip(&cache.caps)
+            .enumerate()
+        {
             head.store(cache.mask, Relaxed);
-            count.store(dead_class_count(c), Relaxed);
+            cap.store(first_cap(c), Relaxed);
+            room.store(first_cap(c), Relaxed);
         }
         cache.bytes.store(0, Relaxed);
     }
@@ -995,7 +1047,9 @@ impl Arena {
                 .heads
                 .get(c)
                 .is_some_and(|h| h.load(Relaxed) == self.cache.mask);
-            if !empty || self.cache_count(c) != CACHE_CLASS_LIMIT as usize {
+            let cap = self.cache.caps.get(c).map(|n| n.load(Relaxed));
+            let room = self.cache.room.get(c).map(|n| n.load(Relaxed));
+            if !empty || cap != Some(0) || room != Some(0) {
                 return Err(0);
             }
         }
@@ -1020,7 +1074,13 @@ impl Arena {
                     b = (*link_slot(b)).load(Relaxed) ^ self.cache.mask;
                 }
             }
-            if n != expected || n > class_cap(c) as usize {
+            let cap = self.cache.caps.get(c).map_or(0, |w| w.load(Relaxed));
+            let room = self.cache.room.get(c).map_or(0, |w| w.load(Relaxed));
+            if room > cap
+                || n != expected
+                || n > cap as usize
+                || !(first_cap(c)..=max_cap(c)).contains(&cap)
+            {
                 return Err(head ^ self.cache.mask);
             }
             blocks += n;
