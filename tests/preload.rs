@@ -506,3 +506,5 @@ mod limits;
 mod stress_mode;
 #[path = "preload/surface.rs"]
 mod surface;
+#[path = "preload/tls.rs"]
+mod tls;

@@ -3,9 +3,13 @@
 //!
 //! A small `BINDING_WAYS`-entry cache kept in the registry's one
 //! const-initialised, destructor-free thread local (`ThreadState`), so it
-//! stays readable after the thread's other TLS is gone and the fast path
-//! reads binding and token with one TLS access. The fast path is one TLS access and one compare:
-//! entry 0 holds the most recent heap. A heap id is unique for the life of
+//! stays readable after the thread's other TLS is gone and the slow paths
+//! read binding and token with one TLS access: entry 0 holds the most
+//! recent heap. The fast paths read only the thread's *fast binding*
+//! (`fast`), kept in the registry's fast slot: with the
+//! `initial-exec-tls` feature on x86-64 Linux a thread-local block of its
+//! own, read at `%fs:offset` with no call even in a shared object
+//! (`thread/fast_ie.rs`), else two cells of the same thread local. A heap id is unique for the life of
 //! the process (never reused), so a stale entry of a dropped heap is never
 //! matched, and its arena pointer is never followed.
 //!
@@ -53,8 +57,7 @@ pub(crate) fn binding(heap: u64) -> Option<(*const Arena, u64)> {
 fn note_fast(c: &registry::ThreadState, heap: u64, a: *const Arena) {
     // SAFETY: `a` is an arena of heap `heap`, which is live (callers).
     if unsafe { (*a).fast_owner() } == c.token_word() {
-        c.fast_heap.set(heap);
-        c.fast_arena.set(a as usize);
+        c.fast.set(heap, a as usize);
     }
 }
 
@@ -62,8 +65,8 @@ fn note_fast(c: &registry::ThreadState, heap: u64, a: *const Arena) {
 /// arena of that heap whose owner cache this thread owns on an unchecked
 /// heap; `(0, null)` if it has none or its TLS is gone (0 is no heap's
 /// id). The caller compares the id itself, after the TLS read, so that
-/// nothing needs to survive the TLS access (in a library built for dynamic
-/// linking it is a call); a match means "this arena's cache is mine", with
+/// nothing needs to survive the TLS access (a call to `__tls_get_addr` in
+/// a shared object without the initial-exec slot); a match means "this arena's cache is mine", with
 /// no load of the arena's owner word.
 ///
 /// Why that holds: the slow paths set the fast binding only to an arena
@@ -76,8 +79,8 @@ fn note_fast(c: &registry::ThreadState, heap: u64, a: *const Arena) {
 /// so a dropped heap's fast binding never matches another heap.
 #[inline(always)]
 pub(crate) fn fast() -> (u64, *const Arena) {
-    registry::with_state(|c| (c.fast_heap.get(), c.fast_arena.get() as *const Arena))
-        .unwrap_or((0, core::ptr::null()))
+    let (heap, arena) = registry::fast_binding();
+    (heap, arena as *const Arena)
 }
 
 /// Records a binding at the front of the cache (evicting the oldest).

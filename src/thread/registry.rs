@@ -31,6 +31,7 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::config::{BINDING_WAYS, MAX_THREADS};
+use crate::thread::fast_slot::{self, FastSlot};
 
 /// The registry of thread slots (see the module doc's table).
 static REGISTRY: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
@@ -135,13 +136,13 @@ pub(crate) struct ThreadState {
     /// The heap this thread is binding to right now (0: none).
     pub(crate) binding: Cell<u64>,
     /// The fast binding (`thread::cache::fast`): the id of a heap (0:
-    /// none) whose arena `fast_arena` this thread owns with the owner
+    /// none) and an arena of it that this thread owns with the owner
     /// cache on and the heap unchecked — that arena's `fast_owner` is this
     /// thread's token — for as long as both are set. Cleared as the
-    /// thread's exit begins, with the token.
-    pub(crate) fast_heap: Cell<u64>,
-    /// The arena of the fast binding, as an address.
-    pub(crate) fast_arena: Cell<usize>,
+    /// thread's exit begins, with the token. Empty here when the slot is a
+    /// thread-local block of its own (`fast_ie.rs`); the fast paths read it
+    /// through `fast_binding`.
+    pub(crate) fast: FastSlot,
     /// The thread's OS thread id once read (`sys::gettid`), 0 before:
     /// stress-mode records name it (`stress.rs`). A `fork` child's one
     /// thread forgets it (`forget_os_tid`).
@@ -156,8 +157,7 @@ impl ThreadState {
             heaps: [const { Cell::new(0) }; BINDING_WAYS],
             arenas: [const { Cell::new(0) }; BINDING_WAYS],
             binding: Cell::new(0),
-            fast_heap: Cell::new(0),
-            fast_arena: Cell::new(0),
+            fast: FastSlot::new(),
             os_tid: Cell::new(0),
         }
     }
@@ -191,6 +191,18 @@ pub(crate) fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
     IDENTITY.try_with(f).ok()
 }
 
+/// This thread's fast binding `(heap id, arena address)`, `(0, 0)` if
+/// none or its state is gone: from its own thread-local block where there
+/// is one (no `ThreadState` access, no `__tls_get_addr`), else with one
+/// access to the thread's state.
+#[inline(always)]
+pub(crate) fn fast_binding() -> (u64, usize) {
+    match fast_slot::read_direct() {
+        Some(b) => b,
+        None => with_state(|c| c.fast.get()).unwrap_or((0, 0)),
+    }
+}
+
 crate::sync::shim_thread_exit! {
     /// Releases the thread's registry slot at thread exit; armed with the
     /// slot index + 1 (never 0) when the thread claims it. It gets its own
@@ -206,7 +218,7 @@ fn release_at_exit(slot_plus_one: usize) {
     let _ = IDENTITY.try_with(|c| {
         c.token.set(TOKEN_DEAD);
         // Before the slot goes: an adopter may own the arena next.
-        c.fast_heap.set(0);
+        c.fast.clear();
     });
     release_slot_index(slot_plus_one.wrapping_sub(1));
 }
