@@ -68,6 +68,22 @@ pub(crate) const CHUNK_DATA: usize = SENTINEL - FIRST_BLOCK;
 const _: () = assert!(CHUNK.is_power_of_two() && GRANULES % 64 == 0);
 const _: () = assert!(CHUNK_DATA % GRANULE == 0 && CHUNK_DATA >= CHUNK / 2);
 
+/// Whether `payload` could be where a block's payload starts, judged by
+/// its address alone: granule-aligned, with the block's header in the
+/// block area of `chunk_of(payload)` — past the chunk header (one compare
+/// of the offset), and below the sentinel, since the offset is under
+/// `CHUNK`.
+#[inline(always)]
+pub(crate) fn payload_in_block_area(payload: usize) -> bool {
+    // Both tests in one compare: `FIRST_BLOCK + HEADER` is granule-aligned,
+    // so `off` is misaligned iff `payload` is, and rotated right by the
+    // granule's bits a misaligned (or wrapped) offset is above every
+    // aligned one in range.
+    let off = (payload & (CHUNK - 1)).wrapping_sub(FIRST_BLOCK + HEADER);
+    off.rotate_right(GRANULE.trailing_zeros()) < (CHUNK - FIRST_BLOCK - HEADER) / GRANULE
+}
+const _: () = assert!((FIRST_BLOCK + HEADER) % GRANULE == 0);
+
 /// The chunk containing `addr`.
 #[inline]
 pub(crate) fn chunk_of(addr: usize) -> *mut ChunkHeader {
@@ -87,6 +103,16 @@ impl ChunkHeader {
         crate::sync::model_point();
         let (word, bit) = addr_to_bit(addr);
         self.starts[word].load(Ordering::Relaxed) & bit != 0
+    }
+
+    /// Whether a block (free or live) has its payload at `payload`, an
+    /// address of this chunk's block area (`payload_in_block_area`): its
+    /// start bit is set.
+    #[inline(always)]
+    pub(crate) fn starts_payload(&self, payload: usize) -> bool {
+        debug_assert!(core::ptr::eq(chunk_of(payload), self));
+        debug_assert!(payload_in_block_area(payload));
+        self.is_start(payload - HEADER)
     }
 
     /// Records that a block begins at `addr`. Caller holds the arena lock.

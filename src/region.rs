@@ -427,6 +427,25 @@ impl Region {
         addr.wrapping_sub(self.base) < self.len
     }
 
+    /// `(map entry, word as stored)` of the slot holding `addr` if `addr`
+    /// is in the region and the map gives that slot to an arena: one
+    /// range check, one map load, one tag test. For the lock-free
+    /// block-start query (`Heap::start_usable`), which loads the entry
+    /// again after reading the block and compares the two words.
+    #[inline(always)]
+    pub(crate) fn arena_entry_at(&self, addr: usize) -> Option<(&AtomicU32, u32)> {
+        let off = addr.wrapping_sub(self.base);
+        if off >= self.len {
+            return None;
+        }
+        // SAFETY: `off < len`, so the slot index is below `chunks` (`len`
+        // is `chunks` whole slots), and the map has `chunks` entries that
+        // live as long as the region (and so as `&self`).
+        let entry = unsafe { &*self.map.add(off >> CHUNK_SHIFT) };
+        let word = entry.load(Ordering::Acquire);
+        (word >> KIND_SHIFT == KIND_ARENA).then_some((entry, word))
+    }
+
     /// The map word of an arena chunk of arena `id`, which an arena keeps
     /// (in its `ChunkTest`) so that the free fast path compares without
     /// encoding.

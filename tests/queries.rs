@@ -124,6 +124,9 @@ fn queries_race_with_frees_that_release_chunks() {
 /// their usable size, the same as an interior pointer into them does;
 /// a freed block (parked in the owner cache or back in the index), and a
 /// block another thread freed that waits in its owner's queue, give none.
+/// `usable_size_at_start` (C's `malloc_usable_size`) answers the same for
+/// a start and nothing for an interior pointer, aligned or not, or for a
+/// pointer into a chunk's header (where no block starts).
 #[test]
 fn block_start_queries_agree_with_the_locked_path() {
     let heap = Heap::with_config(Config::new().region_size(256 << 20));
@@ -148,10 +151,29 @@ fn block_start_queries_agree_with_the_locked_path() {
             "{size}: interior"
         );
         assert_eq!(heap.allocation_containing(p), Some((p, usable)));
+        assert_eq!(heap.usable_size_at_start(p), Some(usable), "{size}: start");
+        for interior in [1, 16, usable - 16]
+            .into_iter()
+            .filter(|&i| 0 < i && i < usable)
+        {
+            assert_eq!(
+                heap.usable_size_at_start(p.wrapping_add(interior)),
+                None,
+                "{size}: interior {interior}"
+            );
+        }
+        if size < LARGE_THRESHOLD {
+            // An arena chunk: its header granules hold no block start.
+            let chunk = (p as usize & !(CHUNK - 1)) as *const u8;
+            for off in [0, 16, 32] {
+                assert_eq!(heap.usable_size_at_start(chunk.wrapping_add(off)), None);
+            }
+        }
         assert!(heap.is_allocated(p));
         // SAFETY: `p` is live and ours; nothing uses it after.
         unsafe { heap.free(p) }.unwrap();
         assert_eq!(heap.usable_size(p), None, "{size}: freed");
+        assert_eq!(heap.usable_size_at_start(p), None, "{size}: freed");
         assert!(!heap.is_allocated(p));
         assert_eq!(heap.allocation_containing(p), None);
     }
@@ -165,6 +187,7 @@ fn block_start_queries_agree_with_the_locked_path() {
         None,
         "pending in the queue"
     );
+    assert_eq!(heap.usable_size_at_start(p as *const u8), None);
     assert!(!heap.is_allocated(p as *const u8));
     heap.check().expect("heap invariants");
     assert_eq!(heap.stats().live_blocks(), 0);

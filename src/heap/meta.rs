@@ -50,6 +50,9 @@ pub(crate) struct HeapMeta {
     /// Per-heap random secret keying block-header checks and free-list
     /// link mangling (`block.rs`); never changes.
     pub(crate) secret: u64,
+    /// `Key::new(secret, hardened)`: every arena's key, kept here for the
+    /// lock-free queries (`Heap::start_usable`); never changes.
+    pub(crate) key: crate::block::Key,
     /// The arena table: `config.max_arenas` slots.
     pub(super) arenas: *mut ArenaSlot,
     /// Slots handed to creators so far; a prefix of the table. Raised only
@@ -141,7 +144,7 @@ impl HeapMeta {
             n as u32,
             self.config.get_remote_queue_capacity(),
             owner,
-            crate::block::Key::new(self.secret, self.config.get_hardened()),
+            self.key,
             // One arena is the one-lock baseline: no cache in front of it.
             if self.config.get_max_arenas() == 1 {
                 0
@@ -244,6 +247,7 @@ pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
         addr_of_mut!((*meta).id).write(registry::new_heap_id());
         let secret = crate::sys::random_u64(base as u64);
         addr_of_mut!((*meta).secret).write(secret);
+        addr_of_mut!((*meta).key).write(crate::block::Key::new(secret, config.get_hardened()));
         addr_of_mut!((*meta).arenas_reserved).write(AtomicUsize::new(0));
         addr_of_mut!((*meta).arena_lock).write(RawLock::new());
         addr_of_mut!((*meta).pool).write(Pool::new(

@@ -686,6 +686,38 @@ impl Heap {
             .or_else(|| self.containing(ptr).map(|(_, usable)| usable))
     }
 
+    /// The usable size of the live block whose payload starts at `ptr`:
+    /// C's `malloc_usable_size`, which answers only for the pointer an
+    /// allocating call returned. `None` for any other pointer, an interior
+    /// one included (which [`Heap::usable_size`] accepts). Without a lock
+    /// for a block of an arena.
+    ///
+    /// ```
+    /// let heap = arenalloc::Heap::new();
+    /// let p = heap.malloc(100);
+    /// assert!(heap.usable_size_at_start(p).unwrap() >= 100);
+    /// assert_eq!(heap.usable_size_at_start(p.wrapping_add(16)), None);
+    /// # unsafe { heap.free(p) }.unwrap();
+    /// ```
+    #[inline]
+    pub fn usable_size_at_start(&self, ptr: *const u8) -> Option<usize> {
+        match self.start_usable(ptr) {
+            Some(usable) => Some(usable),
+            None => self.start_usable_locked(ptr),
+        }
+    }
+
+    /// `usable_size_at_start` past the lock-free path (a large or pool
+    /// block, stress mode, a pointer that is no block start): out of line,
+    /// so that the lock-free path keeps no stack frame.
+    #[cold]
+    #[inline(never)]
+    fn start_usable_locked(&self, ptr: *const u8) -> Option<usize> {
+        self.containing(ptr)
+            .filter(|&(start, _)| start == ptr as usize)
+            .map(|(_, usable)| usable)
+    }
+
     /// The usable size of the live arena block that starts at `ptr`, read
     /// without a lock; `None` whenever that is not sure (any other pointer,
     /// a block that is not live, stress mode), for the locked path to
@@ -700,32 +732,24 @@ impl Heap {
     #[inline(always)]
     fn start_usable(&self, ptr: *const u8) -> Option<usize> {
         let meta = self.meta_if_ready()?;
-        let region = &meta.region;
-        if meta.stress_on() || ptr as usize % GRANULE != 0 || !region.contains(ptr as usize) {
+        if meta.stress_on() || !crate::chunk::payload_in_block_area(ptr as usize) {
             return None;
         }
-        let idx = region.chunk_index(ptr as usize);
-        let owner = region.chunk_use(idx);
-        if !matches!(owner, ChunkUse::Arena(_)) {
-            return None;
-        }
-        let key = block::Key::new(meta.secret, meta.config.get_hardened());
-        let b = block::payload_to_block(ptr.cast_mut());
+        let (entry, word) = meta.region.arena_entry_at(ptr as usize)?;
         let c = crate::chunk::chunk_of(ptr as usize);
-        // SAFETY: the map gave the chunk to `arena` (a slot handed out, so
+        // SAFETY: the map gave the chunk to an arena (a slot handed out, so
         // readable from then on: `region.rs`); the bitmap and the header at
-        // a set start bit are atomics, read in bounds of the chunk.
-        let w = unsafe {
-            if (b as usize) < (*c).first_block() as usize
-                || b >= (*c).sentinel()
-                || !(*c).is_start(b as usize)
-            {
+        // a set start bit are atomics, read in bounds of the chunk (the
+        // header lies in its block area, `payload_in_block_area`).
+        let (size, _) = unsafe {
+            if !(*c).starts_payload(ptr as usize) {
                 return None;
             }
-            (*b).read(key)?
+            (*block::payload_to_block(ptr.cast_mut()))
+                .read_live_at_most(meta.key, crate::chunk::CHUNK_DATA)?
         };
-        (w.is_live() && w.size >= block::MIN_BLOCK && region.chunk_use(idx) == owner)
-            .then(|| block::block_to_usable(w.size))
+        (size >= block::MIN_BLOCK && entry.load(Ordering::Acquire) == word)
+            .then(|| block::block_to_usable(size))
     }
 
     /// The live allocation whose payload contains `ptr` (its start, an
