@@ -42,7 +42,7 @@
 //! | [`CACHE_FLUSH_BATCH`] | 8 | `arena::cache` | blocks a free into a full class gives back (newest first) under its one lock acquisition: lock acquisitions per free past the cap against that free's latency |
 //! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
 //! | [`CACHE_FILL_LEVELS`] | 3 | `arena::cache` | a class's first refill carves an eighth of a batch, doubling per refill: lock acquisitions of a hot class against carved blocks left idle in a cold one |
-//! | [`CACHE_SWEEP_EVERY`] | 1024 | `arena::cache` | owner slow paths between sweeps that give back classes nobody allocated from: memory parked in idle classes against flushes of briefly idle ones |
+//! | [`CACHE_SWEEP_EVERY`] | 512 | `arena::cache` | owner slow paths between sweeps that give back classes nobody allocated from: memory parked in idle classes against flushes of briefly idle ones |
 //! | [`MAX_OWNER_CACHE`] | 4 MiB | `Config` | the most an owner cache may park |
 //! | [`MAX_REMOTE_QUEUE_CAPACITY`] | 65536 | `Config` | the largest queue: its 1 MiB buffer is the internal pool's most per arena |
 //! | [`DEFAULT_PURGE_MS`] | 200 ms | `Config`, `heap::purge` | how long free pages stay resident (reuse without a page fault) against RSS held after a burst |
@@ -149,9 +149,10 @@ pub(crate) const CACHE_REFILL_BYTES: usize = 8 << 10;
 /// Refill levels of a class: its first refill carves `1 / 2^CACHE_FILL_LEVELS`
 /// of a full batch, each further one twice the last, up to the full batch.
 pub(crate) const CACHE_FILL_LEVELS: u8 = 3;
-/// Owner slow paths (refills, locked calls) between two sweeps of
-/// the owner cache for classes nobody allocated from since the last one.
-pub(crate) const CACHE_SWEEP_EVERY: u32 = 1024;
+/// Owner slow paths (refills, locked calls; pops and pushes of the big
+/// classes count too) between two sweeps of the owner cache for classes
+/// nobody allocated from since the last one.
+pub(crate) const CACHE_SWEEP_EVERY: u32 = 512;
 /// Remote frees an owner drains per step of a cache refill, straight onto
 /// its cache; the steps go on until a block of the size the refill is for
 /// came back (so it carves none), the queue is empty, or...

@@ -50,7 +50,7 @@ const CACHE_BIG_MAX_REQUEST: usize = 64 << 10;
 /// A request above every class: its malloc and free are owner slow paths.
 const UNCACHED: usize = 96 << 10;
 /// Owner slow paths between two sweeps (`CACHE_SWEEP_EVERY`, same table).
-const SWEEP_EVERY: usize = 1024;
+const SWEEP_EVERY: usize = 512;
 
 /// A block address that may cross threads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
