@@ -1,4 +1,4 @@
-//! loom models of the cross-thread protocol (`src/remote.rs`).
+//! loom models of the cross-thread protocol (`src/arena/remote.rs`).
 //!
 //! Why a folder of its own rather than `tests/loom.rs`: the models build the
 //! library with a different cfg (`arenalloc_loom`), under which nothing in

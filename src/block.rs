@@ -54,7 +54,7 @@
 //!   only ever changed from live by a compare-exchange (a foreign claim,
 //!   the owner's cache push), so exactly one of two frees of it wins.
 //! * `REMOTE_PENDING`: a live block that a foreign thread has freed and
-//!   queued for its owner (see `remote.rs`). Set only by that thread's
+//!   queued for its owner (see `arena/remote.rs`). Set only by that thread's
 //!   compare-exchange from a live, non-pending, verified word; cleared when
 //!   the owner frees the block. `FREE ⇒ !REMOTE_PENDING`.
 //! * A free block keeps its bin links in the first 16 payload bytes, each

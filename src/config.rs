@@ -21,10 +21,10 @@
 //! | [`LARGE_CACHE_RUNS`], [`LARGE_CACHE_BYTES`], [`LARGE_CACHE_AGE_MS`] | 16, 128 MiB, 1 s | `large` | syscalls per large malloc/free against committed memory held by freed runs |
 //! | [`SMALL_LIMIT`] | 1 KiB | `bins` | exact-size bins (one per 16 bytes) below it, 8 per power of two above |
 //! | [`SUBBIN_BITS`] | 3 (8 sub-bins) | `bins` | bitmap words against first-fit waste above `SMALL_LIMIT` |
-//! | [`DRAIN_BATCH`] | 8 | `remote` | remote frees applied per lock acquisition on the owner's path (100-200 ns each): the owner's malloc and free tail against lock acquisitions per remote free |
-//! | [`DRAIN_ROUND`] | 32 | `remote`, `arena::purge` | remote frees applied per lock acquisition off the owner's path (adoption, `stats`, decay, trim): how long an owner can wait behind another lock holder's drain |
+//! | [`DRAIN_BATCH`] | 8 | `arena::remote` | remote frees applied per lock acquisition on the owner's path (100-200 ns each): the owner's malloc and free tail against lock acquisitions per remote free |
+//! | [`DRAIN_ROUND`] | 32 | `arena::remote`, `arena::purge` | remote frees applied per lock acquisition off the owner's path (adoption, `stats`, decay, trim): how long an owner can wait behind another lock holder's drain |
 //! | [`DECAY_DRAIN_ROUNDS`] | 8 | `arena::purge` | rounds of queued remote frees one decay tick applies to an idle arena (relocking between them) |
-//! | [`REMOTE_BATCH`], [`REMOTE_BATCH_BYTES`] | 32, 64 KiB | `remote` | remote frees per queue entry against frees held back (pending) |
+//! | [`REMOTE_BATCH`], [`REMOTE_BATCH_BYTES`] | 32, 64 KiB | `arena::remote` | remote frees per queue entry against frees held back (pending) |
 //! | [`SPINS_BEFORE_SLEEP`] | 100 | `sync` | spinning on a held arena lock before `futex_wait` |
 //! | [`POOL_SLACK`] | 64 KiB | `heap::pool` | internal-pool bytes beyond the queue buffers, for runtime allocations made while a thread binds |
 //! | [`MAX_THREADS`] | 4096 | `thread::registry` | threads that can own an arena at once (more share) |
@@ -37,7 +37,7 @@
 //! | [`CACHE_MAX_REQUEST`] | 1 KiB | `arena::cache` | requests served lock-free inline (one exact class per 16 bytes) |
 //! | [`CACHE_BIG_MAX_REQUEST`], [`CACHE_BIG_CLASS_BYTES`] | 64 KiB, 128 KiB | `arena::cache` | requests served lock-free out of line (eight classes per doubling above 1 KiB), and the most bytes one such class parks: lock acquisitions of programs with larger blocks against memory parked |
 //! | [`CACHE_DRAIN`], [`CACHE_DRAIN_MOST`] | 32, 256 | `arena::cache` | remote frees taken back (onto the cache) per step of a refill, and per refill: steps stop once the size the refill needs came back (the malloc tail against carving what sits in the queue) |
-//! | [`BACKLOG_DRAIN`] | 8 | `remote` | how many times `DRAIN_BATCH` an owner applies once a quarter of its queue is taken: the malloc tail against queue-full fallbacks |
+//! | [`BACKLOG_DRAIN`] | 8 | `arena::remote` | how many times `DRAIN_BATCH` an owner applies once a quarter of its queue is taken: the malloc tail against queue-full fallbacks |
 //! | [`CACHE_CLASS_LIMIT`], [`CACHE_CLASS_MAX`] | 64, 512 | `arena::cache` | blocks one class parks at first, and at most: each free that finds the class full doubles its cap (a sweep that finds it idle puts it back) — lock acquisitions of bulk frees against memory parked, which the byte limit bounds anyway |
 //! | [`CACHE_FLUSH_BATCH`] | 8 | `arena::cache` | blocks a free into a full class gives back (newest first) under its one lock acquisition: lock acquisitions per free past the cap against that free's latency |
 //! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |

@@ -29,11 +29,11 @@
 //! | block | a 16-byte header plus payload inside a chunk; free or live | `block.rs` |
 //! | bin | one size class of an arena's free-block index | `bins.rs` |
 //! | owner cache | the arena owner's lock-free lists of small blocks, one per 16-byte size | `arena/cache.rs` |
-//! | batch | claimed remote frees an owner holds for one target arena, pushed as one queue entry | `remote.rs` |
+//! | batch | claimed remote frees an owner holds for one target arena, pushed as one queue entry | `arena/remote.rs` |
 //! | large allocation | a request above 1 MiB: a run of whole chunks | `large.rs` |
 //! | owner | the thread bound to an arena (a token from the registry); the arena's lock alone guards its blocks | `thread/registry.rs` |
 //! | binding | a thread's cached "my arena in heap H" | `thread/cache.rs`, `heap/bind.rs` |
-//! | remote free | a free by a thread that is not the block's arena's owner: claim, queue, drain | `remote.rs` |
+//! | remote free | a free by a thread that is not the block's arena's owner: claim, queue, drain | `arena/remote.rs` |
 //! | adoption | a thread taking over an arena whose owner exited | `heap/bind.rs` |
 //! | internal pool | memory in the metadata chunk for allocations made while binding, validated and reused | `heap/pool.rs` |
 //! | purge | handing a free block's whole pages back to the OS (`MADV_DONTNEED`); the block stays indexed, `PURGED` | `arena/purge.rs` |
@@ -54,18 +54,18 @@
 //!   └─ cache::binding (arena + token, one TLS read) | bind_slow     thread/cache.rs, heap/bind.rs
 //!        ├─ ≤ 1 KiB, owner: Arena::cache_pop (no lock)             arena/cache.rs
 //!        │    └─ miss: cache_refill: lock, drain_into cache, carve a batch
-//!        └─ else: lock_and_drain_some ─▶ ArenaState::alloc         remote.rs, arena/alloc.rs
+//!        └─ else: lock_and_drain_some ─▶ ArenaState::alloc         arena/remote.rs, arena/alloc.rs
 //!             take_first_fit (bins) | grow (region chunk) ─▶ carve bins.rs, chunk.rs, block.rs
 //!
 //! local free ─▶ free_fast: fast binding (one TLS read),
 //!   │    arena.chunk_test.holds ─▶ cache_push_fast (no call)       region.rs, arena/cache.rs
 //!   └─ else free_slow: the same test, checked (hardened) ─▶ Arena::cache_push
 //!   │    └─ class full: cache_flush (its newest block back to the index, under the lock)
-//!   └─ else: locate (chunk map) ─▶ Arena::free_locked              heap/meta.rs, remote.rs
+//!   └─ else: locate (chunk map) ─▶ Arena::free_locked              heap/meta.rs, arena/remote.rs
 //!        └─ lock ─▶ find_live (start bit) ─▶ ArenaState::free       arena/lookup.rs, arena/alloc.rs
 //!             └─ release_block: coalesce both neighbours, index | empty chunk ─▶ region.release
 //!
-//! remote free ─▶ locate ─▶ claim_mt (REMOTE_PENDING CAS)            remote.rs, block.rs
+//! remote free ─▶ locate ─▶ claim_mt (REMOTE_PENDING CAS)      arena/remote.rs, block.rs
 //!   ├─ freeing thread owns an arena: batch_remote_mt (per target) ─▶ queue push of a batch
 //!   └─ else: free_remote_mt ─▶ queue push of the block             sync.rs
 //!        └─ later, the owner's refill: drain_into its cache | any lock holder: drain
@@ -91,7 +91,7 @@
 //! `error.rs` (errors and the one-line abort). Above them: `inspect/`
 //! (`stats`, `check`, `dump`, `render_svg`). Layers do not look back up:
 //! `sys`/`sync`/`config` ← `block`/`chunk`/`bins`/`region` ← `arena` ←
-//! `remote`/`large` ← `heap` ← `inspect`.
+//! `large` ← `heap` ← `inspect`.
 
 #![warn(missing_docs)]
 #![cfg_attr(feature = "nightly", feature(allocator_api))]
@@ -107,7 +107,6 @@ mod heap;
 mod inspect;
 mod large;
 mod region;
-mod remote;
 mod stress;
 mod sync;
 mod sys;

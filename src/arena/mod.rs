@@ -10,8 +10,11 @@
 //! queue it owns, fork reset); `alloc.rs` the hot path under the lock
 //! (take, carve, free, coalesce, resize); `lookup.rs` pointer validation
 //! (which block is `ptr`); `check.rs` the invariant walk; `quarantine.rs`
-//! stress mode's side under the lock (stamp, verify, poison, FIFO). The cross-thread
-//! protocol over `remote` (claim, push, drain) is `crate::remote`.
+//! stress mode's side under the lock (stamp, verify, poison, FIFO);
+//! `remote.rs` the cross-thread free protocol over the queue and the
+//! batches (claim, push, drain), whose drain the cache refill and the decay
+//! step call; `cache.rs` the owner cache; `purge.rs` pages back to the OS
+//! and one arena's decay step; `fork.rs` a fork child's repair.
 //!
 //! Invariants (checked by `ArenaState::check`):
 //! * the arena's chunks form a doubly linked list of `chunk_count` chunks,
@@ -26,7 +29,7 @@
 //! Ownership: `owner` holds the token (`thread::registry`) of the thread
 //! bound to the arena, or 0. It changes only by compare-exchange: 0 or a
 //! dead token -> a live token (creation, adoption). Frees of the arena's
-//! blocks by any other thread go through `remote`; whoever holds the lock
+//! blocks by any other thread go through the queue (`remote.rs`); whoever holds the lock
 //! drains it.
 //!
 //! Lock order: arena lock, then region lock. Nothing here allocates through
@@ -40,6 +43,7 @@ mod fork;
 mod lookup;
 pub(crate) mod purge;
 mod quarantine;
+mod remote;
 
 pub(crate) use cache::Push;
 
@@ -181,7 +185,7 @@ pub(crate) struct Arena {
     /// Remote frees this arena's owner has claimed and not yet handed to
     /// their arenas, one batch per target (`remote.rs`); owner-private like
     /// the cache.
-    pub(crate) batches: [Batch; BATCH_SLOTS],
+    batches: [Batch; BATCH_SLOTS],
     /// Blocks freed by other threads, waiting for the lock holder. In a
     /// cell only so that a `fork` child may replace it (`reset_after_fork`).
     remote: core::cell::UnsafeCell<MpmcQueue>,
@@ -204,21 +208,21 @@ unsafe impl Sync for Arena {}
 
 /// Batches of remote frees one owner keeps, by target arena id modulo
 /// this many.
-pub(crate) const BATCH_SLOTS: usize = 8;
+const BATCH_SLOTS: usize = 8;
 
 /// One batch of claimed remote frees bound for one arena: an intrusive
 /// list through the blocks' first payload words (safe-linked). Written only
 /// by the owner of the arena that holds it, with relaxed plain stores;
 /// `stats`/`check` read it racily (exact when quiescent).
-pub(crate) struct Batch {
+struct Batch {
     /// Target arena id + 1; 0: empty.
-    pub(crate) target: AtomicU32,
+    target: AtomicU32,
     /// Payload address of the first block (0: empty).
-    pub(crate) head: AtomicUsize,
+    head: AtomicUsize,
     /// Blocks in the list.
-    pub(crate) count: AtomicUsize,
+    count: AtomicUsize,
     /// Their bytes, headers included.
-    pub(crate) bytes: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 impl Batch {

@@ -135,7 +135,7 @@ impl ArenaState {
     /// free, poisons `[0, cap)`, marks the block `QUARANTINED` and queues
     /// it, then evicts the oldest blocks while the quarantine is over its
     /// limit. Chunks the evictions empty go back to the region at once
-    /// (the lock order allows it, as in `remote::drain`).
+    /// (the lock order allows it, as in `Arena::drain`, `remote.rs`).
     ///
     /// # Safety
     ///

@@ -38,7 +38,7 @@
 //!   verify) passes it, and the free that follows classifies it exactly
 //!   (double free, not allocated, heap corruption).
 //! * The hardened check reads an arena block's bitmap bit and header
-//!   without the lock, as the remote free's claim does (`remote.rs`,
+//!   without the lock, as the remote free's claim does (`arena/remote.rs`,
 //!   `claim_mt`): the map marks the chunk as the arena's and the caller
 //!   holds the block, so the chunk stays committed; a large block's size
 //!   comes from `large::containing` (the region lock, which a large free

@@ -1,6 +1,11 @@
 //! Remote: the whole cross-thread free protocol — how a block freed by a
 //! thread that does not own it gets back to its owning arena. (`_mt` = may
-//! run on any thread, as in mimalloc's `free.c`.)
+//! run on any thread, as in mimalloc's `free.c`.) It lives under `arena/`
+//! because both of its sides are the arena's: the freeing thread's claim
+//! and push, and the lock holder's drain, which the arena's own paths call
+//! (the cache refill, `cache.rs`; the decay step and the reclaim of an
+//! exited owner, `purge.rs`). The heap calls in from above; nothing here
+//! calls up.
 //!
 //! The algorithm is:
 //!
@@ -8,7 +13,7 @@
 //!    the chunk's start bitmap and the block header, then sets the header's
 //!    `REMOTE_PENDING` flag with a compare-exchange. Only one free of a
 //!    block can win this (the owner's cache push changes a live header
-//!    with a compare-exchange too, `arena/cache.rs`), so a second free of
+//!    with a compare-exchange too, `cache.rs`), so a second free of
 //!    the same block — remote or local, before or after the drain — is
 //!    reported as `DoubleFree` at once and deterministically. From here on the block is not live for the
 //!    user (`is_allocated` is false) though it is still counted live.
@@ -58,7 +63,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::arena::{Arena, ArenaGuard, ArenaState, BATCH_SLOTS};
+use super::{Arena, ArenaGuard, ArenaState, Batch, BATCH_SLOTS};
 use crate::block::{self, GRANULE};
 use crate::chunk;
 use crate::config::{
@@ -309,7 +314,7 @@ impl Arena {
     fn flush_batch<'a>(
         &self,
         region: &Region,
-        slot: &crate::arena::Batch,
+        slot: &Batch,
         arena_of: &impl Fn(u32) -> Option<&'a Arena>,
     ) {
         let head = slot.head.load(Relaxed);
