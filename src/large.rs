@@ -180,7 +180,7 @@ impl LargeStats {
                     };
                     cache.bytes += bytes;
                     // The decay thread expires it if nobody reuses it.
-                    region.want_decay();
+                    region.decay.want();
                     true
                 }
                 _ => false,

@@ -38,6 +38,7 @@
 //! | internal pool | memory in the metadata chunk for allocations made while binding, validated and reused | `heap/pool.rs` |
 //! | purge | handing a free block's whole pages back to the OS (`MADV_DONTNEED`); the block stays indexed, `PURGED` | `arena/purge.rs` |
 //! | decay | purging what stayed free for `purge_ms`, applying remote frees nobody applied, releasing kept chunks and orphaned caches | `heap/purge.rs` |
+//! | decay clock | the epoch arenas date dirty pages by, the request flag, the decay thread's parking | `decay.rs` |
 //! | reclaim | taking an exited owner's cache and batches back (owner word `RECLAIMING`) | `arena/purge.rs` |
 //! | fork repair | a `fork` child freeing the blocks the parent's other threads held mid-operation (`REMOTE_PENDING`, a dead owner's `CACHED`) | `heap/fork.rs`, `arena/fork.rs` |
 //! | stress mode | quarantine, poison, redzones, fills and thread-attributed reports for the user's bugs ([`Stress`]) | `stress.rs`, `arena/quarantine.rs`, `heap/stress.rs` |
@@ -102,6 +103,7 @@ mod bins;
 mod block;
 mod chunk;
 mod config;
+mod decay;
 mod error;
 mod heap;
 mod inspect;

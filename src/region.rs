@@ -42,9 +42,10 @@
 //! The map and the committed counter use `core` atomics, not loom's: they
 //! are set once per chunk hand-over and the models do not depend on them.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::chunk::{CHUNK, CHUNK_SHIFT};
+use crate::decay::DecayClock;
 use crate::sync::Locked;
 use crate::sys;
 
@@ -167,16 +168,9 @@ pub(crate) struct Region {
     committed: AtomicUsize,
     /// The most `committed` has ever been.
     peak_committed: AtomicUsize,
-    /// The decay clock: ticks so far (`heap/purge.rs` advances it; arenas
-    /// date their dirty pages by it, `arena/purge.rs`).
-    decay_epoch: AtomicU64,
-    /// 1 when something waits for the decay (dirty pages, a kept empty
-    /// chunk, remote frees nobody applied), else 0; cleared by each tick.
-    /// Also the futex word a parked decay thread sleeps on.
-    decay_wanted: AtomicU32,
-    /// The decay thread is parked (or about to be) on `decay_wanted`: a
-    /// request must wake it (`heap/purge.rs` proves no wake-up is lost).
-    decay_parked: AtomicBool,
+    /// The heap's decay clock (`decay.rs`): not the region's own state,
+    /// kept here because every path that frees memory holds the region.
+    pub(crate) decay: DecayClock,
 }
 
 // SAFETY: `map` points into the region's metadata, valid for the region's
@@ -310,9 +304,7 @@ impl Region {
                 }),
                 committed: AtomicUsize::new(meta_chunks * CHUNK),
                 peak_committed: AtomicUsize::new(meta_chunks * CHUNK),
-                decay_epoch: AtomicU64::new(0),
-                decay_wanted: AtomicU32::new(0),
-                decay_parked: AtomicBool::new(false),
+                decay: DecayClock::new(),
             });
         }
     }
@@ -342,78 +334,6 @@ impl Region {
     /// Holds the region lock without a guard (`fork` handlers).
     pub(crate) fn raw_lock(&self) -> &crate::sync::RawLock {
         self.slots.raw()
-    }
-
-    /// The decay clock's current epoch.
-    #[inline]
-    pub(crate) fn decay_epoch(&self) -> u64 {
-        self.decay_epoch.load(Ordering::Relaxed)
-    }
-
-    /// Advances the decay clock by one tick; returns the new epoch.
-    pub(crate) fn advance_decay_epoch(&self) -> u64 {
-        self.decay_epoch.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Asks for a decay tick (see `decay_wanted`), waking a parked decay
-    /// thread: one `futex` wake per request after it parked, a system call
-    /// that takes no lock, so safe wherever `free` is called from. A load
-    /// first, so that many arenas asking do not bounce the line.
-    #[inline]
-    pub(crate) fn want_decay(&self) {
-        if self.decay_wanted.load(Ordering::Relaxed) == 0
-            && self.decay_wanted.swap(1, Ordering::SeqCst) == 0
-            && self.decay_parked.load(Ordering::SeqCst)
-        {
-            sys::futex_wake(&self.decay_wanted);
-        }
-    }
-
-    /// Whether a decay tick was asked for.
-    #[inline(always)]
-    pub(crate) fn decay_wanted(&self) -> bool {
-        self.decay_wanted.load(Ordering::Relaxed) != 0
-    }
-
-    /// Takes the request for a decay tick (the tick is about to run).
-    pub(crate) fn take_decay_wanted(&self) -> bool {
-        self.decay_wanted.swap(0, Ordering::SeqCst) != 0
-    }
-
-    /// The decay thread parks until the next request: returns `true` at
-    /// once if one came in (or comes in while it parks), else after a
-    /// wake-up; returns `false` when `leave` says so, which it asks every
-    /// `check_ns`. `leave` is checked after publishing `parked`, so a
-    /// shutdown that sets it and then calls [`Region::wake_decay`] is
-    /// never missed.
-    pub(crate) fn park_decay(&self, check_ns: u64, leave: impl Fn() -> bool) -> bool {
-        self.decay_parked.store(true, Ordering::SeqCst);
-        let mut stay = true;
-        while self.decay_wanted.load(Ordering::SeqCst) == 0 {
-            if leave() {
-                stay = false;
-                break;
-            }
-            sys::futex_wait_for(&self.decay_wanted, 0, check_ns);
-        }
-        self.decay_parked.store(false, Ordering::SeqCst);
-        stay
-    }
-
-    /// Wakes a parked decay thread whatever it waits for (shutdown).
-    pub(crate) fn wake_decay(&self) {
-        self.decay_wanted.store(1, Ordering::SeqCst);
-        sys::futex_wake_n(&self.decay_wanted, i32::MAX);
-    }
-
-    /// Whether the decay thread is parked.
-    pub(crate) fn decay_is_parked(&self) -> bool {
-        self.decay_parked.load(Ordering::Relaxed)
-    }
-
-    /// In a `fork` child: no decay thread is parked.
-    pub(crate) fn decay_unparked(&self) {
-        self.decay_parked.store(false, Ordering::SeqCst);
     }
 
     /// Bytes currently committed (metadata plus chunks handed out).

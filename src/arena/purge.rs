@@ -193,8 +193,8 @@ impl ArenaState {
             return;
         }
         if self.dirty_epoch == 0 {
-            self.dirty_epoch = region.decay_epoch() + 1;
-            region.want_decay();
+            self.dirty_epoch = region.decay.epoch() + 1;
+            region.decay.want();
         }
     }
 
@@ -220,8 +220,8 @@ impl ArenaState {
     /// one makes blocks dirty that were not, so the clock starts.
     pub(crate) fn set_purge_min(&mut self, region: &Region, min: usize) {
         if min < self.purge.min && self.dirty_epoch == 0 && !self.purge.never {
-            self.dirty_epoch = region.decay_epoch() + 1;
-            region.want_decay();
+            self.dirty_epoch = region.decay.epoch() + 1;
+            region.decay.want();
         }
         self.purge.min = min;
     }

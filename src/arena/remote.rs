@@ -143,7 +143,7 @@ impl Arena {
         match self.queue().push(ptr as usize) {
             Ok(()) => {
                 // Its owner may be idle: decay applies it if so.
-                region.want_decay();
+                region.decay.want();
                 Ok(())
             }
             // SAFETY: forwarded; we hold the claim on the block.
@@ -330,7 +330,7 @@ impl Arena {
             abort_on_free_error(FreeError::NotAllocated, head as *const u8)
         };
         if t.queue().push(head | BATCH_TAG).is_ok() {
-            region.want_decay();
+            region.decay.want();
             return;
         }
         let mut st = t.lock_and_drain_some(region);

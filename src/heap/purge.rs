@@ -1,9 +1,10 @@
-//! Decay: the clock that gives free memory back to the OS when nobody
-//! asks for it again, its background thread, `Heap::trim`, and the
-//! reclaim that runs before the heap reports exhaustion.
+//! Decay: giving free memory back to the OS when nobody asks for it
+//! again — the background thread that drives the clock (`decay.rs`: the
+//! epoch, the request flag, the parking), `Heap::trim`, and the reclaim
+//! that runs before the heap reports exhaustion.
 //!
 //! ```text
-//!  free / remote free / chunk emptied ─▶ region.want_decay()   (a flag; wakes a parked thread)
+//!  free / remote free / chunk emptied ─▶ region.decay.want()   (a flag; wakes a parked thread)
 //!  allocation slow paths (no lock held) ─▶ kick: no thread yet, and something
 //!      to decay or more than DECAY_THREAD_AFTER committed? ─▶ start the thread
 //!  decay thread: every purge_ms/2 ─▶ epoch += 1; for each arena: decay_step(Tick)
@@ -11,7 +12,7 @@
 //!                                       remote frees of an idle arena, purge pages
 //!                                       a whole epoch old, release empty chunks)
 //!                                   ─▶ expire cached large runs
-//!  two ticks with nothing to do ─▶ park on region.decay_wanted until the next request
+//!  two ticks with nothing to do ─▶ region.decay.park() until the next request
 //! ```
 //!
 //! **Why a thread.** A server that frees a burst and goes idle makes no
@@ -44,7 +45,7 @@
 //!
 //! **States** (`Decay::state`): `IDLE` (no thread) → `STARTING` (an
 //! allocation won the compare-exchange and is creating it) → `RUNNING`
-//! (ticking, or parked on `region.decay_wanted`); `INLINE` (no thread
+//! (ticking, or parked on the clock, `DecayClock::park`); `INLINE` (no thread
 //! allowed, or the system refused one: ticks run inline); `OFF`
 //! (`purge_ms` is 0 or -1: nothing is timed); `SHUTDOWN` (the heap is
 //! dropping: `Drop` waits until `alive` is 0). A `fork` child goes back
@@ -54,11 +55,8 @@
 //! * `alive` counts the threads that may still touch this heap's memory;
 //!   only the thread itself decrements it, as its last access, so `Drop`
 //!   unmaps nothing while one runs.
-//! * No request for decay is lost: a requester sets `decay_wanted` and then
-//!   reads `decay_parked`; the thread sets `decay_parked` and then reads
-//!   `decay_wanted` (all `SeqCst`, and the kernel re-checks the word before
-//!   sleeping): one of them sees the other, so either the thread does not
-//!   sleep or the requester wakes it.
+//! * No request for decay is lost (`decay.rs` proves it for the clock's
+//!   `want` and `park`).
 //! * Under loom no thread is ever started and no tick runs by itself
 //!   (`sync::BACKGROUND_THREADS`): the models call `trim`, the same steps.
 
@@ -167,7 +165,7 @@ impl HeapMeta {
         let d = &self.decay;
         match d.state.load(Ordering::SeqCst) {
             IDLE => {
-                let reason = self.region.decay_wanted()
+                let reason = self.region.decay.wanted()
                     || self.region.committed_bytes() >= DECAY_THREAD_AFTER;
                 if !reason
                     || d.state
@@ -191,7 +189,7 @@ impl HeapMeta {
                     );
                 }
             }
-            INLINE if self.region.decay_wanted() => {
+            INLINE if self.region.decay.wanted() => {
                 let now = sys::monotonic_ns();
                 let due = d.next_tick_ns.load(Ordering::Relaxed);
                 if now >= due
@@ -227,8 +225,8 @@ impl HeapMeta {
     /// anything is left for a later tick.
     fn decay_tick(&self) -> bool {
         let _paused = self.pause_decay();
-        let wanted = self.region.take_decay_wanted();
-        let epoch = self.region.advance_decay_epoch();
+        let wanted = self.region.decay.take_wanted();
+        let epoch = self.region.decay.advance();
         let mut more = false;
         for arena in self.arenas() {
             let (_, left) = arena.decay_step(&self.region, Step::Tick(epoch), |id| self.arena(id));
@@ -237,7 +235,7 @@ impl HeapMeta {
         more |= self.large.expire(&self.region);
         if more {
             // Keep the request standing for a thread that would park.
-            self.region.want_decay();
+            self.region.decay.want();
         }
         more || wanted
     }
@@ -263,7 +261,7 @@ impl HeapMeta {
     pub(super) fn decay_after_fork(&self) {
         let d = &self.decay;
         d.alive.store(0, Ordering::SeqCst);
-        self.region.decay_unparked();
+        self.region.decay.unparked_after_fork();
         let _ = d
             .state
             .compare_exchange(STARTING, IDLE, Ordering::SeqCst, Ordering::Relaxed);
@@ -279,7 +277,7 @@ impl HeapMeta {
         d.state.store(SHUTDOWN, Ordering::SeqCst);
         d.wake.fetch_add(1, Ordering::SeqCst);
         sys::futex_wake_n(&d.wake, i32::MAX);
-        self.region.wake_decay();
+        self.region.decay.wake();
         loop {
             let n = d.alive.load(Ordering::SeqCst);
             if n == 0 {
@@ -323,7 +321,8 @@ extern "C" fn decay_main(arg: *mut libc::c_void) -> *mut libc::c_void {
             let alone = || crate::thread::registry::live_threads() == 0;
             go = meta
                 .region
-                .park_decay(PARKED_CHECK_NS, || !running() || alone());
+                .decay
+                .park(PARKED_CHECK_NS, || !running() || alone());
             if go && !running() {
                 break;
             }
@@ -373,7 +372,7 @@ impl Heap {
     /// A test hook, not part of the supported API.
     #[doc(hidden)]
     pub fn decay_epoch(&self) -> u64 {
-        self.meta_if_ready().map_or(0, |m| m.region.decay_epoch())
+        self.meta_if_ready().map_or(0, |m| m.region.decay.epoch())
     }
 
     /// Whether the heap has its decay thread (ticking, or parked until
@@ -389,7 +388,7 @@ impl Heap {
     #[doc(hidden)]
     pub fn decay_thread_parked(&self) -> bool {
         self.meta_if_ready()
-            .is_some_and(|m| m.decay.thread_exists() && m.region.decay_is_parked())
+            .is_some_and(|m| m.decay.thread_exists() && m.region.decay.is_parked())
     }
 
     /// Changes the smallest free block whose pages decay purges, from now

@@ -8,8 +8,8 @@
 //! | [`purge`] | `arena::purge`, `region` | free pages inside a chunk, and a slot that comes back: not resident, still readable |
 //! | [`resident_pages`] | `inspect::stats` | measured residency (`Heap::measured_resident_bytes`) |
 //! | [`unreserve`] | `region` | dropping a heap |
-//! | [`futex_wait`] / [`futex_wake`] | `sync` | the arena lock's slow path |
-//! | [`futex_wait_for`] / [`futex_wake_n`] | `heap::purge` | the decay thread's clock, its wake-up and its shutdown |
+//! | [`futex_wait`] / [`futex_wake`] | `sync`, `decay` | the arena lock's slow path; a request waking the parked decay thread |
+//! | [`futex_wait_for`] / [`futex_wake_n`] | `heap::purge`, `decay` | the decay thread's clock, its parking, its wake-up and its shutdown |
 //! | [`spawn_detached`] / [`name_this_thread`] | `heap::purge` | the decay thread (glibc's `pthread_create` allocates: called with no heap lock held) |
 //! | [`write_stderr`] / [`abort`] | `error` | the one-line abort message |
 //! | [`monotonic_ns`] | `large`, `heap::purge` | the age of cached large runs; the decay clock without its thread |
