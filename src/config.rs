@@ -856,8 +856,8 @@ fn write_malformed(m: &Malformed<'_>) {
 }
 
 /// The line `write_malformed` writes.
-fn malformed_line(m: &Malformed<'_>) -> crate::error::Line {
-    let mut line = crate::error::Line::new();
+fn malformed_line(m: &Malformed<'_>) -> crate::line::Line {
+    let mut line = crate::line::Line::new();
     line.push(b"arenalloc: ignoring malformed ");
     line.push(m.var.as_bytes());
     line.push(b"=\"");

@@ -2,11 +2,12 @@
 //! ([`HeapError`]), and the one-line abort the unchecked APIs use.
 //!
 //! Invariant: reporting never allocates and never panics. The abort message
-//! is formatted into a stack buffer (no index can fail: every copy is
-//! bounds-checked with `get`) and written with one `write(2)` call, so it
-//! is safe with any heap lock held.
+//! is formatted into a stack buffer (`line.rs`: no index can fail) and
+//! written with one `write(2)` call, so it is safe with any heap lock held.
 
 use core::fmt;
+
+use crate::line::Line;
 
 /// Why a pointer could not be freed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +54,7 @@ impl FreeError {
             FreeError::SizeMismatch => ("free of ", " with a size its block does not match"),
         };
         line.push(what.as_bytes());
-        line.push_hex(ptr);
+        line.hex(ptr);
         line.push(why.as_bytes());
     }
 }
@@ -188,65 +189,12 @@ impl Corruption {
 pub(crate) fn abort_on_corruption(addr: usize, what: Corruption) -> ! {
     let mut line = Line::new();
     line.push(b"arenalloc: heap corruption at ");
-    line.push(&hex(addr));
+    line.hex(addr);
     line.push(b" (");
     line.push(what.what().as_bytes());
     line.push(b")\n");
     crate::sys::write_stderr(line.bytes());
     crate::sys::abort()
-}
-
-/// A message line assembled in a stack buffer (no allocation): every
-/// abort message and the stress-mode reports (`stress.rs`). Text that does
-/// not fit is dropped.
-pub(crate) struct Line {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Line {
-    pub(crate) fn new() -> Line {
-        Line {
-            buf: [0; 256],
-            len: 0,
-        }
-    }
-
-    /// Appends `n` as `0x…` hex.
-    pub(crate) fn push_hex(&mut self, n: usize) {
-        self.push(&hex(n));
-    }
-
-    /// Appends `n` in decimal.
-    pub(crate) fn push_dec(&mut self, n: u64) {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        let mut rest = n;
-        loop {
-            start -= 1;
-            if let Some(d) = digits.get_mut(start) {
-                *d = b'0' + (rest % 10) as u8;
-            }
-            rest /= 10;
-            if rest == 0 || start == 0 {
-                break;
-            }
-        }
-        self.push(digits.get(start..).unwrap_or_default());
-    }
-
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
-        let room = self.buf.len() - self.len;
-        let n = bytes.len().min(room);
-        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), bytes.get(..n)) {
-            dst.copy_from_slice(src);
-            self.len += n;
-        }
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or_default()
-    }
 }
 
 /// Prints `arenalloc: <what> 0x<ptr><why>` on stderr (for a size mismatch
@@ -285,61 +233,22 @@ pub(crate) fn abort_on_size_mismatch(ptr: *const u8, size: usize, holds: usize) 
 /// `free of 0x<ptr> with size <size>, block holds <holds>`.
 fn size_mismatch_message(line: &mut Line, ptr: usize, size: usize, holds: usize) {
     line.push(b"free of ");
-    line.push_hex(ptr);
+    line.hex(ptr);
     line.push(b" with size ");
-    line.push_dec(size as u64);
+    line.num(size as u64);
     line.push(b", block holds ");
-    line.push_dec(holds as u64);
-}
-
-/// `0x`-prefixed lowercase hex of `n`, in a fixed buffer, padded with NULs
-/// that `trim` removes.
-fn hex(n: usize) -> HexBuf {
-    let mut out = HexBuf {
-        bytes: [0; 18],
-        len: 0,
-    };
-    out.bytes[0] = b'0';
-    out.bytes[1] = b'x';
-    let digits = ((usize::BITS - n.leading_zeros()).div_ceil(4)).max(1) as usize;
-    for i in 0..digits {
-        let nibble = (n >> (4 * (digits - 1 - i))) & 0xf;
-        out.bytes[2 + i] = b"0123456789abcdef"[nibble];
-    }
-    out.len = 2 + digits;
-    out
-}
-
-struct HexBuf {
-    bytes: [u8; 18],
-    len: usize,
-}
-
-impl core::ops::Deref for HexBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
+    line.num(holds as u64);
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn decimal_formats_like_printf() {
-        let mut l = super::Line::new();
-        l.push_dec(0);
-        l.push(b" ");
-        l.push_dec(4711);
-        l.push(b" ");
-        l.push_dec(u64::MAX);
-        assert_eq!(l.bytes(), b"0 4711 18446744073709551615");
-    }
+    use crate::line::Line;
 
     #[test]
     fn free_error_lines_name_the_address_and_sizes() {
         use super::FreeError;
         let line = |e: FreeError| {
-            let mut l = super::Line::new();
+            let mut l = Line::new();
             e.write_message(&mut l, 0x7f00_1230);
             String::from_utf8(l.bytes().to_vec()).unwrap()
         };
@@ -348,7 +257,7 @@ mod tests {
             line(FreeError::SizeMismatch),
             "free of 0x7f001230 with a size its block does not match"
         );
-        let mut l = super::Line::new();
+        let mut l = Line::new();
         super::size_mismatch_message(&mut l, 0x7f00_1230, 48, 32);
         assert_eq!(
             l.bytes(),
@@ -358,12 +267,5 @@ mod tests {
             line(FreeError::OutsideHeap),
             "free of 0x7f001230, which is outside every arenalloc heap"
         );
-    }
-
-    #[test]
-    fn hex_formats_like_printf() {
-        assert_eq!(&*super::hex(0), b"0x0");
-        assert_eq!(&*super::hex(0xdead_beef), b"0xdeadbeef");
-        assert_eq!(&*super::hex(usize::MAX), b"0xffffffffffffffff");
     }
 }

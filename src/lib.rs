@@ -108,6 +108,8 @@ mod error;
 mod heap;
 mod inspect;
 mod large;
+#[doc(hidden)]
+pub mod line;
 mod region;
 mod stress;
 mod sync;

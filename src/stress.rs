@@ -30,7 +30,7 @@
 //!   filled with `alloc_fill` when handed out, `free_seq == 0`.
 //! * While it is quarantined: `[0, cap)` holds `free_fill`; the free
 //!   fields name the freeing thread; `next` links the arena's FIFO.
-//! * Reports never allocate: one line in a stack buffer (`error::Line`),
+//! * Reports never allocate: one line in a stack buffer (`line::Line`),
 //!   one `write(2)`; then `abort()` unless `keep_going`, and each report
 //!   is counted (`HeapStats::stress_reports`).
 //!
@@ -66,7 +66,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::block::GRANULE;
 use crate::config::{Stress, INJECT_THREADS, JITTER_SPINS};
-use crate::error::Line;
+use crate::line::Line;
 use crate::thread::registry;
 
 /// Bytes of the per-block record at the block's end.
@@ -459,16 +459,16 @@ pub(crate) fn push_after_injected(line: &mut Line, word: u64) {
         return;
     }
     line.push(b" after injected failure #");
-    line.push_dec(word & 0xffff_ffff);
+    line.num(word & 0xffff_ffff);
     line.push(b" in thread ");
-    line.push_dec(word >> 32);
+    line.num(word >> 32);
 }
 
 /// Appends ` (seed S)`: a report that aborts the run comes before the exit
 /// report that prints the seed, and the seed is what replays it.
 pub(crate) fn push_seed(line: &mut Line, seed: u64) {
     line.push(b" (seed ");
-    line.push_dec(seed);
+    line.num(seed);
     line.push(b")");
 }
 
@@ -707,20 +707,20 @@ pub(crate) fn report(f: &Finding, stress: &Stress, shared: &Shared) {
     line.push(b"arenalloc: ");
     if f.kind == Kind::Record {
         line.push(b"stress record overwritten at ");
-        line.push_hex(f.addr);
+        line.hex(f.addr);
         line.push(b" (block ");
-        line.push_hex(f.payload);
+        line.hex(f.payload);
         line.push(b": a write past its redzone or after free)");
     } else {
         line.push(match f.kind {
             Kind::UseAfterFree => b"use-after-free write at ",
             _ => b"heap overflow at ",
         });
-        line.push_hex(f.addr);
+        line.hex(f.addr);
         line.push(b" (+");
-        line.push_dec((f.addr - f.payload) as u64);
+        line.num((f.addr - f.payload) as u64);
         line.push(b" of a ");
-        line.push_dec(f.rec.request);
+        line.num(f.rec.request);
         line.push(b"-byte block allocated by ");
         push_who(&mut line, f.rec.alloc, f.rec.alloc_seq);
         if f.rec.free_seq == 0 {
@@ -745,9 +745,9 @@ pub(crate) fn report(f: &Finding, stress: &Stress, shared: &Shared) {
 /// `thread 3 [tid 4711] at #1022`.
 fn push_who(line: &mut Line, who: Who, seq: u64) {
     line.push(b"thread ");
-    line.push_dec(u64::from(who.thread));
+    line.num(u64::from(who.thread));
     line.push(b" [tid ");
-    line.push_dec(u64::from(who.tid));
+    line.num(u64::from(who.tid));
     line.push(b"] at #");
-    line.push_dec(seq);
+    line.num(seq);
 }

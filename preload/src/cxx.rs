@@ -46,9 +46,9 @@
 use core::ffi::{c_void, CStr};
 use core::ptr;
 
-use crate::line::Line;
 use crate::sized::free_sized_or_abort;
 use crate::{free_or_abort, heap, MALLOC_ALIGN};
+use ::heap::line::Line;
 
 /// `std::new_handler`: returns after making memory available, throws
 /// `std::bad_alloc`, or ends the process.

@@ -74,7 +74,7 @@
 use core::ffi::c_int;
 
 use crate::heap;
-use crate::line::Line;
+use ::heap::line::Line;
 use ::heap::HeapStats;
 
 extern "C" {
@@ -183,7 +183,7 @@ impl Stderr {
         }
         // SAFETY: glibc's `stderr` is a valid stream for the whole process
         // (a program that closes it gets what glibc's `malloc_stats` gives).
-        unsafe { line.write_file(self.0) };
+        unsafe { write_file(line, self.0) };
     }
 }
 
@@ -318,7 +318,7 @@ impl Xml {
 
     fn flush(&mut self) {
         // SAFETY: `fp` is the caller's open stream (malloc_info's contract).
-        unsafe { self.line.write_file(self.fp) };
+        unsafe { write_file(&self.line, self.fp) };
     }
 }
 
@@ -433,6 +433,24 @@ pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
         _ => false,
     };
     c_int::from(applied)
+}
+
+/// Writes `line` to the stdio stream `fp`; whether every byte went.
+/// (stdio may `malloc` the stream's buffer: the caller holds no heap
+/// lock.)
+///
+/// # Safety
+///
+/// `fp` is a valid, open `FILE *` that no other thread closes meanwhile.
+unsafe fn write_file(line: &Line, fp: *mut libc::FILE) -> bool {
+    let text = line.bytes();
+    if text.is_empty() {
+        return true;
+    }
+    // SAFETY: 1. `fp` is valid and open (the caller's contract);
+    // 2. `text` is initialised memory of `text.len()` bytes that fwrite
+    // only reads.
+    unsafe { libc::fwrite(text.as_ptr().cast::<libc::c_void>(), 1, text.len(), fp) == text.len() }
 }
 
 #[cfg(test)]

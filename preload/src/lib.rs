@@ -18,7 +18,6 @@
 //! sized.rs       free_sized, free_aligned_sized (C23)
 //! cxx.rs         operator new / delete, every form (Itanium names)
 //! header.rs      arenalloc_check, arenalloc_stats_print, arenalloc_dump, arenalloc_leak_report
-//! line.rs        Line: output assembled on the stack (no allocation, no fmt)
 //! ```
 //!
 //! The environment (`ARENALLOC_*`) is read once, when the heap
@@ -57,7 +56,6 @@ mod cxx;
 mod header;
 mod introspect;
 mod libc_names;
-mod line;
 mod sized;
 
 /// `malloc`'s alignment: what `max_align_t` needs on x86-64 and aarch64.

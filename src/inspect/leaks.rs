@@ -125,7 +125,7 @@ impl Heap {
         );
         // Stress mode: leaks that follow an injected failure say so.
         if let Some(word) = self.meta_if_ready().map(|m| m.stress.last_injected()) {
-            let mut line = crate::error::Line::new();
+            let mut line = crate::line::Line::new();
             crate::stress::push_after_injected(&mut line, word);
             text += &String::from_utf8_lossy(line.bytes());
         }

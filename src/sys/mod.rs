@@ -11,7 +11,7 @@
 //! | [`futex_wait`] / [`futex_wake`] | `sync`, `decay` | the arena lock's slow path; a request waking the parked decay thread |
 //! | [`futex_wait_for`] / [`futex_wake_n`] | `heap::purge`, `decay` | the decay thread's clock, its parking, its wake-up and its shutdown |
 //! | [`spawn_detached`] / [`name_this_thread`] | `heap::purge` | the decay thread (glibc's `pthread_create` allocates: called with no heap lock held) |
-//! | [`write_stderr`] / [`abort`] | `error` | the one-line abort message |
+//! | [`write_stderr`] / [`abort`] | `error`, `line`, `stress`, `config` | the one-line abort message, stress reports, a malformed variable's warning |
 //! | [`monotonic_ns`] | `large`, `heap::purge` | the age of cached large runs; the decay clock without its thread |
 //! | [`gettid`] | `thread::registry` | the OS thread id a stress-mode report names (cached per thread) |
 //! | [`random_u64`] | `heap::meta` | the per-heap secret of header checks |
