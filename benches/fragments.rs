@@ -160,8 +160,8 @@ fn bench_fragments(c: &mut Criterion) {
 fn bench_pairs(c: &mut Criterion) {
     let mut group = c.benchmark_group("pairs");
     let heap = Heap::with_config(Config::new().region_size(PAIRS_REGION));
-    // The same heap with the heap-corruption checks on (their cost, README
-    // "Safety"), and without the owner cache (the locked index alone: the
+    // The same heap with the heap-corruption checks on (their cost,
+    // benches/RESULTS.md "Hardened checks"), and without the owner cache (the locked index alone: the
     // fast path's gain), side by side.
     let hardened = Heap::with_config(Config::new().region_size(PAIRS_REGION).hardened(true));
     let locked = Heap::with_config(Config::new().region_size(PAIRS_REGION).owner_cache(0));

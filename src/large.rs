@@ -41,8 +41,6 @@ use crate::error::{FreeError, HeapError, HeapErrorKind};
 use crate::region::{ChunkUse, Region};
 use crate::sync::Locked;
 
-pub(crate) use crate::config::LARGE_THRESHOLD;
-
 const LIVE: usize = 0x4c41_5247_455f_4c56; // "LARGE_LV"
 const DEAD: usize = 0x4c41_5247_455f_4444; // "LARGE_DD"
 

@@ -530,7 +530,7 @@ fn fast_owner_for(owner: u64, cache_bytes: usize, key: Key) -> u64 {
 /// serves; larger ones take the large path.
 #[inline]
 pub(crate) fn arena_serves(size: usize, align: usize) -> bool {
-    if size > crate::large::LARGE_THRESHOLD {
+    if size > crate::config::LARGE_THRESHOLD {
         return false;
     }
     let need = size + HEADER + GRANULE;

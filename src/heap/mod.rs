@@ -1,28 +1,10 @@
 //! Heap: the public API and `GlobalAlloc` — the entry points, and the
 //! paths every allocation and free takes from here.
 //!
-//! ```text
-//! malloc / GlobalAlloc::alloc ─▶ alloc_impl
-//!    ├─ small, fast binding is this heap ─▶ alloc_fast: cache_pop_fast (inline, no call)
-//!    └─ else alloc_slow:
-//!    ├─ size > LARGE_THRESHOLD ─▶ large::alloc                       (large.rs)
-//!    └─ (arena, token) = cache::binding (one TLS access)             (thread/cache.rs)
-//!         │     └─ miss ─▶ bind_slow ─▶ choose_arena                  (heap/bind.rs)
-//!         ├─ small, owner: arena.cache_pop | cache_refill             (arena/cache.rs)
-//!         └─ arena.lock_and_drain_some ─▶ ArenaState::alloc          (remote.rs, arena/alloc.rs)
-//!                 take (index first fit | grow: region chunk) ─▶ carve
-//!
-//! free ─▶ free_fast: fast binding is this heap, its arena's chunk: cache_push_fast (inline)
-//!    └─ else free_slow: own arena's chunk, owner: arena.cache_push | cache_flush (arena/cache.rs)
-//!    └─ else locate (region map: one load)                            (heap/meta.rs)
-//!    ├─ large ─▶ large::free (into the run cache)
-//!    ├─ own arena (or max_arenas(1)) ─▶ arena.free_locked              (remote.rs)
-//!    │      lock, drain some, find_live, ArenaState::free (coalesce)   (arena/lookup.rs, alloc.rs)
-//!    └─ foreign arena ─▶ mine.batch_remote_mt | arena.free_remote_mt   (remote.rs)
-//!           claim_mt (header CAS) ─▶ batch / queue push | full: free under its lock
-//!
-//! realloc ─▶ resize_in_place (arena or large) | alloc_impl + copy + free
-//! ```
+//! Which files each call passes through from here (`malloc`, a local and
+//! a remote free, stress mode, decay): the crate's architecture map,
+//! [`crate`] ("Which file to open"). `realloc` tries `resize_in_place`
+//! (arena or large) before `alloc_impl` + copy + free.
 //!
 //! A `Heap` value is three words and const-constructible. On first use it
 //! reserves its region and builds its metadata (`meta.rs`) *inside* the
@@ -904,7 +886,7 @@ impl Heap {
 /// Why: `locate` reads the chunk map without a lock, and a chunk that
 /// empties is unlinked under the arena lock but handed back to the region
 /// — marked `Free`, then purged — after that lock is released
-/// (`remote.rs`), and may be handed out again at once. Holding the arena
+/// (`ArenaGuard`, `arena/mod.rs`), and may be handed out again at once. Holding the arena
 /// lock alone therefore does not keep the chunk's contents ours: a bitmap
 /// read after the lock is taken could see zeros or another owner's words.
 /// So `f` runs:
