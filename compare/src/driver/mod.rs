@@ -15,6 +15,13 @@
 //!  sets ARENALLOC_COMPARE_GLOBAL=A   ───────▶   global allocator, set to A (global.rs)
 //! ```
 //!
+//! The parent's side imports down: `parent` → `report`, `sweep`,
+//! `timeline` (`report` prints the server workload through `timeline`,
+//! the service workload through `service`) → the leaves they share: `plan.rs` (the resolved command
+//! line), `levels.rs` (the sweep's levels and points), `table.rs`
+//! (markdown tables and cell formats), `svg.rs` (escaping, axes, the
+//! write). No report module imports another report module or the parent.
+//!
 //! Invariants: a child measures exactly one allocator on one workload, so
 //! its peak RSS (`VmHWM`) and the allocator's state are its own; a child
 //! that crashes, corrupts a block, fails `check()` or outlives its timeout
@@ -24,11 +31,15 @@
 pub(crate) mod child;
 pub(crate) mod global;
 pub(crate) mod latency;
+pub(crate) mod levels;
 pub(crate) mod parent;
 pub(crate) mod peers;
+pub(crate) mod plan;
 pub(crate) mod report;
 pub(crate) mod server;
 pub(crate) mod service;
+pub(crate) mod svg;
 pub(crate) mod sweep;
+pub(crate) mod table;
 pub(crate) mod timeline;
 pub(crate) mod workloads;

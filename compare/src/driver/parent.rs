@@ -28,154 +28,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::global;
-use super::peers::ALLOCATORS;
+use super::levels::Point;
+use super::plan::Plan;
 use super::report;
-use super::sweep::{self, Point};
+use super::svg::write_svg;
+use super::sweep;
+use super::table::threads_label;
 use super::timeline;
 use super::workloads::{Scale, Workload};
 use crate::Args;
-
-/// What a run does, resolved from the command line.
-pub(crate) struct Plan {
-    pub(crate) scale: Scale,
-    pub(crate) seconds: f64,
-    pub(crate) repeat: usize,
-    pub(crate) workloads: Vec<Workload>,
-    pub(crate) allocators: Vec<&'static str>,
-    /// Whether `--alloc` chose them (then no workload leaves one out).
-    alloc_asked: bool,
-    pub(crate) threads: Vec<usize>,
-    /// `Some(points)`: the lock-granularity sweep over these points.
-    pub(crate) sweep: Option<Vec<Point>>,
-    timeout: Duration,
-    heap_map: PathBuf,
-    lock_svg: PathBuf,
-    rss_svg: PathBuf,
-}
-
-/// The entries of `all` that `asked` names (`--workload`, `--alloc`), in
-/// the order asked, each once; a name not in `all` is an error listing
-/// the known ones.
-fn choose<T: Copy + PartialEq>(
-    what: &str,
-    asked: &[String],
-    all: &[T],
-    name: impl Fn(T) -> &'static str,
-) -> Result<Vec<T>, String> {
-    let mut chosen = Vec::new();
-    for asked in asked {
-        let x = all
-            .iter()
-            .copied()
-            .find(|&x| name(x) == asked)
-            .ok_or_else(|| {
-                let names: Vec<_> = all.iter().map(|&x| name(x)).collect();
-                format!("unknown {what} {asked:?} (one of: {})", names.join(", "))
-            })?;
-        if !chosen.contains(&x) {
-            chosen.push(x);
-        }
-    }
-    Ok(chosen)
-}
-
-impl Plan {
-    fn from_args(args: &Args) -> Result<Plan, String> {
-        let scale = if args.quick {
-            Scale::Quick
-        } else if args.full {
-            Scale::Full
-        } else {
-            Scale::Default
-        };
-        let (seconds, threads, repeat) = match scale {
-            Scale::Quick => (0.15, vec![1, 4], 1),
-            Scale::Default => (0.5, vec![1, 2, 8], 1),
-            Scale::Full => (1.0, vec![1, 2, 4, 8], 3),
-        };
-        let mut workloads = choose("workload", &args.workload, &Workload::NAMED, Workload::name)?;
-        let all_allocators = ALLOCATORS.map(|(n, _)| n);
-        let mut allocators = choose("allocator", &args.alloc, &all_allocators, |n| n)?;
-        if allocators.is_empty() {
-            allocators = all_allocators.to_vec();
-        }
-        let sweep = args.sweep_arenas.then(sweep::points);
-        if sweep.is_some() {
-            let sweepable = [Workload::Larson, Workload::ProdCons];
-            if workloads.is_empty() {
-                workloads = sweepable.to_vec();
-            }
-            if let Some(w) = workloads.iter().find(|w| !sweepable.contains(w)) {
-                return Err(format!(
-                    "--sweep-arenas runs larson and prodcons, not {}",
-                    w.name()
-                ));
-            }
-            allocators = vec!["arenalloc"];
-        } else if workloads.is_empty() {
-            workloads = Workload::ALL.to_vec();
-        }
-        let mut threads = if args.threads.is_empty() {
-            if sweep.is_some() {
-                vec![8]
-            } else {
-                threads
-            }
-        } else {
-            args.threads.clone()
-        };
-        threads.retain(|&t| t > 0);
-        threads.dedup();
-        if threads.is_empty() {
-            return Err("--threads needs at least one count above 0".into());
-        }
-        let seconds = args.seconds.unwrap_or(seconds);
-        if !(seconds > 0.0 && seconds.is_finite()) {
-            return Err("--seconds must be positive".into());
-        }
-        Ok(Plan {
-            scale,
-            seconds,
-            repeat: args.repeat.unwrap_or(repeat).max(1),
-            workloads,
-            allocators,
-            alloc_asked: !args.alloc.is_empty(),
-            threads,
-            sweep,
-            timeout: Duration::from_secs_f64(args.timeout.max(1.0)),
-            heap_map: args.heap_map.clone(),
-            lock_svg: args.lock_svg.clone(),
-            rss_svg: args.rss_svg.clone(),
-        })
-    }
-
-    /// The thread counts workload `w` runs at (module doc).
-    pub(crate) fn threads_of(&self, w: Workload) -> Vec<usize> {
-        match self.threads.iter().copied().max() {
-            Some(max) if w.one_thread_count() => vec![max],
-            _ => self.threads.clone(),
-        }
-    }
-
-    /// The allocators workload `w` runs with: all of the plan's, less
-    /// those it leaves out ([`Workload::left_out`]) unless `--alloc`
-    /// asked for them.
-    pub(crate) fn allocators_of(&self, w: Workload) -> Vec<&'static str> {
-        let mut chosen = self.allocators.clone();
-        if !self.alloc_asked {
-            chosen.retain(|a| w.left_out().iter().all(|(name, _)| name != a));
-        }
-        chosen
-    }
-
-    pub(crate) fn mode(&self) -> &'static str {
-        match self.scale {
-            Scale::Quick => "--quick",
-            Scale::Default => "default",
-            Scale::Full => "--full",
-        }
-    }
-}
 
 /// One child to run.
 struct Spec {
@@ -288,7 +149,7 @@ pub(crate) fn main(args: &Args) -> i32 {
     if plan.sweep.is_some() {
         sweep::print_lesson(&plan, &all);
         let svg = sweep::render_svg(&plan, &all, svg_threads);
-        if let Err(e) = sweep::write_svg(&plan.lock_svg, &svg) {
+        if let Err(e) = write_svg(&plan.lock_svg, &svg) {
             eprintln!("arenalloc: cannot write {}: {e}", plan.lock_svg.display());
             return 2;
         }
@@ -302,7 +163,7 @@ pub(crate) fn main(args: &Args) -> i32 {
     let timeline_drawn = plan.sweep.is_none() && plan.workloads.contains(&Workload::Server);
     if timeline_drawn {
         let svg = timeline::render_svg(&plan, &all, svg_threads);
-        if let Err(e) = sweep::write_svg(&plan.rss_svg, &svg) {
+        if let Err(e) = write_svg(&plan.rss_svg, &svg) {
             eprintln!("arenalloc: cannot write {}: {e}", plan.rss_svg.display());
             return 2;
         }
@@ -323,14 +184,14 @@ pub(crate) fn main(args: &Args) -> i32 {
     if lesson_drawn {
         println!(
             "Lock granularity, the three levels drawn ({}): {}",
-            report::threads_label(svg_threads),
+            threads_label(svg_threads),
             plan.lock_svg.display()
         );
     }
     if timeline_drawn {
         println!(
             "RSS over time, the server workload ({}): {}",
-            report::threads_label(svg_threads),
+            threads_label(svg_threads),
             plan.rss_svg.display()
         );
     }

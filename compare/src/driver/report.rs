@@ -20,107 +20,11 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::latency;
-use super::parent::Plan;
-use super::sweep;
+use super::levels;
+use super::plan::Plan;
+use super::table::{mib, mops, ok, rate, threads_label, Table};
 use super::timeline;
 use super::workloads::Workload;
-
-/// A markdown table; the first column is left-aligned, the others right.
-pub(crate) struct Table {
-    pub(crate) head: Vec<String>,
-    pub(crate) rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    /// A table with these column headings and no rows yet: every table's
-    /// header is built here.
-    pub(crate) fn new<S: Into<String>>(head: impl IntoIterator<Item = S>) -> Table {
-        Table {
-            head: head.into_iter().map(Into::into).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    pub(crate) fn render(&self) -> String {
-        let n = self.head.len();
-        let width = |i: usize| {
-            self.rows
-                .iter()
-                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
-                .chain([self.head[i].chars().count(), 3])
-                .max()
-                .unwrap_or(3)
-        };
-        let widths: Vec<usize> = (0..n).map(width).collect();
-        let line = |cells: &[String]| {
-            let mut s = String::from("|");
-            for (i, w) in widths.iter().enumerate() {
-                let c = cells.get(i).map_or("", String::as_str);
-                if i == 0 {
-                    s += &format!(" {c:<w$} |");
-                } else {
-                    s += &format!(" {c:>w$} |");
-                }
-            }
-            s
-        };
-        let mut out = line(&self.head);
-        out.push('\n');
-        out.push('|');
-        for (i, w) in widths.iter().enumerate() {
-            if i == 0 {
-                out += &format!(" :{} |", "-".repeat(w - 1));
-            } else {
-                out += &format!(" {}: |", "-".repeat(w - 1));
-            }
-        }
-        for r in &self.rows {
-            out.push('\n');
-            out += &line(r);
-        }
-        out
-    }
-}
-
-/// Operations per second, in millions, to three significant digits.
-pub(crate) fn mops(rate: f64) -> String {
-    let m = rate / 1e6;
-    if m >= 100.0 {
-        format!("{m:.0}")
-    } else if m >= 10.0 {
-        format!("{m:.1}")
-    } else if m >= 1.0 {
-        format!("{m:.2}")
-    } else {
-        format!("{m:.3}")
-    }
-}
-
-/// Bytes in MiB.
-pub(crate) fn mib(bytes: u64) -> String {
-    let m = bytes as f64 / (1 << 20) as f64;
-    if m >= 100.0 {
-        format!("{m:.0} MiB")
-    } else {
-        format!("{m:.1} MiB")
-    }
-}
-
-pub(crate) fn threads_label(t: usize) -> String {
-    if t == 1 {
-        "1 thread".into()
-    } else {
-        format!("{t} threads")
-    }
-}
-
-pub(crate) fn ok(row: &Value) -> bool {
-    row["status"] == "ok"
-}
-
-pub(crate) fn rate(row: &Value) -> f64 {
-    row["ops_per_sec"].as_f64().unwrap_or(0.0)
-}
 
 fn bytes(row: &Value, key: &str) -> u64 {
     row[key].as_u64().unwrap_or(0)
@@ -187,7 +91,7 @@ pub(crate) fn header(plan: &Plan) -> String {
     let what = if let Some(points) = &plan.sweep {
         format!(
             "lock-granularity sweep (arenalloc: {})",
-            sweep::describe(points)
+            levels::describe(points)
         )
     } else {
         format!("{} allocator(s)", plan.allocators.len())

@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::parent::Plan;
-use super::report::{mib, ok, rate, Table};
+use super::plan::Plan;
+use super::table::{mib, ok, rate, Table};
 use super::workloads::{Outcome, Params, Rng, Workload};
 
 /// Client tasks per worker thread: enough requests in flight to keep every

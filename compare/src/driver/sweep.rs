@@ -31,135 +31,14 @@
 //! drained in batches or calls are served without the lock.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use arenalloc::DEFAULT_OWNER_CACHE;
 use serde_json::Value;
 
-use super::parent::Plan;
-use super::report::{mops, ok, rate, threads_label, Table};
+use super::levels::{Level, Point};
+use super::plan::Plan;
+use super::svg::{esc, nice_ceil, tick};
+use super::table::{mops, ok, rate, threads_label, Table};
 use super::workloads::Workload;
-
-/// A level of the lesson (module doc), in teaching order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Level {
-    OneLock,
-    LockedArenas,
-    OwnerCaches,
-}
-
-impl Level {
-    /// Every level, in teaching order.
-    pub(crate) const ALL: [Level; 3] = [Level::OneLock, Level::LockedArenas, Level::OwnerCaches];
-
-    /// The name in the JSON (`level`) and in the picture's group ids.
-    pub(crate) fn id(self) -> &'static str {
-        match self {
-            Level::OneLock => "one-lock",
-            Level::LockedArenas => "locked-arenas",
-            Level::OwnerCaches => "owner-caches",
-        }
-    }
-
-    /// The name in the tables and under the picture's bars.
-    fn title(self) -> &'static str {
-        match self {
-            Level::OneLock => "one lock",
-            Level::LockedArenas => "locked arenas",
-            Level::OwnerCaches => "owner caches",
-        }
-    }
-
-    /// Its colour in the picture (Okabe-Ito, safe for colour-blind
-    /// readers): hot for the contended lock, blue for the lock-free path.
-    fn colour(self) -> &'static str {
-        match self {
-            Level::OneLock => "#d55e00",
-            Level::LockedArenas => "#e69f00",
-            Level::OwnerCaches => "#0072b2",
-        }
-    }
-
-    /// Bytes of each arena's owner cache at this level.
-    fn owner_cache(self) -> usize {
-        match self {
-            Level::OneLock | Level::LockedArenas => 0,
-            Level::OwnerCaches => DEFAULT_OWNER_CACHE,
-        }
-    }
-
-    /// The arena limits the level is measured at.
-    fn arena_counts(self) -> &'static [usize] {
-        match self {
-            Level::OneLock => &[1],
-            Level::LockedArenas | Level::OwnerCaches => &[2, 4, 8],
-        }
-    }
-
-    /// The level's configuration, for the legend and the header.
-    fn config(self) -> String {
-        match self {
-            Level::OneLock => "max_arenas(1), owner_cache(0)".into(),
-            Level::LockedArenas => "owner_cache(0)".into(),
-            Level::OwnerCaches => format!("owner_cache({})", kib(self.owner_cache())),
-        }
-    }
-}
-
-/// One measurement of the sweep: a level at an arena limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Point {
-    pub(crate) level: Level,
-    pub(crate) max_arenas: usize,
-    /// Always `level.owner_cache()`; passed to the child as `--owner-cache`.
-    pub(crate) owner_cache: usize,
-}
-
-/// Every point of `--sweep-arenas`, level by level.
-pub(crate) fn points() -> Vec<Point> {
-    Level::ALL
-        .into_iter()
-        .flat_map(|level| {
-            level.arena_counts().iter().map(move |&max_arenas| Point {
-                level,
-                max_arenas,
-                owner_cache: level.owner_cache(),
-            })
-        })
-        .collect()
-}
-
-/// The points in words, for the report's header.
-pub(crate) fn describe(points: &[Point]) -> String {
-    Level::ALL
-        .into_iter()
-        .filter_map(|level| {
-            let counts: Vec<String> = points
-                .iter()
-                .filter(|p| p.level == level)
-                .map(|p| p.max_arenas.to_string())
-                .collect();
-            (!counts.is_empty()).then(|| {
-                format!(
-                    "{} ({}) at max_arenas {}",
-                    level.title(),
-                    level.config(),
-                    counts.join(", ")
-                )
-            })
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// `bytes` as "256 KiB" (or bytes when not whole KiB).
-fn kib(bytes: usize) -> String {
-    if bytes % 1024 == 0 {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{bytes} B")
-    }
-}
 
 /// The row of point `p` of workload `w` at `threads` (module doc).
 fn find<'a>(rows: &'a [Value], w: Workload, threads: usize, p: &Point) -> Option<&'a Value> {
@@ -396,36 +275,6 @@ const PANEL_W: f64 = LEFT + PLOT_W + RIGHT;
 const LEVEL_GAP: f64 = 0.7;
 /// A bar's share of its slot.
 const BAR_SHARE: f64 = 0.62;
-
-/// `s` escaped for SVG text and attribute values.
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The smallest 1, 2, 2.5 or 5 times a power of ten at or above `v`: the
-/// top of an axis with five even steps.
-pub(crate) fn nice_ceil(v: f64) -> f64 {
-    let v = v.max(1e-3);
-    let p = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * p)
-        .find(|&c| c >= v * (1.0 - 1e-9))
-        .unwrap_or(10.0 * p)
-}
-
-/// A tick label: as many decimals as a step of `step` needs.
-pub(crate) fn tick(v: f64, step: f64) -> String {
-    let decimals = if step >= 1.0 {
-        0
-    } else {
-        (-step.log10().floor()) as usize
-    };
-    format!("{v:.decimals$}")
-}
 
 /// A contended share, short: "57%", "7.3%", "0.01%".
 fn pct(p: f64) -> String {
@@ -694,71 +543,14 @@ fn diamond(x: f64, y: f64) -> String {
     format!("M{x:.1},{:.1} l5,5 l-5,5 l-5,-5 z", y - 5.0)
 }
 
-/// Writes `svg` to `path` through a temporary file, so that a reader never
-/// sees half a picture.
-pub(crate) fn write_svg(path: &Path, svg: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, svg)?;
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn points_go_level_by_level_and_each_level_changes_one_setting() {
-        let got: Vec<(&str, usize, usize)> = points()
-            .iter()
-            .map(|p| (p.level.id(), p.max_arenas, p.owner_cache))
-            .collect();
-        let c = DEFAULT_OWNER_CACHE;
-        assert!(c > 0);
-        assert_eq!(
-            got,
-            [
-                ("one-lock", 1, 0),
-                ("locked-arenas", 2, 0),
-                ("locked-arenas", 4, 0),
-                ("locked-arenas", 8, 0),
-                ("owner-caches", 2, c),
-                ("owner-caches", 4, c),
-                ("owner-caches", 8, c),
-            ]
-        );
-    }
-
-    #[test]
-    fn axes_end_on_round_numbers_at_or_above_the_data() {
-        for (v, top) in [
-            (0.0, 0.001),
-            (0.7, 1.0),
-            (1.0, 1.0),
-            (1.3, 2.0),
-            (2.2, 2.5),
-            (3.1, 5.0),
-            (9.25, 10.0),
-            (13.8, 20.0),
-            (45.1, 50.0),
-            (72.8, 100.0),
-        ] {
-            let got = nice_ceil(v);
-            assert!(
-                (got - top).abs() < 1e-9,
-                "nice_ceil({v}) = {got}, not {top}"
-            );
-        }
-        assert_eq!(tick(40.0, 10.0), "40");
-        assert_eq!(tick(1.5, 0.5), "1.5");
-        assert_eq!(tick(0.15, 0.05), "0.15");
+    fn contended_shares_are_short() {
         assert_eq!(pct(57.24), "57%");
         assert_eq!(pct(7.34), "7.3%");
         assert_eq!(pct(0.013), "0.01%");
-    }
-
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(esc(r#"a<b & "c">"#), "a&lt;b &amp; &quot;c&quot;&gt;");
     }
 }

@@ -18,10 +18,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::parent::Plan;
-use super::report::{mib, ok, threads_label, Table};
+use super::plan::Plan;
 use super::server::Shape;
-use super::sweep::{esc, nice_ceil, tick};
+use super::svg::{esc, nice_ceil, tick};
+use super::table::{mib, ok, threads_label, Table};
 use super::workloads::Workload;
 
 /// The rows of the server workload, in the plan's allocator order.
