@@ -51,9 +51,10 @@ use driver::workloads::Scale;
 /// talc, linked_list. Workloads: larson, prodcons, cache-scratch,
 /// cache-thrash, random, realloc, fragmentation, thread-churn, large,
 /// server (at the largest thread count only), service (requests/s of a
-/// tokio + serde_json service); and, by name only
-/// (`--workload latency`, best with `--seconds 2`), latency: per-call
-/// p50/p99/p99.9/max of malloc and free under bursts and decay.
+/// tokio + serde_json service); and, by name only: bulk-fifo-lifo and
+/// bulk-varied (batches allocated, written and freed whole in varied
+/// orders), and latency (`--workload latency`, best with `--seconds 2`):
+/// per-call p50/p99/p99.9/max of malloc and free under bursts and decay.
 #[derive(Parser, Debug)]
 #[command(name = "arenalloc-compare", version)]
 pub(crate) struct Args {

@@ -16,7 +16,10 @@
 //! installed as the child's global allocator, with a peak RSS and, for
 //! arenalloc, a finite count of lock acquisitions per 1,000 allocations,
 //! and a service child must refuse an allocator it cannot install or
-//! that is not the one installed.
+//! that is not the one installed; the bulk workloads (by name only) must
+//! give whole rounds of allocator calls on arenalloc and a peer, and for
+//! arenalloc the allocations its heap counted and its lock acquisitions
+//! per 1,000 of them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -811,6 +814,97 @@ fn the_service_workload_answers_requests_on_each_global_allocator() {
     assert!(rows[1]
         .get("lock_acquisitions_per_1k_allocations")
         .is_none());
+}
+
+#[test]
+fn the_bulk_workloads_run_whole_rounds_and_report_arenallocs_locks() {
+    let dir = scratch("bulk");
+    let out = driver(
+        &dir,
+        &[
+            "--workload",
+            "bulk-fifo-lifo,bulk-varied",
+            "--alloc",
+            "arenalloc,mimalloc",
+            "--threads",
+            "2",
+            "--seconds",
+            "0.05",
+            "--json",
+            "out.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for text in [
+        "\n### bulk-fifo-lifo\n",
+        "\n### bulk-varied\n",
+        "per 1,000 allocations",
+    ] {
+        assert!(stdout.contains(text), "no {text:?}: {}", explain(&out));
+    }
+    let rows = json_rows(&dir, "out.json");
+    let ran: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["workload"].as_str().unwrap_or("?"),
+                r["allocator"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            ("bulk-fifo-lifo", "arenalloc"),
+            ("bulk-fifo-lifo", "mimalloc"),
+            ("bulk-varied", "arenalloc"),
+            ("bulk-varied", "mimalloc"),
+        ],
+        "{rows:#?}"
+    );
+    for row in &rows {
+        assert_eq!(row["status"], "ok", "{row:#}");
+        assert_eq!(row["threads"], 2, "{row:#}");
+        assert_eq!(missing_keys(row, &ROW_KEYS), Vec::<String>::new());
+        let ops = row["ops"].as_u64().unwrap_or(0);
+        // At least one whole round: 100 blocks allocated and freed, or
+        // 2,000 allocated (some of them kept, not freed, in bulk-varied).
+        if row["workload"] == "bulk-fifo-lifo" {
+            assert!(ops >= 2 * 100 && ops % 2 == 0, "{row:#}");
+        } else {
+            assert!(ops >= 2000, "{row:#}");
+        }
+        assert!(row["ops_per_sec"].as_f64().unwrap_or(0.0) > 0.0, "{row:#}");
+        let (peak, base) = (
+            row["peak_rss_bytes"].as_u64().unwrap_or(0),
+            row["base_rss_bytes"].as_u64().unwrap_or(0),
+        );
+        assert!(peak > 0 && peak >= base, "{row:#}");
+        if row["allocator"] != "arenalloc" {
+            assert!(row.get("lock_acquisitions_per_1k_allocations").is_none());
+            continue;
+        }
+        assert_eq!(row["check"], "ok", "{row:#}");
+        // Only the workers allocate in the heap, and only in counted
+        // rounds: bulk-fifo-lifo frees every block it allocates within its
+        // round; bulk-varied frees all but the kept ones.
+        let allocs = row["allocations_during_run"].as_u64().expect("allocations");
+        if row["workload"] == "bulk-fifo-lifo" {
+            assert_eq!(2 * allocs, ops, "{row:#}");
+        } else {
+            assert!(allocs <= ops && ops <= 2 * allocs, "{row:#}");
+        }
+        let locks = row["lock_acquisitions_during_run"].as_u64().expect("locks");
+        let per_1k = row["lock_acquisitions_per_1k_allocations"]
+            .as_f64()
+            .expect("lock acquisitions per 1,000 allocations");
+        let expected = 1000.0 * locks as f64 / allocs as f64;
+        assert!(
+            (per_1k - expected).abs() <= 1e-9 * expected.max(1.0),
+            "{row:#}"
+        );
+    }
 }
 
 #[test]

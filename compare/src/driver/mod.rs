@@ -28,6 +28,7 @@
 //! becomes a failed row, never a hung or aborted parent; children run one
 //! at a time (the machine's cores are the thing being measured).
 
+pub(crate) mod bulk;
 pub(crate) mod child;
 pub(crate) mod global;
 pub(crate) mod latency;

@@ -306,6 +306,10 @@ pub(crate) fn print_workload(w: Workload, plan: &Plan, rows: &[Value]) {
         t.rows.push(cells);
     }
     println!("\n### {}\n\n{}\n\n{}", w.name(), w.describe(), t.render());
+    if w.prints_locks() {
+        let locks = super::service::lock_acquisitions(w, &plan.threads, rows, threads_label);
+        println!("\n{}", locks.trim_start());
+    }
     if w == Workload::Fragmentation {
         print_fragmentation(plan, rows);
     }

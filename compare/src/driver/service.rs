@@ -300,8 +300,13 @@ fn per_sec(r: f64) -> String {
 
 /// The service row of `alloc` at `threads`.
 fn find<'a>(rows: &'a [Value], alloc: &str, threads: usize) -> Option<&'a Value> {
+    find_in(Workload::Service, rows, alloc, threads)
+}
+
+/// The comparison (not sweep) row of workload `w`, `alloc`, `threads`.
+fn find_in<'a>(w: Workload, rows: &'a [Value], alloc: &str, threads: usize) -> Option<&'a Value> {
     rows.iter().find(|r| {
-        r["workload"] == Workload::Service.name()
+        r["workload"] == w.name()
             && r["allocator"] == alloc
             && r["threads"].as_u64() == Some(threads as u64)
             && r["max_arenas"].is_null()
@@ -358,9 +363,30 @@ pub(crate) fn print_table(plan: &Plan, rows: &[Value]) {
         }
         t.rows.push(cells);
     }
+    let locks = lock_acquisitions(Workload::Service, &threads, rows, |n| {
+        format!("{n} workers")
+    });
+    println!(
+        "\nRequests per second (answered and checked) and peak RSS; ×(peer ÷ arenalloc): \
+         above 1 the peer serves more (or uses more memory).\n\n{}{locks}",
+        t.render()
+    );
+}
+
+/// The paragraph under a workload's table giving arenalloc's lock
+/// acquisitions per 1,000 allocations at each of `threads` (`label`
+/// names a count: "2 workers", "2 threads"), from the fields every
+/// arenalloc child reports (`child.rs`, `LockCounts`); empty when no
+/// arenalloc row succeeded.
+pub(crate) fn lock_acquisitions(
+    w: Workload,
+    threads: &[usize],
+    rows: &[Value],
+    label: impl Fn(usize) -> String,
+) -> String {
     let mut locks = String::new();
-    for &n in &threads {
-        let Some(r) = find(rows, "arenalloc", n).filter(|r| ok(r)) else {
+    for &n in threads {
+        let Some(r) = find_in(w, rows, "arenalloc", n).filter(|r| ok(r)) else {
             continue;
         };
         let per_1k = r["lock_acquisitions_per_1k_allocations"]
@@ -368,8 +394,10 @@ pub(crate) fn print_table(plan: &Plan, rows: &[Value]) {
             .map_or("-".into(), |x| format!("{x:.1}"));
         let _ = write!(
             locks,
-            "\n- {n} workers: {per_1k} ({} lock acquisitions, {} allocations)",
-            r["lock_acquisitions_during_run"], r["allocations_during_run"],
+            "\n- {}: {per_1k} ({} lock acquisitions, {} allocations)",
+            label(n),
+            r["lock_acquisitions_during_run"],
+            r["allocations_during_run"],
         );
     }
     if !locks.is_empty() {
@@ -379,9 +407,5 @@ pub(crate) fn print_table(plan: &Plan, rows: &[Value]) {
              child process while the workload ran):",
         );
     }
-    println!(
-        "\nRequests per second (answered and checked) and peak RSS; ×(peer ÷ arenalloc): \
-         above 1 the peer serves more (or uses more memory).\n\n{}{locks}",
-        t.render()
-    );
+    locks
 }

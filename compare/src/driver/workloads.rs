@@ -5,7 +5,9 @@
 //! and monomorphised per allocator; a JSON service on a tokio runtime
 //! (`service`, in `service.rs`), the one workload that measures a whole
 //! program through the global allocator; and, by name only (`--workload
-//! latency`, not in a default run), per-call tail latency of malloc and
+//! NAME`, not in a default run; [`Workload::BY_NAME_ONLY`]), batches
+//! allocated and freed whole in varied orders (`bulk-fifo-lifo`,
+//! `bulk-varied`, in `bulk.rs`) and per-call tail latency of malloc and
 //! free under server-like bursts (`latency`, in `latency.rs`).
 //!
 //! Invariants:
@@ -35,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::bulk;
 use super::latency;
 use super::server;
 use super::service;
@@ -100,6 +103,8 @@ pub(crate) enum Workload {
     Fragmentation,
     ThreadChurn,
     Large,
+    BulkFifoLifo,
+    BulkVaried,
     Server,
     Service,
     Latency,
@@ -121,16 +126,30 @@ impl Workload {
         Workload::Service,
     ];
 
-    /// Every workload `--workload` accepts: [`Workload::ALL`] and those run
-    /// by name only. `latency` is one: its figures are per-call latency
-    /// percentiles, not throughput (its ops/s is mostly its idle pauses),
-    /// and its p99.9 wants seconds of bursts per measurement, not a
-    /// default run's 0.5 s.
-    pub(crate) const NAMED: [Workload; Workload::ALL.len() + 1] = {
-        let mut named = [Workload::Latency; Workload::ALL.len() + 1];
+    /// Workloads run by name only (`--workload NAME`), not in a default,
+    /// `--quick` or `--full` run. The bulk workloads, because 42 more
+    /// children of at least 0.5 s each would take a default run (~145 s)
+    /// past its budget of about 2.5 minutes. Latency, because its figures
+    /// are per-call latency percentiles, not throughput (its ops/s is
+    /// mostly its idle pauses), and its p99.9 wants seconds of bursts per
+    /// measurement, not a default run's 0.5 s.
+    pub(crate) const BY_NAME_ONLY: [Workload; 3] = [
+        Workload::BulkFifoLifo,
+        Workload::BulkVaried,
+        Workload::Latency,
+    ];
+
+    /// Every workload `--workload` accepts: [`Workload::ALL`], then
+    /// [`Workload::BY_NAME_ONLY`].
+    pub(crate) const NAMED: [Workload; Workload::ALL.len() + Workload::BY_NAME_ONLY.len()] = {
+        let mut named = [Workload::Latency; Workload::ALL.len() + Workload::BY_NAME_ONLY.len()];
         let mut i = 0;
         while i < Workload::ALL.len() {
             named[i] = Workload::ALL[i];
+            i += 1;
+        }
+        while i < named.len() {
+            named[i] = Workload::BY_NAME_ONLY[i - Workload::ALL.len()];
             i += 1;
         }
         named
@@ -148,6 +167,8 @@ impl Workload {
             Workload::Fragmentation => "fragmentation",
             Workload::ThreadChurn => "thread-churn",
             Workload::Large => "large",
+            Workload::BulkFifoLifo => "bulk-fifo-lifo",
+            Workload::BulkVaried => "bulk-varied",
             Workload::Server => "server",
             Workload::Service => "service",
             Workload::Latency => "latency",
@@ -166,6 +187,8 @@ impl Workload {
             Workload::Fragmentation => "fragmentation: the threads allocate a mixed live set (60% 16-256 B, 30% 256 B-4 KiB, 10% 4-32 KiB, every byte written), free all of the newer half and 7 blocks of every 8 of the older half, then allocate as many bytes again in 256 B-8 KiB blocks; reports peak live bytes, peak RSS, RSS after the free phase, and RSS 1 s after freeing everything",
             Workload::ThreadChurn => "thread churn: generations of short-lived threads, each making 2,000 random 16-2048 B replacements, freeing 64 blocks left by its predecessor (a thread that has exited) and leaving 64 for its successor",
             Workload::Large => "large blocks: each thread allocates and frees blocks of 2-8 MiB (uniform sizes), touching the first and last page of each, keeping up to 4 alive and freeing them in random order",
+            Workload::BulkFifoLifo => "bulk, one size: each thread allocates rounds of 100-1,600 blocks of one size (16 B-4 KiB log-uniform, drawn per round), writes every byte, frees the first half oldest first and the second half newest first",
+            Workload::BulkVaried => "bulk, varied sizes: each thread allocates rounds of 2,000-8,000 blocks of 16 B-16 KiB (log-uniform), touches every page of each, and frees them in an order drawn per round (random, FIFO, LIFO or interleaved halves); one block in 16 instead replaces a random one of 1,024 kept across rounds, which is freed then",
             Workload::Server => "server bursts: each thread allocates its share of a live set (16-512 B blocks and, one in 128, 4-64 KiB; every byte written) and hands it to a thread of its own that frees it (every free is remote); then nothing allocates for over a second. RSS is sampled every 5 ms throughout and read 100 ms and 1 s after each burst's frees",
             Workload::Service => "a JSON service on a tokio multi-thread runtime (as many workers as threads): 4 client tasks per worker build documents of 8-64 items (numbers, names, tags, a note of 16 B-4 KiB) with serde_json, serialise them and send them through mpsc channels to a handler task per worker, which parses each, keeps the items whose qty reaches a threshold, re-serialises them and answers through a oneshot channel; the client parses and checks the answer. Everything in the child allocates through the allocator under test, installed as its global allocator; an op is one request",
             Workload::Latency => "per-call latency: each thread repeats bursts of 2,048 blocks (16 B-4 KiB log-uniform, one in 64 of 16-256 KiB; every byte written), hands a quarter of them to the next thread, which frees them (remote frees), frees the rest in random order, then sleeps 20-50 ms while the allocator's decay returns memory to the OS; every malloc and every free is timed on its own (rdtsc) into per-thread histograms: p50, p99, p99.9 and max in ns, the worst thread's",
@@ -181,6 +204,13 @@ impl Workload {
     /// largest (its result is a timeline, one per allocator).
     pub(crate) fn one_thread_count(self) -> bool {
         self == Workload::Server
+    }
+
+    /// Whether the workload's table is followed by arenalloc's lock
+    /// acquisitions per 1,000 allocations (the service workload prints
+    /// its own, under its own table).
+    pub(crate) fn prints_locks(self) -> bool {
+        matches!(self, Workload::BulkFifoLifo | Workload::BulkVaried)
     }
 
     /// Whether the workload's child measures the allocator installed as
@@ -220,6 +250,8 @@ impl Workload {
             Workload::Fragmentation => return fragmentation(a, p, after_free),
             Workload::ThreadChurn => thread_churn(a, p),
             Workload::Large => large(a, p),
+            Workload::BulkFifoLifo => bulk::fifo_lifo(a, p),
+            Workload::BulkVaried => bulk::varied(a, p),
             Workload::Server => return server::server(a, p),
             Workload::Service => return service::service(p),
             Workload::Latency => return latency::latency(a, p),
@@ -384,7 +416,7 @@ impl Rng {
 // ----- timing --------------------------------------------------------------
 
 /// Start and stop of a timed run shared by its threads.
-struct Clock {
+pub(super) struct Clock {
     start: Barrier,
     stop: AtomicBool,
 }
@@ -398,13 +430,13 @@ impl Clock {
     }
 
     /// Waits until every thread (and the timer) is ready.
-    fn go(&self) {
+    pub(super) fn go(&self) {
         self.start.wait();
     }
 
     /// Whether the measurement still runs.
     #[inline]
-    fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         !self.stop.load(Ordering::Relaxed)
     }
 }
@@ -413,7 +445,7 @@ impl Clock {
 /// itself up, calls `clock.go()`, works while `clock.running()`, and
 /// returns its op count and the instant it stopped, then cleans up. The
 /// time is from the common start to the last thread's stop.
-fn timed<F>(threads: usize, seconds: f64, body: F) -> (u64, f64)
+pub(super) fn timed<F>(threads: usize, seconds: f64, body: F) -> (u64, f64)
 where
     F: Fn(usize, &Clock) -> (u64, Instant) + Sync,
 {
