@@ -30,8 +30,10 @@
 //! | [`MAX_THREADS`] | 4096 | `thread::registry` | threads that can own an arena at once (more share) |
 //! | [`BINDING_WAYS`] | 4 | `thread::cache` | heaps a thread keeps a binding for without a slow path |
 //! | [`DEFAULT_REGION_SIZE`] | 64 GiB | `Config` | address space reserved per heap |
-//! | [`DEFAULT_MAX_ARENAS`] | 128 | `Config` | arenas before threads share (lock contention) |
+//! | [`DEFAULT_MAX_ARENAS`] | 1024 | `Config` | threads that get an arena (and an owner cache) of their own before threads share one (a lock on every call) against the arena table's address space and committed metadata (about 11 KiB per slot, touched only when used) |
 //! | [`MAX_ARENAS`] | 4096 | `Config` | the most arenas a heap table has room for |
+//! | [`META_REGION_SHARE`] | 16 | `heap::meta` | a heap's metadata takes at most 1/16 of its region (at least one chunk): a small region gets fewer arena slots than configured instead of no heap |
+//! | [`MIN_TABLE_ARENAS`] | 128 | `heap::meta` | the fewest slots that rule leaves a table (when configured with more): 128 fit in one chunk of metadata beside any region's map |
 //! | [`DEFAULT_REMOTE_QUEUE_CAPACITY`] | 256 | `Config` | queue-full fallbacks against queue memory per arena |
 //! | [`DEFAULT_OWNER_CACHE`] | 1 MiB | `Config` | lock acquisitions saved against memory parked in owner caches |
 //! | [`CACHE_MAX_REQUEST`] | 1 KiB | `arena::cache` | requests served lock-free inline (one exact class per 16 bytes) |
@@ -118,10 +120,26 @@ pub(crate) const BINDING_WAYS: usize = 4;
 /// Default address space reserved per heap: 64 GiB (address space is free,
 /// commit is not; only chunks handed out are committed).
 pub const DEFAULT_REGION_SIZE: usize = 64 << 30;
-/// Default arena limit: comfortably more threads than cores on a server.
-pub const DEFAULT_MAX_ARENAS: usize = 128;
+/// Default arena limit: more threads than a program runs at once, so that
+/// every allocating thread owns an arena and its owner cache (a thread past
+/// the limit shares an arena and takes its lock on every call; jemalloc
+/// and mimalloc give every thread a cache of its own). A slot of the table
+/// is about 11 KiB of metadata (the arena with its cache heads and bins,
+/// and its remote queue's buffer in the internal pool), address space that
+/// is committed with the heap's metadata but touched only once an arena is
+/// created in it: 1024 slots make 3 chunks of metadata where 128 made one.
+pub const DEFAULT_MAX_ARENAS: usize = 1024;
 /// Most arenas a heap supports.
 pub const MAX_ARENAS: usize = 4096;
+/// A heap's metadata (header, arena table, internal pool, chunk map) takes
+/// at most `1 / META_REGION_SHARE` of its region, and at least one chunk:
+/// where the configured `max_arenas` would take more, the table gets fewer
+/// slots (halving, not below [`MIN_TABLE_ARENAS`]), so that a small region
+/// still makes a heap with room for data (`heap::meta::create_meta`).
+pub(crate) const META_REGION_SHARE: usize = 16;
+/// The fewest arena slots [`META_REGION_SHARE`] leaves a table configured
+/// with more: so many fit in one chunk of metadata for any region.
+pub(crate) const MIN_TABLE_ARENAS: usize = 128;
 /// Largest request (payload bytes) the owner cache serves: one exact-size
 /// class per 16 bytes up to here.
 pub(crate) const CACHE_MAX_REQUEST: usize = 1024;
@@ -582,7 +600,11 @@ impl Config {
     }
 
     /// Most arenas the heap creates (clamped to `1..=MAX_ARENAS`); `1` makes
-    /// the single-global-lock heap.
+    /// the single-global-lock heap. A thread binds to an arena of its own
+    /// while fewer than this many exist (or adopts one whose thread
+    /// exited); past it, threads share arenas and take the lock on every
+    /// call. A region too small for this many slots' metadata (more than
+    /// a sixteenth of it) gets fewer slots, not below 128.
     pub const fn max_arenas(mut self, n: usize) -> Config {
         self.max_arenas = n;
         self
@@ -1043,7 +1065,7 @@ impl Config {
     ///
     /// | variable | value | default | sets |
     /// | --- | --- | --- | --- |
-    /// | `ARENALLOC_MAX_ARENAS` | a whole number >= 1 | 128 | [`Config::max_arenas`] (1: one lock for every thread); `mallopt(M_ARENA_MAX)` can lower it later |
+    /// | `ARENALLOC_MAX_ARENAS` | a whole number >= 1 | 1024 | [`Config::max_arenas`] (1: one lock for every thread); `mallopt(M_ARENA_MAX)` can lower it later |
     /// | `ARENALLOC_REGION_SIZE` | bytes, optional `K`/`M`/`G`/`T` suffix (binary, an optional `B`/`iB` after it), >= 8M | 64G, or what `RLIMIT_AS` leaves | [`Config::region_size`]: the one reservation |
     /// | `ARENALLOC_OWNER_CACHE` | bytes, optional suffix; 0 = off | 1M (at most 4M) | [`Config::owner_cache`]: each arena's lock-free cache of freed blocks |
     /// | `ARENALLOC_PURGE_MS` | milliseconds; 0 = purge at once, -1 = never | 200 | [`Config::purge_ms`]: how long free pages stay resident before decay purges them |

@@ -533,3 +533,45 @@ fn config_remote_queue_capacity_beyond_the_maximum_is_clamped() {
         heap.check().unwrap();
     }
 }
+
+#[test]
+fn three_hundred_threads_alive_at_once_each_own_an_arena() {
+    // Issue 18 item 4: with the default `max_arenas` (1024) no thread of a
+    // program this size shares an arena (a sharer locks on every call and
+    // has no owner cache). 128, the old default, left 172 of them sharing.
+    const THREADS: usize = 300;
+    let heap = Heap::new();
+    let barrier = std::sync::Barrier::new(THREADS);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                let p = heap.malloc(64);
+                assert!(!p.is_null());
+                // Every thread binds while all the others are alive.
+                barrier.wait();
+                free(&heap, p).unwrap();
+            });
+        }
+    });
+    heap.check().unwrap();
+    let stats = heap.stats();
+    assert_eq!(stats.arenas().len(), THREADS, "one arena per thread");
+    assert!(stats.arenas().iter().all(|a| a.allocations >= 1));
+    assert_eq!(stats.live_blocks(), 0);
+}
+
+#[test]
+fn a_small_region_with_the_largest_table_asked_still_makes_a_heap() {
+    // 4096 arena slots are 11 chunks of metadata: a 16 MiB region gets
+    // fewer slots (what fits in one chunk) instead of no heap at all.
+    let heap = Heap::with_config(Config::new().max_arenas(4096).region_size(4 * CHUNK));
+    let p = heap.malloc(100);
+    assert!(!p.is_null());
+    assert_eq!(
+        heap.stats().committed_bytes(),
+        2 * CHUNK,
+        "one metadata chunk, one arena chunk"
+    );
+    free(&heap, p).unwrap();
+    heap.check().unwrap();
+}

@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::arena::Arena;
 use crate::block::GRANULE;
 use crate::chunk::CHUNK;
-use crate::config::Config;
+use crate::config::{Config, META_REGION_SHARE, MIN_TABLE_ARENAS};
 use crate::error::FreeError;
 use crate::large::LargeStats;
 use crate::region::{ChunkUse, MetaLayout, Region};
@@ -43,7 +43,8 @@ pub(crate) struct HeapMeta {
     pub(crate) region: Region,
     pub(crate) large: LargeStats,
     /// The configuration in force (clamped; `region_size` is the size
-    /// granted, which may be less than asked).
+    /// granted, which may be less than asked; `max_arenas` the table's
+    /// slots, which a small region may make fewer: `table_arenas`).
     pub(crate) config: Config,
     /// Process-unique id: the key of every thread's binding cache.
     pub(crate) id: u64,
@@ -199,39 +200,93 @@ pub(super) fn locate(meta: &HeapMeta, addr: usize) -> Result<Owner<'_>, FreeErro
     }
 }
 
-/// Reserves a region for `config` — as large as it asks, or smaller if
-/// that is what the OS grants (module doc) — and builds the metadata in it;
-/// null if the OS refuses even the smallest region that holds its metadata.
-pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
+/// Where the parts of the metadata prefix (module doc's picture) lie for
+/// a configuration: everything before the chunk map.
+#[derive(Clone, Copy)]
+struct PrefixLayout {
+    arenas_offset: usize,
+    pool_offset: usize,
+    pool_len: usize,
+    pool_bits_offset: usize,
+    /// Bytes of the whole prefix.
+    total: usize,
+}
+
+/// The prefix for `config`'s arena table and pool; `None` if the pool is
+/// too large to index.
+fn prefix_layout(config: &Config) -> Option<PrefixLayout> {
     let arenas_offset =
         core::mem::size_of::<HeapMeta>().next_multiple_of(core::mem::align_of::<ArenaSlot>());
     let pool_offset = (arenas_offset + config.get_max_arenas() * core::mem::size_of::<ArenaSlot>())
         .next_multiple_of(64);
-    let pool_len = pool_bytes(&config);
+    let pool_len = pool_bytes(config);
     if pool_len / GRANULE >= u32::MAX as usize {
-        return ptr::null_mut();
+        return None;
     }
     let pool_bits_offset = (pool_offset + pool_len).next_multiple_of(64);
-    let prefix = pool_bits_offset + pool_bitmap_bytes(pool_len);
-    // The chunk map and free-slot bits depend on the region's size: one
-    // layout per size tried, and the one for the size granted is used.
+    Some(PrefixLayout {
+        arenas_offset,
+        pool_offset,
+        pool_len,
+        pool_bits_offset,
+        total: pool_bits_offset + pool_bitmap_bytes(pool_len),
+    })
+}
+
+/// Arena slots the table of a region of `chunks` chunks gets: the
+/// configured `max_arenas`, halved while the metadata would take more
+/// than `1 / META_REGION_SHARE` of the region (at least one chunk), but
+/// never below `MIN_TABLE_ARENAS` (nor raised to it). So the default's
+/// 1024 slots (3 chunks of metadata) go to a region of 192 MiB or more
+/// (the default is 64 GiB), and a region under 128 MiB gets 256 slots in
+/// one chunk of metadata: the room for data it had with 128.
+fn table_arenas(config: &Config, chunks: usize) -> usize {
+    let budget = (chunks / META_REGION_SHARE).max(1) * CHUNK;
+    let mut n = config.get_max_arenas();
+    while n > MIN_TABLE_ARENAS {
+        let fits = prefix_layout(&config.max_arenas(n))
+            .is_some_and(|p| MetaLayout::new(p.total, chunks).total <= budget);
+        if fits {
+            break;
+        }
+        n = (n / 2).max(MIN_TABLE_ARENAS);
+    }
+    n
+}
+
+/// Reserves a region for `config` — as large as it asks, or smaller if
+/// that is what the OS grants (module doc) — and builds the metadata in it;
+/// null if the OS refuses even the smallest region that holds its metadata.
+pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
+    // The chunk map and free-slot bits depend on the region's size, and so
+    // does the arena table (`table_arenas`): one layout per size tried,
+    // and the one for the size granted is used.
     let layout_for = |len: usize| {
         let chunks = len / CHUNK;
-        let layout = MetaLayout::new(prefix, chunks);
-        (layout.total.div_ceil(CHUNK) < chunks).then_some(layout)
+        let config = config.max_arenas(table_arenas(&config, chunks));
+        let prefix = prefix_layout(&config)?;
+        let layout = MetaLayout::new(prefix.total, chunks);
+        (layout.total.div_ceil(CHUNK) < chunks).then_some((config, prefix, layout))
     };
     let reserved = Region::reserve_at_most(config.get_region_size(), |len| {
-        layout_for(len).map(|l| l.total)
+        layout_for(len).map(|(_, _, l)| l.total)
     });
     let Some((base, len)) = reserved else {
         return ptr::null_mut();
     };
-    let Some(layout) = layout_for(len) else {
+    let Some((config, prefix, layout)) = layout_for(len) else {
         // `reserve_at_most` grants only sizes `layout_for` accepts.
         // SAFETY: the reservation was just made and nothing uses it.
         unsafe { crate::sys::unreserve(base, len) };
         return ptr::null_mut();
     };
+    let PrefixLayout {
+        arenas_offset,
+        pool_offset,
+        pool_len,
+        pool_bits_offset,
+        ..
+    } = prefix;
     let config = config.region_size(len);
     let meta = base.cast::<HeapMeta>();
     // SAFETY: (1) the metadata chunks are committed, zeroed and ours alone;
