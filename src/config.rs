@@ -48,7 +48,7 @@
 //! | [`MAX_OWNER_CACHE`] | 4 MiB | `Config` | the most an owner cache may park |
 //! | [`MAX_REMOTE_QUEUE_CAPACITY`] | 65536 | `Config` | the largest queue: its 1 MiB buffer is the internal pool's most per arena |
 //! | [`DEFAULT_PURGE_MS`] | 200 ms | `Config`, `heap::purge` | how long free pages stay resident (reuse without a page fault) against RSS held after a burst |
-//! | [`DECAY_THREAD_AFTER`] | 16 MiB | `heap::purge` | committed bytes from which an allocation starts the decay thread ahead of need (small programs never get one) |
+//! | [`DECAY_THREAD_AFTER`] | 16 MiB | `heap::purge` | committed chunk bytes (metadata not counted) from which an allocation starts the decay thread ahead of need (small programs never get one) |
 //! | [`DEFAULT_PURGE_MIN`] | 64 KiB | `Config`, `arena::purge` | the smallest free block whose pages are purged: syscalls against RSS in small free runs |
 //! | [`PURGE_ROUND`] | 16 | `arena::purge` | blocks a decay step takes out of the index per lock hold to purge with the lock dropped: how long an owner waits behind the decay against lock round trips per purge |
 //! | [`DEFAULT_QUARANTINE`], [`MAX_QUARANTINE`] | 16 MiB, 1 GiB | `Stress`, `arena::quarantine` | per arena: how long a freed block waits (late writes caught) against memory held |

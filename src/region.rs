@@ -166,6 +166,9 @@ pub(crate) struct Region {
     map: *const AtomicU32,
     slots: Locked<Slots>,
     committed: AtomicUsize,
+    /// Bytes of the metadata chunks (committed from the start, part of
+    /// `committed`).
+    meta_bytes: usize,
     /// The most `committed` has ever been.
     peak_committed: AtomicUsize,
     /// The heap's decay clock (`decay.rs`): not the region's own state,
@@ -303,6 +306,7 @@ impl Region {
                     free: chunks - meta_chunks,
                 }),
                 committed: AtomicUsize::new(meta_chunks * CHUNK),
+                meta_bytes: meta_chunks * CHUNK,
                 peak_committed: AtomicUsize::new(meta_chunks * CHUNK),
                 decay: DecayClock::new(),
             });
@@ -339,6 +343,13 @@ impl Region {
     /// Bytes currently committed (metadata plus chunks handed out).
     pub(crate) fn committed_bytes(&self) -> usize {
         self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the chunks handed out and committed now: `committed_bytes`
+    /// less the metadata (which a large arena table makes several chunks
+    /// that are mostly never touched).
+    pub(crate) fn chunk_bytes_committed(&self) -> usize {
+        self.committed_bytes().saturating_sub(self.meta_bytes)
     }
 
     /// Whether `addr` lies in the part of the reservation that chunks use.

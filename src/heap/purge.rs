@@ -28,7 +28,7 @@
 //! started from inside `free` deadlocks (seen: Python's `test_threading`).
 //! glibc allocates with no such lock held, so the thread is started only
 //! on an allocation slow path — once something waits for decay, or once
-//! the heap has committed `DECAY_THREAD_AFTER` (so that it exists before a
+//! the heap has committed `DECAY_THREAD_AFTER` of chunks, metadata aside (so that it exists before a
 //! burst of frees that no allocation follows) — and, once started, it
 //! parks when idle and is woken by the next request with one `futex` wake,
 //! which takes no lock. Small programs never get one.
@@ -166,7 +166,7 @@ impl HeapMeta {
         match d.state.load(Ordering::SeqCst) {
             IDLE => {
                 let reason = self.region.decay.wanted()
-                    || self.region.committed_bytes() >= DECAY_THREAD_AFTER;
+                    || self.region.chunk_bytes_committed() >= DECAY_THREAD_AFTER;
                 if !reason
                     || d.state
                         .compare_exchange(IDLE, STARTING, Ordering::SeqCst, Ordering::Relaxed)
