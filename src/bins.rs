@@ -301,20 +301,6 @@ impl FreeIndex {
         Some((head, have))
     }
 
-    /// Whether `take_first_fit(size)` would find a block (without taking
-    /// it): the head of `size`'s own bin is large enough, or a bin above is
-    /// non-empty.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the arena lock.
-    pub(crate) unsafe fn has_fit(&self, key: Key, size: usize) -> bool {
-        let bin = bin_of(size);
-        let own = self.head(bin);
-        (!own.is_null() && self.verified_head_size(key, own) >= size)
-            || self.first_nonempty_above(bin).is_some()
-    }
-
     /// The size of bin head `head`, aborting if its header does not verify
     /// as a free block (a head comes from our own table, but its header
     /// lies in heap memory a program can overwrite).

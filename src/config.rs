@@ -41,7 +41,7 @@
 //! | [`CACHE_DRAIN`], [`CACHE_DRAIN_MOST`] | 32, 256 | `arena::cache` | remote frees taken back (onto the cache) per step of a refill, and per refill: steps stop once the size the refill needs came back (the malloc tail against carving what sits in the queue) |
 //! | [`BACKLOG_DRAIN`] | 8 | `arena::remote` | how many times `DRAIN_BATCH` an owner applies once a quarter of its queue is taken: the malloc tail against queue-full fallbacks |
 //! | [`CACHE_CLASS_LIMIT`], [`CACHE_CLASS_MAX`] | 64, 512 | `arena::cache` | blocks one class parks at first, and at most: each free that finds the class full doubles its cap (a sweep that finds it idle puts it back) — lock acquisitions of bulk frees against memory parked, which the byte limit bounds anyway |
-//! | [`CACHE_FLUSH_BATCH`] | 8 | `arena::cache` | blocks a free into a full class gives back (newest first) under its one lock acquisition: lock acquisitions per free past the cap against that free's latency |
+//! | [`CACHE_FLUSH_BATCH`] | 2 | `arena::cache` | blocks a free into a full class gives back (newest first) under its one lock acquisition: lock acquisitions per free past the cap against that free's latency |
 //! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
 //! | [`CACHE_FILL_LEVELS`] | 3 | `arena::cache` | a class's first refill carves an eighth of a batch, doubling per refill: lock acquisitions of a hot class against carved blocks left idle in a cold one |
 //! | [`CACHE_SWEEP_EVERY`] | 512 | `arena::cache` | owner slow paths between sweeps that give back classes nobody allocated from: memory parked in idle classes against flushes of briefly idle ones |
@@ -158,8 +158,10 @@ pub(crate) const CACHE_CLASS_LIMIT: u32 = 64;
 /// class idle puts it back).
 pub(crate) const CACHE_CLASS_MAX: u32 = 512;
 /// Blocks a free into a full class gives back to the index, newest
-/// first, under its one lock acquisition.
-pub(crate) const CACHE_FLUSH_BATCH: usize = 8;
+/// first, under its one lock acquisition: 8 cut bulk frees' lock
+/// acquisitions 2-3x against 2 but made that free a 1.4 µs p99.9 in the
+/// driver's `latency` workload (2-2.5x mimalloc's).
+pub(crate) const CACHE_FLUSH_BATCH: usize = 2;
 /// Most blocks one refill carves under one lock acquisition...
 pub(crate) const CACHE_REFILL: usize = 32;
 /// ...and most bytes: small classes refill many blocks, large ones few.
@@ -167,6 +169,12 @@ pub(crate) const CACHE_REFILL_BYTES: usize = 8 << 10;
 /// Refill levels of a class: its first refill carves `1 / 2^CACHE_FILL_LEVELS`
 /// of a full batch, each further one twice the last, up to the full batch.
 pub(crate) const CACHE_FILL_LEVELS: u8 = 3;
+/// Most blocks one sweep gives back (newest first, half of each idle
+/// class until this many): the owner slow path that sweeps against how
+/// many sweeps an idle class takes to go (halving a grown class of 512
+/// blocks, walking to its oldest, was a 30 µs malloc in the driver's
+/// `latency` workload).
+pub(crate) const CACHE_SWEEP_MOST: usize = 32;
 /// Owner slow paths (refills, locked calls; pops and pushes of the big
 /// classes count too) between two sweeps of the owner cache for classes
 /// nobody allocated from since the last one.

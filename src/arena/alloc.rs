@@ -220,13 +220,6 @@ impl ArenaState {
         }
     }
 
-    /// Whether a block of `need` bytes can be carved without growing the
-    /// arena (a fresh chunk from the region).
-    pub(crate) fn has_fit(&self, need: usize) -> bool {
-        // SAFETY: the lock is held (`&self` comes from the guard).
-        unsafe { self.index.has_fit(self.key, need) }
-    }
-
     /// Takes a fresh chunk from the region; returns its one free block,
     /// accounted as taken (not in the index).
     #[cold]

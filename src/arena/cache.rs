@@ -13,7 +13,7 @@
 //!    pop_big: head of n's class if its block is large enough, else head of the class above
 //!  free(p), p a live block of the caller's own arena, in a class
 //!    push on heads[class] ─ room ─▶ header live -> CACHED (CAS), done
-//!                         └ full ─▶ lock: double the class's cap, free its 8 newest blocks (coalescing), push (cache_flush)
+//!                         └ full ─▶ lock: double the class's cap, free its 2 newest blocks (coalescing), push (cache_flush)
 //! ```
 //!
 //! **Classes.** Small classes, one per granule up to `CACHE_MAX_BLOCK`
@@ -34,10 +34,12 @@
 //! the last: a size the program asks for a few times leaves a few carved
 //! blocks parked, not 31 (at 8 threads the fragmentation workload's live
 //! set carried 2 MiB of such leftovers). Every `CACHE_SWEEP_EVERY` owner
-//! slow paths (refills, the owner's locked calls) a sweep gives
-//! back half of each class that served no allocation since the last sweep
-//! — blocks freed into it that nobody asks for again, which pin memory and
-//! split the index's free runs — and lowers its refill level. The test is
+//! slow paths (refills, the owner's locked calls; a big class's pop or
+//! push counts as one) a sweep gives back half of each class that served
+//! no allocation since the last sweep, newest first and at most
+//! `CACHE_SWEEP_MOST` blocks in all — blocks freed into it that nobody
+//! asks for again, which pin memory and split the index's free runs — and
+//! lowers its refill level and its cap. The test is
 //! the per-class pop count `stats` keeps anyway, so the fast paths pay
 //! nothing for it; a loop that never leaves them never sweeps.
 //!
@@ -111,7 +113,7 @@ use crate::chunk;
 use crate::config::{
     CACHE_BIG_CLASS_BYTES, CACHE_BIG_MAX_REQUEST, CACHE_CLASS_LIMIT, CACHE_CLASS_MAX, CACHE_DRAIN,
     CACHE_DRAIN_MOST, CACHE_FILL_LEVELS, CACHE_FLUSH_BATCH, CACHE_MAX_REQUEST, CACHE_REFILL,
-    CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
+    CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY, CACHE_SWEEP_MOST,
 };
 use crate::error::{abort_on_corruption, Corruption, FreeError};
 use crate::region::Region;
@@ -655,8 +657,16 @@ impl Arena {
         // `CACHE_DRAIN` at a time until one of the size asked for came
         // back (no carve then), the queue is empty, or `CACHE_DRAIN_MOST`
         // were applied: a refill pays for what it needs, not for the
-        // whole queue.
-        let mut budget = CACHE_DRAIN_MOST;
+        // whole queue. A big class drains one `DRAIN_BATCH`, as a locked
+        // call does: a block of a range class coming back seldom fits the
+        // request, so "until one came back" drained the whole bound on
+        // nearly every big refill (a 19-30 µs malloc p99.9 at 2 threads of
+        // the driver's `latency` workload).
+        let mut budget = if c < SMALL_CLASSES {
+            CACHE_DRAIN_MOST
+        } else {
+            crate::config::DRAIN_BATCH
+        };
         while budget > 0 && self.cache_count(c) == 0 && self.remote_waiting(&st) {
             // SAFETY: we own the cache (caller) and hold the lock.
             match unsafe { self.drain_into(&mut st, region, CACHE_DRAIN.min(budget), true) } {
@@ -674,8 +684,6 @@ impl Arena {
         if let Some(p) = unsafe { self.cache_pop(need) } {
             return p;
         }
-        // SAFETY: we own the cache (caller) and hold the lock.
-        unsafe { self.give_back_before_growing(&mut st, region, need) };
         let first = st.carve_small(region, need);
         if first.is_null() {
             return first;
@@ -894,32 +902,6 @@ impl Arena {
         }
     }
 
-    /// Before the arena grows by a chunk for a block of `need` bytes,
-    /// empties the cache into the index: blocks parked for sizes the
-    /// program no longer asks for (a phase that freed 32 KiB blocks and now
-    /// allocates 1 KiB ones) are memory the index can carve from instead —
-    /// they coalesce with their free neighbours there. Growth is rare (one
-    /// chunk per `CHUNK_DATA` of new live data), so this costs a few
-    /// refills of the classes in use; without it each arena kept up to its
-    /// byte limit idle while taking fresh chunks (the driver's
-    /// `fragmentation` workload at 8 threads: RSS ÷ live 1.04 -> 1.09 with
-    /// the big classes).
-    ///
-    /// # Safety
-    ///
-    /// The caller owns the cache and holds the arena lock (`st`).
-    pub(crate) unsafe fn give_back_before_growing(
-        &self,
-        st: &mut ArenaState,
-        region: &Region,
-        need: usize,
-    ) {
-        if self.cache.bytes.load(Relaxed) != 0 && !st.has_fit(need) {
-            // SAFETY: forwarded.
-            unsafe { self.cache_flush_all(st, region) };
-        }
-    }
-
     /// Counts one owner slow path (a refill, a locked call of the owner);
     /// every `CACHE_SWEEP_EVERY`th sweeps the cache.
     ///
@@ -955,6 +937,7 @@ impl Arena {
     #[cold]
     unsafe fn cache_sweep(&self, st: &mut ArenaState, region: &Region) {
         let cache = &self.cache;
+        let mut budget = CACHE_SWEEP_MOST;
         for c in FIRST_CLASS..CLASSES {
             let (Some(pops), Some(swept), Some(fill)) =
                 (cache.pops.get(c), cache.swept.get(c), cache.fill.get(c))
@@ -962,9 +945,15 @@ impl Arena {
                 return;
             };
             let p = pops.load(Relaxed);
-            if p == swept.load(Relaxed) && self.cache_count(c) > 0 {
+            let n = self.cache_count(c);
+            if p == swept.load(Relaxed) && n > 0 && budget > 0 {
+                // Half the class, newest first (no walk down a cold list),
+                // within what is left of this sweep's bound: a class not
+                // halved now is still idle at the next sweep.
+                let give = n.div_ceil(2).min(budget);
+                budget -= give;
                 // SAFETY: forwarded.
-                unsafe { self.flush_class(st, region, c, self.cache_count(c) / 2) };
+                unsafe { self.evict_newest(st, region, c, give) };
                 fill.store(fill.load(Relaxed).saturating_sub(1), Relaxed);
                 self.set_cap(c, first_cap(c));
             }

@@ -232,15 +232,7 @@ impl Heap {
             let mut st = arena.lock_and_drain_some(&meta.region);
             if arena.cache_is_mine_with(me) {
                 // SAFETY: the cache is ours (just checked); the lock is held.
-                unsafe {
-                    arena.cache_tick(&mut st, &meta.region);
-                    let need = block::request_to_block_size(size.saturating_add(align - GRANULE));
-                    arena.give_back_before_growing(
-                        &mut st,
-                        &meta.region,
-                        need.unwrap_or(usize::MAX),
-                    );
-                }
+                unsafe { arena.cache_tick(&mut st, &meta.region) };
             }
             // SAFETY: `arena_serves` holds, the lock is held, and the region
             // and id are this arena's.
