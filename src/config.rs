@@ -169,12 +169,6 @@ pub(crate) const CACHE_REFILL_BYTES: usize = 8 << 10;
 /// Refill levels of a class: its first refill carves `1 / 2^CACHE_FILL_LEVELS`
 /// of a full batch, each further one twice the last, up to the full batch.
 pub(crate) const CACHE_FILL_LEVELS: u8 = 3;
-/// Most blocks one sweep gives back (newest first, half of each idle
-/// class until this many): the owner slow path that sweeps against how
-/// many sweeps an idle class takes to go (halving a grown class of 512
-/// blocks, walking to its oldest, was a 30 µs malloc in the driver's
-/// `latency` workload).
-pub(crate) const CACHE_SWEEP_MOST: usize = 32;
 /// Owner slow paths (refills, locked calls; pops and pushes of the big
 /// classes count too) between two sweeps of the owner cache for classes
 /// nobody allocated from since the last one.

@@ -570,7 +570,7 @@ fn refill_that_cannot_cache_a_carved_block_counts_nothing() {
 /// the arena and never released. Chunks are now queued as they empty and
 /// released when the lock is dropped (`ArenaGuard`). Here: four chunks
 /// whose only non-free blocks are cached on one class list, flushed at
-/// once — by the sweep, the flush that gives back the newest half (at most 32 blocks) of a
+/// once — by the sweep, the flush that gives back the oldest half of a
 /// class nobody allocates from (a free into a full class frees only its
 /// newest few).
 #[test]
@@ -613,23 +613,23 @@ fn flush_that_empties_three_chunks_releases_them_all() {
     assert_eq!(heap.stats().cached_blocks(), 0);
     let s = heap.stats();
     let meta = s.committed_bytes() - s.arenas()[0].chunks * CHUNK;
-    // The pads, then the four survivors, go on the class list: the
-    // survivors at its head (newest) end.
-    for &p in pads.iter().chain(&survivors) {
+    // The four survivors, then the pads, go on the class list: the
+    // survivors at its far (oldest) end.
+    for &p in survivors.iter().chain(pads) {
         free(&heap, p).unwrap();
     }
     assert_eq!(heap.stats().cached_blocks(), CLASS_LIMIT);
     // Two sweep intervals with no allocation of that size (alloc + free of
     // a 96 KiB block, above the cache's classes: two owner slow paths):
     // the first sweep notes the class's allocations, the second gives back
-    // its newest half — the survivors first, emptying four chunks.
+    // its oldest half — the survivors first, emptying four chunks.
     for _ in 0..SWEEP_EVERY {
         let p = malloc_filled(&heap, UNCACHED);
         free(&heap, p).unwrap();
     }
     assert!(
         heap.stats().cached_blocks() <= CLASS_LIMIT / 2,
-        "a sweep gave back the idle class's newest half"
+        "a sweep gave back the idle class's oldest half"
     );
     heap.check().unwrap();
     let s = heap.stats();

@@ -36,8 +36,7 @@
 //! set carried 2 MiB of such leftovers). Every `CACHE_SWEEP_EVERY` owner
 //! slow paths (refills, the owner's locked calls; a big class's pop or
 //! push counts as one) a sweep gives back half of each class that served
-//! no allocation since the last sweep, newest first and at most
-//! `CACHE_SWEEP_MOST` blocks in all — blocks freed into it that nobody
+//! no allocation since the last sweep — blocks freed into it that nobody
 //! asks for again, which pin memory and split the index's free runs — and
 //! lowers its refill level and its cap. The test is
 //! the per-class pop count `stats` keeps anyway, so the fast paths pay
@@ -113,7 +112,7 @@ use crate::chunk;
 use crate::config::{
     CACHE_BIG_CLASS_BYTES, CACHE_BIG_MAX_REQUEST, CACHE_CLASS_LIMIT, CACHE_CLASS_MAX, CACHE_DRAIN,
     CACHE_DRAIN_MOST, CACHE_FILL_LEVELS, CACHE_FLUSH_BATCH, CACHE_MAX_REQUEST, CACHE_REFILL,
-    CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY, CACHE_SWEEP_MOST,
+    CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
 };
 use crate::error::{abort_on_corruption, Corruption, FreeError};
 use crate::region::Region;
@@ -937,7 +936,6 @@ impl Arena {
     #[cold]
     unsafe fn cache_sweep(&self, st: &mut ArenaState, region: &Region) {
         let cache = &self.cache;
-        let mut budget = CACHE_SWEEP_MOST;
         for c in FIRST_CLASS..CLASSES {
             let (Some(pops), Some(swept), Some(fill)) =
                 (cache.pops.get(c), cache.swept.get(c), cache.fill.get(c))
@@ -945,15 +943,9 @@ impl Arena {
                 return;
             };
             let p = pops.load(Relaxed);
-            let n = self.cache_count(c);
-            if p == swept.load(Relaxed) && n > 0 && budget > 0 {
-                // Half the class, newest first (no walk down a cold list),
-                // within what is left of this sweep's bound: a class not
-                // halved now is still idle at the next sweep.
-                let give = n.div_ceil(2).min(budget);
-                budget -= give;
+            if p == swept.load(Relaxed) && self.cache_count(c) > 0 {
                 // SAFETY: forwarded.
-                unsafe { self.evict_newest(st, region, c, give) };
+                unsafe { self.flush_class(st, region, c, self.cache_count(c) / 2) };
                 fill.store(fill.load(Relaxed).saturating_sub(1), Relaxed);
                 self.set_cap(c, first_cap(c));
             }
