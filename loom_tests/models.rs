@@ -227,8 +227,15 @@ fn two_threads_free_into_the_same_foreign_arena() {
 
 /// A request the owner cache serves: a 1040-byte block, the largest class.
 const SMALL: usize = 1024;
-/// A request it does not (the locked path).
+/// A request it does not park (the locked path): a big class of the
+/// cache's, but above the big classes' share of `cached_heap`'s byte limit.
 const BIG: usize = 2000;
+/// A request the cache never serves (above `CACHE_BIG_MAX_REQUEST`, 64
+/// KiB), so neither its malloc nor its free is a cache slow path that
+/// sends the caller's batches (a free of `BIG` into the full class does).
+/// A block this size is never batched either: it is past
+/// `REMOTE_BATCH_BYTES` alone.
+const UNCACHED: usize = 80 << 10;
 
 /// `heap`, with an owner cache of two `SMALL` blocks: a refill then carves
 /// three (one for the caller, two parked), which keeps each model within
@@ -520,9 +527,11 @@ fn batched_remote_frees_race_the_owners_refill() {
 /// reclaims the orphan (owner word dead -> `RECLAIMING`: the batch goes
 /// out, the cache is emptied, owner 0) while a new thread binds, which
 /// adopts the arena — and sends the batch itself — or, finding it under
-/// reclaim, makes its own. The binder allocates a size the cache does not
-/// serve, so no refill of its own sends the batch for it. Either way the
-/// block is sent once and freed once, and no batch is left behind.
+/// reclaim, makes its own. The owner's own block and the binder's are of a
+/// size the cache does not serve (`UNCACHED`), so no cache slow path of
+/// theirs sends the batch; `p` is `BIG`, small enough to stay batched.
+/// Either way the block is sent once and freed once, and no batch is left
+/// behind.
 ///
 /// Mutation caught (`adopter-keeps-batches`): `HeapMeta::choose_arena` not
 /// sending the dead owner's batches when it adopts the arena: in the
@@ -537,14 +546,14 @@ fn trim_and_adoption_race_to_send_an_orphans_batch() {
         let p = Block(heap.malloc(BIG)); // arena 0, the main thread's
         let h = heap.clone();
         let owner = thread::spawn(move || {
-            let x = Block(h.malloc(BIG)); // binds: arena 1, cache on
+            let x = Block(h.malloc(UNCACHED)); // binds: arena 1, cache on
             free(&h, p).unwrap(); // claimed, batched for arena 0
             free(&h, x).unwrap(); // a locked free of its own: no flush
         });
         owner.join().unwrap();
         assert_eq!(pending_blocks(&heap), 1, "the owner left its batch");
         let h = heap.clone();
-        let binder = thread::spawn(move || Block(h.malloc(BIG)));
+        let binder = thread::spawn(move || Block(h.malloc(UNCACHED)));
         heap.trim(); // races the binding
         let c = binder.join().unwrap();
         let s = heap.stats();
