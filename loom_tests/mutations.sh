@@ -10,8 +10,8 @@
 # causality report, SIGSEGV), then reverts the patch. Before any mutation
 # it runs the same models on the code as it is, which must pass.
 #
-# Not run by CI. Run it from anywhere, with a clean src/ (it edits src/ in
-# place and restores it, also on Ctrl-C):
+# CI runs it after the models (.ci/run). Run it from anywhere, with a
+# clean src/ (it edits src/ in place and restores it, also on Ctrl-C):
 #   bash loom_tests/mutations.sh            # every mutation (~4 minutes)
 #   bash loom_tests/mutations.sh NAME...    # only these (patch names)
 # It builds in CI's loom directory (target/loom), so a CI run leaves the
