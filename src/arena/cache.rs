@@ -391,10 +391,7 @@ impl Arena {
                 }
                 head.store(raw, Relaxed);
                 room.store(room.load(Relaxed) + 1, Relaxed);
-                cache.bytes.store(cache.bytes.load(Relaxed) - size, Relaxed);
-                cache
-                    .big_bytes
-                    .store(cache.big_bytes.load(Relaxed).saturating_sub(size), Relaxed);
+                self.uncount(c, size);
                 pops.store(pops.load(Relaxed) + 1, Relaxed);
                 self.tick_big();
                 (*(b as *const Header)).set(self.key, size, 0);
@@ -702,15 +699,16 @@ impl Arena {
         // `need` is a block size (at least `MIN_BLOCK`); `max(1)` only
         // spares the division a test for zero it cannot fail. A refill
         // takes the lock, so it carves at least three small blocks (the
-        // caller's and two parked) whatever the level and the class; a big
-        // class carves by bytes alone (at least the caller's block).
+        // caller's and two parked) whatever the level and the class. A big
+        // class carves the caller's block alone: parking carved big blocks
+        // (by bytes, as the small classes do) took the fragmentation
+        // workload's RSS ÷ live at 8 threads from 1.05 to 1.06.
         let per = need.max(1);
-        let least = if c < SMALL_CLASSES { 3 } else { 1 };
         let batch = if c >= SMALL_CLASSES {
             1
         } else {
             ((CACHE_REFILL_BYTES >> shift) / per)
-                .max(least)
+                .max(3)
                 .min(CACHE_REFILL >> shift)
         };
         let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
