@@ -50,6 +50,7 @@
 //! | [`DEFAULT_PURGE_MS`] | 200 ms | `Config`, `heap::purge` | how long free pages stay resident (reuse without a page fault) against RSS held after a burst |
 //! | [`DECAY_THREAD_AFTER`] | 16 MiB | `heap::purge` | committed chunk bytes (metadata not counted) from which an allocation starts the decay thread ahead of need (small programs never get one) |
 //! | [`DEFAULT_PURGE_MIN`] | 64 KiB | `Config`, `arena::purge` | the smallest free block whose pages are purged: syscalls against RSS in small free runs |
+//! | [`DECAY_WINDOWS`] | 4 | `arena::purge` | decay epochs over which a busy arena's low-water mark of resident free bytes is taken (the most a tick purges): page faults of a program whose demand swings from burst to burst against RSS it keeps while busy (an idle arena purges everything) |
 //! | [`PURGE_ROUND`] | 16 | `arena::purge` | blocks a decay step takes out of the index per lock hold to purge with the lock dropped: how long an owner waits behind the decay against lock round trips per purge |
 //! | [`DEFAULT_QUARANTINE`], [`MAX_QUARANTINE`] | 16 MiB, 1 GiB | `Stress`, `arena::quarantine` | per arena: how long a freed block waits (late writes caught) against memory held |
 //! | [`DEFAULT_REDZONE`], [`MAX_REDZONE`] | 16, 4096 bytes | `Stress`, `stress` | overflows caught beyond the request against bytes per block |
@@ -197,9 +198,15 @@ pub const DEFAULT_REMOTE_QUEUE_CAPACITY: usize = 256;
 /// no buffer-size computation can overflow (`heap` checks both at compile
 /// time).
 pub const MAX_REMOTE_QUEUE_CAPACITY: usize = LARGE_THRESHOLD / (2 * core::mem::size_of::<usize>());
-/// Default decay: free pages are purged between half of this and this long
-/// after they became free (`Config::purge_ms`).
+/// Default decay: an idle arena's free pages are purged within this of
+/// its last locked call (and a whole half of it after they became free);
+/// a busy arena's, as far as it left them unused (`Config::purge_ms`,
+/// `arena/purge.rs`).
 pub const DEFAULT_PURGE_MS: i64 = 200;
+/// Decay epochs (half a `purge_ms` each) over which a busy arena's tick
+/// takes the low-water mark of its resident free bytes: the most it purges
+/// (`arena/purge.rs`, "How much").
+pub(crate) const DECAY_WINDOWS: usize = 4;
 /// Free blocks a decay step takes out of its arena's index per lock hold,
 /// to `madvise` with the lock dropped (`arena/purge.rs`): the lock is held
 /// for their unlinking and relinking only, a few µs.
@@ -668,7 +675,9 @@ impl Config {
     /// inside chunks (of blocks of at least `purge_min` bytes), an arena's
     /// kept empty chunk, remote frees nobody applied and orphaned owner
     /// caches go back to the OS between half of this and this long after
-    /// they appeared — done by a background thread the heap starts when
+    /// they appeared (an idle arena's free pages within this of its last
+    /// locked call; a busy arena keeps the free pages it reused over the
+    /// last two decays) — done by a background thread the heap starts when
     /// there is something to purge and that exits when there is not.
     /// `0` purges free pages at once (a `madvise` on every free that makes
     /// a large free block); `-1` never (only [`Heap::trim`](crate::Heap::trim)).

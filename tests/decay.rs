@@ -607,3 +607,87 @@ fn a_fork_never_inherits_a_block_taken_out_to_purge() {
     churn.join().unwrap();
     heap.check().unwrap();
 }
+
+/// A busy arena keeps the free pages it reuses (`arena/purge.rs`, "How
+/// much"): a thread that frees a chunk's worth of large blocks and
+/// allocates them again, over and over, never dips below the few free
+/// bytes its chunk keeps outside the blocks (less than `purge_min`), so
+/// no due tick finds anything the program did not reuse: nothing is
+/// purged while it runs, however many decay windows pass — before the
+/// low-water budget, every tick that met the blocks free purged them and
+/// the next round refaulted them. Once the thread stops with everything
+/// free, the arena is idle and its next ticks give it all back.
+#[test]
+fn a_busy_arena_keeps_the_pages_it_reuses_and_an_idle_one_gives_them_back() {
+    const BLOCK: usize = 256 << 10;
+    let heap = leak(Config::new().purge_ms(60));
+    // Fill one chunk: large blocks (uncached, above 64 KiB requests),
+    // then a filler block that leaves less than `purge_min` free.
+    let mut blocks: Vec<*mut u8> = Vec::new();
+    loop {
+        let p = heap.malloc(BLOCK);
+        assert!(!p.is_null());
+        if heap
+            .stats()
+            .arenas()
+            .iter()
+            .map(|a| a.chunks)
+            .sum::<usize>()
+            > 1
+        {
+            // SAFETY: live, freed once.
+            unsafe { heap.free(p) }.unwrap();
+            break;
+        }
+        blocks.push(p);
+    }
+    // The empty chunk goes back; what is left is the first chunk's gap.
+    heap.trim();
+    let free: usize = heap.stats().arenas().iter().map(|a| a.free_bytes).sum();
+    assert!(free > 64 << 10, "{free} bytes left in the chunk");
+    let filler = heap.malloc(free - (32 << 10));
+    assert!(!filler.is_null());
+    let n = blocks.len();
+    let gap: usize = heap.stats().arenas().iter().map(|a| a.free_bytes).sum();
+    assert!(gap < 64 << 10, "{gap} bytes left free beside the blocks");
+    let purges = |heap: &Heap| heap.stats().arenas().iter().map(|a| a.purges).sum::<u64>();
+    let before = purges(heap);
+    let start = heap.decay_epoch();
+    let mut rounds = 0u64;
+    // Twice the windows the budget looks back over, and a few ticks.
+    while heap.decay_epoch() < start + 12 {
+        for p in blocks.drain(..) {
+            // SAFETY: live, freed once.
+            unsafe { heap.free(p) }.unwrap();
+        }
+        while blocks.len() < n {
+            let p = heap.malloc(BLOCK);
+            assert!(!p.is_null());
+            // SAFETY: a fresh block of `BLOCK` bytes: one byte per page.
+            unsafe { (0..BLOCK).step_by(4096).for_each(|i| *p.add(i) = 1) };
+            blocks.push(p);
+        }
+        rounds += 1;
+    }
+    heap.check().unwrap();
+    assert_eq!(
+        purges(heap),
+        before,
+        "the decay purged pages the program reused ({rounds} rounds)"
+    );
+    let busy = heap.measured_resident_bytes();
+    assert!(busy >= n * BLOCK, "{busy} bytes resident for {n} blocks");
+    for p in blocks.drain(..).chain([filler]) {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(p) }.unwrap();
+    }
+    // Idle now: the chunk, empty, goes back whole (or its pages are
+    // purged, if it is the one an arena keeps).
+    wait_for_ticks(heap, 4, Duration::from_secs(20));
+    let idle = heap.measured_resident_bytes();
+    assert!(
+        idle + n * BLOCK / 2 < busy,
+        "{idle} bytes still resident (busy: {busy})"
+    );
+    heap.check().unwrap();
+}

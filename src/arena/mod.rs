@@ -50,7 +50,7 @@ pub(crate) use cache::Push;
 use crate::bins::FreeIndex;
 use crate::block::{Key, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
-use crate::config::Stress;
+use crate::config::{Stress, DECAY_WINDOWS};
 use crate::region::{ChunkTest, Region};
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU32, AtomicUsize};
@@ -117,6 +117,15 @@ pub(crate) struct ArenaState {
     /// `lock_acquisitions` as the last decay tick left it: unchanged at the
     /// next tick means nobody else took the lock in between (idle arena).
     idle_mark: u64,
+    /// Decay ticks in a row that found the lock untaken since the last
+    /// (`idle_since_last_tick`).
+    idle_ticks: u32,
+    /// The decay's low-water marks (`purge.rs`, "How much"): the fewest
+    /// resident free bytes (`free_bytes - purged_bytes`) any lock holder
+    /// left in each of the last `DECAY_WINDOWS` windows between due ticks,
+    /// the current window's first — memory the program did not reuse in
+    /// that time. The guard updates the first as it unlocks.
+    pub(crate) dirty_lows: [usize; DECAY_WINDOWS],
     /// The heap's stress-mode settings (off: nothing below is used).
     stress: Stress,
     /// Stress mode's FIFO of quarantined blocks (`quarantine.rs`).
@@ -279,6 +288,13 @@ impl Drop for ArenaGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         let st: &mut ArenaState = &mut self.inner;
+        let resident_free = st
+            .counters
+            .free_bytes
+            .saturating_sub(st.counters.purged_bytes);
+        if let Some(low) = st.dirty_lows.first_mut() {
+            *low = (*low).min(resident_free);
+        }
         // SAFETY: `published` points at this arena's own `Published`
         // (`Arena::new`), which lives as long as the arena, and so as
         // long as the lock this guard holds.
@@ -383,6 +399,8 @@ impl Arena {
                 purge,
                 dirty_epoch: 0,
                 idle_mark: 0,
+                idle_ticks: 0,
+                dirty_lows: [0; DECAY_WINDOWS],
                 stress,
                 quarantine: quarantine::Fifo::new(),
                 // Where `published` will be once the arena is at `home`

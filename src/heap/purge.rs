@@ -10,7 +10,8 @@
 //!  decay thread: every purge_ms/2 ─▶ epoch += 1; for each arena: decay_step(Tick)
 //!                                      (arena/purge.rs: reclaim an orphan, apply
 //!                                       remote frees of an idle arena, purge pages
-//!                                       a whole epoch old, release empty chunks)
+//!                                       a whole epoch old that the arena did not reuse,
+//!                                       release empty chunks)
 //!                                   ─▶ expire cached large runs
 //!  two ticks with nothing to do ─▶ region.decay.park() until the next request
 //! ```
