@@ -44,6 +44,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+use crate::block::GRANULE;
 use crate::chunk::{CHUNK, CHUNK_SHIFT};
 use crate::decay::DecayClock;
 use crate::sync::Locked;
@@ -121,7 +122,8 @@ unsafe impl Send for Slots {}
 #[derive(Clone, Copy)]
 pub(crate) struct ChunkTest {
     base: usize,
-    len: usize,
+    /// The region's length in granules.
+    granules: usize,
     map: *const AtomicU32,
     word: u32,
 }
@@ -138,22 +140,31 @@ impl ChunkTest {
     /// until its heap gives it its own.
     pub(crate) const NONE: ChunkTest = ChunkTest {
         base: 0,
-        len: 0,
+        granules: 0,
         map: core::ptr::null(),
         word: 0,
     };
 
-    /// Whether `addr` lies in a chunk the map gives to the arena this copy
-    /// was made for: one range check, one map load, one compare. True only
+    /// Whether `addr` is `GRANULE`-aligned and lies in a chunk the map
+    /// gives to the arena this copy was made for: one range check (which
+    /// is the alignment test too), one map load, one compare. True only
     /// for a slot handed out, hence committed.
     #[inline(always)]
     pub(crate) fn holds(&self, addr: usize) -> bool {
-        let off = addr.wrapping_sub(self.base);
-        off < self.len && {
-            // SAFETY: `off < len`, so the slot index is below `chunks`
-            // (`len` is `chunks` whole slots), and the map has `chunks`
-            // entries that live as long as the region.
-            unsafe { (*self.map.add(off >> CHUNK_SHIFT)).load(Ordering::Acquire) == self.word }
+        // The offset in granules; a misaligned one's low bits rotate to
+        // the top (the base is chunk-aligned), past any region's length.
+        let g = addr
+            .wrapping_sub(self.base)
+            .rotate_right(GRANULE.trailing_zeros());
+        g < self.granules && {
+            // SAFETY: `g < granules`, so the slot index is below `chunks`
+            // (`granules` is `chunks` whole slots), and the map has
+            // `chunks` entries that live as long as the region.
+            unsafe {
+                (*self.map.add(g >> (CHUNK_SHIFT - GRANULE.trailing_zeros())))
+                    .load(Ordering::Acquire)
+                    == self.word
+            }
         }
     }
 }
@@ -388,7 +399,7 @@ impl Region {
     pub(crate) fn chunk_test(&self, id: u32) -> ChunkTest {
         ChunkTest {
             base: self.base,
-            len: self.chunks << CHUNK_SHIFT,
+            granules: (self.chunks << CHUNK_SHIFT) / GRANULE,
             map: self.map,
             word: Region::arena_map_word(id),
         }

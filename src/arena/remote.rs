@@ -64,7 +64,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::{Arena, ArenaGuard, ArenaState, Batch, BATCH_SLOTS};
-use crate::block::{self, GRANULE};
+use crate::block;
 use crate::chunk;
 use crate::config::{
     BACKLOG_DRAIN, DRAIN_BATCH, DRAIN_ROUND, MAX_REMOTE_QUEUE_CAPACITY, REMOTE_BATCH,
@@ -207,7 +207,7 @@ impl Arena {
     /// gives to this arena.
     #[inline]
     fn is_our_chunk(&self, addr: usize) -> bool {
-        addr % GRANULE == 0 && self.chunk_test.holds(addr)
+        self.chunk_test.holds(addr)
     }
 
     /// Puts the pending block at `addr` on the owner cache if it fits there;

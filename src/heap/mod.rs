@@ -366,10 +366,10 @@ impl Heap {
         // the heap.
         let arena = unsafe { &*a };
         let addr = ptr as usize;
-        // Null, unaligned and foreign pointers fail the range, alignment
-        // or map test before anything is read at them.
-        addr % GRANULE == 0
-            && arena.chunk_test.holds(addr)
+        // Null, unaligned and foreign pointers fail the range (which is
+        // the alignment test too) or map test before anything is read at
+        // them.
+        arena.chunk_test.holds(addr)
             // SAFETY: the cache is ours on an unchecked heap (the fast
             // binding); `ptr` is aligned and in a committed chunk of `arena`.
             && matches!(unsafe { arena.cache_push_fast(ptr) }, Push::Done)
