@@ -39,6 +39,9 @@ const CLASS_LIMIT: usize = 64;
 /// ...and at most, once frees past its cap have doubled it
 /// (`CACHE_CLASS_MAX`).
 const CLASS_MAX: usize = 512;
+/// ...or, for a small class, this many bytes' worth when that is more
+/// blocks (`CACHE_CLASS_MAX_BYTES`).
+const CLASS_MAX_BYTES: usize = 64 << 10;
 /// Blocks a free into a full class gives back under one lock acquisition
 /// (`CACHE_FLUSH_BATCH`).
 const FLUSH_BATCH: usize = 2;
@@ -445,6 +448,41 @@ fn bulk_frees_grow_the_class_and_then_stay_off_the_lock() {
         "the second burst's frees all fit the grown class (the one is stats')"
     );
     assert!(heap.stats().cached_blocks() <= CLASS_MAX);
+    heap.check().unwrap();
+}
+
+/// The tiniest blocks come in the longest runs (a JSON document's keys and
+/// short strings): a class of 32-byte blocks grows past `CLASS_MAX` blocks,
+/// up to `CLASS_MAX_BYTES` worth, so that a burst of 1,800 16-byte
+/// requests, once its class has grown, is allocated and freed with no
+/// lock at all — where a cap of 512 blocks took it on every second free
+/// past the 512th.
+#[test]
+fn runs_of_tiny_blocks_grow_their_class_past_the_block_cap() {
+    const N: usize = 1800;
+    const BLOCK: usize = 32;
+    assert!(N > CLASS_MAX && N * BLOCK <= CLASS_MAX_BYTES);
+    let heap = Heap::new();
+    let burst = || -> Vec<*mut u8> { (0..N).map(|_| malloc_filled(&heap, 16)).collect() };
+    // Two bursts grow the class (each overflow doubles its cap).
+    for _ in 0..2 {
+        for p in burst() {
+            free(&heap, p).unwrap();
+        }
+    }
+    let cached = heap.stats().cached_blocks();
+    assert!(cached >= N, "only {cached} of {N} tiny blocks parked");
+    let before = locks(&heap, 0);
+    let third = burst();
+    for &p in &third {
+        free(&heap, p).unwrap();
+    }
+    assert_eq!(
+        locks(&heap, 0),
+        before + 1,
+        "the grown class served the burst and took its frees (the one is stats')"
+    );
+    assert!(heap.stats().cached_blocks() <= CLASS_MAX_BYTES / BLOCK);
     heap.check().unwrap();
 }
 

@@ -110,9 +110,9 @@ use crate::bins::Ctx;
 use crate::block::{self, Header, Key, CACHED, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk;
 use crate::config::{
-    CACHE_BIG_CLASS_BYTES, CACHE_BIG_MAX_REQUEST, CACHE_CLASS_LIMIT, CACHE_CLASS_MAX, CACHE_DRAIN,
-    CACHE_DRAIN_MOST, CACHE_FILL_LEVELS, CACHE_FLUSH_BATCH, CACHE_MAX_REQUEST, CACHE_REFILL,
-    CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
+    CACHE_BIG_CLASS_BYTES, CACHE_BIG_MAX_REQUEST, CACHE_CLASS_LIMIT, CACHE_CLASS_MAX,
+    CACHE_CLASS_MAX_BYTES, CACHE_DRAIN, CACHE_DRAIN_MOST, CACHE_FILL_LEVELS, CACHE_FLUSH_BATCH,
+    CACHE_MAX_REQUEST, CACHE_REFILL, CACHE_REFILL_BYTES, CACHE_SWEEP_EVERY,
 };
 use crate::error::{abort_on_corruption, Corruption, FreeError};
 use crate::region::Region;
@@ -186,9 +186,18 @@ fn first_cap(c: usize) -> u32 {
 }
 
 /// The most class `c`'s cap grows to, doubling at each overflow: eight
-/// times its first cap, at most `CACHE_CLASS_MAX` blocks.
+/// times its first cap, at most `CACHE_CLASS_MAX` blocks — or, for a
+/// small class, `CACHE_CLASS_MAX_BYTES` worth if that is more (the
+/// tiniest blocks come in the longest runs).
 fn max_cap(c: usize) -> u32 {
-    (first_cap(c).saturating_mul(8)).min(CACHE_CLASS_MAX)
+    let by_count = (first_cap(c).saturating_mul(8)).min(CACHE_CLASS_MAX);
+    if (FIRST_CLASS..SMALL_CLASSES).contains(&c) {
+        // (`c >= FIRST_CLASS`: a block size of at least `MIN_BLOCK`, so
+        // the quotient is at most 2,048.)
+        let by_bytes = (CACHE_CLASS_MAX_BYTES / (c * GRANULE).max(MIN_BLOCK)) as u32;
+        return by_count.max(by_bytes);
+    }
+    by_count
 }
 
 /// Whether a cached block of `size` bytes may be on list `c`.
@@ -957,7 +966,7 @@ impl Arena {
     /// inline all the same: a call would make the fast path save registers.
     #[inline(always)]
     fn cached_link_ok(&self, next: usize) -> bool {
-        next == 0 || (next % GRANULE == 0 && self.chunk_test.holds(next))
+        next == 0 || self.chunk_test.holds(next)
     }
 
     /// Takes a block of `size` bytes of class `c`, leaving the cache, off
