@@ -461,7 +461,7 @@ fn bulk_frees_grow_the_class_and_then_stay_off_the_lock() {
 fn runs_of_tiny_blocks_grow_their_class_past_the_block_cap() {
     const N: usize = 1800;
     const BLOCK: usize = 32;
-    assert!(N > CLASS_MAX && N * BLOCK <= CLASS_MAX_BYTES);
+    const { assert!(N > CLASS_MAX && N * BLOCK <= CLASS_MAX_BYTES) };
     let heap = Heap::new();
     let burst = || -> Vec<*mut u8> { (0..N).map(|_| malloc_filled(&heap, 16)).collect() };
     // Two bursts grow the class (each overflow doubles its cap).
