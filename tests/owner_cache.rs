@@ -955,3 +955,57 @@ fn owner_and_queueing_thread_free_one_live_block_exactly_one_wins() {
 fn owner_and_batching_thread_free_one_live_block_exactly_one_wins() {
     race_owner_and_foreign_free(true);
 }
+
+/// `realloc` within the owner cache's sizes takes no lock once the cache
+/// holds the sizes involved (`Heap::realloc`): a size the block still
+/// holds (and at least half of it) keeps the block; growing moves it
+/// through the cache, contents kept. A `String` or `Vec` growing by
+/// doubling — what the `service` workload's serialisers do — took the lock
+/// on every step before. Shrinking below half, and growing past the cache,
+/// still take it (in place, under the lock).
+#[test]
+fn realloc_within_the_cache_takes_no_lock() {
+    let heap = Heap::new();
+    let grow = |heap: &Heap| {
+        let mut p = malloc_filled(&heap, 24);
+        let mut len = 24;
+        while len < 48 << 10 {
+            // SAFETY: `p` is live with at least `len` bytes.
+            unsafe { (0..len).for_each(|i| *p.add(i) = i as u8) };
+            // SAFETY: a live block of this heap, given up.
+            let q = unsafe { heap.realloc(p, 2 * len) };
+            assert!(!q.is_null());
+            // SAFETY: the first `len` bytes were copied (or kept).
+            assert!(
+                (0..len).all(|i| unsafe { *q.add(i) } == i as u8),
+                "contents kept up to {len}"
+            );
+            (p, len) = (q, 2 * len);
+        }
+        // Within the block: kept.
+        // SAFETY: as above.
+        assert_eq!(unsafe { heap.realloc(p, len - 100) }, p);
+        p
+    };
+    // The first round fills the classes it passes through.
+    let p = grow(&heap);
+    free(&heap, p).unwrap();
+    let before = locks(&heap, 0);
+    let p = grow(&heap);
+    assert_eq!(
+        locks(&heap, 0),
+        before + 1,
+        "the second round took the lock (the one is stats')"
+    );
+    // Shrinking below half and growing past the cache take the lock.
+    let before = locks(&heap, 0);
+    // SAFETY: live, given up.
+    let p = unsafe { heap.realloc(p, 100) };
+    // SAFETY: live, given up.
+    let p = unsafe { heap.realloc(p, 200 << 10) };
+    assert!(!p.is_null());
+    assert!(locks(&heap, 0) > before + 1);
+    free(&heap, p).unwrap();
+    heap.check().unwrap();
+    assert_eq!(heap.stats().live_blocks(), 0);
+}

@@ -570,6 +570,27 @@ impl Heap {
             // SAFETY: forwarded; `ptr` is not null.
             return unsafe { self.stress_realloc(meta, ptr, size, align) };
         }
+        // Without the lock, for an arena block start (`start_usable`): a
+        // size the block still holds, and not less than half of it, keeps
+        // the block; growing to a size the owner cache serves is a move
+        // through it (lock-free when the cache hits, as the free is).
+        // Growing in place needs the free block after this one, which only
+        // the lock can take: worth it past the cache, where the copy is
+        // long, or with no cache (the move would lock too); so is
+        // shrinking in place, which gives the tail back. (Every `realloc`
+        // took the lock before: 300 of the `service` workload's 400 lock
+        // acquisitions per 1,000 allocations at 2 threads.)
+        if let Some(usable) = self.start_usable(ptr) {
+            if size <= usable && size >= usable / 2 {
+                return ptr;
+            }
+            if size > usable && size <= CACHE_BIG_MAX_REQUEST && meta.config.get_owner_cache() != 0
+            {
+                // SAFETY: forwarded; `ptr`'s block holds `usable` bytes
+                // (an invalid or racing free of it aborts in the move).
+                return unsafe { self.realloc_by_moving(ptr, usable, size, align) };
+            }
+        }
         let owner = match locate(meta, ptr as usize) {
             Ok(o) => o,
             Err(e) => abort_on_free_error(e, ptr),
