@@ -967,7 +967,7 @@ fn owner_and_batching_thread_free_one_live_block_exactly_one_wins() {
 fn realloc_within_the_cache_takes_no_lock() {
     let heap = Heap::new();
     let grow = |heap: &Heap| {
-        let mut p = malloc_filled(&heap, 24);
+        let mut p = malloc_filled(heap, 24);
         let mut len = 24;
         while len < 48 << 10 {
             // SAFETY: `p` is live with at least `len` bytes.
@@ -976,8 +976,9 @@ fn realloc_within_the_cache_takes_no_lock() {
             let q = unsafe { heap.realloc(p, 2 * len) };
             assert!(!q.is_null());
             // SAFETY: the first `len` bytes were copied (or kept).
+            let kept = unsafe { std::slice::from_raw_parts(q, len) };
             assert!(
-                (0..len).all(|i| unsafe { *q.add(i) } == i as u8),
+                kept.iter().enumerate().all(|(i, &b)| b == i as u8),
                 "contents kept up to {len}"
             );
             (p, len) = (q, 2 * len);
