@@ -32,7 +32,7 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::{mpsc, Barrier};
+use std::sync::{mpsc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -418,6 +418,10 @@ impl Rng {
 /// Start and stop of a timed run shared by its threads.
 pub(super) struct Clock {
     start: Barrier,
+    /// When the barrier opened: set by the last thread to reach it (the
+    /// one that opens it, and so the one that returns from it without
+    /// sleeping).
+    began: OnceLock<Instant>,
     stop: AtomicBool,
 }
 
@@ -425,13 +429,30 @@ impl Clock {
     fn new(threads: usize) -> Clock {
         Clock {
             start: Barrier::new(threads + 1),
+            began: OnceLock::new(),
             stop: AtomicBool::new(false),
         }
     }
 
     /// Waits until every thread (and the timer) is ready.
     pub(super) fn go(&self) {
-        self.start.wait();
+        if self.start.wait().is_leader() {
+            let _ = self.began.set(Instant::now());
+        }
+    }
+
+    /// When the measurement began (after `go`): the barrier's opening, not
+    /// when the timer thread woke from it, which with hundreds of threads
+    /// on two cores can be long after the workers started (the timed span
+    /// then missed their first work and the rate came out several times
+    /// too high).
+    fn began(&self) -> Instant {
+        loop {
+            if let Some(t) = self.began.get() {
+                return *t;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Whether the measurement still runs.
@@ -458,8 +479,9 @@ where
             })
             .collect();
         clock.go();
-        let start = Instant::now();
-        std::thread::sleep(Duration::from_secs_f64(seconds));
+        let start = clock.began();
+        let deadline = start + Duration::from_secs_f64(seconds);
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         clock.stop.store(true, Ordering::Relaxed);
         let mut ops = 0;
         let mut end = start;
