@@ -25,6 +25,7 @@
 //! | [`DRAIN_ROUND`] | 32 | `arena::remote`, `arena::purge` | remote frees applied per lock acquisition off the owner's path (adoption, `stats`, decay, trim): how long an owner can wait behind another lock holder's drain |
 //! | [`DECAY_DRAIN_ROUNDS`] | 8 | `arena::purge` | rounds of queued remote frees one decay tick applies to an idle arena (relocking between them) |
 //! | [`REMOTE_BATCH`], [`REMOTE_BATCH_BYTES`] | 32, 64 KiB | `arena::remote` | remote frees per queue entry against frees held back (pending) |
+//! | [`REMOTE_BATCH_JUMP`] | 4 | `arena::remote` | how far ahead a batch's prefetch hints point: cache misses a drain waits for in turn (the first `JUMP` blocks, then one per `JUMP`) against a hint that arrives before the line is needed |
 //! | [`SPINS_BEFORE_SLEEP`] | 100 | `sync` | spinning on a held arena lock before `futex_wait` |
 //! | [`POOL_SLACK`] | 64 KiB | `heap::pool` | internal-pool bytes beyond the queue buffers, for runtime allocations made while a thread binds |
 //! | [`MAX_THREADS`] | 4096 | `thread::registry` | threads that can own an arena at once (more share) |
@@ -104,6 +105,10 @@ pub(crate) const DECAY_DRAIN_ROUNDS: usize = 8;
 pub(crate) const REMOTE_BATCH: usize = 32;
 /// ...or bytes: what an owner keeps claimed but unsent per target.
 pub(crate) const REMOTE_BATCH_BYTES: usize = 64 << 10;
+/// Blocks ahead that each block of a batch names, for the drain to
+/// prefetch (`arena::remote`): a batch is a linked list, so without the
+/// hint its drain waits for one cache miss per block in turn.
+pub(crate) const REMOTE_BATCH_JUMP: usize = 4;
 /// Spins on a held arena lock before a waiter goes to sleep: critical
 /// sections are short.
 pub(crate) const SPINS_BEFORE_SLEEP: u32 = 100;

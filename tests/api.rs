@@ -534,6 +534,61 @@ fn config_remote_queue_capacity_beyond_the_maximum_is_clamped() {
     }
 }
 
+/// A thread that owns an arena batches its frees of another arena's
+/// blocks, and each block of a batch carries a link and a prefetch hint in
+/// its first two payload words. With the smallest blocks (16 payload
+/// bytes) between live neighbours, the two words must stay inside the
+/// freed blocks: the neighbours keep their bytes, `check()` (hardened:
+/// every header and boundary tag) passes, and every freed block comes
+/// back exactly once, through batches longer than the hint's reach.
+#[test]
+fn batched_remote_frees_of_the_smallest_blocks_keep_their_neighbours_intact() {
+    const FREED: usize = 300;
+    let heap = Heap::with_config(Config::new().region_size(256 << 20).hardened(true));
+    let mut freed = Vec::new();
+    let mut kept = Vec::new();
+    for i in 0..FREED {
+        let (p, q) = (heap.malloc(1), heap.malloc(1));
+        assert_eq!(heap.usable_size(p), Some(16), "the smallest block");
+        bytes(q, 16).fill(i as u8);
+        freed.push(p as usize);
+        kept.push(q as usize);
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Binds this thread to an arena of its own: its frees of the
+            // main thread's blocks are batched.
+            let mine = heap.malloc(64);
+            for &p in &freed {
+                free(&heap, p as *mut u8).unwrap();
+            }
+            free(&heap, mine).unwrap();
+        })
+        .join()
+        .unwrap();
+    });
+    // The exited owner's unsent batches go out with the trim.
+    heap.trim();
+    heap.check().unwrap();
+    for (i, &q) in kept.iter().enumerate() {
+        assert!(
+            bytes(q as *mut u8, 16).iter().all(|&b| b == i as u8),
+            "neighbour {i}"
+        );
+    }
+    let stats = heap.stats();
+    let home = &stats.arenas()[0];
+    assert_eq!(home.remote_frees + home.queue_full_fallbacks, FREED as u64);
+    assert_eq!(stats.live_blocks(), FREED, "the kept blocks alone");
+    for &p in &freed {
+        assert_eq!(free(&heap, p as *mut u8), Err(FreeError::DoubleFree));
+    }
+    for &q in &kept {
+        free(&heap, q as *mut u8).unwrap();
+    }
+    heap.check().unwrap();
+}
+
 #[test]
 fn three_hundred_threads_alive_at_once_each_own_an_arena() {
     // Issue 18 item 4: with the default `max_arenas` (1024) no thread of a

@@ -50,7 +50,7 @@ pub(crate) use cache::Push;
 use crate::bins::FreeIndex;
 use crate::block::{Key, GRANULE, HEADER, MIN_BLOCK};
 use crate::chunk::{ChunkHeader, CHUNK_DATA};
-use crate::config::{Stress, DECAY_WINDOWS};
+use crate::config::{Stress, DECAY_WINDOWS, REMOTE_BATCH_JUMP};
 use crate::region::{ChunkTest, Region};
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU32, AtomicUsize};
@@ -232,6 +232,11 @@ struct Batch {
     count: AtomicUsize,
     /// Their bytes, headers included.
     bytes: AtomicUsize,
+    /// Payload addresses of the last `REMOTE_BATCH_JUMP` blocks added, the
+    /// one added as the `n`th at `n % REMOTE_BATCH_JUMP` (valid where
+    /// below `count`): where a new block's prefetch hint points
+    /// (`remote.rs`).
+    recent: [AtomicUsize; REMOTE_BATCH_JUMP],
 }
 
 impl Batch {
@@ -241,6 +246,7 @@ impl Batch {
             head: AtomicUsize::new(0),
             count: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            recent: [const { AtomicUsize::new(0) }; REMOTE_BATCH_JUMP],
         }
     }
 }

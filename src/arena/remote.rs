@@ -64,11 +64,11 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::{Arena, ArenaGuard, ArenaState, Batch, BATCH_SLOTS};
-use crate::block;
+use crate::block::{self, HEADER, MIN_BLOCK};
 use crate::chunk;
 use crate::config::{
     BACKLOG_DRAIN, DRAIN_BATCH, DRAIN_ROUND, MAX_REMOTE_QUEUE_CAPACITY, REMOTE_BATCH,
-    REMOTE_BATCH_BYTES,
+    REMOTE_BATCH_BYTES, REMOTE_BATCH_JUMP,
 };
 use crate::error::{abort_on_free_error, FreeError};
 use crate::region::Region;
@@ -82,6 +82,16 @@ const BATCH_TAG: usize = 1;
 fn batch_link(payload: usize) -> *mut usize {
     payload as *mut usize
 }
+
+/// The hint word of a block in a batch (its second payload word, inside
+/// every block's payload: `MIN_BLOCK` leaves room for the two bin links):
+/// the block `REMOTE_BATCH_JUMP` links further down the batch, or 0,
+/// safe-linked like the link. Only ever prefetched, never followed.
+#[inline(always)]
+fn batch_hint(payload: usize) -> *mut usize {
+    (payload + core::mem::size_of::<usize>()) as *mut usize
+}
+const _: () = assert!(2 * core::mem::size_of::<usize>() <= MIN_BLOCK - HEADER);
 
 impl Arena {
     /// Step 1 of a remote free: validates `ptr` as a live
@@ -280,12 +290,27 @@ impl Arena {
             self.flush_batch(region, slot, &arena_of);
         }
         slot.target.store(tag, Relaxed);
-        let link = batch_link(ptr as usize);
+        let n = slot.count.load(Relaxed);
+        // The block added `REMOTE_BATCH_JUMP` blocks ago comes that many
+        // links after this one: this block's prefetch hint.
+        let recent = slot.recent.get(n % REMOTE_BATCH_JUMP);
+        let far = match recent {
+            Some(r) if n >= REMOTE_BATCH_JUMP => r.load(Relaxed),
+            _ => 0,
+        };
+        let (link, hint) = (batch_link(ptr as usize), batch_hint(ptr as usize));
         // SAFETY: the user gave the block up and our claim keeps everybody
-        // else off it until the batch is drained: its payload is ours.
-        unsafe { *link = slot.head.load(Relaxed) ^ target.key.link_mask(link as usize) };
+        // else off it until the batch is drained: its payload (two words
+        // at least) is ours.
+        unsafe {
+            *link = slot.head.load(Relaxed) ^ target.key.link_mask(link as usize);
+            *hint = far ^ target.key.link_mask(hint as usize);
+        }
+        if let Some(r) = recent {
+            r.store(ptr as usize, Relaxed);
+        }
         slot.head.store(ptr as usize, Relaxed);
-        let count = slot.count.load(Relaxed) + 1;
+        let count = n + 1;
         let bytes = slot.bytes.load(Relaxed) + size;
         slot.count.store(count, Relaxed);
         slot.bytes.store(bytes, Relaxed);
@@ -472,13 +497,23 @@ impl Arena {
             let batch = entry & BATCH_TAG != 0;
             loop {
                 // The next link is read before the block is freed (freeing
-                // reuses its payload for bin links).
+                // reuses its payload for bin links), and so is the hint,
+                // which starts the load of the block `REMOTE_BATCH_JUMP`
+                // links on: the links are a chain of dependent loads, and
+                // each block's lines were last written on another core.
                 let next = if batch && self.is_our_chunk(addr) {
-                    let slot = batch_link(addr);
+                    let (slot, hint) = (batch_link(addr), batch_hint(addr));
                     // SAFETY: `addr` is a pending block of ours (checked
-                    // again by `free_pending`); its first payload word is
-                    // the batch link.
-                    unsafe { *slot ^ self.key.link_mask(slot as usize) }
+                    // again by `free_pending`); its first two payload
+                    // words are the batch link and hint.
+                    let (next, far) = unsafe {
+                        (
+                            *slot ^ self.key.link_mask(slot as usize),
+                            *hint ^ self.key.link_mask(hint as usize),
+                        )
+                    };
+                    chunk::prefetch_payload(far);
+                    next
                 } else {
                     0
                 };
