@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
-# Instructions per malloc and per free on the default configuration's fast
-# path: benches/c/fastpath.c (one thread, a ring of 64 blocks of 16-512
-# bytes: owner-cache hits) under LD_PRELOAD=target/release/libarenalloc.so,
-# counted by callgrind; each exported function's inclusive instructions
-# (Ir) divided by its calls. Deterministic: the same build gives the same
-# figures on any machine of the same architecture.
-#   bash benches/callgrind-fastpath.sh            # prints the two figures
+# Instructions per call on the default configuration's fast paths, counted
+# by callgrind under LD_PRELOAD=target/release/libarenalloc.so; each
+# exported function's inclusive instructions (Ir) divided by its calls:
+# * malloc and free: benches/c/fastpath.c (one thread, a ring of 64 blocks
+#   of 16-512 bytes: owner-cache hits);
+# * malloc_usable_size: benches/c/usable_size.c with 1,000,000 calls
+#   (block starts of 1,024 live blocks of 16 B-2 KiB: the lock-free path).
+# Deterministic: the same build gives the same figures on any machine of
+# the same architecture.
+#   bash benches/callgrind-fastpath.sh            # prints the three figures
 # Needs valgrind (callgrind_annotate) and cc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p arenalloc-preload >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cc -O2 -fno-builtin -o "$work/fastpath" benches/c/fastpath.c
-LD_PRELOAD=$PWD/target/release/libarenalloc.so valgrind --tool=callgrind \
-    --callgrind-out-file="$work/cg.out" "$work/fastpath" >/dev/null 2>"$work/log"
-callgrind_annotate --inclusive=yes --threshold=100 "$work/cg.out" >"$work/annotated"
-for fn in malloc free; do
+
+# per_call OUT FUNCTION: FUNCTION's inclusive Ir per call in the callgrind
+# output OUT.
+per_call() {
+    local out=$1 fn=$2 ir calls
+    callgrind_annotate --inclusive=yes --threshold=100 "$out" >"$out.annotated"
     # Inclusive Ir of the exported function: callgrind lists one entry per
     # source file its inlined code comes from; the entry that holds the
     # whole call (the largest) is the one to read.
     ir=$(awk -v f="$fn" '$0 ~ (":" f "( \\[.*libarenalloc.*)?$") {
             gsub(",", "", $1); if ($1 + 0 > max) max = $1 + 0 }
-        END { print max }' "$work/annotated")
+        END { print max }' "$out.annotated")
     # ...and its calls, summed over every caller (callgrind's compressed
     # names: "(id) name" the first time, "(id)" after).
     calls=$(awk -v f="$fn" '
@@ -33,7 +37,23 @@ for fn in malloc free; do
             if ($0 ~ /^cfn=/) callee = name[id]
         }
         /^calls=/ { if (callee == f) { split($1, a, "="); n += a[2] } }
-        END { print n }' "$work/cg.out")
+        END { print n }' "$out")
     awk -v f="$fn" -v i="$ir" -v c="$calls" \
         'BEGIN { printf "%s: %d Ir inclusive / %d calls = %.1f per call\n", f, i, c, i / c }'
-done
+}
+
+# run PROGRAM ARGS...: PROGRAM (benches/c/PROGRAM.c) under the library and
+# callgrind; the output file is $work/PROGRAM.cg.
+run() {
+    local prog=$1
+    shift
+    cc -O2 -fno-builtin -o "$work/$prog" "benches/c/$prog.c"
+    LD_PRELOAD=$PWD/target/release/libarenalloc.so valgrind --tool=callgrind \
+        --callgrind-out-file="$work/$prog.cg" "$work/$prog" "$@" >/dev/null 2>"$work/$prog.log"
+}
+
+run fastpath
+per_call "$work/fastpath.cg" malloc
+per_call "$work/fastpath.cg" free
+run usable_size 1000000
+per_call "$work/usable_size.cg" malloc_usable_size

@@ -390,6 +390,25 @@ impl Header {
             .map(|w| (w.size, w.size / GRANULE))
     }
 
+    /// The size of this block if its word, as an unchecked heap stores it
+    /// (no check value), says live (no flag set) and `MIN_BLOCK <= size <=
+    /// max` (`max` a multiple of `GRANULE` below a chunk): the lock-free
+    /// block-start query's test, one subtract, one rotate and one compare.
+    /// Less `MIN_BLOCK` and rotated right by 4, a word with a flag bit, a
+    /// check value, or a size below `MIN_BLOCK` (a zeroed word) is above
+    /// every size, and a live one is its size in granules less 2. On a
+    /// hardened heap's header (a check value in its top half) it is `None`.
+    #[inline(always)]
+    pub(crate) fn read_live_unchecked(&self, max: usize) -> Option<usize> {
+        debug_assert!((MIN_BLOCK..=SIZE_MASK).contains(&max) && max % GRANULE == 0);
+        crate::sync::model_point();
+        let word = self.size_flags.load(Ordering::Relaxed);
+        let above_min = word
+            .wrapping_sub(MIN_BLOCK)
+            .rotate_right(GRANULE.trailing_zeros());
+        (above_min <= (max - MIN_BLOCK) / GRANULE).then_some(word)
+    }
+
     /// Block size as stored, unverified: for walks that bound themselves
     /// by the chunk's sentinel and report what they find (`dump`, `svg`).
     #[inline]

@@ -115,6 +115,35 @@ pub(crate) fn prefetch_payload(payload: usize) {
     let _ = payload;
 }
 
+/// Whether a block (free or live) begins at `header`: its start bit, in
+/// the chunk that holds `header`. Any granule of the chunk may be asked,
+/// its header's included (no block begins there, so those bits are never
+/// set): what lets the lock-free block-start query (`Heap::start_usable`)
+/// skip the block-area test. `granule` is `header`'s granule index
+/// counted from any `CHUNK`-aligned address below it (the region's base:
+/// `StartTest::arena_header`), whose low bits are its index in the chunk,
+/// so that the bit's word and position take no arithmetic on `header`.
+///
+/// # Safety
+///
+/// `header` is granule-aligned and lies in a slot the region has handed
+/// out at some time (so its chunk is readable: `region.rs`), and
+/// `granule % GRANULES == (header % CHUNK) / GRANULE`.
+#[inline(always)]
+pub(crate) unsafe fn is_block_start(header: usize, granule: usize) -> bool {
+    debug_assert_eq!(granule % GRANULES, (header & (CHUNK - 1)) / GRANULE);
+    crate::sync::model_point();
+    let word = (granule / 64) % BITMAP_WORDS;
+    // The chunk of the header's last byte, which is `header`'s (a header
+    // is granule-aligned): the compiler then takes it from the payload
+    // address (`header + HEADER`) with no copy of `header`.
+    let chunk = chunk_of(header + (HEADER - 1));
+    // SAFETY: the chunk holding `header` is readable (the caller), and its
+    // bitmap is atomics; `word < BITMAP_WORDS`.
+    let bits = unsafe { (*chunk).starts.get_unchecked(word) };
+    bits.load(Ordering::Relaxed) & (1 << (granule % 64)) != 0
+}
+
 #[inline]
 fn addr_to_bit(addr: usize) -> (usize, u64) {
     let granule = (addr & (CHUNK - 1)) / GRANULE;

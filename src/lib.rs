@@ -100,7 +100,7 @@
 //! `thread::registry`, `stress`, `bins`, `region`, `chunk`, `block` and
 //! the leaves; `thread::registry` on its `fast_slot` and the leaves (`thread::cache` holds
 //! arena pointers for the heap and only the heap imports it); `region` on
-//! `decay` and `chunk`; the leaves — `error`, `line`, `sync`, `config`,
+//! `decay`, `chunk` and `block` (the granule and header size); the leaves — `error`, `line`, `sync`, `config`,
 //! `sys` — on nothing above them. Two exceptions look sideways or up, both
 //! for a message: `error`'s abort line asks `stress` for the last injected
 //! failure, and `config` reads and warns through `sys` while `sys` takes
@@ -144,6 +144,12 @@
 //! fork ─▶ prepare: every heap's locks (the list of heaps: heap/fork.rs)
 //!   child: locks released; each arena forgets the dead threads' batches and caches,
 //!     is marked; stale queues replaced ─▶ first lock holder frees stranded blocks  arena/fork.rs
+//!
+//! malloc_usable_size ─▶ Heap::start_usable (inline, no call, no lock)   heap/mod.rs
+//!   start_test.arena_header (the heap's copy of range + map) ─▶ start bit ─▶ header ─▶ map again
+//!                                                                 region.rs, chunk.rs, block.rs
+//!   └─ else (hardened, stress, large, pool, no block start): one tail jump ─▶ containing:
+//!        hardened: the same reads, checked, through meta | locate ─▶ with_chunk_pinned (locks)
 //!
 //! decay ─▶ an allocation slow path (never free), no lock held ─▶ start the thread  heap/purge.rs
 //!   a free that leaves work ─▶ region.decay.want() (wakes a parked thread)  decay.rs

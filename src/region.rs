@@ -42,9 +42,9 @@
 //! The map and the committed counter use `core` atomics, not loom's: they
 //! are set once per chunk hand-over and the models do not depend on them.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-use crate::block::GRANULE;
+use crate::block::{GRANULE, HEADER};
 use crate::chunk::{CHUNK, CHUNK_SHIFT};
 use crate::decay::DecayClock;
 use crate::sync::Locked;
@@ -70,9 +70,25 @@ const KIND_SHIFT: u32 = 28;
 const VALUE_MASK: u32 = (1 << KIND_SHIFT) - 1;
 const KIND_FREE: u32 = 0;
 const KIND_META: u32 = 1;
-const KIND_ARENA: u32 = 2;
 const KIND_LARGE_HEAD: u32 = 3;
 const KIND_LARGE_TAIL: u32 = 4;
+/// The largest kind, so that a word is an arena chunk's iff it is at
+/// least `ARENA_WORDS` (`is_arena_word`: one compare, no mask).
+const KIND_ARENA: u32 = u32::MAX >> KIND_SHIFT;
+/// The smallest map word of an arena chunk (`Arena(0)`).
+const ARENA_WORDS: u32 = KIND_ARENA << KIND_SHIFT;
+const _: () = assert!(
+    KIND_FREE < KIND_ARENA
+        && KIND_META < KIND_ARENA
+        && KIND_LARGE_HEAD < KIND_ARENA
+        && KIND_LARGE_TAIL < KIND_ARENA
+);
+
+/// Whether a map word says "an arena chunk" (of any arena).
+#[inline(always)]
+const fn is_arena_word(word: u32) -> bool {
+    word >= ARENA_WORDS
+}
 
 /// The map's value field must hold a distance between any two slots of the
 /// largest region a heap may reserve.
@@ -167,6 +183,104 @@ impl ChunkTest {
             }
         }
     }
+}
+
+/// The region's range and map, copied into the `Heap` value itself so
+/// that the lock-free block-start query (`Heap::start_usable`: C's
+/// `malloc_usable_size`) finds the map entry of a block's chunk without
+/// loading the heap's metadata, null-testing it and testing its flags
+/// first. Empty (`granules == 0`: every `arena_header` is `None`) until
+/// `publish`, and for ever on a heap that does not publish it (hardened
+/// or stress mode, whose queries check more); once published, fixed for
+/// the region's life, which the heap's outlives.
+///
+/// Publication: `publish` stores `to_header_offset` and `map`, then
+/// `granules` (`Release`); `arena_header` loads `granules` first
+/// (`Acquire`), so a reader who sees it non-zero sees the other two.
+pub(crate) struct StartTest {
+    /// The slots' length in granules (`chunks * CHUNK / GRANULE`); 0 while
+    /// empty.
+    granules: AtomicUsize,
+    /// `-(base + HEADER)` (wrapping): a payload address plus this is its
+    /// header's offset in the region. Negated so that the query adds it:
+    /// an add can take the loaded word as its destination, where a
+    /// subtract from the payload needs a copy of it first.
+    to_header_offset: AtomicUsize,
+    /// The region's map (`Region::map`).
+    map: AtomicPtr<AtomicU32>,
+}
+
+impl StartTest {
+    /// The test of no region: every `arena_header` is `None`.
+    pub(crate) const fn empty() -> StartTest {
+        StartTest {
+            granules: AtomicUsize::new(0),
+            to_header_offset: AtomicUsize::new(0),
+            map: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// Makes this the test of `region`, which must outlive every later
+    /// `arena_header` (the heap that holds both drops them together).
+    pub(crate) fn publish(&self, region: &Region) {
+        self.to_header_offset
+            .store(0usize.wrapping_sub(region.base + HEADER), Ordering::Relaxed);
+        self.map.store(region.map.cast_mut(), Ordering::Relaxed);
+        self.granules
+            .store((region.chunks << CHUNK_SHIFT) / GRANULE, Ordering::Release);
+    }
+
+    /// Where the header of a block whose payload starts at `payload` would
+    /// be (`payload - HEADER`), if that is granule-aligned and in a slot
+    /// the map gives to an arena (any arena). One load of the published
+    /// length, one compare for range and alignment, one map load and one
+    /// compare: nothing of the chunk is read, and a slot the map gives to
+    /// an arena was handed out, so its memory stays readable from then on
+    /// (module doc).
+    #[inline(always)]
+    pub(crate) fn arena_header(&self, payload: usize) -> Option<ArenaHeader<'_>> {
+        let granules = self.granules.load(Ordering::Acquire);
+        let off = payload.wrapping_add(self.to_header_offset.load(Ordering::Relaxed));
+        // The header's offset in granules when aligned: rotated right by
+        // the granule's bits, a misaligned (or wrapped) offset is above
+        // every aligned one in range — one compare for both.
+        let granule = off.rotate_right(GRANULE.trailing_zeros());
+        if granule >= granules {
+            return None;
+        }
+        // SAFETY: `granule < granules` (so the region is published and
+        // `map` set, `Acquire` above), so the slot index is below `chunks`,
+        // and the map has `chunks` entries that live as long as the
+        // region, which outlives `self`'s use (`publish`).
+        let entry = unsafe {
+            &*self
+                .map
+                .load(Ordering::Relaxed)
+                .add(granule >> (CHUNK_SHIFT - GRANULE.trailing_zeros()))
+        };
+        let word = entry.load(Ordering::Acquire);
+        is_arena_word(word).then_some(ArenaHeader {
+            entry,
+            word,
+            header: payload - HEADER,
+            granule,
+        })
+    }
+}
+
+/// A header address that `StartTest::arena_header` found in an arena
+/// chunk.
+pub(crate) struct ArenaHeader<'a> {
+    /// The chunk's map entry, for the caller to load again after reading
+    /// the chunk (a chunk that changed hands in between fails).
+    pub(crate) entry: &'a AtomicU32,
+    /// The entry's word as first loaded: an arena chunk's.
+    pub(crate) word: u32,
+    /// `payload - HEADER`: granule-aligned, in that chunk.
+    pub(crate) header: usize,
+    /// `header`'s granule index counted from the region's base (which is
+    /// `CHUNK`-aligned: `chunk::is_block_start`).
+    pub(crate) granule: usize,
 }
 
 /// The reservation and its chunk bookkeeping. Lives in its own metadata.
@@ -372,8 +486,9 @@ impl Region {
     /// `(map entry, word as stored)` of the slot holding `addr` if `addr`
     /// is in the region and the map gives that slot to an arena: one
     /// range check, one map load, one tag test. For the lock-free
-    /// block-start query (`Heap::start_usable`), which loads the entry
-    /// again after reading the block and compares the two words.
+    /// block-start query of a hardened heap (`Heap::start_usable_checked`;
+    /// the others use `StartTest`), which loads the entry again after
+    /// reading the block and compares the two words.
     #[inline(always)]
     pub(crate) fn arena_entry_at(&self, addr: usize) -> Option<(&AtomicU32, u32)> {
         let off = addr.wrapping_sub(self.base);
@@ -385,7 +500,7 @@ impl Region {
         // live as long as the region (and so as `&self`).
         let entry = unsafe { &*self.map.add(off >> CHUNK_SHIFT) };
         let word = entry.load(Ordering::Acquire);
-        (word >> KIND_SHIFT == KIND_ARENA).then_some((entry, word))
+        is_arena_word(word).then_some((entry, word))
     }
 
     /// The map word of an arena chunk of arena `id`, which an arena keeps

@@ -130,6 +130,13 @@ fn main() {
     for addr in (base..base + CHUNK).step_by(16) {
         let usable = SIDE.usable_size(addr as *const u8);
         assert_eq!(SIDE.is_allocated(addr as *const u8), usable.is_some());
+        // A pool block is answered at its start too (past the inline
+        // path, which the metadata's map word turns away).
+        assert_eq!(SIDE.usable_size_at_start(addr as *const u8), usable);
+        assert_eq!(
+            SIDE.malloc_usable_size(addr as *const u8),
+            usable.unwrap_or(0)
+        );
         if let Some(u) = usable {
             hits.push((addr, u));
         }
@@ -174,6 +181,7 @@ fn main() {
     assert_eq!(free(q), Err(FreeError::DoubleFree));
     assert_eq!(free(q), Err(FreeError::DoubleFree));
     assert_eq!(SIDE.usable_size(q as *const u8), None);
+    assert_eq!(SIDE.usable_size_at_start(q as *const u8), None);
     assert!(!SIDE.is_allocated(q as *const u8));
     let freed = SIDE.stats();
     let released = before.pool_live_bytes() - freed.pool_live_bytes();

@@ -49,6 +49,32 @@ fn stress_fills_new_memory_and_reports_the_request_as_usable() {
     h.check().unwrap();
 }
 
+/// The block-start queries (`usable_size_at_start`, C's
+/// `malloc_usable_size`) report the request in stress mode, hardened or
+/// not: a stress heap that is not hardened must not take the inline
+/// lock-free path either, which would answer the block's usable size.
+#[test]
+fn stress_block_start_queries_report_the_request() {
+    for hardened in [false, true] {
+        let h = Heap::with_config(
+            Config::new()
+                .region_size(1 << 30)
+                .hardened(hardened)
+                .stress(Stress::new().keep_going(true)),
+        );
+        let p = h.malloc(10);
+        assert_eq!(h.usable_size_at_start(p), Some(10), "hardened {hardened}");
+        assert_eq!(h.malloc_usable_size(p), 10, "hardened {hardened}");
+        assert_eq!(h.usable_size_at_start(p.wrapping_add(1)), None);
+        assert_eq!(h.malloc_usable_size(p.wrapping_add(16)), 0);
+        // SAFETY: a live block of `h`.
+        unsafe { h.free(p) }.unwrap();
+        assert_eq!(h.usable_size_at_start(p), None, "quarantined");
+        assert_eq!(h.malloc_usable_size(p), 0);
+        h.check().unwrap();
+    }
+}
+
 #[test]
 fn stress_double_free_of_a_quarantined_block_is_double_free() {
     let h = heap(Stress::new());

@@ -333,5 +333,5 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
 /// pointers, the C API does not).
 #[no_mangle]
 pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
-    heap().usable_size_at_start(p.cast()).unwrap_or(0)
+    heap().malloc_usable_size(p.cast())
 }

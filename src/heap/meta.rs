@@ -52,7 +52,8 @@ pub(crate) struct HeapMeta {
     /// link mangling (`block.rs`); never changes.
     pub(crate) secret: u64,
     /// `Key::new(secret, hardened)`: every arena's key, kept here for the
-    /// lock-free queries (`Heap::start_usable`); never changes.
+    /// lock-free queries of a hardened heap (`Heap::start_usable_checked`);
+    /// never changes.
     pub(crate) key: crate::block::Key,
     /// The arena table: `config.max_arenas` slots.
     pub(super) arenas: *mut ArenaSlot,

@@ -5,6 +5,10 @@
 //! are out of line (`alloc_slow`, `free_slow`), so the exported bodies are
 //! the fast paths plus the calls into those. Behaviour is the rest of this
 //! suite's, which runs on the same library.
+//!
+//! Likewise `malloc_usable_size` (issue 18, item 2): its lock-free path is
+//! the exported body itself, with no call and no stack frame; everything
+//! else leaves by one tail jump (`Heap::start_usable_or_zero`).
 
 use super::*;
 
@@ -46,4 +50,26 @@ fn malloc_and_free_fast_paths_make_no_tls_get_addr_call() {
             body.join("\n")
         );
     }
+}
+
+#[test]
+fn malloc_usable_size_is_one_body_with_no_call_and_no_frame() {
+    let body = disassembly(library(), "malloc_usable_size");
+    let text = body.join("\n");
+    // Found: the map, the start bit and the header are read here.
+    assert!(body.len() > 10, "no body in\n{text}");
+    // No call (and so no landing pad), no stack frame: the out-of-line
+    // path is reached by a jump that returns straight to the caller.
+    for op in ["call", "push", "pop", "%rsp"] {
+        assert!(body.iter().all(|l| !l.contains(op)), "`{op}` in\n{text}");
+    }
+    assert_eq!(
+        body.iter().filter(|l| l.contains("ret")).count(),
+        1,
+        "one return, the lock-free one:\n{text}"
+    );
+    assert!(
+        body.iter().any(|l| l.contains("jmp")),
+        "no tail jump to the out-of-line path:\n{text}"
+    );
 }
