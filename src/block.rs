@@ -83,6 +83,9 @@ use crate::config::CHUNK_SHIFT;
 
 /// Allocation granule: block sizes and block starts are multiples of it.
 pub(crate) const GRANULE: usize = 16;
+/// `log2(GRANULE)`: a byte offset shifted (or rotated) right by this is in
+/// granules.
+pub(crate) const GRANULE_SHIFT: u32 = GRANULE.trailing_zeros();
 /// Bytes in front of every payload: `prev_size` and `size_flags`.
 pub(crate) const HEADER: usize = core::mem::size_of::<Header>();
 /// Bytes of bin links a free block keeps at its payload.
@@ -379,7 +382,7 @@ impl Header {
         if !key.hardened() {
             crate::sync::model_point();
             let word = self.size_flags.load(Ordering::Relaxed);
-            let granules = word.rotate_right(GRANULE.trailing_zeros());
+            let granules = word.rotate_right(GRANULE_SHIFT);
             // (A size below `MIN_BLOCK` — a zeroed word — passes here; the
             // owner cache has no room in those classes, so such a block
             // goes to `cache_flush`, which refuses it.)
@@ -403,9 +406,7 @@ impl Header {
         debug_assert!((MIN_BLOCK..=SIZE_MASK).contains(&max) && max % GRANULE == 0);
         crate::sync::model_point();
         let word = self.size_flags.load(Ordering::Relaxed);
-        let above_min = word
-            .wrapping_sub(MIN_BLOCK)
-            .rotate_right(GRANULE.trailing_zeros());
+        let above_min = word.wrapping_sub(MIN_BLOCK).rotate_right(GRANULE_SHIFT);
         (above_min <= (max - MIN_BLOCK) / GRANULE).then_some(word)
     }
 

@@ -34,7 +34,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::block::{self, Header, Key, GRANULE, HEADER};
+use crate::block::{self, Header, Key, GRANULE, GRANULE_SHIFT, HEADER};
 
 pub(crate) use crate::config::{CHUNK, CHUNK_SHIFT};
 /// Granules per chunk, one bitmap bit each.
@@ -80,7 +80,7 @@ pub(crate) fn payload_in_block_area(payload: usize) -> bool {
     // granule's bits a misaligned (or wrapped) offset is above every
     // aligned one in range.
     let off = (payload & (CHUNK - 1)).wrapping_sub(FIRST_BLOCK + HEADER);
-    off.rotate_right(GRANULE.trailing_zeros()) < (CHUNK - FIRST_BLOCK - HEADER) / GRANULE
+    off.rotate_right(GRANULE_SHIFT) < (CHUNK - FIRST_BLOCK - HEADER) / GRANULE
 }
 const _: () = assert!((FIRST_BLOCK + HEADER) % GRANULE == 0);
 

@@ -44,7 +44,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-use crate::block::{GRANULE, HEADER};
+use crate::block::{GRANULE, GRANULE_SHIFT, HEADER};
 use crate::chunk::{CHUNK, CHUNK_SHIFT};
 use crate::decay::DecayClock;
 use crate::sync::Locked;
@@ -167,22 +167,29 @@ impl ChunkTest {
     /// for a slot handed out, hence committed.
     #[inline(always)]
     pub(crate) fn holds(&self, addr: usize) -> bool {
-        // The offset in granules; a misaligned one's low bits rotate to
-        // the top (the base is chunk-aligned), past any region's length.
-        let g = addr
-            .wrapping_sub(self.base)
-            .rotate_right(GRANULE.trailing_zeros());
-        g < self.granules && {
+        aligned_granule(addr.wrapping_sub(self.base), self.granules).is_some_and(|g| {
             // SAFETY: `g < granules`, so the slot index is below `chunks`
             // (`granules` is `chunks` whole slots), and the map has
             // `chunks` entries that live as long as the region.
-            unsafe {
-                (*self.map.add(g >> (CHUNK_SHIFT - GRANULE.trailing_zeros())))
-                    .load(Ordering::Acquire)
-                    == self.word
-            }
-        }
+            unsafe { (*self.map.add(slot_of_granule(g))).load(Ordering::Acquire) == self.word }
+        })
     }
+}
+
+/// `off`, an offset from the region's base, in granules, if it is
+/// granule-aligned and below `granules`: rotated right by the granule's
+/// bits, a misaligned (or wrapped) offset's low bits land at the top,
+/// above every aligned offset in range — one compare tests both.
+#[inline(always)]
+fn aligned_granule(off: usize, granules: usize) -> Option<usize> {
+    let g = off.rotate_right(GRANULE_SHIFT);
+    (g < granules).then_some(g)
+}
+
+/// The map slot (chunk index) of the region's granule `g`.
+#[inline(always)]
+const fn slot_of_granule(g: usize) -> usize {
+    g >> (CHUNK_SHIFT - GRANULE_SHIFT)
 }
 
 /// The region's range and map, copied into the `Heap` value itself so
@@ -241,13 +248,8 @@ impl StartTest {
     pub(crate) fn arena_header(&self, payload: usize) -> Option<ArenaHeader<'_>> {
         let granules = self.granules.load(Ordering::Acquire);
         let off = payload.wrapping_add(self.to_header_offset.load(Ordering::Relaxed));
-        // The header's offset in granules when aligned: rotated right by
-        // the granule's bits, a misaligned (or wrapped) offset is above
-        // every aligned one in range — one compare for both.
-        let granule = off.rotate_right(GRANULE.trailing_zeros());
-        if granule >= granules {
-            return None;
-        }
+        // The header's offset in granules, if aligned and in range.
+        let granule = aligned_granule(off, granules)?;
         // SAFETY: `granule < granules` (so the region is published and
         // `map` set, `Acquire` above), so the slot index is below `chunks`,
         // and the map has `chunks` entries that live as long as the
@@ -256,7 +258,7 @@ impl StartTest {
             &*self
                 .map
                 .load(Ordering::Relaxed)
-                .add(granule >> (CHUNK_SHIFT - GRANULE.trailing_zeros()))
+                .add(slot_of_granule(granule))
         };
         let word = entry.load(Ordering::Acquire);
         is_arena_word(word).then_some(ArenaHeader {

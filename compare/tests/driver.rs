@@ -798,18 +798,7 @@ fn the_service_workload_answers_requests_on_each_global_allocator() {
     let allocs = arenalloc["allocations_during_run"].as_u64().unwrap_or(0);
     let requests = arenalloc["requests"].as_u64().unwrap_or(0);
     assert!(allocs > 8 * requests, "{arenalloc:#}");
-    let locks = arenalloc["lock_acquisitions_during_run"]
-        .as_u64()
-        .expect("locks");
-    let per_1k = arenalloc["lock_acquisitions_per_1k_allocations"]
-        .as_f64()
-        .expect("lock acquisitions per 1,000 allocations");
-    assert!(per_1k.is_finite() && per_1k >= 0.0, "{arenalloc:#}");
-    let expected = 1000.0 * locks as f64 / allocs as f64;
-    assert!(
-        (per_1k - expected).abs() <= 1e-9 * expected.max(1.0),
-        "{arenalloc:#}"
-    );
+    assert_lock_rate(arenalloc, allocs);
     // Only arenalloc's rows count its locks.
     assert!(rows[1]
         .get("lock_acquisitions_per_1k_allocations")
@@ -895,16 +884,24 @@ fn the_bulk_workloads_run_whole_rounds_and_report_arenallocs_locks() {
         } else {
             assert!(allocs <= ops && ops <= 2 * allocs, "{row:#}");
         }
-        let locks = row["lock_acquisitions_during_run"].as_u64().expect("locks");
-        let per_1k = row["lock_acquisitions_per_1k_allocations"]
-            .as_f64()
-            .expect("lock acquisitions per 1,000 allocations");
-        let expected = 1000.0 * locks as f64 / allocs as f64;
-        assert!(
-            (per_1k - expected).abs() <= 1e-9 * expected.max(1.0),
-            "{row:#}"
-        );
+        assert_lock_rate(row, allocs);
     }
+}
+
+/// Asserts that an arenalloc row's lock acquisitions per 1,000
+/// allocations is finite and is its lock count over `allocs`, the
+/// allocations its heap counted.
+fn assert_lock_rate(row: &Value, allocs: u64) {
+    let locks = row["lock_acquisitions_during_run"].as_u64().expect("locks");
+    let per_1k = row["lock_acquisitions_per_1k_allocations"]
+        .as_f64()
+        .expect("lock acquisitions per 1,000 allocations");
+    assert!(per_1k.is_finite() && per_1k >= 0.0, "{row:#}");
+    let expected = 1000.0 * locks as f64 / allocs as f64;
+    assert!(
+        (per_1k - expected).abs() <= 1e-9 * expected.max(1.0),
+        "{row:#}"
+    );
 }
 
 #[test]

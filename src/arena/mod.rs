@@ -125,7 +125,7 @@ pub(crate) struct ArenaState {
     /// left in each of the last `DECAY_WINDOWS` windows between due ticks,
     /// the current window's first — memory the program did not reuse in
     /// that time. The guard updates the first as it unlocks.
-    pub(crate) dirty_lows: [usize; DECAY_WINDOWS],
+    dirty_lows: [usize; DECAY_WINDOWS],
     /// The heap's stress-mode settings (off: nothing below is used).
     stress: Stress,
     /// Stress mode's FIFO of quarantined blocks (`quarantine.rs`).
@@ -294,10 +294,7 @@ impl Drop for ArenaGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         let st: &mut ArenaState = &mut self.inner;
-        let resident_free = st
-            .counters
-            .free_bytes
-            .saturating_sub(st.counters.purged_bytes);
+        let resident_free = st.resident_free();
         if let Some(low) = st.dirty_lows.first_mut() {
             *low = (*low).min(resident_free);
         }

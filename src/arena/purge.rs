@@ -33,13 +33,13 @@
 //! unlocks, keeps the low-water mark of the arena's resident free bytes
 //! (free bytes not purged) in the current window between due ticks
 //! (`dirty_lows[0]`); a due tick purges at most the least of the last
-//! [`DECAY_WINDOWS`](crate::config::DECAY_WINDOWS) windows' marks, in dirty blocks, largest first, and
-//! starts a new window. A block over what is left of that budget stays
+//! [`DECAY_WINDOWS`](crate::config::DECAY_WINDOWS) windows' marks, in
+//! dirty blocks, largest first, and starts a new window. A block over what is left of that budget stays
 //! dirty, and the clock runs on. A program whose bursts reuse what the
 //! last ones freed keeps the pool of free pages it dipped into over those
 //! windows and gives back only the rest, instead of refaulting the pool
 //! every decay: the `latency` workload took 10,000 page faults in 2 s
-//! (purging everything a whole epoch old), 6,400 now, where 2,100 are the
+//! (purging everything a whole epoch old), 6,600 now, where 2,100 are the
 //! first touch of its memory. An arena nobody locked for two ticks (idle:
 //! one tick is a thread descheduled for an epoch), or whose owner is
 //! gone, reuses nothing: its tick purges every dirty block, as `trim`
@@ -243,6 +243,16 @@ impl ArenaState {
         self.purge.min = min;
     }
 
+    /// Free bytes whose pages are resident, as the decay's low-water marks
+    /// count them (module doc, "How much"): the free bytes less the
+    /// purged interiors.
+    #[inline(always)]
+    pub(super) fn resident_free(&self) -> usize {
+        self.counters
+            .free_bytes
+            .saturating_sub(self.counters.purged_bytes)
+    }
+
     /// Whether the decay clock says this arena's dirty blocks are old
     /// enough to purge at `epoch`.
     pub(crate) fn purge_due(&self, epoch: u64) -> bool {
@@ -295,9 +305,10 @@ impl ArenaState {
                 // invariant; its header just verified); the lock is held.
                 // Its next link is read before it leaves the bin.
                 let next = unsafe { bins::links_of(self.key, b).0 };
-                if w.size >= min && !w.is_purged() && w.size > *budget {
+                let dirty = w.size >= min && !w.is_purged();
+                if dirty && w.size > *budget {
                     left = true;
-                } else if w.size >= min && !w.is_purged() {
+                } else if dirty {
                     if out.n == PURGE_ROUND {
                         return false;
                     }
@@ -518,10 +529,7 @@ impl Arena {
             out.pages = pages;
             st = relocked;
             // The next window starts here.
-            let resident_free = st
-                .counters
-                .free_bytes
-                .saturating_sub(st.counters.purged_bytes);
+            let resident_free = st.resident_free();
             st.dirty_lows.rotate_right(1);
             if let Some(low) = st.dirty_lows.first_mut() {
                 *low = resident_free;
