@@ -42,8 +42,8 @@
 //! | [`CACHE_DRAIN`], [`CACHE_DRAIN_MOST`] | 32, 256 | `arena::cache` | remote frees taken back (onto the cache) per step of a refill, and per refill: steps stop once the size the refill needs came back (the malloc tail against carving what sits in the queue) |
 //! | [`BACKLOG_DRAIN`] | 8 | `arena::remote` | how many times `DRAIN_BATCH` an owner applies once a quarter of its queue is taken: the malloc tail against queue-full fallbacks |
 //! | [`CACHE_CLASS_LIMIT`], [`CACHE_CLASS_MAX`], [`CACHE_CLASS_MAX_BYTES`] | 64, 512, 64 KiB | `arena::cache` | blocks one class parks at first, and at most (a small class: up to 64 KiB worth when that is more blocks): each free that finds the class full doubles its cap (a sweep that finds it idle puts it back) — lock acquisitions of bulk frees against memory parked, which the byte limit bounds anyway |
-//! | [`CACHE_FLUSH_BATCH`] | 2 | `arena::cache` | blocks a free into a full class gives back (newest first) under its one lock acquisition: lock acquisitions per free past the cap against that free's latency |
-//! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`] | 32, 8 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes |
+//! | [`CACHE_FLUSH_BATCH`], [`CACHE_FLUSH_MOST`] | 2, 32 | `arena::cache` | blocks a free into a full class gives back (newest first) under its one lock acquisition, and at most in a bulk free (a class holding 32 or more that served no allocation since its last flush doubles it): lock acquisitions per free past the cap against that free's latency |
+//! | [`CACHE_REFILL`], [`CACHE_REFILL_BYTES`], [`CACHE_BIG_REFILL_BYTES`] | 32, 8 KiB, 32 KiB | `arena::cache` | blocks carved per refill (one lock acquisition), at most this many bytes (a big class: the last) |
 //! | [`CACHE_FILL_LEVELS`] | 3 | `arena::cache` | a class's first refill carves an eighth of a batch, doubling per refill: lock acquisitions of a hot class against carved blocks left idle in a cold one |
 //! | [`CACHE_SWEEP_EVERY`] | 512 | `arena::cache` | owner slow paths between sweeps that give back classes nobody allocated from: memory parked in idle classes against flushes of briefly idle ones |
 //! | [`MAX_OWNER_CACHE`] | 4 MiB | `Config` | the most an owner cache may park |
@@ -175,10 +175,22 @@ pub(crate) const CACHE_CLASS_MAX_BYTES: usize = 64 << 10;
 /// acquisitions 2-3x against 2 but made that free a 1.4 µs p99.9 in the
 /// driver's `latency` workload (2-2.5x mimalloc's).
 pub(crate) const CACHE_FLUSH_BATCH: usize = 2;
+/// The most blocks a free into a full class gives back under its lock
+/// acquisition: each further flush of a class that holds at least this
+/// many and served no allocation since its last one doubles its batch
+/// from `CACHE_FLUSH_BATCH` up to this (a bulk free), and a flush after a
+/// pop starts again at `CACHE_FLUSH_BATCH`. Also the most blocks a flush
+/// merges neighbours among at once.
+pub(crate) const CACHE_FLUSH_MOST: usize = 32;
 /// Most blocks one refill carves under one lock acquisition...
 pub(crate) const CACHE_REFILL: usize = 32;
 /// ...and most bytes: small classes refill many blocks, large ones few.
 pub(crate) const CACHE_REFILL_BYTES: usize = 8 << 10;
+/// Bytes a big class's refill carves at its full level (at least the
+/// caller's block; an eighth of it at the class's first refill, as for
+/// the small classes): 16 blocks of 2 KiB, 2 of 16 KiB. Carving the
+/// caller's block alone took the lock on every big malloc past the cache.
+pub(crate) const CACHE_BIG_REFILL_BYTES: usize = 32 << 10;
 /// Refill levels of a class: its first refill carves `1 / 2^CACHE_FILL_LEVELS`
 /// of a full batch, each further one twice the last, up to the full batch.
 pub(crate) const CACHE_FILL_LEVELS: u8 = 3;

@@ -87,18 +87,128 @@ impl ArenaState {
         }
     }
 
-    /// Carves one `need`-byte block (a block size, 16-aligned payload) for
-    /// the owner cache's refill; null when the region is exhausted.
-    pub(crate) fn carve_small(&mut self, region: &Region, need: usize) -> *mut u8 {
-        // SAFETY: the lock is held (`&mut self` comes from the guard); `take`
-        // returns a free block of ours removed from the index.
+    /// Carves up to `out.len()` blocks of `need` bytes (a block size)
+    /// side by side from one free block of the index (or a new chunk), for
+    /// the owner cache's refill: one take, one split and one index insert
+    /// for the whole run, where carving a block at a time paid all three
+    /// per block. Fills `out` from the front in ascending address order
+    /// and returns how many (0: the region is exhausted; fewer than asked
+    /// when the block taken holds fewer).
+    pub(crate) fn carve_run(&mut self, region: &Region, need: usize, out: &mut [*mut u8]) -> usize {
+        if out.is_empty() || need < MIN_BLOCK {
+            return 0;
+        }
+        // SAFETY: the lock is held (`&mut self` comes from the guard);
+        // `take` returns a free block of ours removed from the index, which
+        // `carve` splits; the run it leaves live is ours to subdivide.
         unsafe {
             let Some((b, have, purged)) = self.take(region, need) else {
-                return core::ptr::null_mut();
+                return 0;
             };
-            self.carve(region, b, have, need, purged);
-            self.counters.allocs += 1;
-            block::block_to_payload(b)
+            if have < 2 * need || out.len() == 1 {
+                // One block: `carve_small`'s work, no division, no loop.
+                self.carve(region, b, have, need, purged);
+                self.counters.allocs += 1;
+                if let Some(slot) = out.first_mut() {
+                    *slot = block::block_to_payload(b);
+                }
+                return 1;
+            }
+            let mut k = (have / need).min(out.len());
+            // A tail too small to be a block would stay on the run's last
+            // block: carve one block fewer, leaving a tail that is one.
+            let tail = have - k * need;
+            if k > 1 && tail != 0 && tail < MIN_BLOCK {
+                k -= 1;
+            }
+            self.carve(region, b, have, k * need, purged);
+            // `carve` counted one live block of the run's size; the run is
+            // `k` blocks, each with its own header.
+            let run = if have - k * need >= MIN_BLOCK {
+                k * need
+            } else {
+                have
+            };
+            let key = self.key;
+            let c = chunk::chunk_of(b as usize);
+            let mut at = b as usize;
+            for (i, slot) in out.iter_mut().take(k).enumerate() {
+                let h = at as *mut Header;
+                let size = if i + 1 == k { run - i * need } else { need };
+                if i > 0 {
+                    // The block before is live: its boundary tag is 0.
+                    Header::set_prev_size(h, key, 0);
+                    (*h).set(key, size, 0);
+                    (*c).set_start(at);
+                } else if k > 1 {
+                    (*h).set(key, size, 0);
+                }
+                *slot = block::block_to_payload(h);
+                at += size;
+            }
+            self.counters.allocs += k as u64;
+            self.counters.live_blocks += k - 1;
+            self.counters.live_bytes -= (k - 1) * HEADER;
+            k
+        }
+    }
+
+    /// Frees cached blocks `blocks` (block address, size) into the index,
+    /// as `free` would one by one, but merges each run of them that lie
+    /// side by side first: one coalescing free and one index insert per
+    /// run, not per block (a program freeing a batch it allocated in a row
+    /// hands the cache runs of neighbours). Sorts `blocks` by address.
+    ///
+    /// # Safety
+    ///
+    /// Each block is a carved block of this arena of that size, taken off
+    /// the owner cache (no list holds it), listed once; the lock is held.
+    pub(crate) unsafe fn free_cached(&mut self, region: &Region, blocks: &mut [(usize, usize)]) {
+        if let [(b, size)] = *blocks {
+            // SAFETY: as below, a run of one.
+            unsafe { self.free(region, b as *mut Header, size) };
+            return;
+        }
+        // Insertion sort: a flush frees a few dozen at most, mostly in
+        // (reverse) order already.
+        for i in 1..blocks.len() {
+            let mut j = i;
+            while j > 0 {
+                let (Some(&a), Some(&b)) = (blocks.get(j - 1), blocks.get(j)) else {
+                    break;
+                };
+                if a.0 <= b.0 {
+                    break;
+                }
+                blocks.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        let mut i = 0;
+        while let Some(&(start, first)) = blocks.get(i) {
+            let mut total = first;
+            i += 1;
+            while let Some(&(b, size)) = blocks.get(i) {
+                if b != start + total {
+                    break;
+                }
+                // `b` joins the run: its header becomes payload of the
+                // merged block.
+                // SAFETY: `b` is a block start of a committed chunk of
+                // ours (caller); its start bit goes as it merges.
+                unsafe { (*chunk::chunk_of(b)).clear_start(b) };
+                // Counted as `free` would count it; `free` below counts
+                // the run as one block whose usable bytes include this
+                // block's header.
+                self.counters.live_blocks -= 1;
+                self.counters.live_bytes += HEADER;
+                self.counters.frees += 1;
+                total += size;
+                i += 1;
+            }
+            // SAFETY: the run is a stretch of carved blocks of ours, none
+            // in any list (caller), now one block of `total` bytes.
+            unsafe { self.free(region, start as *mut Header, total) };
         }
     }
 

@@ -64,6 +64,7 @@ impl Arena {
             slot.bytes.store(0, Relaxed);
             slot.target.store(0, Relaxed);
         }
+        self.unsent.store(0, Relaxed);
         let mut repair = STRANDED_PENDING;
         if !self.is_owned_by(me) {
             self.cache_forget_all();

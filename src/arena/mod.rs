@@ -195,6 +195,11 @@ pub(crate) struct Arena {
     /// their arenas, one batch per target (`remote.rs`); owner-private like
     /// the cache.
     batches: [Batch; BATCH_SLOTS],
+    /// Bit `i` set iff `batches[i]` may hold blocks (owner-written, with
+    /// the batch): the owner's slow paths test this one word before
+    /// walking the slots, whose eight lines a program that frees nothing
+    /// remotely would otherwise load on every refill and flush.
+    unsent: core::sync::atomic::AtomicU8,
     /// Blocks freed by other threads, waiting for the lock holder. In a
     /// cell only so that a `fork` child may replace it (`reset_after_fork`).
     remote: core::cell::UnsafeCell<MpmcQueue>,
@@ -393,6 +398,7 @@ impl Arena {
             key,
             cache: cache::OwnerCache::new(cache_bytes, key.link_mask(0)),
             batches: [const { Batch::new() }; BATCH_SLOTS],
+            unsent: core::sync::atomic::AtomicU8::new(0),
             state: Locked::new(ArenaState {
                 id,
                 key,

@@ -46,7 +46,9 @@
 //! free into a full class's flush; and trim, the reclaim of an exited
 //! owner, adoption — so an exited owner's batches go out with its adopter
 //! or the decay; a thread whose calls never leave the fast paths or take
-//! only the locked paths keeps its batch until one of those). The
+//! only the locked paths keeps its batch until one of those; a bit per
+//! slot, `Arena::unsent`, lets those paths skip the slots when none holds
+//! a block). The
 //! claim stays per block and immediate, so double frees are still caught at
 //! once; a full queue makes the flusher free the batch under the target's
 //! lock.
@@ -63,7 +65,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::{Arena, ArenaGuard, ArenaState, Batch, BATCH_SLOTS};
+use super::{Arena, ArenaGuard, ArenaState, BATCH_SLOTS};
 use crate::block::{self, HEADER, MIN_BLOCK};
 use crate::chunk;
 use crate::config::{
@@ -282,12 +284,13 @@ impl Arena {
         // SAFETY: we hold the claim, so the header is stable and ours to
         // read; the size is the one the claim verified.
         let size = unsafe { (*b).size() };
-        let Some(slot) = self.batches.get(target.id as usize % BATCH_SLOTS) else {
+        let i = target.id as usize % BATCH_SLOTS;
+        let Some(slot) = self.batches.get(i) else {
             return Ok(());
         };
         let tag = target.id + 1;
         if slot.target.load(Relaxed) != tag && slot.head.load(Relaxed) != 0 {
-            self.flush_batch(region, slot, &arena_of);
+            self.flush_batch(region, i, &arena_of);
         }
         slot.target.store(tag, Relaxed);
         let n = slot.count.load(Relaxed);
@@ -310,12 +313,14 @@ impl Arena {
             r.store(ptr as usize, Relaxed);
         }
         slot.head.store(ptr as usize, Relaxed);
+        let bit = 1u8 << i;
+        self.unsent.store(self.unsent.load(Relaxed) | bit, Relaxed);
         let count = n + 1;
         let bytes = slot.bytes.load(Relaxed) + size;
         slot.count.store(count, Relaxed);
         slot.bytes.store(bytes, Relaxed);
         if count >= REMOTE_BATCH || bytes >= REMOTE_BATCH_BYTES {
-            self.flush_batch(region, slot, &arena_of);
+            self.flush_batch(region, i, &arena_of);
         }
         Ok(())
     }
@@ -327,10 +332,11 @@ impl Arena {
         region: &Region,
         arena_of: impl Fn(u32) -> Option<&'a Arena>,
     ) {
-        for slot in &self.batches {
-            if slot.head.load(Relaxed) != 0 {
-                self.flush_batch(region, slot, &arena_of);
-            }
+        let mut unsent = self.unsent.load(Relaxed);
+        while unsent != 0 {
+            let i = unsent.trailing_zeros() as usize;
+            unsent &= unsent - 1;
+            self.flush_batch(region, i, &arena_of);
         }
     }
 
@@ -339,14 +345,21 @@ impl Arena {
     fn flush_batch<'a>(
         &self,
         region: &Region,
-        slot: &Batch,
+        i: usize,
         arena_of: &impl Fn(u32) -> Option<&'a Arena>,
     ) {
+        let Some(slot) = self.batches.get(i) else {
+            return;
+        };
         let head = slot.head.load(Relaxed);
         let target = slot.target.load(Relaxed).wrapping_sub(1);
         slot.head.store(0, Relaxed);
         slot.count.store(0, Relaxed);
         slot.bytes.store(0, Relaxed);
+        self.unsent.store(
+            self.unsent.load(Relaxed) & !(1u8 << (i % BATCH_SLOTS)),
+            Relaxed,
+        );
         if head == 0 {
             return;
         }
