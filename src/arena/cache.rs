@@ -76,26 +76,9 @@
 //!   with flags exactly `CACHED` and a size of class `c` (`class_of`), and
 //!   is on exactly one list, once (the chunk walk's count of `CACHED`
 //!   headers equals the lists' total);
-//! * `counts[c]` is the length of list `c`, `counts[c] <= caps[c] <=
-//!   max_cap(c)` (a big class's cap at least `first_cap(c)`), `big_bytes`
-//!   the big classes' cached bytes, at most `limit / 4`, `granted` the
-//!   small classes' caps in bytes, and `granted + big_bytes <= limit`: so
-//!   the cached bytes (the small classes' from their counts, plus
-//!   `big_bytes`) are at most `limit`.
-//!
-//! **The byte limit, without a byte count on the fast paths.** A small
-//! class's room is budget granted to it under the lock (`grant_cap`): one
-//! refill's worth (`first_grant`) at its first refill or free, doubling
-//! when a free finds it full, while `granted + big_bytes` stays within
-//! the limit; a sweep cuts an idle class's cap to what it still holds,
-//! which gives its budget back. A push tests the class's room and nothing
-//! else, a pop stores nothing but the room: a running byte total cost the
-//! preload library's `free` 5 instructions and its `malloc` 1 (54.0 and
-//! 38.1 against 49.0 and 37.1, `benches/callgrind-fastpath.sh`). The
-//! price: a class's unused room is budget another class cannot have until
-//! a sweep finds it idle (the driver's `larson` at 2 threads took the
-//! lock 3.6 times per 1,000 allocations with the running total, 7.2 with
-//! the budget).
+//! * `counts[c]` is the length of list `c`, `bytes` the sum of the cached
+//!   block sizes, `bytes <= limit`, `big_bytes` the big classes' share
+//!   of it, at most `limit / 4`, and `counts[c] <= caps[c] <= max_cap(c)`;
 //! * cached blocks count as live in the index's counters (they are carved)
 //!   and are subtracted in `stats()`: the accounting equation becomes
 //!   `user live + cached + free = chunks × CHUNK_DATA`.
@@ -213,26 +196,6 @@ fn first_cap(c: usize) -> u32 {
     (n.clamp(2, CACHE_CLASS_LIMIT as usize)) as u32
 }
 
-/// The cap a small class is granted at its first refill or free: one
-/// refill's worth of bytes (`CACHE_REFILL_BYTES`), up to `first_cap`, so
-/// that every small class's first grant fits the budget at once (64
-/// classes: about 490 KiB of the default 768) and doubling takes the rest.
-fn first_grant(c: usize) -> u32 {
-    let by_bytes = (CACHE_REFILL_BYTES / (c * GRANULE).max(MIN_BLOCK)) as u32;
-    first_cap(c).min(by_bytes.max(4))
-}
-
-/// Class `c`'s cap before its first slow path: 0 for a small class (its
-/// first refill or free grants it `first_cap` from the budget,
-/// `grant_cap`), `first_cap` for a big one (bounded by `big_bytes`).
-fn initial_cap(c: usize) -> u32 {
-    if c < SMALL_CLASSES {
-        0
-    } else {
-        first_cap(c)
-    }
-}
-
 /// The most class `c`'s cap grows to, doubling at each overflow: eight
 /// times its first cap, at most `CACHE_CLASS_MAX` blocks — or, for a
 /// small class, `CACHE_CLASS_MAX_BYTES` worth if that is more (the
@@ -267,16 +230,12 @@ pub(crate) struct OwnerCache {
     /// Kept instead of the length so that the push's room test is a test
     /// for zero of the word it stores back, one less (a pop: one more).
     room: [AtomicU32; CLASSES],
-    /// Cap of each class list: it starts at `initial_cap` (0 for a small
-    /// class, which is granted `first_cap` from the budget at its first
-    /// refill or free), doubles (up to `max_cap`, within the budget) each
-    /// time a free finds the class full, and goes back to at most
+    /// Cap of each class list: it starts at `first_cap`, doubles (up to
+    /// `max_cap`) each time a free finds the class full, and goes back to
     /// `first_cap` when a sweep finds the class idle. Slow paths only.
     caps: [AtomicU32; CLASSES],
-    /// The small classes' caps in bytes, `Σ caps[c] · c · GRANULE`, at
-    /// most `small_budget()`: what bounds their cached bytes, so that
-    /// neither fast path counts bytes (`grant_cap`).
-    granted: AtomicUsize,
+    /// Bytes of all cached blocks, headers included.
+    bytes: AtomicUsize,
     /// Bytes of the cached blocks of the big classes, which may hold at
     /// most a quarter of `limit` (`link_big`): a block above 1 KiB parked
     /// for a size nobody asks for again pins more memory than a small one.
@@ -378,9 +337,9 @@ impl OwnerCache {
         OwnerCache {
             heads: core::array::from_fn(|_| AtomicUsize::new(mask)),
             mask,
-            room: core::array::from_fn(|c| AtomicU32::new(initial_cap(c))),
-            caps: core::array::from_fn(|c| AtomicU32::new(initial_cap(c))),
-            granted: AtomicUsize::new(0),
+            room: core::array::from_fn(|c| AtomicU32::new(first_cap(c))),
+            caps: core::array::from_fn(|c| AtomicU32::new(first_cap(c))),
+            bytes: AtomicUsize::new(0),
             big_bytes: AtomicUsize::new(0),
             limit,
             pops: [const { AtomicU64::new(0) }; CLASSES],
@@ -397,27 +356,9 @@ impl OwnerCache {
     pub(crate) fn counts(&self) -> CacheCounts {
         CacheCounts {
             blocks: (FIRST_CLASS..CLASSES).map(|c| self.len(c)).sum(),
-            bytes: self.bytes(),
+            bytes: self.bytes.load(Relaxed),
             pops: self.pops.iter().map(|p| p.load(Relaxed)).sum(),
         }
-    }
-
-    /// Bytes of all cached blocks, headers included: the small classes'
-    /// from their lengths (each holds one size), the big ones' as
-    /// `big_bytes` counts them.
-    fn bytes(&self) -> usize {
-        let small: usize = (FIRST_CLASS..SMALL_CLASSES)
-            .map(|c| self.len(c) * c * GRANULE)
-            .sum();
-        small + self.big_bytes.load(Relaxed)
-    }
-
-    /// What the small classes' caps may add up to now, in bytes: the
-    /// limit less what the big classes hold (which `link_big` keeps within
-    /// the limit less `granted`), so that the cache never holds more than
-    /// `limit`.
-    fn small_budget(&self) -> usize {
-        self.limit.saturating_sub(self.big_bytes.load(Relaxed))
     }
 
     /// Length of class list `c` (its cap less its room).
@@ -594,6 +535,7 @@ impl Arena {
             }
             head.store(raw, Relaxed);
             room.store(room.load(Relaxed) + 1, Relaxed);
+            cache.bytes.store(cache.bytes.load(Relaxed) - need, Relaxed);
             pops.store(pops.load(Relaxed) + 1, Relaxed);
             (*(b as *const Header)).set(key, need, 0);
             Some(block::block_to_payload(b as *mut Header))
@@ -697,7 +639,7 @@ impl Arena {
     }
 
     /// `link_cached` for a big class `c`: within the big classes' quarter
-    /// of the byte limit (and the limit less `granted`), which it accounts.
+    /// of the byte limit, which it accounts.
     ///
     /// # Safety
     ///
@@ -705,7 +647,7 @@ impl Arena {
     unsafe fn link_big(&self, c: usize, b: *mut Header, size: usize, key: Key, live: bool) -> Push {
         let cache = &self.cache;
         let big = cache.big_bytes.load(Relaxed) + size;
-        if big > cache.limit / 4 || big + cache.granted.load(Relaxed) > cache.limit {
+        if big > cache.limit / 4 {
             return Push::Full(b, size);
         }
         // SAFETY: forwarded.
@@ -730,8 +672,7 @@ impl Arena {
     }
 
     /// Puts block `b` of `size` bytes (class `c`) on its class list, marked
-    /// `CACHED`, if the class has room (the byte limit's share of it:
-    /// `grant_cap`); returns whether
+    /// `CACHED`, if the class and the byte limit have room; returns whether
     /// it did.
     ///
     /// # Safety
@@ -754,10 +695,9 @@ impl Arena {
         let (Some(head), Some(room)) = (cache.heads.get(c), cache.room.get(c)) else {
             return Push::Full(b, size);
         };
-        // Room by count is room by bytes too: the small classes' caps fit
-        // the budget (`grant_cap`), the big ones are bounded by `link_big`.
         let r = room.load(Relaxed);
-        if r == 0 {
+        let bytes = cache.bytes.load(Relaxed) + size;
+        if r == 0 || bytes > cache.limit {
             return Push::Full(b, size);
         }
         // SAFETY: the caller's contract.
@@ -773,6 +713,7 @@ impl Arena {
         }
         head.store(b as usize ^ cache.mask, Relaxed);
         room.store(r - 1, Relaxed);
+        cache.bytes.store(bytes, Relaxed);
         Push::Done
     }
 
@@ -859,30 +800,18 @@ impl Arena {
                 }
                 1
             };
-            let big = cache.big_bytes.load(Relaxed);
-            let left = quarter.saturating_sub(big).min(
-                cache
-                    .small_budget()
-                    .saturating_sub(cache.granted.load(Relaxed)),
-            );
-            (batch, left / per)
+            (
+                batch,
+                quarter.saturating_sub(cache.big_bytes.load(Relaxed)) / per,
+            )
         } else {
             let batch = ((CACHE_REFILL_BYTES >> shift) / per)
                 .max(3)
                 .min(CACHE_REFILL >> shift);
-            // A class below its first grant (never used, or cut by a
-            // sweep) is granted it now.
-            if cache
-                .caps
-                .get(c)
-                .is_some_and(|w| w.load(Relaxed) < first_grant(c))
-            {
-                self.grant_cap(c, first_grant(c));
-            }
             (batch, usize::MAX)
         };
-        let room = batch
-            .saturating_sub(1)
+        let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
+            .min(batch.saturating_sub(1))
             .min(big_room)
             .min(self.cache_room(c));
         // Carve the batch first, in runs of neighbours (`carve_run`), and
@@ -973,8 +902,7 @@ impl Arena {
             // the next burst stays off the lock; a sweep that finds it idle
             // shrinks it back.
             let cap = self.cache.caps.get(c).map_or(0, |w| w.load(Relaxed));
-            let want = cap.saturating_mul(2).max(first_grant(c)).min(max_cap(c));
-            self.grant_cap(c, want);
+            self.set_cap(c, cap.saturating_mul(2).min(max_cap(c)));
         }
         let n = self.flush_count(c);
         // SAFETY: we own the cache (caller) and hold the lock.
@@ -1193,9 +1121,7 @@ impl Arena {
                 // SAFETY: forwarded.
                 unsafe { self.flush_class(st, region, c, self.cache_count(c) / 2) };
                 fill.store(fill.load(Relaxed).saturating_sub(1), Relaxed);
-                // A small class's cap down to what it still holds: the
-                // budget it reserved goes back to the classes in use.
-                self.set_cap(c, initial_cap(c));
+                self.set_cap(c, first_cap(c));
             }
             swept.store(p, Relaxed);
         }
@@ -1214,7 +1140,9 @@ impl Arena {
     /// the byte counts.
     fn uncount(&self, c: usize, size: usize) {
         let cache = &self.cache;
-        // (A small class's bytes follow its length.)
+        cache
+            .bytes
+            .store(cache.bytes.load(Relaxed).saturating_sub(size), Relaxed);
         if c >= SMALL_CLASSES {
             cache
                 .big_bytes
@@ -1295,45 +1223,14 @@ impl Arena {
             .map_or(0, |r| r.load(Relaxed) as usize)
     }
 
-    /// Sets class `c`'s cap, not below its length (which stays), and a
-    /// small class's share of `granted` with it. Callers that raise a
-    /// small class's cap go through `grant_cap`, which keeps `granted`
-    /// within the budget.
+    /// Sets class `c`'s cap, not below its length (which stays).
     fn set_cap(&self, c: usize, cap: u32) {
         let len = self.cache.len(c) as u32;
         if let (Some(caps), Some(room)) = (self.cache.caps.get(c), self.cache.room.get(c)) {
             let cap = cap.max(len);
-            let old = caps.load(Relaxed);
             caps.store(cap, Relaxed);
             room.store(cap - len, Relaxed);
-            if (FIRST_CLASS..SMALL_CLASSES).contains(&c) {
-                let g = &self.cache.granted;
-                let size = c * GRANULE;
-                let now = g.load(Relaxed) + cap as usize * size;
-                g.store(now.saturating_sub(old as usize * size), Relaxed);
-            }
         }
-    }
-
-    /// Raises class `c`'s cap towards `want` (a big class's straight to
-    /// it): a small class gets what the budget has left, which sweeps
-    /// refill by cutting idle classes (`cache_sweep`). So the small
-    /// classes' cached bytes stay within `small_budget()` with no byte
-    /// count on the fast paths: a class's room is budget it was granted.
-    fn grant_cap(&self, c: usize, want: u32) {
-        let cache = &self.cache;
-        let cap = cache.caps.get(c).map_or(0, |w| w.load(Relaxed));
-        if want <= cap || !(FIRST_CLASS..SMALL_CLASSES).contains(&c) {
-            self.set_cap(c, want.max(cap));
-            return;
-        }
-        let size = c * GRANULE;
-        let left = cache
-            .small_budget()
-            .saturating_sub(cache.granted.load(Relaxed))
-            / size;
-        let add = ((want - cap) as usize).min(left) as u32;
-        self.set_cap(c, cap + add);
     }
 
     /// What `stats` reports of the cache.
@@ -1372,10 +1269,10 @@ impl Arena {
             .enumerate()
         {
             head.store(cache.mask, Relaxed);
-            cap.store(initial_cap(c), Relaxed);
-            room.store(initial_cap(c), Relaxed);
+            cap.store(first_cap(c), Relaxed);
+            room.store(first_cap(c), Relaxed);
         }
-        cache.granted.store(0, Relaxed);
+        cache.bytes.store(0, Relaxed);
         cache.big_bytes.store(0, Relaxed);
     }
 
@@ -1434,30 +1331,17 @@ impl Arena {
             }
             let cap = self.cache.caps.get(c).map_or(0, |w| w.load(Relaxed));
             let room = self.cache.room.get(c).map_or(0, |w| w.load(Relaxed));
-            let lowest = initial_cap(c);
             if room > cap
                 || n != expected
                 || n > cap as usize
-                || !(lowest..=max_cap(c)).contains(&cap)
+                || !(first_cap(c)..=max_cap(c)).contains(&cap)
             {
                 return Err(head ^ self.cache.mask);
             }
             blocks += n;
         }
-        let granted: usize = (FIRST_CLASS..SMALL_CLASSES)
-            .map(|c| {
-                self.cache
-                    .caps
-                    .get(c)
-                    .map_or(0, |w| w.load(Relaxed) as usize)
-                    * c
-                    * GRANULE
-            })
-            .sum();
-        if bytes != self.cache.bytes()
+        if bytes != self.cache.bytes.load(Relaxed)
             || bytes > self.cache.limit
-            || granted != self.cache.granted.load(Relaxed)
-            || granted > self.cache.small_budget()
             || big_bytes != self.cache.big_bytes.load(Relaxed)
             || big_bytes > self.cache.limit / 4
         {
