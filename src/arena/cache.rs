@@ -13,8 +13,8 @@
 //!    pop_big: head of n's class if its block is large enough, else head of the class above
 //!  free(p), p a live block of the caller's own arena, in a class
 //!    push on heads[class] ─ room ─▶ header live -> CACHED (CAS), done
-//!                         └ full ─▶ lock: double the class's cap, free its 2 newest blocks (up to 32 in a bulk free;
-//!                                   runs of neighbours merged, then coalescing), push (cache_flush)
+//!                         └ full ─▶ lock: double the class's cap, free its 2 newest blocks, coalescing (up to 32 in a
+//!                                   bulk free, runs of neighbours among them merged first), push (cache_flush)
 //! ```
 //!
 //! **Classes.** Small classes, one per granule up to `CACHE_MAX_BLOCK`
@@ -1027,20 +1027,16 @@ impl Arena {
     /// The caller owns the cache and holds the arena lock (`st`).
     unsafe fn evict_newest(&self, st: &mut ArenaState, region: &Region, c: usize, n: usize) {
         if n <= CACHE_FLUSH_BATCH {
-            // The common flush, with no batch buffer to set up.
-            let mut two = [(0, 0); CACHE_FLUSH_BATCH];
-            let mut k = 0;
-            for slot in two.iter_mut().take(n) {
-                let Some(b) = self.take_head(st, region, c) else {
+            // The common flush: each block freed as it comes off the list
+            // (the newest two are seldom neighbours: no sort, no buffer).
+            for _ in 0..n {
+                let Some((b, size)) = self.take_head(st, region, c) else {
                     break;
                 };
-                *slot = b;
-                k += 1;
-            }
-            if let Some(run) = two.get_mut(..k) {
-                // SAFETY: each just left our list: a carved block of ours
-                // (the caller owns the cache and holds the lock).
-                unsafe { st.free_cached(region, run) };
+                // SAFETY: `b` just left our list: a carved block of ours of
+                // `size` bytes (the caller owns the cache and holds the
+                // lock; a chunk it empties goes back when the guard unlocks).
+                unsafe { st.free(region, b as *mut Header, size) };
             }
             return;
         }
