@@ -58,13 +58,13 @@ impl Arena {
     /// The calling thread is the only thread of the process (a `fork`
     /// child).
     pub(crate) unsafe fn forget_after_fork(&self, me: u64) {
-        for slot in &self.batches {
+        for slot in &self.batches.slots {
             slot.head.store(0, Relaxed);
             slot.count.store(0, Relaxed);
             slot.bytes.store(0, Relaxed);
             slot.target.store(0, Relaxed);
         }
-        self.unsent.store(0, Relaxed);
+        self.batches.unsent.store(0, Relaxed);
         let mut repair = STRANDED_PENDING;
         if !self.is_owned_by(me) {
             self.cache_forget_all();

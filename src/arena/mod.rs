@@ -194,12 +194,7 @@ pub(crate) struct Arena {
     /// Remote frees this arena's owner has claimed and not yet handed to
     /// their arenas, one batch per target (`remote.rs`); owner-private like
     /// the cache.
-    batches: [Batch; BATCH_SLOTS],
-    /// Bit `i` set iff `batches[i]` may hold blocks (owner-written, with
-    /// the batch): the owner's slow paths test this one word before
-    /// walking the slots, whose eight lines a program that frees nothing
-    /// remotely would otherwise load on every refill and flush.
-    unsent: core::sync::atomic::AtomicU8,
+    batches: Batches,
     /// Blocks freed by other threads, waiting for the lock holder. In a
     /// cell only so that a `fork` child may replace it (`reset_after_fork`).
     remote: core::cell::UnsafeCell<MpmcQueue>,
@@ -223,6 +218,21 @@ unsafe impl Sync for Arena {}
 /// Batches of remote frees one owner keeps, by target arena id modulo
 /// this many.
 const BATCH_SLOTS: usize = 8;
+
+/// An owner's batches and which of them hold blocks, in one struct so
+/// that the mask shares the batches' owner-private lines: as a field of
+/// `Arena` of its own it may land beside words other threads write, and
+/// the owner writes it on its remote frees. Aligned to a line of its own
+/// for the same reason.
+#[repr(align(64))]
+struct Batches {
+    slots: [Batch; BATCH_SLOTS],
+    /// Bit `i` set iff `slots[i]` may hold blocks (owner-written, with the
+    /// batch): the owner's slow paths test this one word before walking
+    /// the slots, whose eight lines a program that frees nothing remotely
+    /// would otherwise load on every refill and flush.
+    unsent: core::sync::atomic::AtomicU8,
+}
 
 /// One batch of claimed remote frees bound for one arena: an intrusive
 /// list through the blocks' first payload words (safe-linked). Written only
@@ -397,8 +407,10 @@ impl Arena {
             id,
             key,
             cache: cache::OwnerCache::new(cache_bytes, key.link_mask(0)),
-            batches: [const { Batch::new() }; BATCH_SLOTS],
-            unsent: core::sync::atomic::AtomicU8::new(0),
+            batches: Batches {
+                slots: [const { Batch::new() }; BATCH_SLOTS],
+                unsent: core::sync::atomic::AtomicU8::new(0),
+            },
             state: Locked::new(ArenaState {
                 id,
                 key,

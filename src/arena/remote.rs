@@ -47,7 +47,7 @@
 //! owner, adoption — so an exited owner's batches go out with its adopter
 //! or the decay; a thread whose calls never leave the fast paths or take
 //! only the locked paths keeps its batch until one of those; a bit per
-//! slot, `Arena::unsent`, lets those paths skip the slots when none holds
+//! slot, `Batches::unsent`, lets those paths skip the slots when none holds
 //! a block). The
 //! claim stays per block and immediate, so double frees are still caught at
 //! once; a full queue makes the flusher free the batch under the target's
@@ -285,7 +285,7 @@ impl Arena {
         // read; the size is the one the claim verified.
         let size = unsafe { (*b).size() };
         let i = target.id as usize % BATCH_SLOTS;
-        let Some(slot) = self.batches.get(i) else {
+        let Some(slot) = self.batches.slots.get(i) else {
             return Ok(());
         };
         let tag = target.id + 1;
@@ -314,7 +314,10 @@ impl Arena {
         }
         slot.head.store(ptr as usize, Relaxed);
         let bit = 1u8 << i;
-        self.unsent.store(self.unsent.load(Relaxed) | bit, Relaxed);
+        let unsent = &self.batches.unsent;
+        if unsent.load(Relaxed) & bit == 0 {
+            unsent.store(unsent.load(Relaxed) | bit, Relaxed);
+        }
         let count = n + 1;
         let bytes = slot.bytes.load(Relaxed) + size;
         slot.count.store(count, Relaxed);
@@ -332,7 +335,7 @@ impl Arena {
         region: &Region,
         arena_of: impl Fn(u32) -> Option<&'a Arena>,
     ) {
-        let mut unsent = self.unsent.load(Relaxed);
+        let mut unsent = self.batches.unsent.load(Relaxed);
         while unsent != 0 {
             let i = unsent.trailing_zeros() as usize;
             unsent &= unsent - 1;
@@ -348,7 +351,7 @@ impl Arena {
         i: usize,
         arena_of: &impl Fn(u32) -> Option<&'a Arena>,
     ) {
-        let Some(slot) = self.batches.get(i) else {
+        let Some(slot) = self.batches.slots.get(i) else {
             return;
         };
         let head = slot.head.load(Relaxed);
@@ -356,8 +359,8 @@ impl Arena {
         slot.head.store(0, Relaxed);
         slot.count.store(0, Relaxed);
         slot.bytes.store(0, Relaxed);
-        self.unsent.store(
-            self.unsent.load(Relaxed) & !(1u8 << (i % BATCH_SLOTS)),
+        self.batches.unsent.store(
+            self.batches.unsent.load(Relaxed) & !(1u8 << (i % BATCH_SLOTS)),
             Relaxed,
         );
         if head == 0 {
@@ -393,13 +396,14 @@ impl Arena {
     /// Whether this arena holds any unsent batch (racy; exact for its
     /// owner).
     pub(crate) fn has_batches(&self) -> bool {
-        self.batches.iter().any(|s| s.head.load(Relaxed) != 0)
+        self.batches.slots.iter().any(|s| s.head.load(Relaxed) != 0)
     }
 
     /// Blocks and bytes of this arena's unsent batches bound for arena
     /// `target` (racy reads; exact when quiescent).
     pub(crate) fn batched_for(&self, target: u32) -> (usize, usize) {
         self.batches
+            .slots
             .iter()
             .filter(|s| s.target.load(Relaxed) == target + 1 && s.head.load(Relaxed) != 0)
             .fold((0, 0), |(n, b), s| {
