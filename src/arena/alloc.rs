@@ -118,33 +118,26 @@ impl ArenaState {
             // A tail too small to be a block would stay on the run's last
             // block: carve one block fewer, leaving a tail that is one.
             let tail = have - k * need;
-            if k > 1 && tail != 0 && tail < MIN_BLOCK {
+            if tail != 0 && tail < MIN_BLOCK {
                 k -= 1;
             }
+            // The tail is now 0 or a block: `carve` splits off exactly
+            // `k * need` bytes and counts them as one live block; the run
+            // is `k` blocks of `need`, each with its own header.
             self.carve(region, b, have, k * need, purged);
-            // `carve` counted one live block of the run's size; the run is
-            // `k` blocks, each with its own header.
-            let run = if have - k * need >= MIN_BLOCK {
-                k * need
-            } else {
-                have
-            };
             let key = self.key;
             let c = chunk::chunk_of(b as usize);
             let mut at = b as usize;
             for (i, slot) in out.iter_mut().take(k).enumerate() {
                 let h = at as *mut Header;
-                let size = if i + 1 == k { run - i * need } else { need };
                 if i > 0 {
                     // The block before is live: its boundary tag is 0.
                     Header::set_prev_size(h, key, 0);
-                    (*h).set(key, size, 0);
                     (*c).set_start(at);
-                } else if k > 1 {
-                    (*h).set(key, size, 0);
                 }
+                (*h).set(key, need, 0);
                 *slot = block::block_to_payload(h);
-                at += size;
+                at += need;
             }
             self.counters.allocs += k as u64;
             self.counters.live_blocks += k - 1;
