@@ -76,9 +76,10 @@
 //!   with flags exactly `CACHED` and a size of class `c` (`class_of`), and
 //!   is on exactly one list, once (the chunk walk's count of `CACHED`
 //!   headers equals the lists' total);
-//! * `counts[c]` is the length of list `c`, `bytes` the sum of the cached
-//!   block sizes, `bytes <= limit`, `big_bytes` the big classes' share
-//!   of it, at most `limit / 4`, and `counts[c] <= caps[c] <= max_cap(c)`;
+//! * `counts[c]` is the length of list `c`, `limit - left` the sum of
+//!   the cached block sizes (so `left <= limit`), `big_bytes` the big
+//!   classes' share of it, at most `limit / 4`, and
+//!   `counts[c] <= caps[c] <= max_cap(c)`;
 //! * cached blocks count as live in the index's counters (they are carved)
 //!   and are subtracted in `stats()`: the accounting equation becomes
 //!   `user live + cached + free = chunks × CHUNK_DATA`.
@@ -234,8 +235,11 @@ pub(crate) struct OwnerCache {
     /// `max_cap`) each time a free finds the class full, and goes back to
     /// `first_cap` when a sweep finds the class idle. Slow paths only.
     caps: [AtomicU32; CLASSES],
-    /// Bytes of all cached blocks, headers included.
-    bytes: AtomicUsize,
+    /// Bytes the cache may still take: `limit` less the bytes of all
+    /// cached blocks, headers included. Counted down, so that a push tests
+    /// the limit with the subtraction's borrow (one instruction less on
+    /// the free fast path than a count up compared with `limit`).
+    left: AtomicUsize,
     /// Bytes of the cached blocks of the big classes, which may hold at
     /// most a quarter of `limit` (`link_big`): a block above 1 KiB parked
     /// for a size nobody asks for again pins more memory than a small one.
@@ -339,7 +343,7 @@ impl OwnerCache {
             mask,
             room: core::array::from_fn(|c| AtomicU32::new(first_cap(c))),
             caps: core::array::from_fn(|c| AtomicU32::new(first_cap(c))),
-            bytes: AtomicUsize::new(0),
+            left: AtomicUsize::new(limit),
             big_bytes: AtomicUsize::new(0),
             limit,
             pops: [const { AtomicU64::new(0) }; CLASSES],
@@ -356,7 +360,7 @@ impl OwnerCache {
     pub(crate) fn counts(&self) -> CacheCounts {
         CacheCounts {
             blocks: (FIRST_CLASS..CLASSES).map(|c| self.len(c)).sum(),
-            bytes: self.bytes.load(Relaxed),
+            bytes: self.limit.saturating_sub(self.left.load(Relaxed)),
             pops: self.pops.iter().map(|p| p.load(Relaxed)).sum(),
         }
     }
@@ -535,7 +539,7 @@ impl Arena {
             }
             head.store(raw, Relaxed);
             room.store(room.load(Relaxed) + 1, Relaxed);
-            cache.bytes.store(cache.bytes.load(Relaxed) - need, Relaxed);
+            cache.left.store(cache.left.load(Relaxed) + need, Relaxed);
             pops.store(pops.load(Relaxed) + 1, Relaxed);
             (*(b as *const Header)).set(key, need, 0);
             Some(block::block_to_payload(b as *mut Header))
@@ -696,14 +700,27 @@ impl Arena {
             return Push::Full(b, size);
         };
         let r = room.load(Relaxed);
-        let bytes = cache.bytes.load(Relaxed) + size;
-        if r == 0 || bytes > cache.limit {
+        let Some(left) = cache.left.load(Relaxed).checked_sub(size) else {
+            return Push::Full(b, size);
+        };
+        if r == 0 {
             return Push::Full(b, size);
         }
+        // The counts first, taken back if the header change loses (a
+        // double free): nothing but this thread reads them, and neither
+        // stays live across the compare-exchange (on the fast path, no
+        // callee-saved register to save and restore).
+        room.store(r - 1, Relaxed);
+        cache.left.store(left, Relaxed);
         // SAFETY: the caller's contract.
         unsafe {
             if live {
                 if !(*b).live_to_cached(key, size) {
+                    // A small class holds one size: taken from the class,
+                    // not kept in a register across the exchange.
+                    let size = if c < SMALL_CLASSES { c * GRANULE } else { size };
+                    room.store(room.load(Relaxed) + 1, Relaxed);
+                    cache.left.store(cache.left.load(Relaxed) + size, Relaxed);
                     return Push::Locked;
                 }
             } else {
@@ -712,8 +729,6 @@ impl Arena {
             (*link_slot(b as usize)).store(head.load(Relaxed), Relaxed);
         }
         head.store(b as usize ^ cache.mask, Relaxed);
-        room.store(r - 1, Relaxed);
-        cache.bytes.store(bytes, Relaxed);
         Push::Done
     }
 
@@ -810,7 +825,7 @@ impl Arena {
                 .min(CACHE_REFILL >> shift);
             (batch, usize::MAX)
         };
-        let room = (cache.limit.saturating_sub(cache.bytes.load(Relaxed)) / per)
+        let room = (cache.left.load(Relaxed) / per)
             .min(batch.saturating_sub(1))
             .min(big_room)
             .min(self.cache_room(c));
@@ -1135,9 +1150,14 @@ impl Arena {
     /// the byte counts.
     fn uncount(&self, c: usize, size: usize) {
         let cache = &self.cache;
-        cache
-            .bytes
-            .store(cache.bytes.load(Relaxed).saturating_sub(size), Relaxed);
+        cache.left.store(
+            cache
+                .left
+                .load(Relaxed)
+                .saturating_add(size)
+                .min(cache.limit),
+            Relaxed,
+        );
         if c >= SMALL_CLASSES {
             cache
                 .big_bytes
@@ -1267,7 +1287,7 @@ impl Arena {
             cap.store(first_cap(c), Relaxed);
             room.store(first_cap(c), Relaxed);
         }
-        cache.bytes.store(0, Relaxed);
+        cache.left.store(cache.limit, Relaxed);
         cache.big_bytes.store(0, Relaxed);
     }
 
@@ -1335,8 +1355,7 @@ impl Arena {
             }
             blocks += n;
         }
-        if bytes != self.cache.bytes.load(Relaxed)
-            || bytes > self.cache.limit
+        if Some(bytes) != self.cache.limit.checked_sub(self.cache.left.load(Relaxed))
             || big_bytes != self.cache.big_bytes.load(Relaxed)
             || big_bytes > self.cache.limit / 4
         {
