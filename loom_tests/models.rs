@@ -586,7 +586,11 @@ fn trim_and_adoption_race_to_send_an_orphans_batch() {
 /// foreign claim winning in between, and both frees returning `Ok(())`.
 /// The claim's side too (`claim-plain-store`): `Header::claim_remote_mt`
 /// storing `REMOTE_PENDING` over the word it read instead of
-/// compare-exchanging it fails the same assertion.
+/// compare-exchanging it fails the same assertion. And the push's counts
+/// (`lost-push-keeps-counts`): it takes its class's room and the byte
+/// count before the compare-exchange; a push that loses and does not give
+/// them back leaves `check()` a cache whose bytes disagree with its lists
+/// (`BadCache`).
 #[test]
 fn owners_cache_push_races_a_foreign_free_of_the_same_block() {
     loom::model(|| {

@@ -44,6 +44,7 @@ MUTATIONS=(
     "adopter-keeps-batches|trim_and_adoption_race_to_send_an_orphans_batch|p sent and drained once"
     "cache-push-plain-store|owners_cache_push_races_a_foreign_free_of_the_same_block|exactly one free of p wins"
     "claim-plain-store|owners_cache_push_races_a_foreign_free_of_the_same_block|exactly one free of p wins"
+    "lost-push-keeps-counts|owners_cache_push_races_a_foreign_free_of_the_same_block|kind: BadCache"
     "free-locked-no-recheck|double_free_races_the_release_of_its_chunk|exactly one free of p wins"
     "release-protects|remote_double_free_races_the_release_of_its_chunk|SIGSEGV"
     "free-live-plain|owners_locked_free_races_a_foreign_free_of_the_same_block remote_double_free_races_the_release_of_its_chunk|exactly one free of p wins|double free of 0x"
