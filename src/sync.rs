@@ -490,6 +490,18 @@ impl MpmcQueue {
         }
     }
 
+    /// Its slots.
+    pub(crate) fn capacity(&self) -> usize {
+        #[cfg(not(arenalloc_loom))]
+        {
+            self.queue.capacity()
+        }
+        #[cfg(arenalloc_loom)]
+        {
+            self.capacity
+        }
+    }
+
     /// Bytes the buffer of a queue of `capacity` slots asks the allocator
     /// for (an upper bound: a stamp and a value per slot).
     pub(crate) const fn buffer_bytes(capacity: usize) -> usize {

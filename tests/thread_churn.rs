@@ -109,10 +109,12 @@ fn main() {
     );
     assert_eq!(after.pool_used_bytes(), before.pool_used_bytes());
     assert_eq!(after.pool_live_bytes(), before.pool_live_bytes());
-    // One queue buffer (4 KiB and its header) per arena, and no more.
+    // One queue buffer (a stamp and a value per slot, and its header) per
+    // arena, and no more.
     let arenas = after.arenas().len();
     assert_eq!(arenas, AT_ONCE + 1);
-    assert!(after.pool_used_bytes() <= arenas * (4096 + 16));
+    let buffer = arenalloc::DEFAULT_REMOTE_QUEUE_CAPACITY * 2 * std::mem::size_of::<usize>();
+    assert!(after.pool_used_bytes() <= arenas * (buffer + 16));
     assert!(after.pool_used_bytes() < after.pool_capacity_bytes() / 8);
     // Every exited thread's slot was released: the next one adopted.
     let adopted = adoptions(&after) - adoptions(&before);
