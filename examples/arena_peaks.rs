@@ -20,7 +20,9 @@
 //! peak, and the heap commits about the sum of the peaks, not the peak of
 //! the sum (`benches/RESULTS.md`, "Many threads on two cores").
 //! Sampling takes every arena's lock in turn: the churn runs slower than
-//! in the driver; the peaks are what this reports.
+//! in the driver; the peaks are what this reports. The sampler is one
+//! thread among the churn's: at 256 threads on 2 cores it gets a sample
+//! every few seconds, so use 64 or fewer there.
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -80,8 +82,10 @@ fn main() {
         }
         // The most live blocks each arena held at any sample.
         let mut peaks: Vec<usize> = Vec::new();
-        let ticks = seconds * 100;
-        for tick in 1..=ticks {
+        // Sampling by the clock: a sample of a big heap takes a while.
+        let end = Duration::from_secs(seconds as u64);
+        let mut next_print = Duration::from_millis(500);
+        while start.elapsed() < end {
             std::thread::sleep(Duration::from_millis(10));
             let st = heap.stats();
             for a in st.arenas() {
@@ -91,14 +95,16 @@ fn main() {
                 }
                 peaks[i] = peaks[i].max(a.live_blocks);
             }
-            if tick % 50 == 0 {
+            let now = start.elapsed();
+            if now >= next_print || now >= end {
+                next_print += Duration::from_millis(500);
                 let mut sorted = peaks.clone();
                 sorted.sort_unstable();
                 let at = |q: usize| sorted[(sorted.len() - 1) * q / 100];
                 println!(
                     "{:4.1} s: live {:6.1} MiB in {:7} blocks, free {:7.1} MiB, committed {:7.1} MiB; \
-                     peak live blocks per arena: median {}, p90 {}, max {} ({} arenas)",
-                    tick as f64 / 100.0,
+                     peak live blocks per arena: median {}, p90 {}, max {}, sum {} ({} arenas)",
+                    now.as_secs_f64(),
                     mib(st.allocated_bytes()),
                     st.live_blocks(),
                     mib(st.free_bytes()),
@@ -106,6 +112,7 @@ fn main() {
                     at(50),
                     at(90),
                     at(100),
+                    sorted.iter().sum::<usize>(),
                     sorted.len(),
                 );
             }
