@@ -96,9 +96,10 @@ pub(crate) struct Decay {
     next_tick_ns: AtomicU64,
     /// Decay threads started, ever (statistics).
     started: AtomicU64,
-    /// Held for a whole tick, and by `check`/`stats` while they walk: the
-    /// decay thread moves blocks between batches, queues and the index, so
-    /// a walk that ran beside a tick would count some twice or not at all.
+    /// Held for each arena's step of a tick (one at a time), and by
+    /// `check`/`stats` while they walk: a step moves blocks between
+    /// batches, queues and the index, so a walk that ran beside one would
+    /// count some twice or not at all; between steps every arena is whole.
     /// Lock order: this, then the arena table, arenas, region.
     tick_lock: RawLock,
 }
@@ -223,16 +224,21 @@ impl HeapMeta {
     }
 
     /// One tick of the decay clock over the whole heap; returns whether
-    /// anything is left for a later tick.
+    /// anything is left for a later tick. The tick lock is held for one
+    /// arena's step at a time (each step leaves its arena whole), so that
+    /// `fork`, `stats` and `check` wait for one step, not a tick: a step
+    /// applies an idle arena's whole queue (up to a full queue of batches,
+    /// a few ms), and a tick visits every arena.
     fn decay_tick(&self) -> bool {
-        let _paused = self.pause_decay();
         let wanted = self.region.decay.take_wanted();
         let epoch = self.region.decay.advance();
         let mut more = false;
         for arena in self.arenas() {
+            let _paused = self.pause_decay();
             let (_, left) = arena.decay_step(&self.region, Step::Tick(epoch), |id| self.arena(id));
             more |= left;
         }
+        let _paused = self.pause_decay();
         more |= self.large.expire(&self.region);
         if more {
             // Keep the request standing for a thread that would park.
