@@ -6,9 +6,13 @@
 #   of 16-512 bytes: owner-cache hits);
 # * malloc_usable_size: benches/c/usable_size.c with 1,000,000 calls
 #   (block starts of 1,024 live blocks of 16 B-2 KiB: the lock-free path).
+# * alloc_tagged and free_tagged: the comparison driver's 1-thread
+#   `prodcons` child (`arenalloc-compare --child`, 2 s), the Rust side's
+#   malloc and free through `#[global_allocator]`; each includes the
+#   driver's own 9-instruction tag check (issue 18's "at most 60").
 # Deterministic: the same build gives the same figures on any machine of
 # the same architecture.
-#   bash benches/callgrind-fastpath.sh            # prints the three figures
+#   bash benches/callgrind-fastpath.sh            # prints the five figures
 # Needs valgrind (callgrind_annotate) and cc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +28,7 @@ per_call() {
     # Inclusive Ir of the exported function: callgrind lists one entry per
     # source file its inlined code comes from; the entry that holds the
     # whole call (the largest) is the one to read.
-    ir=$(awk -v f="$fn" '$0 ~ (":" f "( \\[.*libarenalloc.*)?$") {
+    ir=$(awk -v f="$fn" '$0 ~ (":" f "( \\[.*\\])?$") {
             gsub(",", "", $1); if ($1 + 0 > max) max = $1 + 0 }
         END { print max }' "$out.annotated")
     # ...and its calls, summed over every caller (callgrind's compressed
@@ -57,3 +61,11 @@ per_call "$work/fastpath.cg" malloc
 per_call "$work/fastpath.cg" free
 run usable_size 1000000
 per_call "$work/usable_size.cg" malloc_usable_size
+
+cargo build --release -p arenalloc-compare >&2
+ARENALLOC_COMPARE_GLOBAL=arenalloc valgrind --tool=callgrind \
+    --callgrind-out-file="$work/prodcons.cg" target/release/arenalloc-compare \
+    --child --alloc arenalloc --workload prodcons --threads 1 --seconds 2 \
+    >/dev/null 2>"$work/prodcons.log"
+per_call "$work/prodcons.cg" arenalloc_compare::driver::workloads::alloc_tagged
+per_call "$work/prodcons.cg" arenalloc_compare::driver::workloads::free_tagged

@@ -359,10 +359,9 @@ impl Arena {
         slot.head.store(0, Relaxed);
         slot.count.store(0, Relaxed);
         slot.bytes.store(0, Relaxed);
-        self.batches.unsent.store(
-            self.batches.unsent.load(Relaxed) & !(1u8 << (i % BATCH_SLOTS)),
-            Relaxed,
-        );
+        // (`i` is a slot's index: below `BATCH_SLOTS`, 8.)
+        let unsent = &self.batches.unsent;
+        unsent.store(unsent.load(Relaxed) & !(1u8 << i), Relaxed);
         if head == 0 {
             return;
         }
