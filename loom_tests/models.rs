@@ -30,6 +30,8 @@
 //! models: a rebuild of the library per mutation, about 3 minutes in all):
 //! `bash loom_tests/mutations.sh [NAME...]`.
 //!
+//! Model (16) is of owner slots (`Config::max_indexes`).
+//!
 //! Models (14) and (15) are ignored: they fail on the code as it is, on
 //! two races item 3 of issue 17 left open (their docs say how). Run them
 //! with `-- --ignored`.
@@ -774,5 +776,64 @@ fn owners_locked_free_races_a_foreign_free_of_the_same_block() {
             "exactly one free of p wins: the owner's returned {mine:?}, the foreign one {theirs:?}"
         );
         settle(&heap, &[p], &[q]);
+    });
+}
+
+// ----- owner slots: two owner caches in front of one index ---------------------
+
+/// `cached_heap` with one arena that has an index of its own: the second
+/// thread to allocate gets an owner slot in front of it (`max_indexes`).
+fn shared_heap(queue_capacity: usize) -> Arc<Heap> {
+    let config = Config::new()
+        .region_size(8 * CHUNK)
+        .max_arenas(4)
+        .max_indexes(1)
+        .remote_queue_capacity(queue_capacity)
+        .owner_cache(2 * (SMALL + 16));
+    Arc::new(Heap::with_config(config))
+}
+
+/// (16) Two owners of one index — the arena's owner and a thread bound to
+/// an owner slot in front of it — free one live block of the index at
+/// once, while the slot's refill carves under the shared lock: exactly one
+/// push wins (both are the compare-exchange live to `CACHED`), the other
+/// is `DoubleFree` at once; `check()` then finds every parked block in
+/// one of the two caches, and a block the slot carved is freed by the
+/// arena's owner as a local free.
+///
+/// Mutation caught (`check-own-cache-only`): `Heap::check` counting only
+/// the arena's own cache, not its slots' (`HeapMeta::owners_of`): the
+/// chunk walk meets more `CACHED` headers than the cache walk counted,
+/// and `check()` fails with `CounterMismatch`.
+#[test]
+fn two_owners_of_one_index_free_one_live_block() {
+    loom::model(|| {
+        let heap = shared_heap(4);
+        let p = Block(heap.malloc(SMALL)); // refill: p, two parked
+        let h = heap.clone();
+        let slot = thread::spawn(move || {
+            // Binds an owner slot; its refill carves from arena 0's index.
+            let r = Block(h.malloc(BIG));
+            (r, free(&h, p))
+        });
+        let mine = free(&heap, p);
+        let (r, theirs) = slot.join().unwrap();
+        assert!(
+            matches!(
+                (mine, theirs),
+                (Ok(()), Err(FreeError::DoubleFree)) | (Err(FreeError::DoubleFree), Ok(()))
+            ),
+            "exactly one free of p wins: the owner's returned {mine:?}, the slot's {theirs:?}"
+        );
+        let s = heap.stats();
+        assert_eq!(
+            s.arenas()[1].shares,
+            Some(0),
+            "the second thread has a slot"
+        );
+        assert_eq!(s.arenas()[0].remote_frees, 0, "both frees were local");
+        settle(&heap, &[p], &[r]);
+        free(&heap, r).unwrap();
+        settle(&heap, &[p, r], &[]);
     });
 }

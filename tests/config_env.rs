@@ -47,6 +47,11 @@ const GOOD: &[Good] = &[
         is_set: |c| c.get_max_arenas() == 7,
     },
     Good {
+        var: "ARENALLOC_MAX_INDEXES",
+        value: "3",
+        is_set: |c| c.get_max_indexes() == 3,
+    },
+    Good {
         var: "ARENALLOC_REGION_SIZE",
         value: "3G",
         is_set: |c| c.get_region_size() == 3 << 30,
@@ -153,6 +158,11 @@ const BAD: &[Bad] = &[
         var: "ARENALLOC_MAX_ARENAS",
         values: &["lots", "0", "", "4K", "-2", "99999999999999999999999"],
         expected: "a whole number >= 1",
+    },
+    Bad {
+        var: "ARENALLOC_MAX_INDEXES",
+        values: &["some", "", "4K", "-1", "99999999999999999999999"],
+        expected: "a whole number (0: 8 per CPU)",
     },
     Bad {
         var: "ARENALLOC_REGION_SIZE",
@@ -284,7 +294,7 @@ fn parser_vars() -> BTreeSet<String> {
 #[test]
 fn every_variable_of_the_parser_is_tested_here() {
     let asked = parser_vars();
-    assert_eq!(asked.len(), 9, "{asked:?}");
+    assert_eq!(asked.len(), 10, "{asked:?}");
     let good: BTreeSet<String> = GOOD.iter().map(|g| g.var.to_string()).collect();
     let bad: BTreeSet<String> = BAD.iter().map(|b| b.var.to_string()).collect();
     assert_eq!(good, asked, "a good value of each variable");
@@ -307,6 +317,7 @@ fn each_malformed_value_is_reported_and_keeps_the_setting() {
     // cannot be mistaken for "reset to the default".
     let base = Config::new()
         .max_arenas(3)
+        .max_indexes(2)
         .region_size(1 << 30)
         .owner_cache(4096)
         .purge_ms(77)

@@ -134,6 +134,11 @@ pub(crate) struct Args {
     #[arg(long, hide = true)]
     pub(crate) max_arenas: Option<usize>,
 
+    /// Child: arenalloc's limit of arenas with an index of their own
+    /// (`Config::max_indexes`; 0: 8 per CPU).
+    #[arg(long, hide = true)]
+    pub(crate) max_indexes: Option<usize>,
+
     /// Child: bytes of each arenalloc arena's owner cache, 0 = off (the
     /// sweep's levels).
     #[arg(long, hide = true, value_name = "BYTES")]

@@ -1190,7 +1190,7 @@ impl Arena {
         if next != 0 {
             let cx = Ctx {
                 key,
-                id: self.id,
+                id: self.home().id,
                 region,
             };
             if !cx.is_plausible_link(next) {
@@ -1304,7 +1304,7 @@ impl Arena {
         let key: Key = self.key;
         let cx = Ctx {
             key,
-            id: self.id,
+            id: self.home().id,
             region,
         };
         let (mut blocks, mut bytes, mut big_bytes) = (0usize, 0usize, 0usize);

@@ -47,17 +47,19 @@ pub(super) const STRANDED_CACHED: u8 = 2;
 const STALE_QUEUE: u8 = 4;
 
 impl Arena {
-    /// The child's first step for this arena (module doc), allocating
-    /// nothing: batches and, for a dead owner, the cache forgotten, the
-    /// arena marked for repair, a queue that is not empty marked stale (no
-    /// drain pops it until `replace_stale_queue`). `me` is the forking
-    /// thread's token.
+    /// The child's first step for every arena and owner slot (module doc,
+    /// allocating nothing): forgets the unsent batches; and if `me` (the
+    /// forking thread's token) does not own it, marks its arena
+    /// ([`Arena::home`]) `STRANDED_CACHED`: the `CACHED` headers of an
+    /// arena's chunks do not say which of its owners' caches holds them, so
+    /// one owner that did not come along strands every cache in front of
+    /// the index (`forget_cache_after_fork` then forgets them all).
     ///
     /// # Safety
     ///
     /// The calling thread is the only thread of the process (a `fork`
     /// child).
-    pub(crate) unsafe fn forget_after_fork(&self, me: u64) {
+    pub(crate) unsafe fn forget_batches_after_fork(&self, me: u64) {
         for slot in &self.batches.slots {
             slot.head.store(0, Relaxed);
             slot.count.store(0, Relaxed);
@@ -65,15 +67,34 @@ impl Arena {
             slot.target.store(0, Relaxed);
         }
         self.batches.unsent.store(0, Relaxed);
-        let mut repair = STRANDED_PENDING;
         if !self.is_owned_by(me) {
+            let home = self.home();
+            home.fork_repair
+                .store(home.fork_repair.load(Relaxed) | STRANDED_CACHED, Relaxed);
+        }
+    }
+
+    /// The child's second step for every arena and owner slot, after
+    /// `forget_batches_after_fork` ran on all of them: the cache is
+    /// forgotten if its arena's caches are stranded; an arena is marked
+    /// `STRANDED_PENDING`, and `STALE_QUEUE` if its queue is not empty (no
+    /// drain pops it until `replace_stale_queue`).
+    ///
+    /// # Safety
+    ///
+    /// As for `forget_batches_after_fork`.
+    pub(crate) unsafe fn forget_cache_after_fork(&self) {
+        let home = self.home();
+        if home.fork_repair.load(Relaxed) & STRANDED_CACHED != 0 {
             self.cache_forget_all();
-            repair |= STRANDED_CACHED;
         }
-        if !self.queue().is_empty() {
-            repair |= STALE_QUEUE;
+        if self.has_index() {
+            let mut repair = self.fork_repair.load(Relaxed) | STRANDED_PENDING;
+            if !self.queue().is_empty() {
+                repair |= STALE_QUEUE;
+            }
+            self.fork_repair.store(repair, Relaxed);
         }
-        self.fork_repair.store(repair, Relaxed);
     }
 
     /// The child's second step: a stale queue is replaced by a new one
@@ -86,7 +107,7 @@ impl Arena {
     /// The calling thread is the only thread of the process (a `fork`
     /// child), holds no lock and no reference to this arena's queue.
     pub(crate) unsafe fn replace_stale_queue(&self, queue_capacity: usize) {
-        if self.fork_repair.load(Relaxed) & STALE_QUEUE == 0 {
+        if !self.has_index() || self.fork_repair.load(Relaxed) & STALE_QUEUE == 0 {
             return;
         }
         let fresh = MpmcQueue::new(queue_capacity);
@@ -101,13 +122,13 @@ impl Arena {
     /// yet: no drain may pop it (a slot may never fill).
     #[inline]
     pub(crate) fn queue_is_stale(&self) -> bool {
-        self.fork_repair.load(Relaxed) & STALE_QUEUE != 0
+        self.home().fork_repair.load(Relaxed) & STALE_QUEUE != 0
     }
 
     /// Whether claims must take the lock: the arena awaits its repair.
     #[inline]
     pub(crate) fn awaits_fork_repair(&self) -> bool {
-        self.fork_repair.load(Relaxed) & (STRANDED_PENDING | STRANDED_CACHED) != 0
+        self.home().fork_repair.load(Relaxed) & (STRANDED_PENDING | STRANDED_CACHED) != 0
     }
 
     /// Runs the repair if the arena awaits one; called by every lock

@@ -32,6 +32,24 @@
 //! blocks by any other thread go through the queue (`remote.rs`); whoever holds the lock
 //! drains it.
 //!
+//! **Owner slots.** An entry of the heap's arena table is either an arena
+//! (`shares` null: its own lock, index, chunks and queue) or an *owner
+//! slot* (`shares` names an arena): an owner word, an owner cache and
+//! batches of remote frees of its own, in front of that arena's index —
+//! [`Arena::home`] — whose lock, state, queue, chunk test and fork-repair
+//! word it uses. The heap makes slots once `Config::max_indexes` arenas
+//! exist (`heap/meta.rs`), so that a thread past them keeps the lock-free
+//! fast paths (jemalloc's threads past its arenas keep their tcache), and
+//! memory freed by any owner of an index is reused by all of them. For
+//! the protocols a slot is its arena with one more owner: a block of the
+//! index is local to every owner of it (the owner push's compare-exchange
+//! on the header, live to `CACHED`, decides between two owners as it
+//! decides between an owner and a foreign claim), every owner's refill and
+//! flush take the one lock, and whatever walks an index — `check`,
+//! `stats`, decay, `fork` — walks each arena once (`HeapMeta::indexes`)
+//! and counts the caches of all its owners (`HeapMeta::owners_of`). A
+//! chunk's map entry and header name the arena, never a slot.
+//!
 //! Lock order: arena lock, then region lock. Nothing here allocates through
 //! the global allocator (the queue's buffer is allocated by the caller of
 //! `Arena::new`, with no lock held) and nothing here panics.
@@ -205,14 +223,23 @@ pub(crate) struct Arena {
     /// What a `fork` child must repair before anybody uses the arena's
     /// blocks (`fork.rs`): 0, or `fork::STRANDED_PENDING` with
     /// `fork::STRANDED_CACHED`. Set by the child's only thread, cleared
-    /// under the lock by the first holder.
+    /// under the lock by the first holder. Only an arena's own word counts:
+    /// an owner slot reads its arena's ([`Arena::home`]).
     fork_repair: core::sync::atomic::AtomicU8,
+    /// Null for an arena (its own lock, index, chunks and queue); for an
+    /// *owner slot*, the arena whose lock, index, chunks and queue it uses
+    /// (module doc, "Owner slots"). Set before the slot is published, never
+    /// changed; the arena it names lives in the same table, published
+    /// first, and outlives it.
+    shares: *const Arena,
 }
 
 // SAFETY: every field is Sync but (1) `remote`'s cell, which is only read
 // through shared references except in `reset_after_fork`, whose caller
-// guarantees that no other thread exists, and (2) `region`, a pointer only
-// ever read through, to the heap's `Region` (Sync), which outlives the arena.
+// guarantees that no other thread exists, (2) `region`, a pointer only
+// ever read through, to the heap's `Region` (Sync), which outlives the
+// arena, and (3) `shares`, a pointer only ever read through, to an arena
+// (Sync) of the same table, which outlives the slot.
 unsafe impl Sync for Arena {}
 
 /// Batches of remote frees one owner keeps, by target arena id modulo
@@ -365,27 +392,61 @@ impl Arena {
     /// Takes the arena lock, counting the acquisition and any contention
     /// in the state it guards (plain adds: the fast path pays for no atomic
     /// beyond the lock's own).
+    /// An owner slot takes its arena's lock ([`Arena::home`]).
     #[inline]
     pub(crate) fn lock(&self) -> ArenaGuard<'_> {
-        let (guard, contended) = self.state.lock();
+        let home = self.home();
+        let (guard, contended) = home.state.lock();
         let mut guard = ArenaGuard {
             inner: ManuallyDrop::new(guard),
         };
         guard.counters.lock_acquisitions += 1;
         guard.counters.lock_contended += u64::from(contended);
-        self.repair_if_forked(&mut guard);
+        home.repair_if_forked(&mut guard);
         guard
     }
 
     /// Takes the arena lock if it is free (the decay thread: it never
     /// waits for a busy arena), counting the acquisition.
     pub(crate) fn try_lock(&self) -> Option<ArenaGuard<'_>> {
+        let home = self.home();
         let mut guard = ArenaGuard {
-            inner: ManuallyDrop::new(self.state.try_lock()?),
+            inner: ManuallyDrop::new(home.state.try_lock()?),
         };
         guard.counters.lock_acquisitions += 1;
-        self.repair_if_forked(&mut guard);
+        home.repair_if_forked(&mut guard);
         Some(guard)
+    }
+
+    /// The arena whose lock, index, chunks and queue this one uses: itself,
+    /// or for an owner slot the arena it shares (`shares`).
+    #[inline(always)]
+    pub(crate) fn home(&self) -> &Arena {
+        // SAFETY: `shares` is null or names an arena of the same table,
+        // published before this slot and alive as long as it (field doc).
+        unsafe { self.shares.as_ref() }.unwrap_or(self)
+    }
+
+    /// Whether this is an arena with an index of its own, not an owner
+    /// slot in front of another's.
+    #[inline]
+    pub(crate) fn has_index(&self) -> bool {
+        self.shares.is_null()
+    }
+
+    /// Whether `other` uses this arena's index: it is this arena or one of
+    /// its owner slots. (Called on an arena, not a slot.)
+    #[inline]
+    pub(crate) fn serves(&self, other: &Arena) -> bool {
+        core::ptr::eq(other.home(), self)
+    }
+
+    /// Makes this arena, not yet published, an owner slot of `home` (an
+    /// arena with an index of its own): the same lock, index, chunks,
+    /// queue and chunk test.
+    pub(crate) fn share(&mut self, home: &Arena) {
+        self.shares = home;
+        self.chunk_test = home.chunk_test;
     }
 
     /// A new arena owned by `owner` (a token, or 0), to be moved to `home`
@@ -444,6 +505,7 @@ impl Arena {
             remote: core::cell::UnsafeCell::new(MpmcQueue::new(queue_capacity)),
             region: core::ptr::null(),
             fork_repair: core::sync::atomic::AtomicU8::new(0),
+            shares: core::ptr::null(),
         }
     }
 
@@ -461,11 +523,12 @@ impl Arena {
     }
 
     /// The remote-free queue.
+    /// An owner slot's is its arena's ([`Arena::home`]).
     #[inline]
     pub(crate) fn queue(&self) -> &MpmcQueue {
         // SAFETY: the queue is replaced only by `reset_after_fork`, when no
         // other thread exists and no reference to it is live.
-        unsafe { &*self.remote.get() }
+        unsafe { &*self.home().remote.get() }
     }
 
     /// The owner word as stored (a token or 0), for the owner-cache test.
@@ -548,9 +611,9 @@ impl Arena {
         self.adoptions.load(Ordering::Relaxed)
     }
 
-    /// The lock, for `fork` handlers.
+    /// The lock, for `fork` handlers (an owner slot's is its arena's).
     pub(crate) fn raw_lock(&self) -> &crate::sync::RawLock {
-        self.state.raw()
+        self.home().state.raw()
     }
 }
 

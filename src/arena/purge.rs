@@ -464,6 +464,21 @@ impl Arena {
         if reclaim {
             self.flush_batches(region, &arena_of);
         }
+        if !self.has_index() {
+            // An owner slot: its cache and batches are all it has. Its
+            // arena's step (a lower id: created first) ran earlier in this
+            // tick, so what a reclaim frees into the index waits for the
+            // next one, which the tick must then not park before.
+            if reclaim {
+                let mut st = self.lock();
+                // SAFETY: the `RECLAIMING` owner word gives us the dead
+                // owner's cache; the lock is held.
+                unsafe { self.cache_flush_all(&mut st, region) };
+                drop(st);
+                self.end_reclaim();
+            }
+            return (Purged::default(), reclaim);
+        }
         let guard = match step {
             Step::Tick(_) if !reclaim => self.try_lock(),
             Step::Tick(_) => Some(self.lock()),

@@ -177,7 +177,10 @@ impl HeapMeta {
                     None => sync::yield_now(),
                 }
             };
-            arena.raw_lock().lock();
+            // An owner slot's lock is its arena's, locked by id already.
+            if arena.has_index() {
+                arena.raw_lock().lock();
+            }
         }
         self.large.raw_lock().lock();
         self.region.raw_lock().lock();
@@ -195,7 +198,7 @@ impl HeapMeta {
         unsafe {
             self.region.raw_lock().unlock();
             self.large.raw_lock().unlock();
-            for arena in self.arenas() {
+            for arena in self.indexes() {
                 arena.raw_lock().unlock();
             }
             self.arena_lock.unlock();
@@ -217,7 +220,12 @@ impl HeapMeta {
             // A reclaim the decay thread had begun is abandoned with it.
             arena.abandon_reclaim();
             // SAFETY: the only thread (caller).
-            unsafe { arena.forget_after_fork(me) };
+            unsafe { arena.forget_batches_after_fork(me) };
+        }
+        // Every arena now knows whether any of its owners was left behind.
+        for arena in self.arenas() {
+            // SAFETY: the only thread (caller).
+            unsafe { arena.forget_cache_after_fork() };
         }
         self.decay_after_fork();
     }
@@ -228,7 +236,7 @@ impl HeapMeta {
     ///
     /// As for `fork_child_forget`, which ran on every heap first.
     unsafe fn fork_child_queues(&self) {
-        for arena in self.arenas() {
+        for arena in self.indexes() {
             // SAFETY: the only thread, holding no lock and no queue reference.
             unsafe { arena.replace_stale_queue(self.config.get_remote_queue_capacity()) };
         }

@@ -62,6 +62,13 @@ pub(crate) struct HeapMeta {
     arenas_reserved: AtomicUsize,
     /// Serialises slot reservation (never held while allocating).
     pub(super) arena_lock: RawLock,
+    /// Arenas with an index of their own reserved so far: ids
+    /// `0..indexes` (owner slots are made only once this reached the
+    /// limit, which never changes). Raised only under `arena_lock`.
+    indexes: AtomicUsize,
+    /// Owner slots reserved so far, for spreading them round-robin over
+    /// the arenas. Changed only under `arena_lock`.
+    slots_made: AtomicUsize,
     /// The internal pool (`pool.rs`) and its bitmaps, in the prefix.
     pub(super) pool: Pool,
     /// Most arenas created from now on (`Heap::set_max_arenas`): at most
@@ -118,33 +125,81 @@ impl HeapMeta {
         self.arenas_reserved.load(Ordering::Acquire)
     }
 
-    /// The arenas that exist, by id.
+    /// The arenas and owner slots that exist, by id: every owner cache
+    /// and every batch of remote frees is in one of them.
     pub(crate) fn arenas(&self) -> impl Iterator<Item = &Arena> + '_ {
         (0..self.arena_count() as u32).filter_map(|id| self.arena(id))
     }
 
+    /// The arenas with an index of their own (no owner slot), by id: every
+    /// lock, index, chunk list and remote queue is in exactly one of them.
+    pub(crate) fn indexes(&self) -> impl Iterator<Item = &Arena> + '_ {
+        self.arenas().filter(|a| a.has_index())
+    }
+
+    /// The arenas and owner slots whose owner caches are in front of
+    /// `home`'s index (`home` itself included).
+    pub(crate) fn owners_of<'a>(&'a self, home: &'a Arena) -> impl Iterator<Item = &'a Arena> + 'a {
+        self.arenas().filter(move |a| home.serves(a))
+    }
+
+    /// Whether threads past `max_indexes` get owner slots: only where
+    /// there is an owner cache to give them (not with `max_arenas(1)`,
+    /// `owner_cache(0)` or stress mode, which clears it).
+    fn makes_slots(&self) -> bool {
+        self.config.get_max_arenas() > 1 && self.config.get_owner_cache() > 0
+    }
+
     /// Creates an arena owned by `owner` (a token or 0) if the table has
-    /// room. Reserves the slot under `arena_lock`, then builds the arena —
-    /// whose queue allocates — with no lock held.
+    /// room: one with an index of its own while fewer than `max_indexes`
+    /// exist, else an owner slot in front of one of them (round-robin;
+    /// `Config::max_indexes`). Reserves the table slot under
+    /// `arena_lock`, then builds the arena — whose queue allocates — with
+    /// no lock held.
     pub(super) fn create_arena(&self, owner: u64) -> Option<&Arena> {
         self.arena_lock.lock();
         let n = self.arenas_reserved.load(Ordering::Relaxed);
         let cap = self.arena_cap.load(Ordering::Relaxed);
         let room = n < self.config.get_max_arenas().min(cap);
+        let indexes = self.indexes.load(Ordering::Relaxed);
+        let mut home = None;
         if room {
             self.arenas_reserved.store(n + 1, Ordering::Release);
+            if self.makes_slots() && indexes >= self.config.get_max_indexes() && indexes > 0 {
+                let made = self.slots_made.load(Ordering::Relaxed);
+                self.slots_made.store(made + 1, Ordering::Relaxed);
+                home = Some((made % indexes) as u32);
+            } else {
+                self.indexes.store(indexes + 1, Ordering::Relaxed);
+            }
         }
         // SAFETY: taken above.
         unsafe { self.arena_lock.unlock() };
         if !room {
             return None;
         }
+        // An owner slot's arena was reserved before it and may still be in
+        // creation (by a thread that needs nothing from us): wait for it.
+        let home = match home {
+            Some(id) => loop {
+                match self.arena(id) {
+                    Some(a) => break Some(a),
+                    None => crate::sync::yield_now(),
+                }
+            },
+            None => None,
+        };
         // SAFETY: slot `n` was reserved by us alone and is inside the
         // table; only its address is taken here.
-        let home = unsafe { (*self.arenas.add(n)).arena.as_ptr() };
+        let slot_home = unsafe { (*self.arenas.add(n)).arena.as_ptr() };
         let mut arena = Arena::new(
             n as u32,
-            self.config.get_remote_queue_capacity(),
+            // An owner slot uses its arena's queue: its own is never used.
+            if home.is_some() {
+                1
+            } else {
+                self.config.get_remote_queue_capacity()
+            },
             owner,
             self.key,
             // One arena is the one-lock baseline: no cache in front of it.
@@ -158,10 +213,13 @@ impl HeapMeta {
                 self.purge_min.load(Ordering::Relaxed),
             ),
             self.config.get_stress(),
-            home,
+            slot_home,
         );
         arena.chunk_test = self.region.chunk_test(n as u32);
         arena.region = &self.region;
+        if let Some(h) = home {
+            arena.share(h);
+        }
         // SAFETY: slot `n` was reserved by us alone and is inside the table;
         // it is published with `ready` only after it is written.
         unsafe {
@@ -306,6 +364,8 @@ pub(super) fn create_meta(config: Config) -> *mut HeapMeta {
         addr_of_mut!((*meta).key).write(crate::block::Key::new(secret, config.get_hardened()));
         addr_of_mut!((*meta).arenas_reserved).write(AtomicUsize::new(0));
         addr_of_mut!((*meta).arena_lock).write(RawLock::new());
+        addr_of_mut!((*meta).indexes).write(AtomicUsize::new(0));
+        addr_of_mut!((*meta).slots_made).write(AtomicUsize::new(0));
         addr_of_mut!((*meta).pool).write(Pool::new(
             base as usize + pool_offset,
             pool_len,

@@ -248,7 +248,7 @@ impl Heap {
             }
             // SAFETY: `arena_serves` holds, the lock is held, and the region
             // and id are this arena's.
-            let p = unsafe { st.alloc(&meta.region, arena.id, size, align) };
+            let p = unsafe { st.alloc(&meta.region, arena.home().id, size, align) };
             drop(st);
             self.slow_path_done(meta, p, size, align, reclaim)
         } else {
@@ -467,12 +467,21 @@ impl Heap {
                 if ptr as usize % GRANULE != 0 {
                     return Err(FreeError::NotAllocated);
                 }
-                // Local: the caller's own arena — or the only arena, so that
-                // max_arenas(1) stays one lock even for a thread that frees
-                // before it ever allocated (and so has no binding).
-                let local = bind.is_some_and(|(a, _)| core::ptr::eq(a, arena))
-                    || meta.config.get_max_arenas() == 1;
-                if local {
+                // Local: the caller's own arena, or the arena its owner slot
+                // shares (freed through the slot, whose cache it may tick)
+                // — or the only arena, so that max_arenas(1) stays one lock
+                // even for a thread that frees before it ever allocated
+                // (and so has no binding).
+                if let Some((a, _)) = bind {
+                    // SAFETY: the binding matched this heap's id.
+                    let mine = unsafe { &*a };
+                    if arena.serves(mine) {
+                        // SAFETY: `ptr` is aligned and in one of the chunks
+                        // of `mine`'s arena.
+                        return unsafe { mine.free_locked(&meta.region, ptr, false) };
+                    }
+                }
+                if meta.config.get_max_arenas() == 1 {
                     // SAFETY: `ptr` is aligned and in one of `arena`'s chunks.
                     return unsafe { arena.free_locked(&meta.region, ptr, false) };
                 }
@@ -916,6 +925,22 @@ impl Heap {
         self.config
     }
 
+    /// The configuration in force, once the heap initialised (its first
+    /// allocation): `at_init` applied, every value clamped, the region as
+    /// granted and the table as built, `max_indexes` resolved to a number.
+    /// `None` before.
+    ///
+    /// ```
+    /// let heap = arenalloc::Heap::new();
+    /// assert!(heap.config_in_force().is_none());
+    /// let p = heap.malloc(8);
+    /// assert!(heap.config_in_force().unwrap().get_max_indexes() >= 1);
+    /// # unsafe { heap.free(p) }.unwrap();
+    /// ```
+    pub fn config_in_force(&self) -> Option<Config> {
+        self.meta_if_ready().map(|m| m.config)
+    }
+
     /// The metadata, initialising the heap on first use; `None` if the OS
     /// refused the reservation.
     #[inline]
@@ -1006,7 +1031,9 @@ fn with_chunk_pinned<R>(
     let st = arena.lock();
     let region = &meta.region;
     let idx = region.chunk_index(addr);
-    region.with_map_stable(|| (region.chunk_use(idx) == ChunkUse::Arena(arena.id)).then(|| f(&st)))
+    region.with_map_stable(|| {
+        (region.chunk_use(idx) == ChunkUse::Arena(arena.home().id)).then(|| f(&st))
+    })
 }
 
 impl Default for Heap {

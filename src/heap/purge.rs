@@ -408,7 +408,7 @@ impl Heap {
         };
         let min = crate::config::clamp_purge_min(bytes);
         meta.purge_min.store(min, Ordering::Relaxed);
-        for arena in meta.arenas() {
+        for arena in meta.indexes() {
             arena.lock().set_purge_min(&meta.region, min);
         }
         meta.kick_decay();

@@ -280,7 +280,7 @@ impl Heap {
         if !meta.stress_on() {
             return 0;
         }
-        meta.arenas()
+        meta.indexes()
             .map(|arena| {
                 let st = arena.lock_drained(&meta.region);
                 st.stress_sweep(&meta.stress)

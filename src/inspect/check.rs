@@ -24,7 +24,7 @@ impl Heap {
         };
         // No decay tick may move blocks while the walk counts them.
         let _paused = meta.pause_decay();
-        for arena in meta.arenas() {
+        for arena in meta.indexes() {
             let mut st = arena.lock();
             if let Err(bad) = arena.drain(&mut st, &meta.region, usize::MAX) {
                 let kind = HeapErrorKind::BadRemoteEntry;
@@ -34,14 +34,19 @@ impl Heap {
                     kind,
                 });
             }
-            let cached = arena
-                .check_cache(&meta.region)
-                .map_err(|addr| HeapError {
-                    arena: Some(arena.id),
-                    addr,
-                    kind: HeapErrorKind::BadCache,
-                })?
-                .0;
+            // Every cache in front of this index: the arena's own and its
+            // owner slots' (whose refills and flushes wait for this lock).
+            let mut cached = 0;
+            for owner in meta.owners_of(arena) {
+                cached += owner
+                    .check_cache(&meta.region)
+                    .map_err(|addr| HeapError {
+                        arena: Some(owner.id),
+                        addr,
+                        kind: HeapErrorKind::BadCache,
+                    })?
+                    .0;
+            }
             let pending = meta.arenas().map(|a| a.batched_for(arena.id).0).sum();
             st.check(&meta.region, arena.id, cached, pending)?;
         }

@@ -105,6 +105,22 @@ impl Heap {
             let Some(arena) = meta.arena(id) else {
                 continue;
             };
+            if !arena.has_index() {
+                let figures = s.arenas().iter().find(|a| a.id == id);
+                let owner = match arena.live_owner() {
+                    Some(t) => format!("owned by thread token {t:#x}"),
+                    None => "no live owner".to_string(),
+                };
+                writeln!(
+                    out,
+                    "arena {id} ({owner}): owner slot of arena {}; {} cached in {} block(s); {} adoptions",
+                    arena.home().id,
+                    Bytes(figures.map_or(0, |a| a.cached_bytes)),
+                    figures.map_or(0, |a| a.cached_blocks),
+                    arena.adoption_count(),
+                )?;
+                continue;
+            }
             // Size the buffer without holding the lock across the allocation.
             let count = {
                 let st = arena.lock_drained(&meta.region);

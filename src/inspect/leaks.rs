@@ -94,7 +94,7 @@ impl Heap {
             other_bytes: 0,
         };
         if let Some(meta) = self.meta_if_ready() {
-            for arena in meta.arenas() {
+            for arena in meta.indexes() {
                 let st = arena.lock_drained(&meta.region);
                 st.for_each_live(|size, who, seq| groups.add(size, who, seq));
             }

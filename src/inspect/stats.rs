@@ -8,13 +8,14 @@
 
 use core::fmt;
 
+use crate::arena::cache::CacheCounts;
 use crate::arena::{Arena, Counters};
 use crate::block::HEADER;
 use crate::chunk::CHUNK;
 use crate::heap::{Heap, HeapMeta};
 
-/// Statistics of one arena, taken under its lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Statistics of one arena (or owner slot), taken under its lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ArenaStats {
     /// The arena's index in its heap.
@@ -71,6 +72,12 @@ pub struct ArenaStats {
     pub quarantined_blocks: usize,
     /// Bytes of those blocks, headers included.
     pub quarantined_bytes: usize,
+    /// `Some(id)` for an *owner slot*: a thread's owner cache in front of
+    /// arena `id`'s lock and index (`Config::max_indexes`). A slot owns no
+    /// chunks: its entry counts its owner, adoptions and cached blocks;
+    /// the arena's entry counts everything its index holds, the blocks
+    /// cached in its slots taken out of its live figures.
+    pub shares: Option<u32>,
 }
 
 /// Statistics of a heap: per arena, large allocations, and totals.
@@ -317,6 +324,14 @@ impl fmt::Display for HeapStats {
         )?;
         if f.alternate() {
             for a in &self.arenas {
+                if let Some(home) = a.shares {
+                    writeln!(
+                        f,
+                        "arena {:>4}: owner slot of arena {home}   cached {:>9} blocks {:>12} bytes",
+                        a.id, a.cached_blocks, a.cached_bytes,
+                    )?;
+                    continue;
+                }
                 writeln!(
                     f,
                     "arena {:>4}: live {:>9} blocks {:>12} bytes   free {:>9} blocks {:>12} bytes   \
@@ -342,14 +357,18 @@ impl fmt::Display for HeapStats {
 /// user's, so they move from the live figures to their own, and the cache's
 /// refills and flushes are not counted as the user's allocations and frees.
 /// Quarantined blocks (stress mode), likewise, are the user's frees.
+/// `group` is what every cache in front of the arena's index holds (its
+/// own and its owner slots'): all of it is carved and not the user's.
 fn arena_stats(
     arena: &Arena,
     c: &Counters,
     largest: usize,
     pending: (usize, usize),
     quarantined: (usize, usize),
+    group: CacheCounts,
 ) -> ArenaStats {
-    let cache = arena.cache_counts();
+    let own = arena.cache_counts();
+    let cache = group;
     let (pending_blocks, pending_bytes) = pending;
     let (q_blocks, q_bytes) = quarantined;
     ArenaStats {
@@ -386,12 +405,39 @@ fn arena_stats(
             + q_blocks as u64,
         lock_acquisitions: c.lock_acquisitions,
         lock_contended: c.lock_contended,
-        cached_blocks: cache.blocks,
-        cached_bytes: cache.bytes,
+        cached_blocks: own.blocks,
+        cached_bytes: own.bytes,
         pending_blocks,
         quarantined_blocks: q_blocks,
         quarantined_bytes: q_bytes,
+        shares: None,
     }
+}
+
+/// An owner slot's entry (`ArenaStats::shares`): its owner, adoptions and
+/// cache; its arena's entry has the rest.
+fn slot_stats(slot: &Arena) -> ArenaStats {
+    let own = slot.cache_counts();
+    ArenaStats {
+        id: slot.id,
+        owner: slot.live_owner(),
+        adoptions: slot.adoption_count(),
+        cached_blocks: own.blocks,
+        cached_bytes: own.bytes,
+        shares: Some(slot.home().id),
+        ..ArenaStats::default()
+    }
+}
+
+/// What every owner cache in front of `home`'s index holds, together.
+fn group_cache(meta: &HeapMeta, home: &Arena) -> CacheCounts {
+    meta.owners_of(home)
+        .map(|a| a.cache_counts())
+        .fold(CacheCounts::default(), |t, c| CacheCounts {
+            blocks: t.blocks + c.blocks,
+            bytes: t.bytes + c.bytes,
+            pops: t.pops + c.pops,
+        })
 }
 
 /// Stress mode: the bytes requested by live large allocations (records).
@@ -442,15 +488,16 @@ impl Heap {
         let Some(meta) = self.meta_if_ready() else {
             return 0;
         };
-        let arenas: usize = meta
-            .arenas()
-            .map(|a| {
-                let (live, _) = a.published();
-                let cache = a.cache_counts();
-                live.saturating_sub(cache.bytes.saturating_sub(cache.blocks * HEADER))
-            })
-            .sum();
-        arenas
+        // An owner slot publishes nothing (its arena does) but caches: the
+        // two sums are taken apart.
+        let (live, cached) = meta.arenas().fold((0usize, 0usize), |(live, cached), a| {
+            let cache = a.cache_counts();
+            (
+                live + a.published().0,
+                cached + cache.bytes.saturating_sub(cache.blocks * HEADER),
+            )
+        });
+        live.saturating_sub(cached)
             + meta
                 .large
                 .live_bytes
@@ -507,9 +554,17 @@ impl Heap {
             let Some(arena) = meta.arena(id) else {
                 continue;
             };
+            if !arena.has_index() {
+                if arenas.len() < arenas.capacity() {
+                    arenas.push(slot_stats(arena));
+                }
+                continue;
+            }
             let st = arena.lock_drained(&meta.region);
             let (counters, largest) = (st.counters, st.largest_free(&meta.region));
             let quarantined = st.quarantined();
+            // Under the lock: no owner slot's cache refills or flushes.
+            let group = group_cache(meta, arena);
             // Stress mode: the user's bytes are the requests (records).
             let requested = st.stress_on().then(|| {
                 let mut n = 0;
@@ -524,6 +579,7 @@ impl Heap {
                     largest,
                     pending_for(meta, arena.id),
                     quarantined,
+                    group,
                 ));
                 if let (Some(n), Some(a)) = (requested, arenas.last_mut()) {
                     a.allocated_bytes = n;

@@ -257,7 +257,7 @@ impl Heap {
         let stats = self.stats();
         let mut pictures = Vec::with_capacity(meta.arena_count());
         let mut rows_left = MAX_ROWS;
-        for arena in meta.arenas() {
+        for arena in meta.indexes() {
             // Size the buffers under a short lock, allocate with none held.
             let chunks = arena.lock_drained(&meta.region).counters.chunk_count;
             let want = (chunks + 2).min(rows_left);

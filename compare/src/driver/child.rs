@@ -80,6 +80,7 @@ pub(crate) fn main(args: &Args) -> i32 {
     };
     let tune = Overrides {
         max_arenas: args.max_arenas,
+        max_indexes: args.max_indexes,
         owner_cache: args.owner_cache,
         region_size: args.region_size,
         hardened: args.hardened,
@@ -104,6 +105,9 @@ pub(crate) fn main(args: &Args) -> i32 {
     row.insert("threads".into(), json!(params.threads));
     if let Some(n) = args.max_arenas {
         row.insert("max_arenas".into(), json!(n));
+    }
+    if let Some(n) = args.max_indexes {
+        row.insert("max_indexes".into(), json!(n));
     }
     if let Some(bytes) = args.owner_cache {
         row.insert("owner_cache".into(), json!(bytes));
@@ -182,6 +186,9 @@ impl Visit for Job<'_> {
                         "remote_frees": a.remote_frees,
                         "queue_full_fallbacks": a.queue_full_fallbacks,
                         "adoptions": a.adoptions,
+                        "cached_bytes": a.cached_bytes,
+                        "free_bytes": a.free_bytes,
+                        "shares": a.shares,
                     })
                 })
                 .collect();

@@ -100,13 +100,15 @@ pub(crate) trait Visit {
 }
 
 /// The hidden child flags that change arenalloc's configuration
-/// (`--max-arenas`, `--owner-cache`, `--region-size`): each `None` keeps
+/// (`--max-arenas`, `--max-indexes`, `--owner-cache`, `--region-size`): each `None` keeps
 /// the allocator's own setting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Overrides {
     /// Arena limit (the lock-granularity sweep); ignored by
     /// `arenalloc-1lock`, whose limit is its point.
     pub(crate) max_arenas: Option<usize>,
+    /// Limit of arenas with an index of their own (`Config::max_indexes`).
+    pub(crate) max_indexes: Option<usize>,
     /// Bytes of each arena's owner cache, 0 = off (the sweep's levels).
     pub(crate) owner_cache: Option<usize>,
     /// Region size in bytes (for valgrind, which cannot map the default
@@ -124,6 +126,9 @@ impl Overrides {
         let mut c = base;
         if let Some(n) = self.max_arenas {
             c = c.max_arenas(n);
+        }
+        if let Some(n) = self.max_indexes {
+            c = c.max_indexes(n);
         }
         if let Some(bytes) = self.owner_cache {
             c = c.owner_cache(bytes);
