@@ -804,7 +804,10 @@ fn shared_heap(queue_capacity: usize) -> Arc<Heap> {
 /// Mutation caught (`check-own-cache-only`): `Heap::check` counting only
 /// the arena's own cache, not its slots' (`HeapMeta::owners_of`): the
 /// chunk walk meets more `CACHED` headers than the cache walk counted,
-/// and `check()` fails with `BadCache`.
+/// and `check()` fails with `BadCache`. And (`slot-locks-its-own`):
+/// `Arena::lock` taking the slot's own lock and state, not its arena's:
+/// the slot's refill carves from an index nothing walks, and `settle`
+/// fails with `live blocks`.
 #[test]
 fn two_owners_of_one_index_free_one_live_block() {
     loom::model(|| {

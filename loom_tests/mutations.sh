@@ -47,7 +47,7 @@ MUTATIONS=(
     "lost-push-keeps-counts|owners_cache_push_races_a_foreign_free_of_the_same_block|kind: BadCache"
     "free-locked-no-recheck|double_free_races_the_release_of_its_chunk|exactly one free of p wins"
     "release-protects|remote_double_free_races_the_release_of_its_chunk|SIGSEGV"
-    "slot-locks-its-own|two_owners_of_one_index_free_one_live_block|XXX"
+    "slot-locks-its-own|two_owners_of_one_index_free_one_live_block|failed: live blocks"
     "check-own-cache-only|two_owners_of_one_index_free_one_live_block|kind: BadCache"
     "free-live-plain|owners_locked_free_races_a_foreign_free_of_the_same_block remote_double_free_races_the_release_of_its_chunk|exactly one free of p wins|double free of 0x"
 )
