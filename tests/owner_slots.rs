@@ -273,7 +273,16 @@ fn a_fork_child_frees_what_every_owner_of_an_index_had_cached() {
     // by the repair — the survivor's too. The child's heap checks clean,
     // caches nothing, and serves.
     const FORKS: usize = 20;
-    let heap = heap(1);
+    // No decay thread: a child would start its own (ThreadSanitizer, which
+    // CI runs this file under, cannot follow a thread started after a
+    // multi-threaded fork).
+    let heap = Arc::new(Heap::with_config(
+        Config::new()
+            .hardened(true)
+            .max_indexes(1)
+            .purge_thread(false)
+            .region_size(1 << 30),
+    ));
     let mine: Vec<usize> = (0..8).map(|_| heap.malloc(64) as usize).collect();
     for &p in &mine[..4] {
         free(&heap, p as *mut u8).unwrap(); // parked in the owner's cache

@@ -211,6 +211,11 @@ pub extern "C" fn malloc_stats() {
                 out.line(&line);
             }
         }
+        // An owner slot: a thread's cache in front of another arena's
+        // index (its figures are that arena's).
+        if let Some(home) = a.shares {
+            out.field(b"shares arena", u64::from(home));
+        }
         out.field(b"live blocks", a.live_blocks as u64);
         out.field(b"chunks", a.chunks as u64);
         out.field(b"free bytes", a.free_bytes as u64);
@@ -362,6 +367,9 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_i
             Some(token) => x.attr(b"owner", token),
             None => x.attr_text(b"owner", b"none"),
         };
+        if let Some(home) = a.shares {
+            x.attr(b"shares", u64::from(home));
+        }
         x.attr(b"in_use", a.allocated_bytes as u64)
             .attr(b"live_blocks", a.live_blocks as u64)
             .attr(b"chunks", a.chunks as u64)
