@@ -132,17 +132,6 @@ pub const DEFAULT_REGION_SIZE: usize = 64 << 30;
 pub const DEFAULT_MAX_ARENAS: usize = 1024;
 /// Most arenas a heap supports.
 pub const MAX_ARENAS: usize = 4096;
-/// Arenas with an index of their own per CPU the process may run on, by
-/// default (`Config::max_indexes`; glibc's default arena limit is 8 per
-/// CPU too, jemalloc's 4). Past them, threads get owner slots. With many
-/// more threads than CPUs, each index's memory swings with its threads'
-/// time slices, and a heap of per-thread indexes commits the sum of their
-/// peaks: the driver's `larson` at 64 threads on 2 CPUs took 451 MiB of
-/// peak RSS with an index per thread, 230 MiB with 16 (this default there)
-/// and 180 MiB with 8, for the same instructions per operation; but 8
-/// owners on one index took `prodcons` at 64 threads from 15.9 to 8.6
-/// million operations per CPU-second (16: 15.2). `benches/RESULTS.md`.
-pub const INDEXES_PER_CPU: usize = 8;
 /// A heap's metadata (header, arena table, internal pool, chunk map) takes
 /// at most `1 / META_REGION_SHARE` of its region, and at least one chunk:
 /// where the configured `max_arenas` would take more, the table gets fewer
@@ -659,16 +648,21 @@ impl Config {
     }
 
     /// Most of those arenas that have an index of their own — a lock, a
-    /// first-fit index and chunks; 0 (the default) means
-    /// [`INDEXES_PER_CPU`] (8) per CPU the process may run on. Once this many
+    /// first-fit index and chunks; 0 (the default) means no limit but
+    /// `max_arenas`: every thread gets an index of its own. Once this many
     /// exist, a new thread gets an *owner slot* instead: an owner cache and
     /// remote-free batches of its own, in front of an existing arena's
     /// index (spread round-robin), so it keeps the lock-free fast paths and
     /// takes that arena's lock only to refill and flush, as jemalloc's
-    /// threads do past its arenas. Memory freed by any thread of the arena
-    /// is reused by all of them. Clamped to `1..=max_arenas`. Without an
-    /// owner cache (`owner_cache(0)`, `max_arenas(1)`, stress mode) every
-    /// arena keeps an index of its own, up to `max_arenas`.
+    /// threads do past its arenas (4 per CPU). Memory any owner of an index
+    /// frees is reused by all of them: with many more threads than CPUs,
+    /// where an index per thread commits the sum of every thread's peak,
+    /// 8 per CPU halved `larson`'s peak RSS at 64 and 256 threads on 2
+    /// CPUs for 5 % of its speed — but cost `prodcons` (every free remote)
+    /// 25-35 % (`benches/RESULTS.md`, "owner slots"): a memory knob, not
+    /// a default. Clamped to `max_arenas`. Without an owner cache
+    /// (`owner_cache(0)`, `max_arenas(1)`, stress mode) every arena keeps
+    /// an index of its own.
     pub const fn max_indexes(mut self, n: usize) -> Config {
         self.max_indexes = n;
         self
@@ -821,7 +815,7 @@ impl Config {
     }
 
     /// The configured limit of arenas with an index of their own: as
-    /// given (0: per CPU), or once the heap resolved it, the number.
+    /// given (0: none), or once the heap resolved it, the number.
     pub const fn get_max_indexes(&self) -> usize {
         self.max_indexes
     }
@@ -848,7 +842,7 @@ impl Config {
         let region = given.region_size.clamp(2 * CHUNK, MAX_REGION_SIZE);
         let max_arenas = given.max_arenas.clamp(1, MAX_ARENAS);
         let max_indexes = match given.max_indexes {
-            0 => crate::sys::cpu_count().saturating_mul(INDEXES_PER_CPU),
+            0 => max_arenas,
             n => n,
         };
         Config {
@@ -995,7 +989,7 @@ const VARS: [Var; 10] = [
         cname: c"ARENALLOC_MAX_INDEXES",
         apply: |c, v| match parse_size(v, false) {
             Some(n) => Ok(c.max_indexes(n)),
-            _ => Err("a whole number (0: 8 per CPU)"),
+            _ => Err("a whole number (0: no limit)"),
         },
     },
     Var {
@@ -1153,7 +1147,7 @@ impl Config {
     /// | variable | value | default | sets |
     /// | --- | --- | --- | --- |
     /// | `ARENALLOC_MAX_ARENAS` | a whole number >= 1 | 1024 | [`Config::max_arenas`] (1: one lock for every thread); `mallopt(M_ARENA_MAX)` can lower it later |
-    /// | `ARENALLOC_MAX_INDEXES` | a whole number; 0 = 8 per CPU | 0 | [`Config::max_indexes`]: arenas with an index of their own; past them a thread gets an owner slot in front of a shared one |
+    /// | `ARENALLOC_MAX_INDEXES` | a whole number; 0 = no limit | 0 | [`Config::max_indexes`]: arenas with an index of their own; past them a thread gets an owner slot in front of a shared one |
     /// | `ARENALLOC_REGION_SIZE` | bytes, optional `K`/`M`/`G`/`T` suffix (binary, an optional `B`/`iB` after it), >= 8M | 64G, or what `RLIMIT_AS` leaves | [`Config::region_size`]: the one reservation |
     /// | `ARENALLOC_OWNER_CACHE` | bytes, optional suffix; 0 = off | 1M (at most 4M) | [`Config::owner_cache`]: each arena's lock-free cache of freed blocks |
     /// | `ARENALLOC_PURGE_MS` | milliseconds; 0 = purge at once, -1 = never | 200 | [`Config::purge_ms`]: how long free pages stay resident before decay purges them |

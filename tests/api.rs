@@ -590,12 +590,10 @@ fn batched_remote_frees_of_the_smallest_blocks_keep_their_neighbours_intact() {
 }
 
 #[test]
-fn three_hundred_threads_alive_at_once_each_own_an_arena_or_owner_slot() {
+fn three_hundred_threads_alive_at_once_each_own_an_arena() {
     // Issue 18 item 4: with the default `max_arenas` (1024) no thread of a
-    // program this size shares an arena without an owner cache of its own
-    // (such a sharer locks on every call). 128, the old default, left 172
-    // of them sharing. Past `max_indexes` (8 per CPU) a thread gets an
-    // owner slot: its own cache in front of a shared index.
+    // program this size shares an arena (a sharer locks on every call and
+    // has no owner cache). 128, the old default, left 172 of them sharing.
     const THREADS: usize = 300;
     let heap = Heap::new();
     let barrier = std::sync::Barrier::new(THREADS);
@@ -612,33 +610,10 @@ fn three_hundred_threads_alive_at_once_each_own_an_arena_or_owner_slot() {
     });
     heap.check().unwrap();
     let stats = heap.stats();
-    assert_eq!(
-        stats.arenas().len(),
-        THREADS,
-        "an arena or a slot per thread"
-    );
-    let indexes = heap
-        .config_in_force()
-        .unwrap()
-        .get_max_indexes()
-        .min(THREADS);
-    let (own, slots): (Vec<&arenalloc::ArenaStats>, Vec<_>) =
-        stats.arenas().iter().partition(|a| a.shares.is_none());
-    assert_eq!(own.len(), indexes);
-    assert_eq!(slots.len(), THREADS - indexes);
-    // Slots spread round-robin: every arena serves its share of them.
-    for a in &own {
-        let served = slots.iter().filter(|s| s.shares == Some(a.id)).count();
-        assert!(
-            served.abs_diff((THREADS - indexes) / indexes) <= 1,
-            "{served}"
-        );
-    }
-    // Each thread's block came from its own owner cache and went back to
-    // it (a cache refill carves it; the arena's entry counts its slots').
-    assert_eq!(stats.allocations(), THREADS as u64);
-    assert_eq!(stats.frees(), THREADS as u64);
-    assert!(own.iter().all(|a| a.allocations >= 1));
+    assert_eq!(stats.arenas().len(), THREADS, "one arena per thread");
+    // No owner slots by default (`Config::max_indexes`): an index each.
+    assert!(stats.arenas().iter().all(|a| a.shares.is_none()));
+    assert!(stats.arenas().iter().all(|a| a.allocations >= 1));
     assert_eq!(stats.live_blocks(), 0);
 }
 

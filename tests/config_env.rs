@@ -162,7 +162,7 @@ const BAD: &[Bad] = &[
     Bad {
         var: "ARENALLOC_MAX_INDEXES",
         values: &["some", "", "4K", "-1", "99999999999999999999999"],
-        expected: "a whole number (0: 8 per CPU)",
+        expected: "a whole number (0: no limit)",
     },
     Bad {
         var: "ARENALLOC_REGION_SIZE",

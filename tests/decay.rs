@@ -246,13 +246,11 @@ fn an_idle_arenas_empty_chunks_go_back_after_the_decay() {
 #[test]
 fn a_region_that_runs_short_reclaims_what_idle_arenas_keep() {
     // 64 MiB: 16 chunks, metadata takes some. 14 threads at once each
-    // keep one chunk (their owner cache's refill) and exit: 14 arenas
-    // with an index (and chunks) of their own.
+    // keep one chunk (their owner cache's refill) and exit.
     let heap = leak(
         Config::new()
             .hardened(true)
             .region_size(64 * MIB)
-            .max_indexes(14)
             .purge_ms(-1),
     );
     let start = Arc::new(Barrier::new(14));

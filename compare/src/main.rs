@@ -135,7 +135,7 @@ pub(crate) struct Args {
     pub(crate) max_arenas: Option<usize>,
 
     /// Child: arenalloc's limit of arenas with an index of their own
-    /// (`Config::max_indexes`; 0: 8 per CPU).
+    /// (`Config::max_indexes`; 0: no limit).
     #[arg(long, hide = true)]
     pub(crate) max_indexes: Option<usize>,
 

@@ -38,8 +38,8 @@
 //! batches of remote frees of its own, in front of that arena's index —
 //! [`Arena::home`] — whose lock, state, queue, chunk test and fork-repair
 //! word it uses. The heap makes slots once `Config::max_indexes` arenas
-//! exist (`heap/meta.rs`), so that a thread past them keeps the lock-free
-//! fast paths (jemalloc's threads past its arenas keep their tcache), and
+//! exist, where that limit is set (`heap/meta.rs`; off by default), so
+//! that a thread past them keeps the lock-free fast paths (jemalloc's threads past its arenas keep their tcache), and
 //! memory freed by any owner of an index is reused by all of them. For
 //! the protocols a slot is its arena with one more owner: a block of the
 //! index is local to every owner of it (the owner push's compare-exchange

@@ -1,9 +1,11 @@
 //! Bind: which arena a thread allocates from (DESIGN: Threads).
 //!
 //! A thread with no cached binding for this heap takes, in order: the arena
-//! it owns; an orphan whose owner exited (adoption: drain its queue first);
-//! a new arena, up to `max_arenas`; else a shared one, spread round-robin
-//! by the thread's ordinal. While it binds, `cache::set_binding` marks it,
+//! (or owner slot) it owns; an orphan whose owner exited (adoption: drain
+//! its queue first); a new arena, up to `max_arenas` — with an index of its
+//! own, or past `max_indexes` an owner slot in front of an existing one's
+//! (`HeapMeta::create_arena`); else a shared one, with no cache, spread
+//! round-robin by the thread's ordinal. While it binds, `cache::set_binding` marks it,
 //! so an allocation from this heap made meanwhile (the new arena's queue
 //! buffer, a TLS destructor list) is served from the internal pool instead
 //! of recursing.

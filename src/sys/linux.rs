@@ -206,27 +206,6 @@ pub(crate) fn futex_wake_n(word: &AtomicU32, n: i32) {
     }
 }
 
-/// CPUs this process may run on (`sched_getaffinity(2)`, so a `taskset`
-/// or cgroup cpuset counts), else the online CPUs (`sysconf`); at least 1.
-pub(crate) fn cpu_count() -> usize {
-    // SAFETY: `set` is a live, writable cpu_set_t; the kernel writes at
-    // most its size. `CPU_COUNT` reads it.
-    let mine = unsafe {
-        let mut set: libc::cpu_set_t = core::mem::zeroed();
-        if libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            libc::CPU_COUNT(&set) as usize
-        } else {
-            0
-        }
-    };
-    if mine > 0 {
-        return mine;
-    }
-    // SAFETY: `sysconf` takes no pointer.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    usize::try_from(online).unwrap_or(1).max(1)
-}
-
 /// 64 random bits from the kernel (`getrandom(2)`, non-blocking), mixed
 /// with `salt`; if the kernel has none to give (early boot, seccomp), the
 /// time-stamp counter and the salt, which still differ between processes

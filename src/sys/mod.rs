@@ -19,7 +19,6 @@
 //! | [`register_atfork`] | `heap::fork` | the process's `fork` handlers, once (glibc's `pthread_atfork` allocates: called with no heap lock held) |
 //! | [`getenv`] | `config` | the `ARENALLOC_*` variables (`Config::from_env`) |
 //! | [`address_space_limit`] / [`address_space_used`] | `region` | sizing the reservation under `RLIMIT_AS` (`ulimit -v`) |
-//! | [`cpu_count`] | `config` | the default `max_indexes` (arenas per CPU) |
 //!
 //! Invariant: nothing here allocates, panics or touches memory the caller
 //! did not name; every function is safe to call from inside `malloc`.
