@@ -30,6 +30,7 @@
 //! | arena | a lock plus the free-block index of the chunks it owns | `arena/` |
 //! | block | a 16-byte header plus payload inside a chunk; free or live | `block.rs` |
 //! | bin | one size class of an arena's free-block index | `bins.rs` |
+//! | owner slot | a thread's owner cache and batches in front of another arena's lock and index, past `Config::max_indexes` (off by default) | `arena/mod.rs`, `heap/meta.rs` |
 //! | owner cache | the arena owner's lock-free lists of blocks: one per 16-byte size up to 1 KiB (the small classes, inline), eight per doubling up to 64 KiB (the big classes) | `arena/cache.rs` |
 //! | batch | claimed remote frees an owner holds for one target arena, pushed as one queue entry | `arena/remote.rs` |
 //! | large allocation | a request above 1 MiB: a run of whole chunks | `large.rs` |
@@ -61,7 +62,7 @@
 //!  ├─ stress          heap/stress.rs   stress mode's paths (the one `if stress` branch on each slow path leads here)
 //!  ├─ meta            heap/meta.rs     metadata in the region's first chunk; arena table; locate(ptr)
 //!  ├─ pool            heap/pool.rs     bump memory for allocations made while a thread binds
-//!  ├─ bind            heap/bind.rs     thread -> arena: own | adopt | create | share
+//!  ├─ bind            heap/bind.rs     thread -> arena: own | adopt | create (an index, or an owner slot) | share
 //!  ├─ fork            heap/fork.rs     the process's pthread_atfork handlers: every heap's locks across fork(), the child's repair
 //!  └─ decay           heap/purge.rs    the decay thread that drives the clock (on demand), trim, reclaim on exhaustion
 //! inspect             inspect/         stats, check, dump, heap-map SVG, leak report (impl Heap blocks, above the heap)
