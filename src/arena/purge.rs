@@ -466,9 +466,10 @@ impl Arena {
         }
         if !self.has_index() {
             // An owner slot: its cache and batches are all it has. Its
-            // arena's step (a lower id: created first) ran earlier in this
-            // tick, so what a reclaim frees into the index waits for the
-            // next one, which the tick must then not park before.
+            // arena's step comes after it in the same pass
+            // (`HeapMeta::decay_order`) and releases and purges what a
+            // reclaim frees into the index; `more` keeps a tick that did
+            // one from parking before that step saw it.
             if reclaim {
                 let mut st = self.lock();
                 // SAFETY: the `RECLAIMING` owner word gives us the dead

@@ -65,6 +65,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{Heap, HeapMeta};
 use crate::arena::purge::{Purged, Step};
+use crate::arena::Arena;
 use crate::config::{Config, DECAY_THREAD_AFTER};
 use crate::sync::RawLock;
 use crate::sys;
@@ -233,7 +234,7 @@ impl HeapMeta {
         let wanted = self.region.decay.take_wanted();
         let epoch = self.region.decay.advance();
         let mut more = false;
-        for arena in self.arenas() {
+        for arena in self.decay_order() {
             let _paused = self.pause_decay();
             let (_, left) = arena.decay_step(&self.region, Step::Tick(epoch), |id| self.arena(id));
             more |= left;
@@ -247,6 +248,18 @@ impl HeapMeta {
         more || wanted
     }
 
+    /// The arenas in the order decay steps them: owner slots first, so
+    /// that what an exited slot owner's reclaim frees into its arena's
+    /// index is released (empty chunks) and purged by that arena's step
+    /// in the same pass — else a `trim` left it, and the reclaim of a
+    /// region that ran short (`Step::Space`) found no chunk to give the
+    /// allocation that asked.
+    fn decay_order(&self) -> impl Iterator<Item = &Arena> + '_ {
+        self.arenas()
+            .filter(|a| !a.has_index())
+            .chain(self.indexes())
+    }
+
     /// Everything decay would ever give back, now (`Step::Trim`), or just
     /// the chunks (`Step::Space`); waits for busy arenas. Returns what
     /// went back to the OS.
@@ -254,7 +267,7 @@ impl HeapMeta {
         // As a tick: nothing may see the blocks a step takes out to purge.
         let _paused = self.pause_decay();
         let mut out = Purged::default();
-        for arena in self.arenas() {
+        for arena in self.decay_order() {
             let (done, _) = arena.decay_step(&self.region, step, |id| self.arena(id));
             out = out.add(done);
         }
