@@ -658,9 +658,9 @@ impl Config {
     /// frees is reused by all of them: with many more threads than CPUs,
     /// where an index per thread commits the sum of every thread's peak,
     /// 8 per CPU halved `larson`'s peak RSS at 64 and 256 threads on 2
-    /// CPUs for 5 % of its speed — but cost `prodcons` (every free remote)
-    /// 25-35 % (`benches/RESULTS.md`, "owner slots"): a memory knob, not
-    /// a default. Clamped to `max_arenas`. Without an owner cache
+    /// CPUs (speed ×1.06 and ×0.87) — but cost `prodcons` (every free
+    /// remote) 22-31 % (`benches/RESULTS.md`, "owner slots",
+    /// `benches/owner-slots-ab.sh`): a memory knob, not a default. Clamped to `max_arenas`. Without an owner cache
     /// (`owner_cache(0)`, `max_arenas(1)`, stress mode) every arena keeps
     /// an index of its own.
     pub const fn max_indexes(mut self, n: usize) -> Config {

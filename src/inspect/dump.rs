@@ -105,12 +105,14 @@ impl Heap {
             let Some(arena) = meta.arena(id) else {
                 continue;
             };
+            // The index counts cached blocks as live (they are carved); the
+            // user's live figures and the cache's are what `stats` says.
+            let figures = s.arenas().iter().find(|a| a.id == id);
+            let owner = match arena.live_owner() {
+                Some(t) => format!("owned by thread token {t:#x}"),
+                None => "no live owner".to_string(),
+            };
             if !arena.has_index() {
-                let figures = s.arenas().iter().find(|a| a.id == id);
-                let owner = match arena.live_owner() {
-                    Some(t) => format!("owned by thread token {t:#x}"),
-                    None => "no live owner".to_string(),
-                };
                 writeln!(
                     out,
                     "arena {id} ({owner}): owner slot of arena {}; {} cached in {} block(s); {} adoptions",
@@ -151,18 +153,11 @@ impl Heap {
                 true
             });
             drop(st);
-            // The index counts cached blocks as live (they are carved); the
-            // user's live figures and the cache's are what `stats` says.
-            let figures = s.arenas().iter().find(|a| a.id == id);
             let live_blocks = figures.map_or(counters.live_blocks, |a| a.live_blocks);
             let live_bytes = figures.map_or(counters.live_bytes, |a| a.allocated_bytes);
             let (cached_blocks, cached_bytes) =
                 figures.map_or((0, 0), |a| (a.cached_blocks, a.cached_bytes));
             let (locks, contended) = (counters.lock_acquisitions, counters.lock_contended);
-            let owner = match arena.live_owner() {
-                Some(t) => format!("owned by thread token {t:#x}"),
-                None => "no live owner".to_string(),
-            };
             writeln!(
             out,
             "arena {id} ({owner}): {} chunk(s); {} live in {} block(s); {} free in {} block(s), largest {}; {} cached in {} block(s); lock taken {locks} times ({contended} contended); {} remote frees, {} queue-full fallbacks, {} adoptions",

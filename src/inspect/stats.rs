@@ -357,7 +357,7 @@ impl fmt::Display for HeapStats {
 /// user's, so they move from the live figures to their own, and the cache's
 /// refills and flushes are not counted as the user's allocations and frees.
 /// Quarantined blocks (stress mode), likewise, are the user's frees.
-/// `group` is what every cache in front of the arena's index holds (its
+/// `cache` is what every cache in front of the arena's index holds (its
 /// own and its owner slots'): all of it is carved and not the user's.
 fn arena_stats(
     arena: &Arena,
@@ -365,10 +365,9 @@ fn arena_stats(
     largest: usize,
     pending: (usize, usize),
     quarantined: (usize, usize),
-    group: CacheCounts,
+    cache: CacheCounts,
 ) -> ArenaStats {
     let own = arena.cache_counts();
-    let cache = group;
     let (pending_blocks, pending_bytes) = pending;
     let (q_blocks, q_bytes) = quarantined;
     ArenaStats {
